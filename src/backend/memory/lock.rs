@@ -1,0 +1,90 @@
+//! Locks on the memory store.
+//!
+//! A lock is a [`Holder`](super::state::Holder) record next to the key. Its
+//! `ended` token is both the holder's `lost()` signal and what waiters sleep
+//! on: a waiter registers nothing in the store, so dropping an `acquire`
+//! future leaves nothing behind.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+
+use super::Shared;
+use crate::lock::LockReleaser;
+use crate::{Error, Lock, Result};
+
+/// Takes the lock on `key` if it is free; otherwise returns the token that
+/// is cancelled when the current holder's lock ends.
+pub(super) fn try_lock(
+    shared: &Arc<Shared>,
+    key: &str,
+    value: Bytes,
+) -> std::result::Result<Lock, tokio_util::sync::CancellationToken> {
+    let mut state = shared.write_purged();
+    if let Some(holder) = state.locks.get(key) {
+        return Err(holder.ended.clone());
+    }
+    let (session, ended) = state.take_lock(key);
+    let fencing_token = state.set(key, value, None);
+    drop(state);
+    let releaser = MemoryLockReleaser {
+        shared: shared.clone(),
+        session: session.clone(),
+        key: key.to_owned(),
+    };
+    Ok(Lock::new(
+        key.to_owned(),
+        session,
+        fencing_token,
+        ended,
+        Box::new(releaser),
+    ))
+}
+
+/// Ends the lock held under `session` and deletes its key.
+pub(super) fn release_session(shared: &Shared, session: &str) -> Result<()> {
+    let mut state = shared.write_purged();
+    let key = state
+        .sessions
+        .get(session)
+        .cloned()
+        .ok_or_else(|| Error::UnknownSession {
+            session: session.to_owned(),
+        })?;
+    // Removing the key ends the lock (and wakes the waiters) in the same step.
+    if state.remove(&key).is_none() {
+        state.end_lock(&key);
+    }
+    Ok(())
+}
+
+struct MemoryLockReleaser {
+    shared: Arc<Shared>,
+    session: String,
+    key: String,
+}
+
+impl MemoryLockReleaser {
+    fn release_now(&self) -> Result<()> {
+        release_session(&self.shared, &self.session).map_err(|e| match e {
+            Error::UnknownSession { .. } => Error::LockLost {
+                key: self.key.clone(),
+            },
+            other => other,
+        })
+    }
+}
+
+impl LockReleaser for MemoryLockReleaser {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        let result = self.release_now();
+        Box::pin(async move { result })
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        // In-process and quick: no task needed. A lock lost before the drop
+        // has nothing left to release.
+        let _ = self.release_now();
+    }
+}

@@ -1,0 +1,279 @@
+//! The embedded in-process store (`memory://`), the default backend.
+//!
+//! One `RwLock` guards the data ([`state::State`]); reads share it, writes
+//! take it exclusively and publish their event under it, so watches see one
+//! total order. TTL keys are deleted by one purge task that sleeps until the
+//! next expiry (the shape of mini-redis `db.rs`), spawned on the first TTL
+//! write so that building a store needs no runtime.
+
+mod lock;
+mod state;
+mod watch;
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use self::state::State;
+use crate::key::{check_delete_prefix, check_key};
+use crate::watch::{WatchRegistry, WatchTarget};
+use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+
+/// The memory store. Clones of the `Arc<dyn Store>` it is handed out as share it.
+pub(crate) struct MemoryStore {
+    shared: Arc<Shared>,
+}
+
+pub(crate) struct Shared {
+    state: RwLock<State>,
+    registry: WatchRegistry,
+    /// Wakes the purge task when a TTL write may have moved the next expiry,
+    /// and when the store is dropped.
+    purge_wake: Arc<Notify>,
+    purge_started: AtomicBool,
+}
+
+impl Shared {
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        // Every State method leaves it consistent before it can panic, so a
+        // poisoned lock still guards valid data.
+        self.state.read().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The write lock, with keys whose TTL has passed already deleted, so a
+    /// conditional write never sees an expired key as present.
+    fn write_purged(&self) -> RwLockWriteGuard<'_, State> {
+        let mut state = self.write();
+        let now = Instant::now();
+        if state.has_expired(now) {
+            state.purge_expired(now);
+        }
+        state
+    }
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        self.purge_wake.notify_one();
+    }
+}
+
+impl MemoryStore {
+    pub(crate) fn new(config: &Config) -> Self {
+        MemoryStore {
+            shared: Arc::new(Shared {
+                state: RwLock::new(State::new(config.history)),
+                registry: WatchRegistry::default(),
+                purge_wake: Arc::new(Notify::new()),
+                purge_started: AtomicBool::new(false),
+            }),
+        }
+    }
+
+    fn ensure_purge_task(&self) {
+        if self.shared.purge_started.swap(true, Ordering::AcqRel) {
+            self.shared.purge_wake.notify_one();
+            return;
+        }
+        let shared = Arc::downgrade(&self.shared);
+        let wake = self.shared.purge_wake.clone();
+        tokio::spawn(purge_expired_keys(shared, wake));
+    }
+
+    fn watch_target(&self, target: WatchTarget, options: &WatchOptions) -> Result<Watch> {
+        let events = watch::open(&self.shared, target.clone(), options)?;
+        Ok(Watch::new(events, self.shared.registry.register(target)))
+    }
+}
+
+/// Deletes keys as their TTLs pass; ends when the store is gone.
+async fn purge_expired_keys(shared: Weak<Shared>, wake: Arc<Notify>) {
+    loop {
+        let next = {
+            let Some(shared) = shared.upgrade() else {
+                return;
+            };
+            let mut state = shared.write();
+            state.purge_expired(Instant::now());
+            state.next_expiry()
+        };
+        match next {
+            Some(at) => {
+                tokio::select! {
+                    _ = tokio::time::sleep_until(at) => {}
+                    _ = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+impl fmt::Debug for MemoryStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.shared.read();
+        f.debug_struct("MemoryStore")
+            .field("keys", &state.key_count())
+            .field("revision", &state.revision())
+            .finish()
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for MemoryStore {
+    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        check_key(key)?;
+        self.shared.write_purged().set(key, value, None);
+        Ok(())
+    }
+
+    async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        check_key(key)?;
+        let Some(ttl) = options.ttl else {
+            return self.put(key, value).await;
+        };
+        if ttl.is_zero() {
+            return Err(Error::InvalidArgument("a TTL must be longer than zero".into()));
+        }
+        let expires_at = Instant::now().checked_add(ttl).ok_or_else(|| {
+            Error::InvalidArgument(format!("a TTL of {ttl:?} is too long"))
+        })?;
+        self.shared.write_purged().set(key, value, Some(expires_at));
+        self.ensure_purge_task();
+        Ok(())
+    }
+
+    async fn get(&self, key: &str) -> Result<Option<KvPair>> {
+        check_key(key)?;
+        Ok(self.shared.read().get(key))
+    }
+
+    async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.shared.write_purged().remove(key);
+        Ok(())
+    }
+
+    async fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.shared.read().version_of(key).is_some())
+    }
+
+    async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
+        check_key(key)?;
+        self.watch_target(WatchTarget::Key(key.to_owned()), &options)
+    }
+
+    fn cancel_watch(&self, key: &str) -> usize {
+        self.shared.registry.cancel(&WatchTarget::Key(key.to_owned()))
+    }
+
+    async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
+        check_key(key)?;
+        loop {
+            match lock::try_lock(&self.shared, key, value.clone()) {
+                Ok(lock) => return Ok(lock),
+                // Nothing is registered while waiting: dropping this future
+                // here leaves the store as it was.
+                Err(holder_ended) => holder_ended.cancelled_owned().await,
+            }
+        }
+    }
+
+    async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
+        check_key(key)?;
+        Ok(lock::try_lock(&self.shared, key, value).ok())
+    }
+
+    async fn release(&self, session: &str) -> Result<()> {
+        lock::release_session(&self.shared, session)
+    }
+
+    async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
+        Ok(self.shared.read().range(prefix))
+    }
+
+    async fn delete_range(&self, prefix: &str) -> Result<()> {
+        check_delete_prefix(prefix)?;
+        self.shared.write_purged().remove_range(prefix);
+        Ok(())
+    }
+
+    async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
+        self.watch_target(WatchTarget::Prefix(prefix.to_owned()), &options)
+    }
+
+    fn cancel_watch_range(&self, prefix: &str) -> usize {
+        self.shared
+            .registry
+            .cancel(&WatchTarget::Prefix(prefix.to_owned()))
+    }
+
+    async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
+        check_key(key)?;
+        let mut state = self.shared.write_purged();
+        if state.version_of(key) != previous {
+            return Ok(false);
+        }
+        state.set(key, value, None);
+        Ok(true)
+    }
+
+    async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
+        check_key(key)?;
+        let mut state = self.shared.write_purged();
+        if state.version_of(key) != Some(previous) {
+            return Ok(false);
+        }
+        state.remove(key);
+        Ok(true)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    #[tokio::test]
+    async fn dropped_watches_leave_no_channels_or_registry_entries() {
+        let store = MemoryStore::new(&Config::default());
+        for i in 0..1_000 {
+            let _key = store.watch(&format!("k{i}"), WatchOptions::default()).await.unwrap();
+            let _range = store
+                .watch_range(&format!("p{i}/"), WatchOptions::default())
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.shared.read().channel_count(), 0);
+        assert_eq!(store.shared.registry.len(), 0);
+    }
+
+    #[tokio::test]
+    async fn a_lagging_watch_catches_up_without_gaps() {
+        let store = MemoryStore::new(&Config::default());
+        let mut watch = store.watch_range("k/", WatchOptions::default()).await.unwrap();
+        // Far more than the channel holds, none read yet.
+        for i in 0..500u32 {
+            store.put("k/x", Bytes::from(i.to_string())).await.unwrap();
+        }
+        let mut last = 0;
+        for i in 0..500u32 {
+            let event = watch.next().await.unwrap().unwrap();
+            assert!(event.version() > last);
+            last = event.version();
+            match event {
+                crate::KvEvent::Put(pair) => assert_eq!(pair.value, i.to_string()),
+                other => panic!("unexpected {other:?}"),
+            }
+        }
+    }
+}

@@ -1,0 +1,434 @@
+//! The memory store's data, guarded by one lock in [`super::Shared`].
+//!
+//! Every change goes through [`State::set`] or [`State::remove`], which take
+//! the next revision from one store-wide counter and hand the event to
+//! [`State::emit`]: history, tombstones and watch channels are updated in one
+//! place, under the same lock as the data, so a watch sees changes in exactly
+//! the order they were made.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use tokio::sync::broadcast;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::watch::WatchTarget;
+use crate::{Error, KvEvent, KvPair, Result};
+
+/// Events buffered per watched key or prefix before a slow watcher lags and
+/// catches up from the history instead.
+const CHANNEL_CAPACITY: usize = 32;
+
+/// Tombstones (deleted keys with their deletion revision) kept per history
+/// slot, so that a watch resuming beyond the history can still learn of
+/// deletions.
+const TOMBSTONES_PER_HISTORY_SLOT: usize = 10;
+const MIN_TOMBSTONES: usize = 1_000;
+
+pub(super) type EventSender = broadcast::Sender<Arc<KvEvent>>;
+pub(super) type EventReceiver = broadcast::Receiver<Arc<KvEvent>>;
+
+struct Entry {
+    value: Bytes,
+    version: u64,
+    expires_at: Option<Instant>,
+}
+
+impl Entry {
+    fn is_live(&self, now: &mut Option<Instant>) -> bool {
+        match self.expires_at {
+            None => true,
+            Some(at) => at > *now.get_or_insert_with(Instant::now),
+        }
+    }
+}
+
+/// The holder of a lock: its session and the token cancelled when it ends.
+pub(super) struct Holder {
+    pub(super) session: String,
+    pub(super) ended: CancellationToken,
+}
+
+pub(super) struct State {
+    data: BTreeMap<String, Entry>,
+    revision: u64,
+
+    history: VecDeque<Arc<KvEvent>>,
+    history_limit: usize,
+    /// Every event with a revision above this is still in `history`.
+    compacted: u64,
+
+    tombstones: BTreeMap<String, u64>,
+    tombstones_by_revision: BTreeMap<u64, String>,
+    tombstone_limit: usize,
+    /// Deletions at or below this revision may have been forgotten.
+    tombstone_floor: u64,
+
+    expirations: BTreeSet<(Instant, String)>,
+
+    key_channels: HashMap<String, EventSender>,
+    prefix_channels: HashMap<String, EventSender>,
+    /// Lengths of the watched prefixes, with how many prefixes have each: a
+    /// write checks one map entry per distinct length instead of every prefix.
+    prefix_lengths: BTreeMap<usize, usize>,
+
+    pub(super) locks: HashMap<String, Holder>,
+    pub(super) sessions: HashMap<String, String>,
+    next_session: u64,
+}
+
+impl State {
+    pub(super) fn new(history_limit: usize) -> Self {
+        State {
+            data: BTreeMap::new(),
+            revision: 0,
+            history: VecDeque::new(),
+            history_limit,
+            compacted: 0,
+            tombstones: BTreeMap::new(),
+            tombstones_by_revision: BTreeMap::new(),
+            tombstone_limit: history_limit
+                .saturating_mul(TOMBSTONES_PER_HISTORY_SLOT)
+                .max(MIN_TOMBSTONES),
+            tombstone_floor: 0,
+            expirations: BTreeSet::new(),
+            key_channels: HashMap::new(),
+            prefix_channels: HashMap::new(),
+            prefix_lengths: BTreeMap::new(),
+            locks: HashMap::new(),
+            sessions: HashMap::new(),
+            next_session: 0,
+        }
+    }
+
+    pub(super) fn revision(&self) -> u64 {
+        self.revision
+    }
+
+    pub(super) fn key_count(&self) -> usize {
+        self.data.len()
+    }
+
+    // ----- reads -----
+
+    pub(super) fn get(&self, key: &str) -> Option<KvPair> {
+        let entry = self.data.get(key)?;
+        entry.is_live(&mut None).then(|| KvPair {
+            key: key.to_owned(),
+            value: entry.value.clone(),
+            version: entry.version,
+        })
+    }
+
+    pub(super) fn version_of(&self, key: &str) -> Option<u64> {
+        let entry = self.data.get(key)?;
+        entry.is_live(&mut None).then_some(entry.version)
+    }
+
+    pub(super) fn range(&self, prefix: &str) -> Vec<KvPair> {
+        let mut now = None;
+        self.data
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .take_while(|(key, _)| key.starts_with(prefix))
+            .filter(|(_, entry)| entry.is_live(&mut now))
+            .map(|(key, entry)| KvPair {
+                key: key.clone(),
+                value: entry.value.clone(),
+                version: entry.version,
+            })
+            .collect()
+    }
+
+    /// The current state of a watch target, in key order.
+    pub(super) fn snapshot(&self, target: &WatchTarget) -> Vec<KvEvent> {
+        let pairs = match target {
+            WatchTarget::Key(key) => self.get(key).into_iter().collect(),
+            WatchTarget::Prefix(prefix) => self.range(prefix),
+        };
+        pairs.into_iter().map(KvEvent::Put).collect()
+    }
+
+    /// Every change to `target` after revision `after`, in revision order:
+    /// replayed from the history when it reaches back that far, otherwise
+    /// rebuilt from the current data and the tombstones (a `Put` per key
+    /// written since, a `Delete` per key deleted since).
+    pub(super) fn changes_after(&self, target: &WatchTarget, after: u64) -> Result<Vec<KvEvent>> {
+        if after >= self.compacted {
+            let start = self.history.partition_point(|e| e.version() <= after);
+            return Ok(self
+                .history
+                .range(start..)
+                .filter(|e| target.matches(e.key()))
+                .map(|e| KvEvent::clone(e))
+                .collect());
+        }
+        if after < self.tombstone_floor {
+            return Err(Error::Compacted {
+                requested: after,
+                oldest: self.tombstone_floor,
+            });
+        }
+        let mut changes: Vec<KvEvent> = self
+            .snapshot(target)
+            .into_iter()
+            .filter(|e| e.version() > after)
+            .collect();
+        let deleted: Vec<(&String, &u64)> = match target {
+            WatchTarget::Key(key) => self.tombstones.get_key_value(key).into_iter().collect(),
+            WatchTarget::Prefix(prefix) => self
+                .tombstones
+                .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+                .take_while(|(key, _)| key.starts_with(prefix.as_str()))
+                .collect(),
+        };
+        changes.extend(
+            deleted
+                .into_iter()
+                .filter(|(_, version)| **version > after)
+                .map(|(key, version)| KvEvent::Delete {
+                    key: key.clone(),
+                    version: *version,
+                }),
+        );
+        changes.sort_by_key(KvEvent::version);
+        Ok(changes)
+    }
+
+    // ----- writes -----
+
+    /// Writes `key` and returns its new version. `expires_at: None` makes the
+    /// key permanent.
+    pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) -> u64 {
+        self.revision += 1;
+        let version = self.revision;
+        let entry = Entry {
+            value: value.clone(),
+            version,
+            expires_at,
+        };
+        if let Some(old) = self.data.insert(key.to_owned(), entry) {
+            if let Some(at) = old.expires_at {
+                self.expirations.remove(&(at, key.to_owned()));
+            }
+        }
+        if let Some(at) = expires_at {
+            self.expirations.insert((at, key.to_owned()));
+        }
+        if let Some(old) = self.tombstones.remove(key) {
+            self.tombstones_by_revision.remove(&old);
+        }
+        self.emit(KvEvent::Put(KvPair {
+            key: key.to_owned(),
+            value,
+            version,
+        }));
+        version
+    }
+
+    /// Deletes `key`; returns the deletion's revision, or `None` if it was absent.
+    /// A lock held on the key ends.
+    pub(super) fn remove(&mut self, key: &str) -> Option<u64> {
+        let entry = self.data.remove(key)?;
+        if let Some(at) = entry.expires_at {
+            self.expirations.remove(&(at, key.to_owned()));
+        }
+        self.end_lock(key);
+        self.revision += 1;
+        let version = self.revision;
+        self.add_tombstone(key, version);
+        self.emit(KvEvent::Delete {
+            key: key.to_owned(),
+            version,
+        });
+        Some(version)
+    }
+
+    /// Deletes every key under `prefix`, each at its own revision.
+    pub(super) fn remove_range(&mut self, prefix: &str) {
+        let keys: Vec<String> = self
+            .data
+            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .map(|(key, _)| key)
+            .take_while(|key| key.starts_with(prefix))
+            .cloned()
+            .collect();
+        for key in keys {
+            self.remove(&key);
+        }
+    }
+
+    /// Deletes every key whose TTL has passed.
+    pub(super) fn purge_expired(&mut self, now: Instant) {
+        while let Some((at, key)) = self.expirations.first() {
+            if *at > now {
+                break;
+            }
+            let key = key.clone();
+            self.remove(&key);
+        }
+    }
+
+    /// True when some key has a TTL that has passed (a cheap check before
+    /// taking the write path's purge).
+    pub(super) fn has_expired(&self, now: Instant) -> bool {
+        self.expirations.first().is_some_and(|(at, _)| *at <= now)
+    }
+
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        self.expirations.first().map(|(at, _)| *at)
+    }
+
+    fn add_tombstone(&mut self, key: &str, version: u64) {
+        if let Some(old) = self.tombstones.insert(key.to_owned(), version) {
+            self.tombstones_by_revision.remove(&old);
+        }
+        self.tombstones_by_revision.insert(version, key.to_owned());
+        while self.tombstones.len() > self.tombstone_limit {
+            let Some((version, key)) = self.tombstones_by_revision.pop_first() else {
+                break;
+            };
+            self.tombstones.remove(&key);
+            self.tombstone_floor = version;
+        }
+    }
+
+    fn emit(&mut self, event: KvEvent) {
+        let event = Arc::new(event);
+        let key = event.key();
+        if let Some(tx) = self.key_channels.get(key) {
+            // An error only means every receiver is gone; the channel is
+            // removed when the last one unsubscribes.
+            let _ = tx.send(event.clone());
+        }
+        for &len in self.prefix_lengths.keys() {
+            if len > key.len() {
+                break;
+            }
+            if let Some(tx) = key.get(..len).and_then(|p| self.prefix_channels.get(p)) {
+                let _ = tx.send(event.clone());
+            }
+        }
+        if self.history_limit == 0 {
+            self.compacted = event.version();
+            return;
+        }
+        if self.history.len() == self.history_limit {
+            if let Some(oldest) = self.history.pop_front() {
+                self.compacted = oldest.version();
+            }
+        }
+        self.history.push_back(event);
+    }
+
+    // ----- watch channels -----
+
+    pub(super) fn subscribe(&mut self, target: &WatchTarget) -> EventReceiver {
+        let (channels, name) = match target {
+            WatchTarget::Key(key) => (&mut self.key_channels, key),
+            WatchTarget::Prefix(prefix) => (&mut self.prefix_channels, prefix),
+        };
+        if let Some(tx) = channels.get(name) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
+        channels.insert(name.clone(), tx);
+        if let WatchTarget::Prefix(prefix) = target {
+            *self.prefix_lengths.entry(prefix.len()).or_default() += 1;
+        }
+        rx
+    }
+
+    /// Drops the channel of `target` once no watch listens to it any more.
+    pub(super) fn unsubscribe(&mut self, target: &WatchTarget) {
+        let (channels, name) = match target {
+            WatchTarget::Key(key) => (&mut self.key_channels, key),
+            WatchTarget::Prefix(prefix) => (&mut self.prefix_channels, prefix),
+        };
+        if channels.get(name).is_none_or(|tx| tx.receiver_count() > 0) {
+            return;
+        }
+        channels.remove(name);
+        if let WatchTarget::Prefix(prefix) = target {
+            if let Some(count) = self.prefix_lengths.get_mut(&prefix.len()) {
+                *count -= 1;
+                if *count == 0 {
+                    self.prefix_lengths.remove(&prefix.len());
+                }
+            }
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn channel_count(&self) -> usize {
+        self.key_channels.len() + self.prefix_channels.len()
+    }
+
+    // ----- locks -----
+
+    /// Records `key` as locked by a new session; returns the session and the
+    /// token cancelled when the lock ends.
+    pub(super) fn take_lock(&mut self, key: &str) -> (String, CancellationToken) {
+        self.next_session += 1;
+        let session = format!("mem-{}", self.next_session);
+        let ended = CancellationToken::new();
+        self.locks.insert(
+            key.to_owned(),
+            Holder {
+                session: session.clone(),
+                ended: ended.clone(),
+            },
+        );
+        self.sessions.insert(session.clone(), key.to_owned());
+        (session, ended)
+    }
+
+    /// Ends the lock on `key`, if any: its holder learns it is lost and its
+    /// waiters wake up.
+    pub(super) fn end_lock(&mut self, key: &str) {
+        if let Some(holder) = self.locks.remove(key) {
+            self.sessions.remove(&holder.session);
+            holder.ended.cancel();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn history_replays_and_falls_back_to_tombstones() {
+        let mut state = State::new(2);
+        let target = WatchTarget::Prefix("a/".into());
+        state.set("a/1", Bytes::from("x"), None); // 1
+        state.set("a/2", Bytes::from("y"), None); // 2
+        state.remove("a/1"); // 3
+        state.set("b", Bytes::from("z"), None); // 4
+        // History holds revisions 3 and 4 only; after 0 needs the rebuild.
+        let changes = state.changes_after(&target, 0).unwrap();
+        let versions: Vec<u64> = changes.iter().map(KvEvent::version).collect();
+        assert_eq!(versions, [2, 3]);
+        assert!(matches!(changes[1], KvEvent::Delete { ref key, .. } if key == "a/1"));
+        // After 2 is still in the history.
+        let changes = state.changes_after(&target, 2).unwrap();
+        assert_eq!(changes.len(), 1);
+    }
+
+    #[test]
+    fn forgotten_tombstones_are_reported_not_skipped() {
+        let mut state = State::new(0);
+        for i in 0..(MIN_TOMBSTONES + 5) {
+            let key = format!("k{i}");
+            state.set(&key, Bytes::new(), None);
+            state.remove(&key);
+        }
+        let target = WatchTarget::Prefix("k".into());
+        assert!(matches!(
+            state.changes_after(&target, 1),
+            Err(Error::Compacted { requested: 1, .. })
+        ));
+        assert!(state.changes_after(&target, state.revision() - 1).is_ok());
+    }
+}

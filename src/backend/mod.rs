@@ -1,0 +1,3 @@
+//! The backends, one folder each.
+
+pub(crate) mod memory;

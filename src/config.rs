@@ -1,0 +1,207 @@
+//! [`Config`], [`Backend`] and the `connect` URL format.
+
+use std::time::Duration;
+
+use crate::{Error, Result};
+
+/// Which store a [`crate::create_store`] call talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Backend {
+    /// The embedded in-process store (`memory://`).
+    Memory,
+    /// HashiCorp Consul's KV store over its HTTP API (`consul://host:port`).
+    Consul,
+    /// etcd v3 through its JSON gateway (`etcd://host:port`).
+    Etcd,
+}
+
+impl Backend {
+    /// The backend's URL scheme and display name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Memory => "memory",
+            Backend::Consul => "consul",
+            Backend::Etcd => "etcd",
+        }
+    }
+}
+
+/// Settings shared by every backend. Build with `Config::default()` and the
+/// `with_*` setters, or from the query string of a [`crate::connect`] URL.
+///
+/// ```
+/// use std::time::Duration;
+/// let config = kvstore::Config::default().with_timeout(Duration::from_secs(3));
+/// assert_eq!(config.timeout, Duration::from_secs(3));
+/// ```
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct Config {
+    /// Per-request timeout (not applied to a watch's long poll). Default 10 s.
+    pub timeout: Duration,
+    /// How long a lock outlives a holder that stopped renewing it (Consul
+    /// session TTL, etcd lease TTL). Default 15 s. The memory store ignores it:
+    /// its holders live in the same process and release on drop.
+    pub lock_ttl: Duration,
+    /// Memory store only: how many past changes are kept for watches that
+    /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.
+    pub history: usize,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            timeout: Duration::from_secs(10),
+            lock_ttl: Duration::from_secs(15),
+            history: 10_000,
+        }
+    }
+}
+
+impl Config {
+    /// Sets the per-request timeout.
+    pub fn with_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Sets the lock TTL.
+    pub fn with_lock_ttl(mut self, lock_ttl: Duration) -> Self {
+        self.lock_ttl = lock_ttl;
+        self
+    }
+
+    /// Sets the memory store's history length.
+    pub fn with_history(mut self, history: usize) -> Self {
+        self.history = history;
+        self
+    }
+
+    /// Applies one `name=value` option from a URL query string.
+    fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
+        match name {
+            "timeout" => self.timeout = parse_duration(name, value)?,
+            "lock_ttl" => self.lock_ttl = parse_duration(name, value)?,
+            "history" => {
+                self.history = value.parse().map_err(|_| {
+                    Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
+                })?
+            }
+            _ => {
+                return Err(Error::InvalidArgument(format!(
+                    "unknown option {name:?} (known: timeout, lock_ttl, history)"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A parsed `connect` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreUrl {
+    pub(crate) backend: Backend,
+    pub(crate) endpoints: Vec<String>,
+}
+
+/// Splits `scheme://host:port[,host:port...][?name=value&...]` into the backend,
+/// its endpoints and a [`Config`]. Errors never echo the URL, which may carry
+/// credentials.
+pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::InvalidArgument("a store URL looks like memory://, consul://host:port or etcd://host:port".into())
+    })?;
+    let backend = match scheme {
+        "memory" => Backend::Memory,
+        "consul" => Backend::Consul,
+        "etcd" => Backend::Etcd,
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown scheme {other:?} (known: memory, consul, etcd)"
+            )));
+        }
+    };
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    let endpoints: Vec<String> = authority
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match backend {
+        Backend::Memory if !endpoints.is_empty() => {
+            return Err(Error::InvalidArgument(
+                "memory:// takes no host: each memory:// URL is a new, empty store".into(),
+            ));
+        }
+        Backend::Consul | Backend::Etcd if endpoints.is_empty() => {
+            return Err(Error::InvalidArgument(format!(
+                "{scheme}:// needs at least one host:port"
+            )));
+        }
+        _ => {}
+    }
+    let mut config = Config::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        config.set_option(name, value)?;
+    }
+    Ok((StoreUrl { backend, endpoints }, config))
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a whole number and a unit).
+pub(crate) fn parse_duration(name: &str, text: &str) -> Result<Duration> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "{name}: {text:?} is not a duration like 250ms, 5s, 2m or 1h"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(invalid)?,
+        "h" => n.checked_mul(3600).ok_or_else(invalid)?,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_endpoints_and_options() {
+        let (url, config) = parse_url("consul://127.0.0.1:8500,127.0.0.1:8501/?timeout=250ms").unwrap();
+        assert_eq!(url.backend, Backend::Consul);
+        assert_eq!(url.endpoints, ["127.0.0.1:8500", "127.0.0.1:8501"]);
+        assert_eq!(config.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn memory_takes_no_host_and_options_are_checked() {
+        assert!(parse_url("memory://").is_ok());
+        assert!(parse_url("memory://?history=5").is_ok());
+        assert!(matches!(parse_url("memory://x"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse_url("memory://?timout=5s"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse_url("redis://x"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse_url("etcd://"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(parse_url("nonsense"), Err(Error::InvalidArgument(_))));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("t", "5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("t", "1h").unwrap(), Duration::from_secs(3600));
+        for bad in ["", "5", "s", "5x", "-1s", "99999999999999999999s"] {
+            assert!(parse_duration("t", bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! The one error type every backend returns.
+
+use std::time::Duration;
+
+/// The result type of every fallible kvstore call.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A boxed error from below kvstore (an I/O or HTTP error), kept as a source.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// Everything that can go wrong, told apart by variant.
+///
+/// Messages never contain secrets (tokens, passwords): URLs are shown without
+/// their userinfo or query string.
+///
+/// ```
+/// use kvstore::Error;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let store = kvstore::connect("memory://").await.unwrap();
+/// match store.get("").await {
+///     Err(Error::InvalidKey { .. }) => {} // an empty key is refused, never "everything"
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// # }
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The key cannot be stored as given (empty, or a shape the backend cannot
+    /// round-trip exactly).
+    #[error("invalid key {key:?}: {reason}")]
+    InvalidKey {
+        /// The key as the caller gave it.
+        key: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// The value is larger than the backend accepts.
+    #[error("value of {size} bytes is too large (the limit is {limit} bytes)")]
+    ValueTooLarge {
+        /// Size of the rejected value in bytes.
+        size: usize,
+        /// The largest value the backend accepts.
+        limit: usize,
+    },
+
+    /// An argument or option is not acceptable (a malformed URL, a TTL below
+    /// the backend's minimum, an unknown query parameter, ...).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+
+    /// The store did not answer within the configured timeout.
+    #[error("{operation} timed out after {after:?}")]
+    Timeout {
+        /// What was being done.
+        operation: &'static str,
+        /// The timeout that expired.
+        after: Duration,
+    },
+
+    /// No endpoint of the store could be reached, or every one failed.
+    #[error("store unreachable: {message}")]
+    Unreachable {
+        /// What failed, without secrets.
+        message: String,
+        /// The underlying I/O or HTTP error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
+    /// The store refused the credentials or the operation.
+    #[error("permission denied: {0}")]
+    PermissionDenied(String),
+
+    /// A lock this caller held is no longer held.
+    #[error("lock on {key:?} was lost")]
+    LockLost {
+        /// The lock's key.
+        key: String,
+    },
+
+    /// `release` was given a session that holds no lock.
+    #[error("unknown session {session:?}")]
+    UnknownSession {
+        /// The session id as given.
+        session: String,
+    },
+
+    /// This backend cannot do what was asked.
+    #[error("not supported by the {backend} backend: {what}")]
+    Unsupported {
+        /// The backend's name.
+        backend: &'static str,
+        /// What was asked for.
+        what: String,
+    },
+
+    /// The store answered something kvstore cannot understand.
+    #[error("unexpected reply from the store: {0}")]
+    MalformedReply(String),
+
+    /// A watch asked for history the store no longer has, and the changes it
+    /// missed (deletions in particular) cannot be reconstructed.
+    #[error("history after version {requested} is gone (the oldest available is {oldest})")]
+    Compacted {
+        /// The version the watch wanted to resume after.
+        requested: u64,
+        /// The oldest version the store can still replay from.
+        oldest: u64,
+    },
+}
+
+impl Error {
+    /// True for errors that may go away when the same call is tried again
+    /// (timeouts, an unreachable store).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Error::Timeout { .. } | Error::Unreachable { .. })
+    }
+
+    pub(crate) fn invalid_key(key: &str, reason: impl Into<String>) -> Self {
+        Error::InvalidKey {
+            key: key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+}

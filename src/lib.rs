@@ -1,0 +1,100 @@
+//! One async API over distributed key/value stores: Consul, etcd, and an
+//! embedded in-process store.
+//!
+//! Services use kvstore to register machines in a cluster, keep cluster
+//! metadata, watch it change and take distributed locks. Every backend
+//! implements the same [`Store`] trait with the same semantics, so code written
+//! against `memory://` in a test runs unchanged against Consul or etcd.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kvstore::Result<()> {
+//! use futures::StreamExt;
+//! use kvstore::{Bytes, KvEvent, WatchOptions};
+//!
+//! let store = kvstore::connect("memory://").await?;
+//! store.put("cluster/nodes/a", Bytes::from("10.0.0.1:7000")).await?;
+//!
+//! // A watch yields the current state first, then every change.
+//! let mut nodes = store.watch_range("cluster/nodes/", WatchOptions::default()).await?;
+//! store.put("cluster/nodes/b", Bytes::from("10.0.0.2:7000")).await?;
+//! for expected in ["cluster/nodes/a", "cluster/nodes/b"] {
+//!     let Some(Ok(KvEvent::Put(pair))) = nodes.next().await else { panic!() };
+//!     assert_eq!(pair.key, expected);
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! # Semantics every backend shares
+//! - Keys are non-empty UTF-8 strings and round-trip exactly; the empty key
+//!   is [`Error::InvalidKey`], never a request for the whole keyspace.
+//! - [`KvPair::version`] is never 0 and strictly increases on every write.
+//! - A [`Watch`] never silently ends or skips the final state: it resumes
+//!   after failures, yields events in version order without duplicates, and
+//!   when history is gone re-reads the state and yields the difference.
+//! - Locks have at most one holder; [`Lock::fencing_token`] grows every time
+//!   the lock changes hands.
+
+mod backend;
+mod config;
+mod error;
+mod key;
+mod lock;
+mod store;
+mod watch;
+
+use std::sync::Arc;
+
+pub use bytes::Bytes;
+
+pub use crate::config::{Backend, Config};
+pub use crate::error::{BoxError, Error, Result};
+pub use crate::lock::Lock;
+pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
+pub use crate::watch::Watch;
+
+/// Creates a store for `backend` (the seed's `CreateStore`).
+///
+/// Not async: a network backend connects lazily on first use. The memory
+/// backend takes no endpoints; each call makes a new, empty store.
+///
+/// ```
+/// use kvstore::{Backend, Config};
+/// let store = kvstore::create_store(Backend::Memory, &[], Config::default()).unwrap();
+/// ```
+pub fn create_store(backend: Backend, endpoints: &[&str], config: Config) -> Result<Arc<dyn Store>> {
+    match backend {
+        Backend::Memory => {
+            if !endpoints.is_empty() {
+                return Err(Error::InvalidArgument(
+                    "the memory backend takes no endpoints".into(),
+                ));
+            }
+            Ok(Arc::new(backend::memory::MemoryStore::new(&config)))
+        }
+        Backend::Consul | Backend::Etcd => Err(Error::Unsupported {
+            backend: backend.name(),
+            what: "this backend is not implemented yet".into(),
+        }),
+    }
+}
+
+/// Opens a store from a URL: `memory://`, `consul://host:port[,host:port...]`,
+/// `etcd://host:port[,...]`, with options as query parameters
+/// (`?timeout=5s`, `?lock_ttl=15s`, `?history=10000`).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kvstore::Result<()> {
+/// let store = kvstore::connect("memory://?history=100").await?;
+/// assert!(store.get_range("").await?.is_empty());
+/// assert!(kvstore::connect("memory://?colour=blue").await.is_err()); // unknown options are refused
+/// # Ok(())
+/// # }
+/// ```
+pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let (url, config) = config::parse_url(url)?;
+    let endpoints: Vec<&str> = url.endpoints.iter().map(String::as_str).collect();
+    create_store(url.backend, &endpoints, config)
+}

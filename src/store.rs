@@ -1,0 +1,188 @@
+//! The `Store` trait and the plain data types it speaks in.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{Lock, Result, Watch};
+
+/// A value and the version it was written at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KvPair {
+    /// The key, exactly as it was written.
+    pub key: String,
+    /// The value's bytes (binary-safe).
+    pub value: Bytes,
+    /// The store's modification index for this key: Consul `ModifyIndex`,
+    /// etcd `mod_revision`, the memory store's own counter. Never 0 for a
+    /// stored key; strictly increases on every write of the key.
+    pub version: u64,
+}
+
+/// One change seen by a watch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KvEvent {
+    /// The key was written; the pair is its new value and version.
+    Put(KvPair),
+    /// The key was deleted.
+    ///
+    /// `version`: the store's index at which the key was deleted; greater than
+    /// the version of that key's last `Put`.
+    Delete {
+        /// The deleted key.
+        key: String,
+        /// The store's index at the deletion.
+        version: u64,
+    },
+}
+
+impl KvEvent {
+    /// The key this event is about.
+    pub fn key(&self) -> &str {
+        match self {
+            KvEvent::Put(pair) => &pair.key,
+            KvEvent::Delete { key, .. } => key,
+        }
+    }
+
+    /// The store's version at which this change happened.
+    pub fn version(&self) -> u64 {
+        match self {
+            KvEvent::Put(pair) => pair.version,
+            KvEvent::Delete { version, .. } => *version,
+        }
+    }
+}
+
+/// Options for [`Store::put_with`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PutOptions {
+    /// Key is deleted by the store once `ttl` passes without a new write.
+    pub ttl: Option<Duration>,
+}
+
+impl PutOptions {
+    /// Options for a key that expires `ttl` after this write.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvstore::Result<()> {
+    /// use std::time::Duration;
+    /// use kvstore::{Bytes, PutOptions};
+    ///
+    /// let store = kvstore::connect("memory://").await?;
+    /// store
+    ///     .put_with("nodes/a", Bytes::from("10.0.0.1"), PutOptions::ttl(Duration::from_secs(30)))
+    ///     .await?;
+    /// assert!(store.exists("nodes/a").await?);
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn ttl(ttl: Duration) -> Self {
+        PutOptions { ttl: Some(ttl) }
+    }
+}
+
+/// Options for [`Store::watch`] and [`Store::watch_range`].
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct WatchOptions {
+    /// None: the stream first yields the current state (a `Put` for the key,
+    /// or for every key under the prefix, in key order), then every later change.
+    /// Some(v): no initial state; yields only changes with version > v.
+    pub after: Option<u64>,
+}
+
+impl WatchOptions {
+    /// Resume a watch: yield only the changes with a version greater than
+    /// `version` (typically the last version a previous watch delivered).
+    pub fn after(version: u64) -> Self {
+        WatchOptions {
+            after: Some(version),
+        }
+    }
+}
+
+/// One async API over every backend.
+///
+/// Used as `Arc<dyn Store>`, as [`crate::connect`] and [`crate::create_store`]
+/// return it; clones of that `Arc` share one store (one connection pool, one
+/// watch registry).
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kvstore::Result<()> {
+/// use kvstore::Bytes;
+///
+/// let store = kvstore::connect("memory://").await?;
+/// store.put("config/color", Bytes::from("blue")).await?;
+/// let pair = store.get("config/color").await?.expect("just written");
+/// assert_eq!(pair.value, "blue");
+///
+/// // Compare-and-swap on the version just read.
+/// assert!(store.atomic_put("config/color", Bytes::from("red"), Some(pair.version)).await?);
+/// assert!(!store.atomic_put("config/color", Bytes::from("green"), Some(pair.version)).await?);
+/// # Ok(())
+/// # }
+/// ```
+#[async_trait::async_trait]
+pub trait Store: Send + Sync + std::fmt::Debug {
+    /// Writes `value` to `key`, making the key permanent (no TTL).
+    async fn put(&self, key: &str, value: Bytes) -> Result<()>;
+
+    /// Writes `value` to `key` with options (a TTL).
+    async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()>;
+
+    /// Reads one key. `Ok(None)` when the key does not exist.
+    async fn get(&self, key: &str) -> Result<Option<KvPair>>;
+
+    /// Deletes one key. Deleting a missing key is not an error.
+    async fn delete(&self, key: &str) -> Result<()>;
+
+    /// True when the key exists.
+    async fn exists(&self, key: &str) -> Result<bool>;
+
+    /// Watches one key: see [`WatchOptions`] for what comes first. A missing
+    /// key is not an error: its creation is reported when it happens.
+    async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch>;
+
+    /// Ends every watch on exactly this key; returns how many were ended.
+    fn cancel_watch(&self, key: &str) -> usize;
+
+    /// Waits until the lock on `key` is held, then writes `value` to `key`.
+    /// Cancel-safe: dropping the future leaves no lock or session behind.
+    async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock>;
+
+    /// Like `acquire`, but returns `Ok(None)` at once when another holder has it.
+    async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>>;
+
+    /// Releases the lock held under `session` (from [`Lock::session`]) and
+    /// deletes its key. [`crate::Error::UnknownSession`] when no lock is held
+    /// under that session.
+    async fn release(&self, session: &str) -> Result<()>;
+
+    /// Every key that starts with `prefix` (a plain string prefix), sorted by key.
+    /// An empty vector when none does. The empty prefix lists every key.
+    async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>>;
+
+    /// Deletes every key that starts with `prefix`. The empty prefix is refused
+    /// with [`crate::Error::InvalidKey`]: clearing a whole store by accident is
+    /// too easy otherwise.
+    async fn delete_range(&self, prefix: &str) -> Result<()>;
+
+    /// Watches every key under `prefix`: see [`WatchOptions`] for what comes first.
+    async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch>;
+
+    /// Ends every watch on exactly this prefix; returns how many were ended.
+    fn cancel_watch_range(&self, prefix: &str) -> usize;
+
+    /// Compare-and-swap. `previous: None` = create only if the key is absent;
+    /// `Some(v)` = write only if the key's current version is `v`.
+    /// `Ok(false)` when the condition does not hold.
+    async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
+
+    /// Deletes only if the key's current version is `previous`; `Ok(false)` otherwise
+    /// (also when the key is missing).
+    async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+}

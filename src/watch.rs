@@ -1,0 +1,249 @@
+//! The [`Watch`] stream and the cancellation registry every backend shares.
+//!
+//! A backend builds the stream of events; [`WatchRegistry::register`] files it
+//! under its key or prefix so that `cancel_watch` / `cancel_watch_range` can
+//! end it, and [`Watch`] ties the two together: it ends (returns `None`) as
+//! soon as its token is cancelled, and un-files itself when dropped.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
+
+use futures::Stream;
+use futures::stream::BoxStream;
+use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
+
+use crate::{KvEvent, Result};
+
+/// What a watch is filed under: one exact key, or one prefix.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum WatchTarget {
+    Key(String),
+    Prefix(String),
+}
+
+impl WatchTarget {
+    /// True when a change of `key` concerns this watch.
+    pub(crate) fn matches(&self, key: &str) -> bool {
+        match self {
+            WatchTarget::Key(k) => k == key,
+            WatchTarget::Prefix(p) => key.starts_with(p.as_str()),
+        }
+    }
+}
+
+#[derive(Default)]
+struct RegistryMap {
+    next_id: u64,
+    live: HashMap<WatchTarget, HashMap<u64, CancellationToken>>,
+}
+
+/// Maps each key and prefix to the cancellation tokens of its live watches.
+///
+/// Cloning shares the registry; a store and its clones hold one.
+#[derive(Clone, Default)]
+pub(crate) struct WatchRegistry {
+    map: Arc<Mutex<RegistryMap>>,
+}
+
+impl fmt::Debug for WatchRegistry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WatchRegistry")
+            .field("targets", &self.lock().live.len())
+            .finish()
+    }
+}
+
+impl WatchRegistry {
+    fn lock(&self) -> MutexGuard<'_, RegistryMap> {
+        // The map is valid after any panic (every change is one insert or
+        // remove), so a poisoned lock is still safe to use.
+        self.map.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Files a new watch under `target`; the returned registration carries its
+    /// token and removes the entry when dropped.
+    pub(crate) fn register(&self, target: WatchTarget) -> Registration {
+        let token = CancellationToken::new();
+        let mut map = self.lock();
+        let id = map.next_id;
+        map.next_id += 1;
+        map.live
+            .entry(target.clone())
+            .or_default()
+            .insert(id, token.clone());
+        Registration {
+            registry: self.clone(),
+            target,
+            id,
+            token,
+        }
+    }
+
+    /// Ends every watch filed under exactly `target`; returns how many.
+    pub(crate) fn cancel(&self, target: &WatchTarget) -> usize {
+        let removed = self.lock().live.remove(target);
+        let tokens = removed.unwrap_or_default();
+        for token in tokens.values() {
+            token.cancel();
+        }
+        tokens.len()
+    }
+
+    /// Number of live watches (for tests and diagnostics).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().live.values().map(HashMap::len).sum()
+    }
+
+    fn remove(&self, target: &WatchTarget, id: u64) {
+        let mut map = self.lock();
+        if let Some(watches) = map.live.get_mut(target) {
+            watches.remove(&id);
+            if watches.is_empty() {
+                map.live.remove(target);
+            }
+        }
+    }
+}
+
+/// A watch's entry in the registry; removes it when dropped.
+pub(crate) struct Registration {
+    registry: WatchRegistry,
+    target: WatchTarget,
+    id: u64,
+    token: CancellationToken,
+}
+
+impl Registration {
+    /// The token that `cancel_watch` / `cancel_watch_range` cancel. A backend
+    /// whose stream runs in a task of its own selects on it to close its
+    /// server-side request at once.
+    pub(crate) fn token(&self) -> &CancellationToken {
+        &self.token
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        self.registry.remove(&self.target, self.id);
+    }
+}
+
+/// A live watch: a `Stream<Item = Result<KvEvent>> + Send + Unpin + 'static`.
+///
+/// Dropping it, [`Store::cancel_watch`](crate::Store::cancel_watch) or
+/// [`Store::cancel_watch_range`](crate::Store::cancel_watch_range) ends it: the
+/// stream then returns `None` (no error) and its server-side request is closed.
+/// After an `Err` item the stream ends.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kvstore::Result<()> {
+/// use futures::StreamExt;
+/// use kvstore::{Bytes, KvEvent, WatchOptions};
+///
+/// let store = kvstore::connect("memory://").await?;
+/// let mut watch = store.watch_range("jobs/", WatchOptions::default()).await?;
+/// store.put("jobs/1", Bytes::from("queued")).await?;
+/// match watch.next().await {
+///     Some(Ok(KvEvent::Put(pair))) => assert_eq!(pair.key, "jobs/1"),
+///     other => panic!("unexpected: {other:?}"),
+/// }
+/// assert_eq!(store.cancel_watch_range("jobs/"), 1);
+/// assert!(watch.next().await.is_none());
+/// # Ok(())
+/// # }
+/// ```
+pub struct Watch {
+    events: Option<BoxStream<'static, Result<KvEvent>>>,
+    cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
+    _registration: Registration,
+}
+
+impl Watch {
+    /// Wraps a backend's event stream; `registration` ends it on cancel.
+    pub(crate) fn new(
+        events: BoxStream<'static, Result<KvEvent>>,
+        registration: Registration,
+    ) -> Self {
+        Watch {
+            events: Some(events),
+            cancelled: Box::pin(registration.token().clone().cancelled_owned()),
+            _registration: registration,
+        }
+    }
+}
+
+impl fmt::Debug for Watch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Watch")
+            .field("target", &self._registration.target)
+            .field("ended", &self.events.is_none())
+            .finish()
+    }
+}
+
+impl Stream for Watch {
+    type Item = Result<KvEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        let Some(events) = this.events.as_mut() else {
+            return Poll::Ready(None);
+        };
+        if this.cancelled.as_mut().poll(cx).is_ready() {
+            // Dropping the backend stream closes its server-side request now,
+            // not when the caller gets around to dropping the Watch.
+            this.events = None;
+            return Poll::Ready(None);
+        }
+        match events.as_mut().poll_next(cx) {
+            Poll::Ready(Some(Err(e))) => {
+                this.events = None;
+                Poll::Ready(Some(Err(e)))
+            }
+            Poll::Ready(None) => {
+                this.events = None;
+                Poll::Ready(None)
+            }
+            other => other,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::StreamExt;
+
+    fn pending_watch(registry: &WatchRegistry, target: WatchTarget) -> Watch {
+        Watch::new(futures::stream::pending().boxed(), registry.register(target))
+    }
+
+    #[tokio::test]
+    async fn cancel_ends_exactly_the_watches_on_that_target() {
+        let registry = WatchRegistry::default();
+        let mut a1 = pending_watch(&registry, WatchTarget::Key("a".into()));
+        let mut a2 = pending_watch(&registry, WatchTarget::Key("a".into()));
+        let mut prefix_a = pending_watch(&registry, WatchTarget::Prefix("a".into()));
+        assert_eq!(registry.cancel(&WatchTarget::Key("a".into())), 2);
+        assert!(a1.next().await.is_none());
+        assert!(a2.next().await.is_none());
+        let still_live = tokio::time::timeout(std::time::Duration::from_millis(20), prefix_a.next());
+        assert!(still_live.await.is_err(), "the prefix watch must not end");
+        assert_eq!(registry.cancel(&WatchTarget::Key("a".into())), 0);
+    }
+
+    #[test]
+    fn dropping_a_watch_removes_its_entry() {
+        let registry = WatchRegistry::default();
+        for i in 0..10_000 {
+            let _w = pending_watch(&registry, WatchTarget::Prefix(format!("p{}", i % 7)));
+        }
+        assert_eq!(registry.len(), 0);
+        assert!(registry.lock().live.is_empty());
+    }
+}
