@@ -110,7 +110,9 @@ pub(crate) struct StoreUrl {
 /// credentials.
 pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        Error::InvalidArgument("a store URL looks like memory://, consul://host:port or etcd://host:port".into())
+        Error::InvalidArgument(
+            "a store URL looks like memory://, consul://host:port or etcd://host:port".into(),
+        )
     })?;
     let backend = match scheme {
         "memory" => Backend::Memory,
@@ -178,7 +180,8 @@ mod tests {
 
     #[test]
     fn parses_endpoints_and_options() {
-        let (url, config) = parse_url("consul://127.0.0.1:8500,127.0.0.1:8501/?timeout=250ms").unwrap();
+        let (url, config) =
+            parse_url("consul://127.0.0.1:8500,127.0.0.1:8501/?timeout=250ms").unwrap();
         assert_eq!(url.backend, Backend::Consul);
         assert_eq!(url.endpoints, ["127.0.0.1:8500", "127.0.0.1:8501"]);
         assert_eq!(config.timeout, Duration::from_millis(250));
@@ -188,18 +191,36 @@ mod tests {
     fn memory_takes_no_host_and_options_are_checked() {
         assert!(parse_url("memory://").is_ok());
         assert!(parse_url("memory://?history=5").is_ok());
-        assert!(matches!(parse_url("memory://x"), Err(Error::InvalidArgument(_))));
-        assert!(matches!(parse_url("memory://?timout=5s"), Err(Error::InvalidArgument(_))));
-        assert!(matches!(parse_url("redis://x"), Err(Error::InvalidArgument(_))));
-        assert!(matches!(parse_url("etcd://"), Err(Error::InvalidArgument(_))));
-        assert!(matches!(parse_url("nonsense"), Err(Error::InvalidArgument(_))));
+        assert!(matches!(
+            parse_url("memory://x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("memory://?timout=5s"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("redis://x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("etcd://"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("nonsense"),
+            Err(Error::InvalidArgument(_))
+        ));
     }
 
     #[test]
     fn durations() {
         assert_eq!(parse_duration("t", "5s").unwrap(), Duration::from_secs(5));
         assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
-        assert_eq!(parse_duration("t", "1h").unwrap(), Duration::from_secs(3600));
+        assert_eq!(
+            parse_duration("t", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
         for bad in ["", "5", "s", "5x", "-1s", "99999999999999999999s"] {
             assert!(parse_duration("t", bad).is_err(), "{bad:?}");
         }

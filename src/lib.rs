@@ -63,7 +63,11 @@ pub use crate::watch::Watch;
 /// use kvstore::{Backend, Config};
 /// let store = kvstore::create_store(Backend::Memory, &[], Config::default()).unwrap();
 /// ```
-pub fn create_store(backend: Backend, endpoints: &[&str], config: Config) -> Result<Arc<dyn Store>> {
+pub fn create_store(
+    backend: Backend,
+    endpoints: &[&str],
+    config: Config,
+) -> Result<Arc<dyn Store>> {
     match backend {
         Backend::Memory => {
             if !endpoints.is_empty() {

@@ -220,7 +220,10 @@ mod tests {
     use futures::StreamExt;
 
     fn pending_watch(registry: &WatchRegistry, target: WatchTarget) -> Watch {
-        Watch::new(futures::stream::pending().boxed(), registry.register(target))
+        Watch::new(
+            futures::stream::pending().boxed(),
+            registry.register(target),
+        )
     }
 
     #[tokio::test]
@@ -232,7 +235,8 @@ mod tests {
         assert_eq!(registry.cancel(&WatchTarget::Key("a".into())), 2);
         assert!(a1.next().await.is_none());
         assert!(a2.next().await.is_none());
-        let still_live = tokio::time::timeout(std::time::Duration::from_millis(20), prefix_a.next());
+        let still_live =
+            tokio::time::timeout(std::time::Duration::from_millis(20), prefix_a.next());
         assert!(still_live.await.is_err(), "the prefix watch must not end");
         assert_eq!(registry.cancel(&WatchTarget::Key("a".into())), 0);
     }

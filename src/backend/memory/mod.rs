@@ -141,11 +141,13 @@ impl Store for MemoryStore {
             return self.put(key, value).await;
         };
         if ttl.is_zero() {
-            return Err(Error::InvalidArgument("a TTL must be longer than zero".into()));
+            return Err(Error::InvalidArgument(
+                "a TTL must be longer than zero".into(),
+            ));
         }
-        let expires_at = Instant::now().checked_add(ttl).ok_or_else(|| {
-            Error::InvalidArgument(format!("a TTL of {ttl:?} is too long"))
-        })?;
+        let expires_at = Instant::now()
+            .checked_add(ttl)
+            .ok_or_else(|| Error::InvalidArgument(format!("a TTL of {ttl:?} is too long")))?;
         self.shared.write_purged().set(key, value, Some(expires_at));
         self.ensure_purge_task();
         Ok(())
@@ -173,7 +175,9 @@ impl Store for MemoryStore {
     }
 
     fn cancel_watch(&self, key: &str) -> usize {
-        self.shared.registry.cancel(&WatchTarget::Key(key.to_owned()))
+        self.shared
+            .registry
+            .cancel(&WatchTarget::Key(key.to_owned()))
     }
 
     async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
@@ -247,7 +251,10 @@ mod tests {
     async fn dropped_watches_leave_no_channels_or_registry_entries() {
         let store = MemoryStore::new(&Config::default());
         for i in 0..1_000 {
-            let _key = store.watch(&format!("k{i}"), WatchOptions::default()).await.unwrap();
+            let _key = store
+                .watch(&format!("k{i}"), WatchOptions::default())
+                .await
+                .unwrap();
             let _range = store
                 .watch_range(&format!("p{i}/"), WatchOptions::default())
                 .await
@@ -260,7 +267,10 @@ mod tests {
     #[tokio::test]
     async fn a_lagging_watch_catches_up_without_gaps() {
         let store = MemoryStore::new(&Config::default());
-        let mut watch = store.watch_range("k/", WatchOptions::default()).await.unwrap();
+        let mut watch = store
+            .watch_range("k/", WatchOptions::default())
+            .await
+            .unwrap();
         // Far more than the channel holds, none read yet.
         for i in 0..500u32 {
             store.put("k/x", Bytes::from(i.to_string())).await.unwrap();

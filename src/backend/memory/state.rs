@@ -130,7 +130,10 @@ impl State {
     pub(super) fn range(&self, prefix: &str) -> Vec<KvPair> {
         let mut now = None;
         self.data
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(key, _)| key.starts_with(prefix))
             .filter(|(_, entry)| entry.is_live(&mut now))
             .map(|(key, entry)| KvPair {
@@ -179,7 +182,10 @@ impl State {
             WatchTarget::Key(key) => self.tombstones.get_key_value(key).into_iter().collect(),
             WatchTarget::Prefix(prefix) => self
                 .tombstones
-                .range::<str, _>((std::ops::Bound::Included(prefix.as_str()), std::ops::Bound::Unbounded))
+                .range::<str, _>((
+                    std::ops::Bound::Included(prefix.as_str()),
+                    std::ops::Bound::Unbounded,
+                ))
                 .take_while(|(key, _)| key.starts_with(prefix.as_str()))
                 .collect(),
         };
@@ -249,7 +255,10 @@ impl State {
     pub(super) fn remove_range(&mut self, prefix: &str) {
         let keys: Vec<String> = self
             .data
-            .range::<str, _>((std::ops::Bound::Included(prefix), std::ops::Bound::Unbounded))
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .map(|(key, _)| key)
             .take_while(|key| key.starts_with(prefix))
             .cloned()

@@ -1,0 +1,111 @@
+//! The conformance suite on the embedded memory store, on tokio's paused
+//! clock so that TTL and timing cases are instant and deterministic.
+
+mod conformance;
+
+use conformance::{BackendTraits, Ctx};
+
+async fn memory_ctx(case: &str) -> Option<Ctx> {
+    let store = kvstore::connect("memory://")
+        .await
+        .expect("memory:// always opens");
+    Some(Ctx::new(store, case, BackendTraits::MEMORY))
+}
+
+conformance::suite!(
+    factory = memory_ctx,
+    test = tokio::test(start_paused = true)
+);
+
+mod memory_only {
+    use futures::StreamExt;
+    use kvstore::{Bytes, Error, KvEvent, WatchOptions};
+
+    use crate::conformance::next_event;
+
+    #[tokio::test]
+    async fn each_connect_is_a_new_store_and_clones_share_one() {
+        let a = kvstore::connect("memory://").await.unwrap();
+        let b = kvstore::connect("memory://").await.unwrap();
+        a.put("k", Bytes::from("a")).await.unwrap();
+        assert_eq!(b.get("k").await.unwrap(), None);
+        let a2 = a.clone();
+        assert_eq!(a2.get("k").await.unwrap().unwrap().value, "a");
+    }
+
+    #[tokio::test]
+    async fn after_older_than_the_history_yields_the_difference() {
+        let store = kvstore::connect("memory://?history=2").await.unwrap();
+        store.put("d/keep", Bytes::from("1")).await.unwrap(); // v1
+        store.put("d/gone", Bytes::from("2")).await.unwrap(); // v2
+        let start = store.get("d/gone").await.unwrap().unwrap().version;
+        store.put("d/keep", Bytes::from("3")).await.unwrap(); // v3
+        store.delete("d/gone").await.unwrap(); // v4
+        store.put("d/new", Bytes::from("5")).await.unwrap(); // v5
+        store.put("other", Bytes::from("6")).await.unwrap(); // v6: history now holds v5, v6
+
+        let mut watch = store
+            .watch_range("d/", WatchOptions::after(start))
+            .await
+            .unwrap();
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            got.push(next_event(&mut watch).await);
+        }
+        let summary: Vec<(String, bool)> = got
+            .iter()
+            .map(|e| (e.key().to_owned(), matches!(e, KvEvent::Put(_))))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("d/keep".into(), true),
+                ("d/gone".into(), false),
+                ("d/new".into(), true)
+            ]
+        );
+        assert!(got.windows(2).all(|w| w[0].version() < w[1].version()));
+    }
+
+    #[tokio::test]
+    async fn unrecoverable_history_is_an_error_not_a_gap() {
+        let store = kvstore::connect("memory://?history=0").await.unwrap();
+        for i in 0..1_100 {
+            let key = format!("t/{i}");
+            store.put(&key, Bytes::new()).await.unwrap();
+            store.delete(&key).await.unwrap();
+        }
+        match store.watch_range("t/", WatchOptions::after(1)).await {
+            Err(Error::Compacted { requested: 1, .. }) => {}
+            other => panic!("expected Compacted, got {other:?}"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_slow_range_watcher_beyond_the_history_still_converges() {
+        let store = kvstore::connect("memory://?history=8").await.unwrap();
+        let mut watch = store
+            .watch_range("s/", WatchOptions::default())
+            .await
+            .unwrap();
+        for i in 0..200u32 {
+            store
+                .put(&format!("s/{}", i % 5), Bytes::from(i.to_string()))
+                .await
+                .unwrap();
+        }
+        store.delete("s/0").await.unwrap();
+        let mut state = std::collections::BTreeMap::new();
+        let mut last = 0;
+        while state.len() != 4 || state.get("s/4").map(|v: &Bytes| v.as_ref()) != Some(b"199") {
+            let event = watch.next().await.unwrap().unwrap();
+            assert!(event.version() > last);
+            last = event.version();
+            match event {
+                KvEvent::Put(p) => state.insert(p.key, p.value),
+                KvEvent::Delete { key, .. } => state.remove(&key),
+            };
+        }
+        assert!(!state.contains_key("s/0"));
+    }
+}
