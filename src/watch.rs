@@ -177,6 +177,15 @@ impl Watch {
     }
 }
 
+impl Watch {
+    /// Ends the stream. Dropping the backend stream closes its server-side
+    /// request now, not when the caller gets around to dropping the Watch.
+    fn end(&mut self) -> Poll<Option<Result<KvEvent>>> {
+        self.events = None;
+        Poll::Ready(None)
+    }
+}
+
 impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
@@ -194,22 +203,22 @@ impl Stream for Watch {
         let Some(events) = this.events.as_mut() else {
             return Poll::Ready(None);
         };
-        if this.cancelled.as_mut().poll(cx).is_ready() {
-            // Dropping the backend stream closes its server-side request now,
-            // not when the caller gets around to dropping the Watch.
-            this.events = None;
-            return Poll::Ready(None);
+        // A cheap flag check on every poll; the waker is registered with the
+        // token only when the stream is about to go idle.
+        if this._registration.token.is_cancelled() {
+            return this.end();
         }
         match events.as_mut().poll_next(cx) {
             Poll::Ready(Some(Err(e))) => {
                 this.events = None;
                 Poll::Ready(Some(Err(e)))
             }
-            Poll::Ready(None) => {
-                this.events = None;
-                Poll::Ready(None)
-            }
-            other => other,
+            Poll::Ready(None) => this.end(),
+            Poll::Ready(Some(Ok(event))) => Poll::Ready(Some(Ok(event))),
+            Poll::Pending => match this.cancelled.as_mut().poll(cx) {
+                Poll::Ready(()) => this.end(),
+                Poll::Pending => Poll::Pending,
+            },
         }
     }
 }

@@ -52,9 +52,8 @@ impl Shared {
     /// conditional write never sees an expired key as present.
     fn write_purged(&self) -> RwLockWriteGuard<'_, State> {
         let mut state = self.write();
-        let now = Instant::now();
-        if state.has_expired(now) {
-            state.purge_expired(now);
+        if state.has_ttl_keys() {
+            state.purge_expired(Instant::now());
         }
         state
     }

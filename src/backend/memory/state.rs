@@ -7,6 +7,7 @@
 //! the order they were made.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -27,8 +28,39 @@ const CHANNEL_CAPACITY: usize = 32;
 const TOMBSTONES_PER_HISTORY_SLOT: usize = 10;
 const MIN_TOMBSTONES: usize = 1_000;
 
-pub(super) type EventSender = broadcast::Sender<Arc<KvEvent>>;
-pub(super) type EventReceiver = broadcast::Receiver<Arc<KvEvent>>;
+pub(super) type ChangeSender = broadcast::Sender<Change>;
+pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
+
+/// Keys are shared between the data, the ordered index, the history and the
+/// watch channels: a write of an existing key allocates nothing.
+type Key = Arc<str>;
+
+/// One change, as kept in the history and sent to watchers: cheap to clone
+/// (two reference counts), turned into a [`KvEvent`] only on delivery.
+#[derive(Debug, Clone)]
+pub(super) struct Change {
+    pub(super) key: Key,
+    /// `None` for a deletion.
+    pub(super) value: Option<Bytes>,
+    pub(super) version: u64,
+}
+
+impl Change {
+    pub(super) fn to_event(&self) -> KvEvent {
+        let key = String::from(&*self.key);
+        match &self.value {
+            Some(value) => KvEvent::Put(KvPair {
+                key,
+                value: value.clone(),
+                version: self.version,
+            }),
+            None => KvEvent::Delete {
+                key,
+                version: self.version,
+            },
+        }
+    }
+}
 
 struct Entry {
     value: Bytes,
@@ -52,24 +84,27 @@ pub(super) struct Holder {
 }
 
 pub(super) struct State {
-    data: BTreeMap<String, Entry>,
+    /// Point reads and writes go through the hash map; ranges walk the
+    /// ordered index and look each key up.
+    data: HashMap<Key, Entry>,
+    ordered: BTreeSet<Key>,
     revision: u64,
 
-    history: VecDeque<Arc<KvEvent>>,
+    history: VecDeque<Change>,
     history_limit: usize,
     /// Every event with a revision above this is still in `history`.
     compacted: u64,
 
-    tombstones: BTreeMap<String, u64>,
-    tombstones_by_revision: BTreeMap<u64, String>,
+    tombstones: BTreeMap<Key, u64>,
+    tombstones_by_revision: BTreeMap<u64, Key>,
     tombstone_limit: usize,
     /// Deletions at or below this revision may have been forgotten.
     tombstone_floor: u64,
 
-    expirations: BTreeSet<(Instant, String)>,
+    expirations: BTreeSet<(Instant, Key)>,
 
-    key_channels: HashMap<String, EventSender>,
-    prefix_channels: HashMap<String, EventSender>,
+    key_channels: HashMap<String, ChangeSender>,
+    prefix_channels: HashMap<String, ChangeSender>,
     /// Lengths of the watched prefixes, with how many prefixes have each: a
     /// write checks one map entry per distinct length instead of every prefix.
     prefix_lengths: BTreeMap<usize, usize>,
@@ -82,7 +117,8 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(history_limit: usize) -> Self {
         State {
-            data: BTreeMap::new(),
+            data: HashMap::new(),
+            ordered: BTreeSet::new(),
             revision: 0,
             history: VecDeque::new(),
             history_limit,
@@ -127,19 +163,23 @@ impl State {
         entry.is_live(&mut None).then_some(entry.version)
     }
 
+    /// The keys under `prefix`, in order.
+    fn keys_under<'a>(&'a self, prefix: &'a str) -> impl Iterator<Item = &'a Key> + 'a {
+        self.ordered
+            .range::<str, _>((Bound::Included(prefix), Bound::Unbounded))
+            .take_while(move |key| key.starts_with(prefix))
+    }
+
     pub(super) fn range(&self, prefix: &str) -> Vec<KvPair> {
         let mut now = None;
-        self.data
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .take_while(|(key, _)| key.starts_with(prefix))
-            .filter(|(_, entry)| entry.is_live(&mut now))
-            .map(|(key, entry)| KvPair {
-                key: key.clone(),
-                value: entry.value.clone(),
-                version: entry.version,
+        self.keys_under(prefix)
+            .filter_map(|key| {
+                let entry = self.data.get(key)?;
+                entry.is_live(&mut now).then(|| KvPair {
+                    key: String::from(&**key),
+                    value: entry.value.clone(),
+                    version: entry.version,
+                })
             })
             .collect()
     }
@@ -159,12 +199,12 @@ impl State {
     /// written since, a `Delete` per key deleted since).
     pub(super) fn changes_after(&self, target: &WatchTarget, after: u64) -> Result<Vec<KvEvent>> {
         if after >= self.compacted {
-            let start = self.history.partition_point(|e| e.version() <= after);
+            let start = self.history.partition_point(|c| c.version <= after);
             return Ok(self
                 .history
                 .range(start..)
-                .filter(|e| target.matches(e.key()))
-                .map(|e| KvEvent::clone(e))
+                .filter(|c| target.matches(&c.key))
+                .map(Change::to_event)
                 .collect());
         }
         if after < self.tombstone_floor {
@@ -178,14 +218,15 @@ impl State {
             .into_iter()
             .filter(|e| e.version() > after)
             .collect();
-        let deleted: Vec<(&String, &u64)> = match target {
-            WatchTarget::Key(key) => self.tombstones.get_key_value(key).into_iter().collect(),
+        let deleted: Vec<(&Key, &u64)> = match target {
+            WatchTarget::Key(key) => self
+                .tombstones
+                .get_key_value(key.as_str())
+                .into_iter()
+                .collect(),
             WatchTarget::Prefix(prefix) => self
                 .tombstones
-                .range::<str, _>((
-                    std::ops::Bound::Included(prefix.as_str()),
-                    std::ops::Bound::Unbounded,
-                ))
+                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
                 .take_while(|(key, _)| key.starts_with(prefix.as_str()))
                 .collect(),
         };
@@ -194,7 +235,7 @@ impl State {
                 .into_iter()
                 .filter(|(_, version)| **version > after)
                 .map(|(key, version)| KvEvent::Delete {
-                    key: key.clone(),
+                    key: String::from(&**key),
                     version: *version,
                 }),
         );
@@ -209,43 +250,57 @@ impl State {
     pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) -> u64 {
         self.revision += 1;
         let version = self.revision;
+        let shared_key = match self.data.get_key_value(key) {
+            Some((existing, _)) => existing.clone(),
+            None => {
+                let new: Key = Arc::from(key);
+                self.ordered.insert(new.clone());
+                new
+            }
+        };
         let entry = Entry {
             value: value.clone(),
             version,
             expires_at,
         };
-        if let Some(old) = self.data.insert(key.to_owned(), entry) {
+        if let Some(old) = self.data.insert(shared_key.clone(), entry) {
             if let Some(at) = old.expires_at {
-                self.expirations.remove(&(at, key.to_owned()));
+                self.expirations.remove(&(at, shared_key.clone()));
             }
         }
         if let Some(at) = expires_at {
-            self.expirations.insert((at, key.to_owned()));
+            self.expirations.insert((at, shared_key.clone()));
         }
-        if let Some(old) = self.tombstones.remove(key) {
-            self.tombstones_by_revision.remove(&old);
+        if !self.tombstones.is_empty() {
+            if let Some(old) = self.tombstones.remove(key) {
+                self.tombstones_by_revision.remove(&old);
+            }
         }
-        self.emit(KvEvent::Put(KvPair {
-            key: key.to_owned(),
-            value,
+        self.emit(Change {
+            key: shared_key,
+            value: Some(value),
             version,
-        }));
+        });
         version
     }
 
     /// Deletes `key`; returns the deletion's revision, or `None` if it was absent.
     /// A lock held on the key ends.
     pub(super) fn remove(&mut self, key: &str) -> Option<u64> {
-        let entry = self.data.remove(key)?;
+        let (key, entry) = self.data.remove_entry(key)?;
+        self.ordered.remove(&key);
         if let Some(at) = entry.expires_at {
-            self.expirations.remove(&(at, key.to_owned()));
+            self.expirations.remove(&(at, key.clone()));
         }
-        self.end_lock(key);
+        if !self.locks.is_empty() {
+            self.end_lock(&key);
+        }
         self.revision += 1;
         let version = self.revision;
-        self.add_tombstone(key, version);
-        self.emit(KvEvent::Delete {
-            key: key.to_owned(),
+        self.add_tombstone(key.clone(), version);
+        self.emit(Change {
+            key,
+            value: None,
             version,
         });
         Some(version)
@@ -253,16 +308,7 @@ impl State {
 
     /// Deletes every key under `prefix`, each at its own revision.
     pub(super) fn remove_range(&mut self, prefix: &str) {
-        let keys: Vec<String> = self
-            .data
-            .range::<str, _>((
-                std::ops::Bound::Included(prefix),
-                std::ops::Bound::Unbounded,
-            ))
-            .map(|(key, _)| key)
-            .take_while(|key| key.starts_with(prefix))
-            .cloned()
-            .collect();
+        let keys: Vec<Key> = self.keys_under(prefix).cloned().collect();
         for key in keys {
             self.remove(&key);
         }
@@ -279,21 +325,20 @@ impl State {
         }
     }
 
-    /// True when some key has a TTL that has passed (a cheap check before
-    /// taking the write path's purge).
-    pub(super) fn has_expired(&self, now: Instant) -> bool {
-        self.expirations.first().is_some_and(|(at, _)| *at <= now)
+    /// True when some key has a TTL (a write then checks the clock).
+    pub(super) fn has_ttl_keys(&self) -> bool {
+        !self.expirations.is_empty()
     }
 
     pub(super) fn next_expiry(&self) -> Option<Instant> {
         self.expirations.first().map(|(at, _)| *at)
     }
 
-    fn add_tombstone(&mut self, key: &str, version: u64) {
-        if let Some(old) = self.tombstones.insert(key.to_owned(), version) {
+    fn add_tombstone(&mut self, key: Key, version: u64) {
+        if let Some(old) = self.tombstones.insert(key.clone(), version) {
             self.tombstones_by_revision.remove(&old);
         }
-        self.tombstones_by_revision.insert(version, key.to_owned());
+        self.tombstones_by_revision.insert(version, key);
         while self.tombstones.len() > self.tombstone_limit {
             let Some((version, key)) = self.tombstones_by_revision.pop_first() else {
                 break;
@@ -303,37 +348,41 @@ impl State {
         }
     }
 
-    fn emit(&mut self, event: KvEvent) {
-        let event = Arc::new(event);
-        let key = event.key();
-        if let Some(tx) = self.key_channels.get(key) {
-            // An error only means every receiver is gone; the channel is
-            // removed when the last one unsubscribes.
-            let _ = tx.send(event.clone());
+    fn emit(&mut self, change: Change) {
+        if !self.key_channels.is_empty() {
+            if let Some(tx) = self.key_channels.get(&*change.key) {
+                // An error only means every receiver is gone; the channel is
+                // removed when the last one unsubscribes.
+                let _ = tx.send(change.clone());
+            }
         }
         for &len in self.prefix_lengths.keys() {
-            if len > key.len() {
+            if len > change.key.len() {
                 break;
             }
-            if let Some(tx) = key.get(..len).and_then(|p| self.prefix_channels.get(p)) {
-                let _ = tx.send(event.clone());
+            if let Some(tx) = change
+                .key
+                .get(..len)
+                .and_then(|p| self.prefix_channels.get(p))
+            {
+                let _ = tx.send(change.clone());
             }
         }
         if self.history_limit == 0 {
-            self.compacted = event.version();
+            self.compacted = change.version;
             return;
         }
         if self.history.len() == self.history_limit {
             if let Some(oldest) = self.history.pop_front() {
-                self.compacted = oldest.version();
+                self.compacted = oldest.version;
             }
         }
-        self.history.push_back(event);
+        self.history.push_back(change);
     }
 
     // ----- watch channels -----
 
-    pub(super) fn subscribe(&mut self, target: &WatchTarget) -> EventReceiver {
+    pub(super) fn subscribe(&mut self, target: &WatchTarget) -> ChangeReceiver {
         let (channels, name) = match target {
             WatchTarget::Key(key) => (&mut self.key_channels, key),
             WatchTarget::Prefix(prefix) => (&mut self.prefix_channels, prefix),

@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
-use super::state::EventReceiver;
+use super::state::ChangeReceiver;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
 
@@ -18,7 +18,7 @@ use crate::{KvEvent, Result, WatchOptions};
 struct Subscription {
     shared: Arc<Shared>,
     target: WatchTarget,
-    rx: Option<EventReceiver>,
+    rx: Option<ChangeReceiver>,
 }
 
 impl Drop for Subscription {
@@ -78,10 +78,10 @@ async fn next_event(watch: Option<WatchState>) -> Option<(Result<KvEvent>, Optio
         }
         let rx = watch.subscription.rx.as_mut()?;
         match rx.recv().await {
-            Ok(event) => {
-                if event.version() > watch.seen {
-                    watch.seen = event.version();
-                    return Some((Ok(KvEvent::clone(&event)), Some(watch)));
+            Ok(change) => {
+                if change.version > watch.seen {
+                    watch.seen = change.version;
+                    return Some((Ok(change.to_event()), Some(watch)));
                 }
             }
             Err(RecvError::Lagged(missed)) => {
