@@ -1,6 +1,8 @@
 //! The memory store against bare baselines, side by side in one run:
 //! - `get` / `put` through `Arc<dyn Store>` vs the same data in a bare
-//!   `RwLock<BTreeMap>` (the floor for an in-process map);
+//!   `RwLock<BTreeMap>` (the floor for an in-process map), and vs that bare
+//!   map behind an `async-trait` object (`baseline_dyn`: what the `Store`
+//!   trait's boxed futures cost by themselves, before any kvstore code);
 //! - one `put` observed by 1, 100 and 10,000 watchers vs the same fan-out
 //!   through a bare `tokio::sync::broadcast` channel.
 //!
@@ -49,6 +51,24 @@ impl BareMap {
     }
 }
 
+/// The bare map behind the same kind of trait object as `Store`.
+#[async_trait::async_trait]
+trait DynMap: Send + Sync {
+    async fn get(&self, key: &str) -> Option<KvPair>;
+    async fn put(&self, key: &str, value: Bytes);
+}
+
+#[async_trait::async_trait]
+impl DynMap for BareMap {
+    async fn get(&self, key: &str) -> Option<KvPair> {
+        BareMap::get(self, key).await
+    }
+
+    async fn put(&self, key: &str, value: Bytes) {
+        BareMap::put(self, key, value).await
+    }
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -60,12 +80,14 @@ fn get_and_put(c: &mut Criterion) {
     let rt = runtime();
     let store: Arc<dyn Store> = rt.block_on(kvstore::connect("memory://")).unwrap();
     let bare = BareMap::default();
+    let bare_dyn: Arc<dyn DynMap> = Arc::new(BareMap::default());
     let keys: Vec<String> = (0..KEYS).map(key).collect();
     let value = Bytes::from_static(b"10.0.0.1:7000");
     rt.block_on(async {
         for k in &keys {
             store.put(k, value.clone()).await.unwrap();
             bare.put(k, value.clone()).await;
+            bare_dyn.put(k, value.clone()).await;
         }
     });
 
@@ -85,6 +107,13 @@ fn get_and_put(c: &mut Criterion) {
             async move { bare.get(k).await }
         })
     });
+    group.bench_function("baseline_dyn", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7) % KEYS;
+            let (bare, k) = (&bare_dyn, &keys[i]);
+            async move { bare.get(k).await }
+        })
+    });
     group.finish();
 
     let mut group = c.benchmark_group("memory/put");
@@ -99,6 +128,13 @@ fn get_and_put(c: &mut Criterion) {
         b.to_async(&rt).iter(|| {
             i = (i + 7) % KEYS;
             let (bare, k, v) = (&bare, &keys[i], value.clone());
+            async move { bare.put(k, v).await }
+        })
+    });
+    group.bench_function("baseline_dyn", |b| {
+        b.to_async(&rt).iter(|| {
+            i = (i + 7) % KEYS;
+            let (bare, k, v) = (&bare_dyn, &keys[i], value.clone());
             async move { bare.put(k, v).await }
         })
     });

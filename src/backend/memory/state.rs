@@ -35,6 +35,9 @@ pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
 /// watch channels: a write of an existing key allocates nothing.
 type Key = Arc<str>;
 
+/// A fast seeded hasher for the key indexes: point reads hash every key.
+type KeyHasher = foldhash::fast::RandomState;
+
 /// One change, as kept in the history and sent to watchers: cheap to clone
 /// (two reference counts), turned into a [`KvEvent`] only on delivery.
 #[derive(Debug, Clone)]
@@ -63,6 +66,8 @@ impl Change {
 }
 
 struct Entry {
+    /// The map's own key, kept here so an update needs one lookup.
+    key: Key,
     value: Bytes,
     version: u64,
     expires_at: Option<Instant>,
@@ -86,7 +91,7 @@ pub(super) struct Holder {
 pub(super) struct State {
     /// Point reads and writes go through the hash map; ranges walk the
     /// ordered index and look each key up.
-    data: HashMap<Key, Entry>,
+    data: HashMap<Key, Entry, KeyHasher>,
     ordered: BTreeSet<Key>,
     revision: u64,
 
@@ -103,8 +108,8 @@ pub(super) struct State {
 
     expirations: BTreeSet<(Instant, Key)>,
 
-    key_channels: HashMap<String, ChangeSender>,
-    prefix_channels: HashMap<String, ChangeSender>,
+    key_channels: HashMap<String, ChangeSender, KeyHasher>,
+    prefix_channels: HashMap<String, ChangeSender, KeyHasher>,
     /// Lengths of the watched prefixes, with how many prefixes have each: a
     /// write checks one map entry per distinct length instead of every prefix.
     prefix_lengths: BTreeMap<usize, usize>,
@@ -117,7 +122,7 @@ pub(super) struct State {
 impl State {
     pub(super) fn new(history_limit: usize) -> Self {
         State {
-            data: HashMap::new(),
+            data: HashMap::default(),
             ordered: BTreeSet::new(),
             revision: 0,
             history: VecDeque::new(),
@@ -130,8 +135,8 @@ impl State {
                 .max(MIN_TOMBSTONES),
             tombstone_floor: 0,
             expirations: BTreeSet::new(),
-            key_channels: HashMap::new(),
-            prefix_channels: HashMap::new(),
+            key_channels: HashMap::default(),
+            prefix_channels: HashMap::default(),
             prefix_lengths: BTreeMap::new(),
             locks: HashMap::new(),
             sessions: HashMap::new(),
@@ -250,24 +255,30 @@ impl State {
     pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) -> u64 {
         self.revision += 1;
         let version = self.revision;
-        let shared_key = match self.data.get_key_value(key) {
-            Some((existing, _)) => existing.clone(),
+        let shared_key = match self.data.get_mut(key) {
+            Some(entry) => {
+                let old_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
+                entry.value = value.clone();
+                entry.version = version;
+                let shared_key = entry.key.clone();
+                if let Some(at) = old_expiry {
+                    self.expirations.remove(&(at, shared_key.clone()));
+                }
+                shared_key
+            }
             None => {
-                let new: Key = Arc::from(key);
-                self.ordered.insert(new.clone());
-                new
+                let shared_key: Key = Arc::from(key);
+                self.ordered.insert(shared_key.clone());
+                let entry = Entry {
+                    key: shared_key.clone(),
+                    value: value.clone(),
+                    version,
+                    expires_at,
+                };
+                self.data.insert(shared_key.clone(), entry);
+                shared_key
             }
         };
-        let entry = Entry {
-            value: value.clone(),
-            version,
-            expires_at,
-        };
-        if let Some(old) = self.data.insert(shared_key.clone(), entry) {
-            if let Some(at) = old.expires_at {
-                self.expirations.remove(&(at, shared_key.clone()));
-            }
-        }
         if let Some(at) = expires_at {
             self.expirations.insert((at, shared_key.clone()));
         }
