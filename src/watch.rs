@@ -8,8 +8,9 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use futures::Stream;
 use futures::stream::BoxStream;
@@ -34,10 +35,29 @@ impl WatchTarget {
     }
 }
 
+/// How one watch is ended: the token for tasks that `select!` on it, and a
+/// plain flag that a stream can check on every poll without the token's lock.
+#[derive(Debug, Default)]
+struct WatchCancel {
+    flag: AtomicBool,
+    token: CancellationToken,
+}
+
+impl WatchCancel {
+    fn cancel(&self) {
+        self.flag.store(true, Ordering::Release);
+        self.token.cancel();
+    }
+
+    fn is_cancelled(&self) -> bool {
+        self.flag.load(Ordering::Acquire)
+    }
+}
+
 #[derive(Default)]
 struct RegistryMap {
     next_id: u64,
-    live: HashMap<WatchTarget, HashMap<u64, CancellationToken>>,
+    live: HashMap<WatchTarget, HashMap<u64, Arc<WatchCancel>>>,
 }
 
 /// Maps each key and prefix to the cancellation tokens of its live watches.
@@ -66,30 +86,30 @@ impl WatchRegistry {
     /// Files a new watch under `target`; the returned registration carries its
     /// token and removes the entry when dropped.
     pub(crate) fn register(&self, target: WatchTarget) -> Registration {
-        let token = CancellationToken::new();
+        let cancel = Arc::new(WatchCancel::default());
         let mut map = self.lock();
         let id = map.next_id;
         map.next_id += 1;
         map.live
             .entry(target.clone())
             .or_default()
-            .insert(id, token.clone());
+            .insert(id, cancel.clone());
         Registration {
             registry: self.clone(),
             target,
             id,
-            token,
+            cancel,
         }
     }
 
     /// Ends every watch filed under exactly `target`; returns how many.
     pub(crate) fn cancel(&self, target: &WatchTarget) -> usize {
         let removed = self.lock().live.remove(target);
-        let tokens = removed.unwrap_or_default();
-        for token in tokens.values() {
-            token.cancel();
+        let watches = removed.unwrap_or_default();
+        for cancel in watches.values() {
+            cancel.cancel();
         }
-        tokens.len()
+        watches.len()
     }
 
     /// Number of live watches (for tests and diagnostics).
@@ -114,7 +134,7 @@ pub(crate) struct Registration {
     registry: WatchRegistry,
     target: WatchTarget,
     id: u64,
-    token: CancellationToken,
+    cancel: Arc<WatchCancel>,
 }
 
 impl Registration {
@@ -122,7 +142,7 @@ impl Registration {
     /// whose stream runs in a task of its own selects on it to close its
     /// server-side request at once.
     pub(crate) fn token(&self) -> &CancellationToken {
-        &self.token
+        &self.cancel.token
     }
 }
 
@@ -160,7 +180,10 @@ impl Drop for Registration {
 pub struct Watch {
     events: Option<BoxStream<'static, Result<KvEvent>>>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,
-    _registration: Registration,
+    /// The waker `cancelled` was last polled with: it is polled again only
+    /// when the task driving this watch changes.
+    cancel_waker: Option<Waker>,
+    registration: Registration,
 }
 
 impl Watch {
@@ -172,7 +195,8 @@ impl Watch {
         Watch {
             events: Some(events),
             cancelled: Box::pin(registration.token().clone().cancelled_owned()),
-            _registration: registration,
+            cancel_waker: None,
+            registration,
         }
     }
 }
@@ -189,7 +213,7 @@ impl Watch {
 impl fmt::Debug for Watch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Watch")
-            .field("target", &self._registration.target)
+            .field("target", &self.registration.target)
             .field("ended", &self.events.is_none())
             .finish()
     }
@@ -203,9 +227,9 @@ impl Stream for Watch {
         let Some(events) = this.events.as_mut() else {
             return Poll::Ready(None);
         };
-        // A cheap flag check on every poll; the waker is registered with the
-        // token only when the stream is about to go idle.
-        if this._registration.token.is_cancelled() {
+        // A cheap flag check on every poll; the token (which takes a lock) is
+        // polled only when the stream goes idle under a new waker.
+        if this.registration.cancel.is_cancelled() {
             return this.end();
         }
         match events.as_mut().poll_next(cx) {
@@ -215,10 +239,17 @@ impl Stream for Watch {
             }
             Poll::Ready(None) => this.end(),
             Poll::Ready(Some(Ok(event))) => Poll::Ready(Some(Ok(event))),
-            Poll::Pending => match this.cancelled.as_mut().poll(cx) {
-                Poll::Ready(()) => this.end(),
-                Poll::Pending => Poll::Pending,
-            },
+            Poll::Pending => {
+                let registered =
+                    (this.cancel_waker.as_ref()).is_some_and(|waker| waker.will_wake(cx.waker()));
+                if !registered {
+                    if this.cancelled.as_mut().poll(cx).is_ready() {
+                        return this.end();
+                    }
+                    this.cancel_waker = Some(cx.waker().clone());
+                }
+                Poll::Pending
+            }
         }
     }
 }
