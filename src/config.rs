@@ -35,7 +35,7 @@ impl Backend {
 /// let config = kvstore::Config::default().with_timeout(Duration::from_secs(3));
 /// assert_eq!(config.timeout, Duration::from_secs(3));
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 #[non_exhaustive]
 pub struct Config {
     /// Per-request timeout (not applied to a watch's long poll). Default 10 s.
@@ -47,6 +47,23 @@ pub struct Config {
     /// Memory store only: how many past changes are kept for watches that
     /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.
     pub history: usize,
+    /// Consul ACL token, sent as `X-Consul-Token`. Never logged or shown:
+    /// `Debug` prints `<redacted>`.
+    pub token: Option<String>,
+    /// Consul datacenter (`?dc=`); the agent's own when `None`.
+    pub datacenter: Option<String>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("timeout", &self.timeout)
+            .field("lock_ttl", &self.lock_ttl)
+            .field("history", &self.history)
+            .field("token", &self.token.as_ref().map(|_| "<redacted>"))
+            .field("datacenter", &self.datacenter)
+            .finish()
+    }
 }
 
 impl Default for Config {
@@ -55,6 +72,8 @@ impl Default for Config {
             timeout: Duration::from_secs(10),
             lock_ttl: Duration::from_secs(15),
             history: 10_000,
+            token: None,
+            datacenter: None,
         }
     }
 }
@@ -78,11 +97,35 @@ impl Config {
         self
     }
 
+    /// Sets the Consul ACL token.
+    pub fn with_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Sets the Consul datacenter.
+    pub fn with_datacenter(mut self, datacenter: impl Into<String>) -> Self {
+        self.datacenter = Some(datacenter.into());
+        self
+    }
+
+    /// The defaults, with credentials from the environment: `CONSUL_HTTP_TOKEN`.
+    pub fn from_env() -> Self {
+        Config {
+            token: std::env::var("CONSUL_HTTP_TOKEN")
+                .ok()
+                .filter(|t| !t.is_empty()),
+            ..Config::default()
+        }
+    }
+
     /// Applies one `name=value` option from a URL query string.
     fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
         match name {
             "timeout" => self.timeout = parse_duration(name, value)?,
             "lock_ttl" => self.lock_ttl = parse_duration(name, value)?,
+            "token" => self.token = Some(percent_decode(name, value)?),
+            "dc" => self.datacenter = Some(percent_decode(name, value)?),
             "history" => {
                 self.history = value.parse().map_err(|_| {
                     Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
@@ -90,7 +133,7 @@ impl Config {
             }
             _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {name:?} (known: timeout, lock_ttl, history)"
+                    "unknown option {name:?} (known: timeout, lock_ttl, history, token, dc)"
                 )));
             }
         }
@@ -144,12 +187,21 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
         }
         _ => {}
     }
-    let mut config = Config::default();
+    let mut config = Config::from_env();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         config.set_option(name, value)?;
     }
     Ok((StoreUrl { backend, endpoints }, config))
+}
+
+/// A percent-decoded query value. The error never repeats the value, which
+/// may be a secret.
+fn percent_decode(name: &str, value: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| Error::InvalidArgument(format!("{name}: not valid percent-encoded UTF-8")))
 }
 
 /// Parses `250ms`, `5s`, `2m`, `1h` (a whole number and a unit).
@@ -211,6 +263,14 @@ mod tests {
             parse_url("nonsense"),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn tokens_are_read_and_never_shown() {
+        let (_, config) = parse_url("consul://h:1?token=s3cr%2Ft&dc=east").unwrap();
+        assert_eq!(config.token.as_deref(), Some("s3cr/t"));
+        assert_eq!(config.datacenter.as_deref(), Some("east"));
+        assert!(!format!("{config:?}").contains("s3cr"));
     }
 
     #[test]

@@ -37,8 +37,10 @@
 //!   the lock changes hands.
 
 mod backend;
+mod backoff;
 mod config;
 mod error;
+mod http;
 mod key;
 mod lock;
 mod store;
@@ -77,7 +79,10 @@ pub fn create_store(
             }
             Ok(Arc::new(backend::memory::MemoryStore::new(&config)))
         }
-        Backend::Consul | Backend::Etcd => Err(Error::Unsupported {
+        Backend::Consul => Ok(Arc::new(backend::consul::ConsulStore::new(
+            endpoints, config,
+        )?)),
+        Backend::Etcd => Err(Error::Unsupported {
             backend: backend.name(),
             what: "this backend is not implemented yet".into(),
         }),

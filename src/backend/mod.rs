@@ -1,3 +1,4 @@
 //! The backends, one folder each.
 
+pub(crate) mod consul;
 pub(crate) mod memory;

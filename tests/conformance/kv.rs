@@ -79,7 +79,6 @@ pub const AWKWARD_KEYS: &[&str] = &[
     "%2F",
     "%zz",
     "with space",
-    "tab\there",
     "ünïcødé/日本/🦀",
     "a&b=c",
     "semi;colon",
@@ -121,6 +120,65 @@ pub async fn awkward_keys_round_trip(ctx: Ctx) {
         ctx.store.delete(&ctx.key(name)).await.unwrap();
     }
     assert!(ctx.store.get_range(&ctx.prefix).await.unwrap().is_empty());
+}
+
+/// Keys some backends cannot store as given: each must round-trip exactly
+/// or be refused with `InvalidKey` — never stored under another key.
+pub const DOUBTFUL_KEYS: &[&str] = &[
+    "tab\there",
+    "new\nline",
+    "nul\0byte",
+    "a//b",
+    "a/./b",
+    "a/../b",
+    "..",
+    "trailing ",
+    "del\u{7f}",
+];
+
+pub async fn doubtful_keys_round_trip_or_are_refused(ctx: Ctx) {
+    let mut stored = BTreeSet::new();
+    for name in DOUBTFUL_KEYS {
+        let key = ctx.key(name);
+        match ctx.store.put(&key, Bytes::from(*name)).await {
+            Ok(()) => {
+                let pair = ctx
+                    .store
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .unwrap_or_else(|| panic!("{key:?} missing"));
+                assert_eq!(pair.value, *name);
+                stored.insert(key);
+            }
+            Err(Error::InvalidKey { key: refused, .. }) => {
+                assert_eq!(refused, key);
+                assert!(matches!(
+                    ctx.store.get(&key).await,
+                    Err(Error::InvalidKey { .. }) | Ok(None)
+                ));
+            }
+            Err(other) => panic!("{key:?}: expected success or InvalidKey, got {other}"),
+        }
+    }
+    // Nothing landed anywhere else, in or out of this case's prefix.
+    let listed: BTreeSet<String> = ctx
+        .store
+        .get_range(&ctx.prefix)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.key)
+        .collect();
+    assert_eq!(listed, stored);
+    for stray in ["b", "a/b", "kvtest/b"] {
+        let escaped = ctx.store.get(stray).await.unwrap();
+        assert!(
+            escaped.is_none_or(
+                |p| !DOUBTFUL_KEYS.contains(&std::str::from_utf8(&p.value).unwrap_or(""))
+            )
+        );
+    }
 }
 
 pub async fn binary_empty_and_large_values(ctx: Ctx) {

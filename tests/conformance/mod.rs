@@ -130,6 +130,7 @@ macro_rules! suite {
             kv::missing_keys,
             kv::empty_key_is_invalid_everywhere,
             kv::awkward_keys_round_trip,
+            kv::doubtful_keys_round_trip_or_are_refused,
             kv::binary_empty_and_large_values,
             kv::range_is_a_plain_string_prefix,
             kv::delete_range_deletes_only_the_prefix,

@@ -188,10 +188,14 @@ pub async fn events_come_in_version_order(ctx: Ctx) {
         seen == final_state
     })
     .await;
-    for pair in events.windows(2) {
+    let versions: Vec<(u64, &str)> = events
+        .iter()
+        .map(|e| (e.version(), e.key().trim_start_matches(&prefix)))
+        .collect();
+    for pair in versions.windows(2) {
         assert!(
-            pair[0].version() < pair[1].version(),
-            "out of order or repeated: {pair:?}"
+            pair[0].0 < pair[1].0,
+            "out of order or repeated at {pair:?} in {versions:?}"
         );
     }
     if !ctx.traits.coalesces_changes {

@@ -1,0 +1,249 @@
+//! Consul's KV and session endpoints as typed calls.
+
+use std::fmt::Write as _;
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::{Method, StatusCode};
+
+use super::keys::{kv_path, query_value};
+use super::wire::{self, KvEntry, SessionCreate, SessionCreated};
+use crate::http::{HttpClient, HttpRequest};
+use crate::{Error, Result};
+
+/// How long Consul may hold a blocking query beyond its `wait` (it adds up
+/// to wait/16 of jitter), plus a margin for the network.
+pub(super) fn long_poll_timeout(wait: Duration) -> Duration {
+    wait + wait / 16 + Duration::from_secs(5)
+}
+
+/// A KV read: the entries and the `X-Consul-Index` they were read at.
+#[derive(Debug)]
+pub(super) struct Listing {
+    pub(super) entries: Vec<KvEntry>,
+    pub(super) index: u64,
+}
+
+/// A conditional or lock-related write on one key.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Write<'a> {
+    Plain,
+    Cas(u64),
+    Acquire(&'a str),
+    Release(&'a str),
+}
+
+#[derive(Debug)]
+pub(super) struct ConsulClient {
+    pub(super) http: HttpClient,
+    datacenter: Option<String>,
+    timeout: Duration,
+}
+
+impl ConsulClient {
+    pub(super) fn new(http: HttpClient, datacenter: Option<String>, timeout: Duration) -> Self {
+        ConsulClient {
+            http,
+            datacenter,
+            timeout,
+        }
+    }
+
+    /// `base` plus `params` (already escaped) plus the datacenter.
+    pub(super) fn path(&self, base: String, params: &[&str]) -> String {
+        let mut path = base;
+        let mut separator = '?';
+        for param in params.iter().filter(|p| !p.is_empty()) {
+            path.push(separator);
+            path.push_str(param);
+            separator = '&';
+        }
+        if let Some(dc) = &self.datacenter {
+            let _ = write!(path, "{separator}dc={}", query_value(dc));
+        }
+        path
+    }
+
+    async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        body: Bytes,
+        idempotent: bool,
+        timeout: Duration,
+        operation: &'static str,
+    ) -> Result<crate::http::HttpReply> {
+        self.http
+            .send(&HttpRequest {
+                method,
+                path,
+                body,
+                idempotent,
+                timeout,
+                operation,
+            })
+            .await
+    }
+
+    /// Reads one key (`recurse: false`) or a prefix. A missing key or empty
+    /// prefix is an empty listing, with the index Consul still sends.
+    /// `block`: `(index, wait)` for a blocking query.
+    pub(super) async fn read(
+        &self,
+        key: &str,
+        recurse: bool,
+        block: Option<(u64, Duration)>,
+    ) -> Result<Listing> {
+        let blocking =
+            block.map(|(index, wait)| format!("index={index}&wait={}ms", wait.as_millis()));
+        let path = self.path(
+            kv_path(key),
+            &[
+                if recurse { "recurse" } else { "" },
+                blocking.as_deref().unwrap_or(""),
+            ],
+        );
+        let timeout = block.map_or(self.timeout, |(_, wait)| long_poll_timeout(wait));
+        let operation = if recurse { "consul list" } else { "consul get" };
+        let reply = self
+            .call(Method::GET, &path, Bytes::new(), true, timeout, operation)
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(Listing {
+                index: wire::consul_index(&reply)?,
+                entries: wire::parse_json(&reply, operation)?,
+            }),
+            StatusCode::NOT_FOUND => Ok(Listing {
+                index: wire::consul_index(&reply)?,
+                entries: Vec::new(),
+            }),
+            _ => Err(wire::classify(&reply, operation, Some(key))),
+        }
+    }
+
+    /// Writes `value` to `key`; `Ok(false)` when a CAS or lock condition fails.
+    pub(super) async fn put(&self, key: &str, value: Bytes, write: Write<'_>) -> Result<bool> {
+        let param = match write {
+            Write::Plain => String::new(),
+            Write::Cas(index) => format!("cas={index}"),
+            Write::Acquire(session) => format!("acquire={}", query_value(session)),
+            Write::Release(session) => format!("release={}", query_value(session)),
+        };
+        let path = self.path(kv_path(key), &[&param]);
+        // A plain write can be repeated; a conditional one may have applied.
+        let idempotent = matches!(write, Write::Plain);
+        let reply = self
+            .call(
+                Method::PUT,
+                &path,
+                value,
+                idempotent,
+                self.timeout,
+                "consul put",
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(wire::classify(&reply, "consul put", Some(key)));
+        }
+        wire::parse_bool(&reply, "consul put")
+    }
+
+    /// Deletes one key, every key under a prefix (`recurse`), or one key at
+    /// a version (`cas`).
+    pub(super) async fn delete(&self, key: &str, recurse: bool, cas: Option<u64>) -> Result<bool> {
+        let cas = cas.map(|index| format!("cas={index}"));
+        let path = self.path(
+            kv_path(key),
+            &[
+                if recurse { "recurse" } else { "" },
+                cas.as_deref().unwrap_or(""),
+            ],
+        );
+        let idempotent = cas.is_none();
+        let reply = self
+            .call(
+                Method::DELETE,
+                &path,
+                Bytes::new(),
+                idempotent,
+                self.timeout,
+                "consul delete",
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(wire::classify(&reply, "consul delete", Some(key)));
+        }
+        wire::parse_bool(&reply, "consul delete")
+    }
+
+    /// Creates a session with `ttl` and `behavior` (`release` or `delete`).
+    pub(super) async fn create_session(
+        &self,
+        name: &str,
+        ttl: Duration,
+        behavior: &str,
+    ) -> Result<String> {
+        let body = serde_json::to_vec(&SessionCreate {
+            name,
+            ttl: format!("{}ms", ttl.as_millis()),
+            behavior,
+            lock_delay: "0s",
+        })
+        .map_err(|e| Error::InvalidArgument(format!("cannot encode a session: {e}")))?;
+        let path = self.path("/v1/session/create".to_owned(), &[]);
+        let reply = self
+            .call(
+                Method::PUT,
+                &path,
+                Bytes::from(body),
+                false,
+                self.timeout,
+                "consul session create",
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(wire::classify(&reply, "consul session create", None));
+        }
+        let created: SessionCreated = wire::parse_json(&reply, "consul session create")?;
+        Ok(created.id)
+    }
+
+    /// Renews a session; `Ok(false)` when Consul no longer knows it.
+    pub(super) async fn renew_session(&self, id: &str) -> Result<bool> {
+        let path = self.path(format!("/v1/session/renew/{}", query_value(id)), &[]);
+        let reply = self
+            .call(
+                Method::PUT,
+                &path,
+                Bytes::new(),
+                true,
+                self.timeout,
+                "consul session renew",
+            )
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(wire::classify(&reply, "consul session renew", None)),
+        }
+    }
+
+    /// Destroys a session (and, by its behavior, releases or deletes its keys).
+    pub(super) async fn destroy_session(&self, id: &str) -> Result<()> {
+        let path = self.path(format!("/v1/session/destroy/{}", query_value(id)), &[]);
+        let reply = self
+            .call(
+                Method::PUT,
+                &path,
+                Bytes::new(),
+                true,
+                self.timeout,
+                "consul session destroy",
+            )
+            .await?;
+        if reply.status != StatusCode::OK {
+            return Err(wire::classify(&reply, "consul session destroy", None));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,317 @@
+//! Locks on Consul: one session per lock.
+//!
+//! The session has the configured lock TTL, `Behavior=delete` (so a dead
+//! holder's key is deleted when its session expires, like an explicit
+//! release) and no lock-delay. A *keeper* task renews it every TTL/3 from the
+//! moment it exists, so a long wait in `acquire` cannot let it expire; once
+//! the lock is held a *monitor* task follows the key with blocking queries.
+//! The lock is lost (`Lock::lost()` resolves) when a renewal says the session
+//! is gone, when no renewal has succeeded for half the TTL (the store is
+//! unreachable: stop claiming the lock well before Consul frees it), or when
+//! the key is deleted or held by another session.
+//!
+//! Releasing destroys the session; Consul then deletes the key in the same
+//! step. Dropping an `acquire` future or a `Lock` stops the keeper, which
+//! destroys the session.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use hyper::{Method, StatusCode};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use super::client::Write;
+use super::keys::query_value;
+use crate::backoff::Backoff;
+use crate::http::HttpRequest;
+use crate::lock::LockReleaser;
+use crate::{Error, Lock, Result};
+
+/// How long a waiter's or monitor's blocking query waits.
+const LOCK_WAIT: Duration = Duration::from_secs(60);
+
+/// A session being kept alive; destroyed when dropped unless handed to a `Lock`.
+struct KeptSession {
+    inner: Arc<Inner>,
+    id: String,
+    /// Cancelled to stop the keeper (which then destroys the session).
+    stop: CancellationToken,
+    /// Cancelled when the session (and so the lock) is gone.
+    lost: CancellationToken,
+    handed_over: bool,
+}
+
+impl Drop for KeptSession {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.stop.cancel();
+        }
+    }
+}
+
+impl KeptSession {
+    async fn create(inner: &Arc<Inner>) -> Result<Self> {
+        let ttl = inner.config.lock_ttl;
+        let id = inner
+            .client
+            .create_session("kvstore-lock", ttl, "delete")
+            .await?;
+        let session = KeptSession {
+            inner: inner.clone(),
+            id,
+            stop: CancellationToken::new(),
+            lost: CancellationToken::new(),
+            handed_over: false,
+        };
+        tokio::spawn(keep_alive(
+            inner.clone(),
+            session.id.clone(),
+            ttl,
+            session.stop.clone(),
+            session.lost.clone(),
+        ));
+        Ok(session)
+    }
+}
+
+/// Renews the session every TTL/3 until stopped or lost; destroys it at the end.
+async fn keep_alive(
+    inner: Arc<Inner>,
+    id: String,
+    ttl: Duration,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let mut last_renewed = Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = lost.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 3) => {}
+        }
+        match inner.client.renew_session(&id).await {
+            Ok(true) => last_renewed = Instant::now(),
+            Ok(false) => {
+                tracing::info!("consul lock session is gone; the lock is lost");
+                lost.cancel();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "consul lock session renewal failed");
+                if last_renewed.elapsed() >= ttl / 2 {
+                    tracing::warn!("no renewal for half the lock TTL; the lock is lost");
+                    lost.cancel();
+                }
+            }
+        }
+    }
+    lost.cancel();
+    if let Err(error) = inner.client.destroy_session(&id).await {
+        tracing::warn!(%error, "could not destroy a consul lock session; it expires by itself");
+    }
+}
+
+/// Follows the held key; declares the lock lost when it is deleted or taken.
+async fn monitor(
+    inner: Arc<Inner>,
+    key: String,
+    id: String,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let mut index = 0u64;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
+    loop {
+        let read = async {
+            let _slot = inner.hub.long_poll_slot().await;
+            inner
+                .client
+                .read(&key, false, (index > 0).then_some((index, LOCK_WAIT)))
+                .await
+        };
+        let result = tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = lost.cancelled() => return,
+            result = read => result,
+        };
+        match result {
+            Ok(listing) => {
+                backoff.reset();
+                let ours =
+                    listing.entries.first().and_then(|e| e.session.as_deref()) == Some(id.as_str());
+                if !ours {
+                    tracing::info!("the consul lock key was deleted or taken; the lock is lost");
+                    lost.cancel();
+                    return;
+                }
+                index = if listing.index < index {
+                    0
+                } else {
+                    listing.index.max(1)
+                };
+            }
+            Err(_) => tokio::time::sleep(backoff.next_delay()).await,
+        }
+    }
+}
+
+/// Takes the lock on `key`, waiting for it if `wait`; `Ok(None)` when it is
+/// held elsewhere and `!wait`.
+pub(super) async fn acquire(
+    inner: &Arc<Inner>,
+    key: &str,
+    value: Bytes,
+    wait: bool,
+) -> Result<Option<Lock>> {
+    let mut session = KeptSession::create(inner).await?;
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+    loop {
+        if session.lost.is_cancelled() {
+            return Err(Error::LockLost {
+                key: key.to_owned(),
+            });
+        }
+        if inner
+            .client
+            .put(key, value.clone(), Write::Acquire(&session.id))
+            .await?
+        {
+            // The acquire write's ModifyIndex is the fencing token: Consul's
+            // index grows across holders even when the key is deleted between.
+            let listing = inner.client.read(key, false, None).await?;
+            let held = listing
+                .entries
+                .into_iter()
+                .next()
+                .filter(|e| e.session.as_deref() == Some(&session.id));
+            if let Some(entry) = held {
+                return Ok(Some(hand_over(&mut session, key, entry.modify_index)));
+            }
+            continue; // deleted or taken right after: try again
+        }
+        if !wait {
+            return Ok(None);
+        }
+        wait_until_free(inner, key, &mut backoff).await?;
+    }
+}
+
+fn hand_over(session: &mut KeptSession, key: &str, fencing_token: u64) -> Lock {
+    session.handed_over = true;
+    let inner = session.inner.clone();
+    tokio::spawn(monitor(
+        inner.clone(),
+        key.to_owned(),
+        session.id.clone(),
+        session.stop.clone(),
+        session.lost.clone(),
+    ));
+    let releaser = ConsulLockReleaser {
+        inner,
+        key: key.to_owned(),
+        id: session.id.clone(),
+        stop: session.stop.clone(),
+        lost: session.lost.clone(),
+    };
+    Lock::new(
+        key.to_owned(),
+        session.id.clone(),
+        fencing_token,
+        session.lost.clone(),
+        Box::new(releaser),
+    )
+}
+
+/// Returns once `key` has no holder (after a blocking query saw it change).
+async fn wait_until_free(inner: &Arc<Inner>, key: &str, backoff: &mut Backoff) -> Result<()> {
+    let mut index = 0u64;
+    loop {
+        let listing = {
+            let _slot = inner.hub.long_poll_slot().await;
+            inner
+                .client
+                .read(key, false, (index > 0).then_some((index, LOCK_WAIT)))
+                .await?
+        };
+        let held = listing.entries.first().is_some_and(|e| e.session.is_some());
+        if !held {
+            if index == 0 {
+                // Free at once, yet our acquire just failed: another
+                // client's lock-delay is running. Retry after a pause.
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            return Ok(());
+        }
+        index = if listing.index < index {
+            0
+        } else {
+            listing.index.max(1)
+        };
+    }
+}
+
+/// `Store::release`: destroys the session, which deletes the key it holds.
+pub(super) async fn release_session(inner: &Arc<Inner>, session: &str) -> Result<()> {
+    if session.is_empty() || !session_exists(inner, session).await? {
+        return Err(Error::UnknownSession {
+            session: session.to_owned(),
+        });
+    }
+    inner.client.destroy_session(session).await
+}
+
+async fn session_exists(inner: &Arc<Inner>, session: &str) -> Result<bool> {
+    let path = inner
+        .client
+        .path(format!("/v1/session/info/{}", query_value(session)), &[]);
+    let reply = inner
+        .client
+        .http
+        .send(&HttpRequest {
+            method: Method::GET,
+            path: &path,
+            body: Bytes::new(),
+            idempotent: true,
+            timeout: inner.config.timeout,
+            operation: "consul session info",
+        })
+        .await?;
+    if reply.status != StatusCode::OK {
+        return Err(super::wire::classify(&reply, "consul session info", None));
+    }
+    let sessions: Option<Vec<serde_json::Value>> =
+        super::wire::parse_json(&reply, "consul session info")?;
+    Ok(sessions.is_some_and(|s| !s.is_empty()))
+}
+
+struct ConsulLockReleaser {
+    inner: Arc<Inner>,
+    key: String,
+    id: String,
+    stop: CancellationToken,
+    lost: CancellationToken,
+}
+
+impl LockReleaser for ConsulLockReleaser {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            let was_lost = self.lost.is_cancelled();
+            self.stop.cancel();
+            self.inner.client.destroy_session(&self.id).await?;
+            self.lost.cancel();
+            if was_lost {
+                return Err(Error::LockLost { key: self.key });
+            }
+            Ok(())
+        })
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        // The keeper task destroys the session when stopped.
+        self.stop.cancel();
+    }
+}

@@ -1,0 +1,260 @@
+//! The Consul backend: the `Store` contract over Consul's HTTP KV API.
+//!
+//! - Values are written raw (`PUT /v1/kv/<key>`), read back base64-decoded;
+//!   a key's version is its `ModifyIndex`.
+//! - Keys are percent-encoded; keys Consul would move or refuse are refused
+//!   first ([`keys`]).
+//! - CAS uses `?cas=`; `atomic_delete` uses a transaction (check-index +
+//!   delete), because `DELETE ?cas=` answers `true` for a missing key.
+//! - TTL keys are held by sessions ([`ttl`]); locks by sessions renewed in
+//!   the background ([`lock`]); watches are blocking queries shared by every
+//!   watch on the same key or prefix ([`watch`]).
+
+mod client;
+mod keys;
+mod lock;
+mod ttl;
+mod watch;
+mod wire;
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
+use hyper::{Method, StatusCode};
+
+use self::client::{ConsulClient, Write};
+use self::keys::{check_key, check_prefix};
+use crate::http::{HttpClient, HttpRequest};
+use crate::watch::{WatchRegistry, WatchTarget};
+use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+
+/// A Consul store; clones of the `Arc<dyn Store>` share it.
+pub(crate) struct ConsulStore {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct Inner {
+    client: ConsulClient,
+    config: Config,
+    registry: WatchRegistry,
+    ttl: ttl::TtlSessions,
+    hub: watch::Hub,
+}
+
+impl fmt::Debug for ConsulStore {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ConsulStore")
+            .field("http", &self.inner.client.http)
+            .field("config", &self.inner.config)
+            .finish()
+    }
+}
+
+impl ConsulStore {
+    pub(crate) fn new(endpoints: &[&str], config: Config) -> Result<Self> {
+        let mut headers = Vec::new();
+        if let Some(token) = &config.token {
+            let mut value = HeaderValue::from_str(token).map_err(|_| {
+                Error::InvalidArgument("the Consul token is not a valid header value".into())
+            })?;
+            value.set_sensitive(true);
+            headers.push((HeaderName::from_static("x-consul-token"), value));
+        }
+        let http = HttpClient::new(endpoints, headers)?;
+        let client = ConsulClient::new(http, config.datacenter.clone(), config.timeout);
+        Ok(ConsulStore {
+            inner: Arc::new(Inner {
+                client,
+                config,
+                registry: WatchRegistry::default(),
+                ttl: ttl::TtlSessions::default(),
+                hub: watch::Hub::default(),
+            }),
+        })
+    }
+
+    async fn get_pair(&self, key: &str) -> Result<Option<KvPair>> {
+        let listing = self.inner.client.read(key, false, None).await?;
+        match listing.entries.into_iter().next() {
+            Some(entry) => Ok(Some(entry.into_pair()?)),
+            None => Ok(None),
+        }
+    }
+
+    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
+        let events = watch::open(&self.inner, target.clone(), options).await?;
+        Ok(Watch::new(events, self.inner.registry.register(target)))
+    }
+
+    /// One transaction (`PUT /v1/txn`); `Ok(false)` when Consul rolled it back.
+    async fn transaction(&self, operations: serde_json::Value) -> Result<bool> {
+        let body = Bytes::from(operations.to_string());
+        let path = self.inner.client.path("/v1/txn".to_owned(), &[]);
+        let reply = self
+            .inner
+            .client
+            .http
+            .send(&HttpRequest {
+                method: Method::PUT,
+                path: &path,
+                body,
+                idempotent: false,
+                timeout: self.inner.config.timeout,
+                operation: "consul txn",
+            })
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::CONFLICT => Ok(false),
+            _ => Err(wire::classify(&reply, "consul txn", None)),
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ConsulStore {
+    #[tracing::instrument(level = "debug", skip(self, value), fields(len = value.len()))]
+    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        check_key(key)?;
+        let client = &self.inner.client;
+        if self.inner.ttl.make_permanent(client, key, &value).await? {
+            return Ok(());
+        }
+        if !client.put(key, value, Write::Plain).await? {
+            return Err(Error::MalformedReply(format!(
+                "Consul answered false to a plain write of {key:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
+    async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
+        check_key(key)?;
+        match options.ttl {
+            None => self.put(key, value).await,
+            Some(ttl) => {
+                self.inner
+                    .ttl
+                    .put(&self.inner.client, key, value, ttl)
+                    .await
+            }
+        }
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get(&self, key: &str) -> Result<Option<KvPair>> {
+        check_key(key)?;
+        self.get_pair(key).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete(&self, key: &str) -> Result<()> {
+        check_key(key)?;
+        self.inner.client.delete(key, false, None).await?;
+        self.inner.ttl.forget(&self.inner.client, key, false).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn exists(&self, key: &str) -> Result<bool> {
+        check_key(key)?;
+        Ok(self.get_pair(key).await?.is_some())
+    }
+
+    async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
+        check_key(key)?;
+        self.open_watch(WatchTarget::Key(key.to_owned()), options)
+            .await
+    }
+
+    fn cancel_watch(&self, key: &str) -> usize {
+        self.inner
+            .registry
+            .cancel(&WatchTarget::Key(key.to_owned()))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
+        check_key(key)?;
+        lock::acquire(&self.inner, key, value, true)
+            .await?
+            .ok_or_else(|| Error::MalformedReply("acquire ended without the lock".into()))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
+        check_key(key)?;
+        lock::acquire(&self.inner, key, value, false).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn release(&self, session: &str) -> Result<()> {
+        lock::release_session(&self.inner, session).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
+        check_prefix(prefix)?;
+        let listing = self.inner.client.read(prefix, true, None).await?;
+        let mut pairs = listing
+            .entries
+            .into_iter()
+            .map(wire::KvEntry::into_pair)
+            .collect::<Result<Vec<_>>>()?;
+        pairs.retain(|p| p.key.starts_with(prefix));
+        pairs.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(pairs)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_range(&self, prefix: &str) -> Result<()> {
+        crate::key::check_delete_prefix(prefix)?;
+        check_prefix(prefix)?;
+        self.inner.client.delete(prefix, true, None).await?;
+        self.inner
+            .ttl
+            .forget(&self.inner.client, prefix, true)
+            .await
+    }
+
+    async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
+        check_prefix(prefix)?;
+        self.open_watch(WatchTarget::Prefix(prefix.to_owned()), options)
+            .await
+    }
+
+    fn cancel_watch_range(&self, prefix: &str) -> usize {
+        self.inner
+            .registry
+            .cancel(&WatchTarget::Prefix(prefix.to_owned()))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
+        check_key(key)?;
+        let index = match previous {
+            // Consul's cas=0 means "create only": version 0 never exists.
+            Some(0) => return Ok(false),
+            Some(version) => version,
+            None => 0,
+        };
+        self.inner.client.put(key, value, Write::Cas(index)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
+        check_key(key)?;
+        if previous == 0 {
+            return Ok(false);
+        }
+        // `DELETE ?cas=` answers true for a missing key; check-index fails
+        // the transaction when the key is missing or at another version.
+        let operations = serde_json::json!([
+            { "KV": { "Verb": "check-index", "Key": key, "Index": previous } },
+            { "KV": { "Verb": "delete", "Key": key } },
+        ]);
+        self.transaction(operations).await
+    }
+}

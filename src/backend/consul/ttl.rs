@@ -1,0 +1,135 @@
+//! TTL keys on Consul, which has no key TTL: each TTL key is held by a
+//! session of its own with `Behavior=delete`, so the key is deleted when the
+//! session expires.
+//!
+//! The session's TTL is the key's TTL. Consul invalidates a session up to
+//! twice its TTL after the last renewal (measured on 1.22: 2×), so a TTL key
+//! disappears between `ttl` and `2 × ttl` after its last write — never
+//! before `ttl`.
+//!
+//! Sessions never pile up: a TTL write of a key this store already tracks
+//! renews its session (same TTL) or replaces it (destroying the old one); a
+//! plain write or a delete of a tracked key releases and destroys its session.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use super::client::{ConsulClient, Write};
+use crate::{Error, Result};
+
+/// The session holding one TTL key.
+#[derive(Debug, Clone)]
+struct TtlSession {
+    id: String,
+    ttl: Duration,
+}
+
+/// The TTL sessions this store (and its clones) created, by key.
+#[derive(Debug, Default)]
+pub(super) struct TtlSessions {
+    by_key: Mutex<HashMap<String, TtlSession>>,
+}
+
+impl TtlSessions {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TtlSession>> {
+        self.by_key.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn get(&self, key: &str) -> Option<TtlSession> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Writes `value` to `key` so that it is deleted `ttl` (to `2 × ttl`)
+    /// after this write unless written again.
+    pub(super) async fn put(
+        &self,
+        client: &ConsulClient,
+        key: &str,
+        value: Bytes,
+        ttl: Duration,
+    ) -> Result<()> {
+        let previous = self.get(key);
+        if let Some(session) = previous.as_ref().filter(|s| s.ttl == ttl) {
+            // Same TTL: renewing restarts the clock; acquiring with the same
+            // session rewrites the value (and re-attaches a key deleted meanwhile).
+            if client.renew_session(&session.id).await?
+                && client
+                    .put(key, value.clone(), Write::Acquire(&session.id))
+                    .await?
+            {
+                return Ok(());
+            }
+        }
+        let id = client.create_session("kvstore-ttl", ttl, "delete").await?;
+        if let Some(old) = &previous {
+            // Let go of the key (keeping it) before the new session takes it,
+            // then drop the old session, which now holds nothing to delete.
+            client
+                .put(key, value.clone(), Write::Release(&old.id))
+                .await?;
+            client.destroy_session(&old.id).await?;
+        }
+        if !client.put(key, value, Write::Acquire(&id)).await? {
+            client.destroy_session(&id).await?;
+            self.lock().remove(key);
+            return Err(Error::InvalidArgument(format!(
+                "cannot give {key:?} a TTL: it is held by another Consul session (a lock, or another process's TTL)"
+            )));
+        }
+        self.lock().insert(key.to_owned(), TtlSession { id, ttl });
+        Ok(())
+    }
+
+    /// A plain write of `key`: if this store made it a TTL key, its session
+    /// lets go of it (writing `value`) and is destroyed, so the key is
+    /// permanent again. Returns `false` when the key was not a tracked TTL key.
+    pub(super) async fn make_permanent(
+        &self,
+        client: &ConsulClient,
+        key: &str,
+        value: &Bytes,
+    ) -> Result<bool> {
+        let Some(session) = self.lock().remove(key) else {
+            return Ok(false);
+        };
+        let released = client
+            .put(key, value.clone(), Write::Release(&session.id))
+            .await?;
+        client.destroy_session(&session.id).await?;
+        if !released {
+            // The session no longer held the key (it expired): write plainly.
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    /// After `key` (or every key under it, `prefix`) was deleted: destroys
+    /// the sessions that held them.
+    pub(super) async fn forget(
+        &self,
+        client: &ConsulClient,
+        key: &str,
+        prefix: bool,
+    ) -> Result<()> {
+        let sessions: Vec<TtlSession> = {
+            let mut by_key = self.lock();
+            if prefix {
+                let keys: Vec<String> = by_key
+                    .keys()
+                    .filter(|k| k.starts_with(key))
+                    .cloned()
+                    .collect();
+                keys.iter().filter_map(|k| by_key.remove(k)).collect()
+            } else {
+                by_key.remove(key).into_iter().collect()
+            }
+        };
+        for session in sessions {
+            client.destroy_session(&session.id).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,375 @@
+//! Watches on Consul: blocking queries, shared.
+//!
+//! Every watch on the same key or prefix in one store shares one *upstream*:
+//! a task that runs Consul's blocking query loop and publishes each new
+//! result (a sorted snapshot) on a `tokio::sync::watch` channel, which keeps
+//! only the latest value — Consul's own semantics, since a blocking query
+//! coalesces changes. At most [`MAX_LONG_POLLS`] queries are in flight per
+//! store, so a store stays far below Consul's 200 connections per client.
+//!
+//! Each watch (a *subscriber*) reads its own initial state, then turns every
+//! snapshot into events by diffing it with what it has delivered: a `Put` per
+//! new or changed key, a `Delete` per vanished key, in version order. A lost
+//! connection only delays the next snapshot: the diff is state-based, so
+//! nothing is lost or repeated.
+//!
+//! The upstream follows Consul's rules for blocking queries: a first read
+//! without `index`, never `index=0` afterwards (floored at 1), reset when the
+//! index goes backwards, a return is not proof of a change (an unchanged
+//! snapshot is not published), a minimum interval between polls, and jittered
+//! backoff on errors.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use tokio::sync::{Semaphore, watch};
+use tokio::time::Instant;
+
+use super::Inner;
+use super::client::Listing;
+use crate::backoff::Backoff;
+use crate::watch::WatchTarget;
+use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
+
+/// Blocking queries in flight per store, at most.
+pub(super) const MAX_LONG_POLLS: usize = 64;
+/// How long one blocking query waits when the budget is not contended.
+const LONG_WAIT: Duration = Duration::from_secs(300);
+/// ... and when other targets are waiting for a slot.
+const SHORT_WAIT: Duration = Duration::from_secs(10);
+/// Polls of one target start at least this far apart (changes in between
+/// are coalesced into the next result).
+const MIN_POLL_INTERVAL: Duration = Duration::from_millis(20);
+
+/// One result of a blocking query.
+#[derive(Debug)]
+struct Snapshot {
+    /// Bumped when the index went backwards: indexes of different generations
+    /// cannot be compared.
+    generation: u64,
+    index: u64,
+    /// Sorted by key.
+    pairs: Vec<KvPair>,
+}
+
+#[derive(Debug, Clone)]
+enum Published {
+    Nothing,
+    Snapshot(Arc<Snapshot>),
+    /// The upstream hit an error it cannot recover from; it has ended.
+    Failed(Arc<Error>),
+}
+
+/// The upstreams of one store, by target.
+#[derive(Debug)]
+pub(super) struct Hub {
+    upstreams: Mutex<HashMap<WatchTarget, watch::Sender<Published>>>,
+    long_polls: Arc<Semaphore>,
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub {
+            upstreams: Mutex::new(HashMap::new()),
+            long_polls: Arc::new(Semaphore::new(MAX_LONG_POLLS)),
+        }
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<WatchTarget, watch::Sender<Published>>> {
+        self.upstreams.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Subscribes to `target`'s upstream, starting it if there is none.
+    fn subscribe(&self, inner: &Arc<Inner>, target: &WatchTarget) -> watch::Receiver<Published> {
+        let mut upstreams = self.lock();
+        if let Some(tx) = upstreams.get(target) {
+            return tx.subscribe();
+        }
+        let (tx, rx) = watch::channel(Published::Nothing);
+        upstreams.insert(target.clone(), tx.clone());
+        tokio::spawn(run_upstream(inner.clone(), target.clone(), tx));
+        rx
+    }
+
+    /// Forgets `tx` if nobody listens any more; true if it was forgotten.
+    fn retire(&self, target: &WatchTarget, tx: &watch::Sender<Published>) -> bool {
+        let mut upstreams = self.lock();
+        if tx.receiver_count() > 0 {
+            return false;
+        }
+        if upstreams.get(target).is_some_and(|t| t.same_channel(tx)) {
+            upstreams.remove(target);
+        }
+        true
+    }
+
+    /// A slot in the store's budget of blocking queries, held while one runs.
+    pub(super) async fn long_poll_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
+        // The semaphore is never closed; `None` would only mean "no limit".
+        self.long_polls.clone().acquire_owned().await.ok()
+    }
+}
+
+fn read_args(target: &WatchTarget) -> (&str, bool) {
+    match target {
+        WatchTarget::Key(key) => (key, false),
+        WatchTarget::Prefix(prefix) => (prefix, true),
+    }
+}
+
+fn into_pairs(listing: Listing, target: &WatchTarget) -> Result<Vec<KvPair>> {
+    let mut pairs = listing
+        .entries
+        .into_iter()
+        .map(super::wire::KvEntry::into_pair)
+        .collect::<Result<Vec<_>>>()?;
+    match target {
+        WatchTarget::Key(key) => pairs.retain(|p| &p.key == key),
+        WatchTarget::Prefix(prefix) => pairs.retain(|p| p.key.starts_with(prefix.as_str())),
+    }
+    pairs.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(pairs)
+}
+
+/// Errors no retry can fix: they end the watch.
+fn is_fatal(error: &Error) -> bool {
+    matches!(
+        error,
+        Error::PermissionDenied(_) | Error::InvalidKey { .. } | Error::InvalidArgument(_)
+    )
+}
+
+/// The blocking-query loop of one target; ends when nobody listens.
+async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<Published>) {
+    let (key, recurse) = read_args(&target);
+    let mut index = 0u64;
+    let mut generation = 0u64;
+    let mut published: Option<Arc<Snapshot>> = None;
+    let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
+    let mut next_poll = Instant::now();
+    loop {
+        let attempt = async {
+            tokio::time::sleep_until(next_poll).await;
+            let _slot = inner.hub.long_poll_slot().await;
+            next_poll = Instant::now() + MIN_POLL_INTERVAL;
+            let wait = if inner.hub.long_polls.available_permits() == 0 {
+                SHORT_WAIT
+            } else {
+                LONG_WAIT
+            };
+            let block = (index > 0).then_some((index, wait));
+            inner.client.read(key, recurse, block).await
+        };
+        let result = tokio::select! {
+            result = attempt => result,
+            _ = tx.closed() => {
+                if inner.hub.retire(&target, &tx) {
+                    return;
+                }
+                continue;
+            }
+        };
+        match result.and_then(|listing| Ok((listing.index, into_pairs(listing, &target)?))) {
+            Ok((new_index, pairs)) => {
+                backoff.reset();
+                let new_index = new_index.max(1);
+                if new_index < index {
+                    // Consul's index went backwards (snapshot restore,
+                    // tombstone reaping): start over with a fresh read.
+                    tracing::debug!(index, new_index, "consul index went backwards; resetting");
+                    generation += 1;
+                    index = 0;
+                } else {
+                    index = new_index;
+                }
+                let unchanged = published
+                    .as_ref()
+                    .is_some_and(|p| p.generation == generation && p.pairs == pairs);
+                if !unchanged {
+                    let snapshot = Arc::new(Snapshot {
+                        generation,
+                        index: new_index,
+                        pairs,
+                    });
+                    published = Some(snapshot.clone());
+                    tx.send_replace(Published::Snapshot(snapshot));
+                }
+            }
+            Err(error) if is_fatal(&error) => {
+                tx.send_replace(Published::Failed(Arc::new(error)));
+                inner.hub.retire(&target, &tx);
+                // Stay registered only while someone may still read the failure.
+                tx.closed().await;
+                inner.hub.retire(&target, &tx);
+                return;
+            }
+            Err(error) => {
+                let delay = backoff.next_delay();
+                tracing::warn!(%error, ?delay, index, "consul watch query failed; retrying from the last index");
+                next_poll = Instant::now() + delay;
+            }
+        }
+    }
+}
+
+/// What one watch has delivered, and what it has still to yield.
+struct Subscriber {
+    inner: Arc<Inner>,
+    target: WatchTarget,
+    options: WatchOptions,
+    rx: Option<watch::Receiver<Published>>,
+    /// Key → version of every key this watch has reported present.
+    known: BTreeMap<String, u64>,
+    /// The generation and index of the state `known` reflects.
+    seen: (u64, u64),
+    pending: VecDeque<KvEvent>,
+}
+
+/// The event stream of one watch, with its initial state read now.
+pub(super) async fn open(
+    inner: &Arc<Inner>,
+    target: WatchTarget,
+    options: WatchOptions,
+) -> Result<BoxStream<'static, Result<KvEvent>>> {
+    let mut subscriber = Subscriber {
+        inner: inner.clone(),
+        target,
+        options,
+        rx: None,
+        known: BTreeMap::new(),
+        seen: (0, 0),
+        pending: VecDeque::new(),
+    };
+    subscriber.start().await?;
+    Ok(
+        futures::stream::unfold(Some(subscriber), |subscriber| async move {
+            let mut subscriber = subscriber?;
+            match subscriber.next_event().await {
+                Ok(event) => Some((Ok(event), Some(subscriber))),
+                Err(error) => Some((Err(error), None)),
+            }
+        })
+        .boxed(),
+    )
+}
+
+impl Subscriber {
+    async fn next_event(&mut self) -> Result<KvEvent> {
+        loop {
+            if let Some(event) = self.pending.pop_front() {
+                return Ok(event);
+            }
+            let Some(rx) = self.rx.as_mut() else {
+                return Err(Error::Unreachable {
+                    message: "the Consul watch was never started".into(),
+                    source: None,
+                });
+            };
+            if rx.changed().await.is_err() {
+                return Err(Error::Unreachable {
+                    message: "the Consul watch upstream ended".into(),
+                    source: None,
+                });
+            }
+            let published = rx.borrow_and_update().clone();
+            match published {
+                Published::Nothing => {}
+                Published::Snapshot(snapshot) => self.apply(&snapshot),
+                Published::Failed(error) => return Err(share(&error)),
+            }
+        }
+    }
+
+    /// Reads the initial state, then joins the target's upstream.
+    async fn start(&mut self) -> Result<()> {
+        let (key, recurse) = read_args(&self.target);
+        let listing = self.inner.client.read(key, recurse, None).await?;
+        let index = listing.index;
+        let pairs = into_pairs(listing, &self.target)?;
+        let mut fresh = Vec::new();
+        for pair in pairs {
+            match self.options.after {
+                Some(after) if pair.version <= after => {
+                    self.known.insert(pair.key, pair.version);
+                }
+                _ => {
+                    self.known.insert(pair.key.clone(), pair.version);
+                    fresh.push(pair);
+                }
+            }
+        }
+        if self.options.after.is_some() {
+            fresh.sort_by_key(|p| p.version);
+        }
+        self.pending.extend(fresh.into_iter().map(KvEvent::Put));
+        let rx = self.inner.hub.subscribe(&self.inner, &self.target);
+        let generation = match &*rx.borrow() {
+            Published::Snapshot(s) => s.generation,
+            _ => 0,
+        };
+        self.seen = (generation, index);
+        self.rx = Some(rx);
+        Ok(())
+    }
+
+    /// Queues the difference between what this watch reported and `snapshot`.
+    fn apply(&mut self, snapshot: &Snapshot) {
+        let (generation, index) = self.seen;
+        if snapshot.generation == generation && snapshot.index < index {
+            return; // older than what this watch already reported
+        }
+        self.seen = (snapshot.generation, snapshot.index);
+        let mut events = Vec::new();
+        let mut current = snapshot.pairs.iter().peekable();
+        let mut gone = Vec::new();
+        for (key, version) in &self.known {
+            while current.peek().is_some_and(|p| p.key < *key) {
+                events.push(KvEvent::Put(current.next().cloned().expect("peeked")));
+            }
+            match current.peek() {
+                Some(pair) if pair.key == *key => {
+                    if pair.version > *version {
+                        events.push(KvEvent::Put((*pair).clone()));
+                    }
+                    current.next();
+                }
+                _ => gone.push(KvEvent::Delete {
+                    key: key.clone(),
+                    version: snapshot.index.max(version + 1),
+                }),
+            }
+        }
+        events.extend(current.cloned().map(KvEvent::Put));
+        events.extend(gone);
+        events.sort_by_key(KvEvent::version);
+        for event in &events {
+            match event {
+                KvEvent::Put(pair) => {
+                    self.known.insert(pair.key.clone(), pair.version);
+                }
+                KvEvent::Delete { key, .. } => {
+                    self.known.remove(key);
+                }
+            }
+        }
+        self.pending.extend(events);
+    }
+}
+
+/// A copy of an upstream's fatal error for each of its watches.
+fn share(error: &Error) -> Error {
+    match error {
+        Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
+        Error::InvalidKey { key, reason } => Error::InvalidKey {
+            key: key.clone(),
+            reason: reason.clone(),
+        },
+        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
+        other => Error::MalformedReply(other.to_string()),
+    }
+}

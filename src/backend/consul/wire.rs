@@ -1,0 +1,221 @@
+//! Consul's JSON shapes, and the classification of its replies.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use hyper::StatusCode;
+use serde::{Deserialize, Serialize};
+
+use crate::http::HttpReply;
+use crate::{Error, KvPair, Result};
+
+/// One entry of a `GET /v1/kv/...` reply.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct KvEntry {
+    pub(super) key: String,
+    /// Standard base64; `null` for an empty value.
+    #[serde(default)]
+    pub(super) value: Option<String>,
+    pub(super) modify_index: u64,
+    /// Absent unless the key is held by a session.
+    #[serde(default)]
+    pub(super) session: Option<String>,
+}
+
+impl KvEntry {
+    pub(super) fn into_pair(self) -> Result<KvPair> {
+        let value = match self.value {
+            None => Bytes::new(),
+            Some(text) => Bytes::from(BASE64.decode(text.as_bytes()).map_err(|e| {
+                Error::MalformedReply(format!("the value of {:?} is not base64: {e}", self.key))
+            })?),
+        };
+        if self.modify_index == 0 {
+            return Err(Error::MalformedReply(format!(
+                "{:?} has ModifyIndex 0",
+                self.key
+            )));
+        }
+        Ok(KvPair {
+            key: self.key,
+            value,
+            version: self.modify_index,
+        })
+    }
+}
+
+/// `PUT /v1/session/create` body.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub(super) struct SessionCreate<'a> {
+    pub(super) name: &'a str,
+    /// A Go duration, e.g. `15000ms`.
+    #[serde(rename = "TTL")]
+    pub(super) ttl: String,
+    /// `release` (locks) or `delete` (TTL keys).
+    pub(super) behavior: &'a str,
+    pub(super) lock_delay: &'a str,
+}
+
+/// `PUT /v1/session/create` reply.
+#[derive(Debug, Deserialize)]
+pub(super) struct SessionCreated {
+    #[serde(rename = "ID")]
+    pub(super) id: String,
+}
+
+/// Parses a JSON body, naming the operation on failure.
+pub(super) fn parse_json<'a, T: Deserialize<'a>>(
+    reply: &'a HttpReply,
+    operation: &str,
+) -> Result<T> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        Error::MalformedReply(format!(
+            "{operation}: {e} (status {}, body {:?})",
+            reply.status.as_u16(),
+            reply.excerpt()
+        ))
+    })
+}
+
+/// Parses the `true` / `false` that Consul's KV writes answer.
+pub(super) fn parse_bool(reply: &HttpReply, operation: &str) -> Result<bool> {
+    match reply.body.trim_ascii() {
+        b"true" => Ok(true),
+        b"false" => Ok(false),
+        _ => Err(Error::MalformedReply(format!(
+            "{operation}: expected true or false, got {:?}",
+            reply.excerpt()
+        ))),
+    }
+}
+
+/// `X-Consul-Index`, which every KV and session read carries.
+pub(super) fn consul_index(reply: &HttpReply) -> Result<u64> {
+    let text = reply
+        .header("x-consul-index")
+        .ok_or_else(|| Error::MalformedReply("the reply has no X-Consul-Index header".into()))?;
+    text.parse()
+        .map_err(|_| Error::MalformedReply(format!("X-Consul-Index {text:?} is not a number")))
+}
+
+/// Turns a non-success reply into the error it means. `key` is the key the
+/// request was about, if any.
+pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) -> Error {
+    let body = reply.excerpt();
+    let status = reply.status;
+    if status == StatusCode::FORBIDDEN || status == StatusCode::UNAUTHORIZED {
+        return Error::PermissionDenied(format!("{operation}: {body}"));
+    }
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let limit = body
+            .split("max size: ")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(512 * 1024);
+        let size = body
+            .split("body(")
+            .nth(1)
+            .and_then(|rest| rest.split(' ').next())
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        return Error::ValueTooLarge { size, limit };
+    }
+    if let Some(key) = key {
+        if body.contains("invalid key name")
+            || (status == StatusCode::BAD_REQUEST && body.is_empty())
+        {
+            return Error::invalid_key(key, format!("Consul refused it: {body}"));
+        }
+    }
+    if body.contains("Invalid Session TTL") {
+        return Error::InvalidArgument(format!("{operation}: Consul refused the TTL: {body}"));
+    }
+    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+        return Error::Unreachable {
+            message: format!("{operation}: Consul answered {}: {body}", status.as_u16()),
+            source: None,
+        };
+    }
+    Error::MalformedReply(format!(
+        "{operation}: unexpected status {}: {body}",
+        status.as_u16()
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reply(status: u16, body: &'static str) -> HttpReply {
+        HttpReply {
+            status: StatusCode::from_u16(status).unwrap(),
+            headers: Default::default(),
+            body: Bytes::from_static(body.as_bytes()),
+        }
+    }
+
+    #[test]
+    fn entries_decode_null_values_and_large_indexes() {
+        let entries: Vec<KvEntry> = serde_json::from_str(
+            r#"[{"LockIndex":0,"Key":"k","Flags":3304740253564472344,"Value":null,"CreateIndex":1,"ModifyIndex":18446744073709551615}]"#,
+        )
+        .unwrap();
+        let pair = entries.into_iter().next().unwrap().into_pair().unwrap();
+        assert_eq!(pair.value, Bytes::new());
+        assert_eq!(pair.version, u64::MAX);
+    }
+
+    #[test]
+    fn bad_replies_are_typed() {
+        let too_large = reply(
+            413,
+            "Request body(600000 bytes) too large, max size: 524288 bytes. See https://example/",
+        );
+        assert!(matches!(
+            classify(&too_large, "put", Some("k")),
+            Error::ValueTooLarge {
+                size: 600000,
+                limit: 524288
+            }
+        ));
+        assert!(matches!(
+            classify(&reply(403, "ACL not found"), "get", None),
+            Error::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            classify(
+                &reply(
+                    500,
+                    "invalid key name, leading/trailing spaces are not allowed"
+                ),
+                "put",
+                Some(" k")
+            ),
+            Error::InvalidKey { .. }
+        ));
+        assert!(matches!(
+            classify(
+                &reply(
+                    500,
+                    "Invalid Session TTL '500000000', must be between [1s=24h0m0s]"
+                ),
+                "ttl",
+                None
+            ),
+            Error::InvalidArgument(_)
+        ));
+        assert!(matches!(
+            classify(&reply(500, "No cluster leader"), "get", None),
+            Error::Unreachable { .. }
+        ));
+        assert!(parse_bool(&reply(200, "maybe"), "put").is_err());
+        let garbage = reply(200, "[{\"Key\":");
+        assert!(matches!(
+            parse_json::<Vec<KvEntry>>(&garbage, "get"),
+            Err(Error::MalformedReply(_))
+        ));
+    }
+}

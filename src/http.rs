@@ -1,0 +1,300 @@
+//! The one pooled HTTP/1.1 client that a network store, its clones and all
+//! of its watches share, with endpoint failover and bounded replies.
+
+use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::{Error, Result};
+
+/// Replies larger than this are refused rather than buffered.
+pub(crate) const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a caller sends; the client picks the endpoint.
+#[derive(Debug)]
+pub(crate) struct HttpRequest<'a> {
+    pub(crate) method: Method,
+    /// Path and query, already percent-encoded, starting with `/`.
+    pub(crate) path: &'a str,
+    pub(crate) body: Bytes,
+    /// Safe to send again after a failure that may have reached the server.
+    pub(crate) idempotent: bool,
+    pub(crate) timeout: Duration,
+    /// What is being done, for errors and traces (never a secret).
+    pub(crate) operation: &'static str,
+}
+
+/// A whole reply.
+#[derive(Debug)]
+pub(crate) struct HttpReply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl HttpReply {
+    /// A header as text, if present and valid.
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The start of the body, for error messages.
+    pub(crate) fn excerpt(&self) -> String {
+        excerpt(&self.body)
+    }
+}
+
+/// At most 200 bytes of `body`, lossily as text.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(200)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if body.len() > cut.len() {
+        text.push('…');
+    }
+    text
+}
+
+/// The pooled client. Cloning is not needed: a store holds it in an `Arc`.
+pub(crate) struct HttpClient {
+    client: Client<HttpConnector, Full<Bytes>>,
+    /// `http://host:port`, one per endpoint.
+    endpoints: Vec<String>,
+    /// The endpoint that answered last; requests start there.
+    preferred: AtomicUsize,
+    /// Headers sent with every request (credentials): never logged.
+    secret_headers: Vec<(HeaderName, HeaderValue)>,
+    max_reply_bytes: usize,
+}
+
+impl fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("endpoints", &self.endpoints)
+            .field("credentials", &!self.secret_headers.is_empty())
+            .finish()
+    }
+}
+
+impl HttpClient {
+    /// A client for `endpoints` (`host:port`); nothing connects until the
+    /// first request.
+    pub(crate) fn new(
+        endpoints: &[&str],
+        secret_headers: Vec<(HeaderName, HeaderValue)>,
+    ) -> Result<Self> {
+        if endpoints.is_empty() {
+            return Err(Error::InvalidArgument(
+                "at least one endpoint is needed".into(),
+            ));
+        }
+        let endpoints = endpoints
+            .iter()
+            .map(|e| endpoint_base(e))
+            .collect::<Result<Vec<_>>>()?;
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(60))
+            .build(connector);
+        Ok(HttpClient {
+            client,
+            endpoints,
+            preferred: AtomicUsize::new(0),
+            secret_headers,
+            max_reply_bytes: DEFAULT_MAX_REPLY_BYTES,
+        })
+    }
+
+    /// Sends `request`, starting at the endpoint that answered last and
+    /// failing over to the next on connection errors, and, for idempotent
+    /// requests, on timeouts, broken replies and 5xx answers.
+    pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
+        let count = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let mut last_error = None;
+        for attempt in 0..count {
+            let index = (first + attempt) % count;
+            let is_last = attempt + 1 == count;
+            match self.send_to(index, request).await {
+                Ok(reply) if reply.status.is_server_error() && request.idempotent && !is_last => {
+                    tracing::debug!(status = %reply.status, endpoint = index, "server error; trying the next endpoint");
+                    last_error = Some(Error::Unreachable {
+                        message: format!(
+                            "{} answered {}: {}",
+                            request.operation,
+                            reply.status,
+                            reply.excerpt()
+                        ),
+                        source: None,
+                    });
+                }
+                Ok(reply) => {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(reply);
+                }
+                Err(failure) => {
+                    let retry = failure.nothing_sent || request.idempotent;
+                    tracing::debug!(error = %failure.error, endpoint = index, retry, "request failed");
+                    if !retry {
+                        return Err(failure.error);
+                    }
+                    last_error = Some(failure.error);
+                }
+            }
+        }
+        Err(last_error.unwrap_or_else(|| Error::Unreachable {
+            message: "no endpoint answered".into(),
+            source: None,
+        }))
+    }
+
+    async fn send_to(
+        &self,
+        index: usize,
+        request: &HttpRequest<'_>,
+    ) -> std::result::Result<HttpReply, Failure> {
+        let uri = format!("{}{}", self.endpoints[index], request.path);
+        let mut builder = Request::builder().method(request.method.clone()).uri(&uri);
+        if let Some(headers) = builder.headers_mut() {
+            for (name, value) in &self.secret_headers {
+                headers.insert(name.clone(), value.clone());
+            }
+            headers.insert(CONTENT_LENGTH, HeaderValue::from(request.body.len()));
+        }
+        let http_request = builder
+            .body(Full::new(request.body.clone()))
+            .map_err(|e| Failure {
+                error: Error::InvalidArgument(format!(
+                    "cannot build the request for {}: {e}",
+                    request.operation
+                )),
+                nothing_sent: true,
+            })?;
+        let started = Instant::now();
+        let exchange = async {
+            let response = self.client.request(http_request).await.map_err(|e| {
+                let nothing_sent = e.is_connect();
+                Failure {
+                    error: Error::Unreachable {
+                        message: format!("{} failed: {}", request.operation, connection_error(&e)),
+                        source: Some(Box::new(e)),
+                    },
+                    nothing_sent,
+                }
+            })?;
+            let (parts, body) = response.into_parts();
+            let body = Limited::new(body, self.max_reply_bytes)
+                .collect()
+                .await
+                .map_err(|e| Failure {
+                    error: reply_body_error(request.operation, self.max_reply_bytes, e),
+                    nothing_sent: false,
+                })?
+                .to_bytes();
+            Ok(HttpReply {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        let reply = tokio::time::timeout(request.timeout, exchange)
+            .await
+            .map_err(|_| Failure {
+                error: Error::Timeout {
+                    operation: request.operation,
+                    after: request.timeout,
+                },
+                nothing_sent: false,
+            })??;
+        tracing::debug!(
+            method = %request.method,
+            path = request.path,
+            status = reply.status.as_u16(),
+            elapsed_us = started.elapsed().as_micros() as u64,
+            "http"
+        );
+        Ok(reply)
+    }
+}
+
+/// A failed exchange, and whether the request certainly never left.
+struct Failure {
+    error: Error,
+    nothing_sent: bool,
+}
+
+fn connection_error(error: &hyper_util::client::legacy::Error) -> String {
+    use std::error::Error as _;
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+fn reply_body_error(
+    operation: &str,
+    limit: usize,
+    error: Box<dyn std::error::Error + Send + Sync>,
+) -> Error {
+    if error.is::<http_body_util::LengthLimitError>() {
+        return Error::MalformedReply(format!(
+            "the reply to {operation} is larger than {limit} bytes"
+        ));
+    }
+    Error::Unreachable {
+        message: format!("the reply to {operation} was cut off: {error}"),
+        source: Some(error),
+    }
+}
+
+/// `host:port` → `http://host:port`, refusing anything else (a path, a
+/// userinfo, a scheme) so that an endpoint can never redirect a request.
+fn endpoint_base(endpoint: &str) -> Result<String> {
+    let bad = |why: &str| Error::InvalidArgument(format!("endpoint {endpoint:?}: {why}"));
+    if endpoint.is_empty() {
+        return Err(bad("empty"));
+    }
+    if endpoint.contains(['/', '@', '?', '#']) || endpoint.contains(char::is_whitespace) {
+        return Err(bad("expected host:port"));
+    }
+    let uri = format!("http://{endpoint}");
+    uri.parse::<hyper::Uri>()
+        .map_err(|_| bad("expected host:port"))?;
+    Ok(uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoints_are_plain_host_port() {
+        assert_eq!(
+            endpoint_base("127.0.0.1:8500").unwrap(),
+            "http://127.0.0.1:8500"
+        );
+        assert_eq!(endpoint_base("[::1]:8500").unwrap(), "http://[::1]:8500");
+        for bad in ["", "a/b", "user@host:1", "h:1?x", "h :1"] {
+            assert!(endpoint_base(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn excerpts_are_short() {
+        assert_eq!(excerpt(b"abc"), "abc");
+        assert_eq!(excerpt(&[b'x'; 500]).chars().count(), 201);
+    }
+}

@@ -1,0 +1,34 @@
+//! The conformance suite against the real Consul that `scripts/servers`
+//! starts (`KV_CONSUL_ADDR`), plus Consul-specific cases.
+
+mod conformance;
+mod support;
+
+use std::time::Duration;
+
+use conformance::{BackendTraits, Ctx};
+
+/// Consul's differences the contract allows.
+const CONSUL: BackendTraits = BackendTraits {
+    coalesces_changes: true,
+    // The test agent runs with session_ttl_min = 1s (production: 10s).
+    min_ttl: Duration::from_secs(1),
+    // A TTL key lives until up to twice its TTL (session invalidation).
+    ttl_slack: Duration::from_secs(4),
+    release_lag: Duration::from_secs(1),
+};
+
+fn consul_url(test: &str) -> Option<String> {
+    support::server_addr("KV_CONSUL_ADDR", test).map(|addr| format!("consul://{addr}?lock_ttl=3s"))
+}
+
+async fn consul_ctx(case: &str) -> Option<Ctx> {
+    let url = consul_url(case)?;
+    let store = kvstore::connect(&url).await.expect("consul:// opens");
+    Some(Ctx::new(store, case, CONSUL))
+}
+
+conformance::suite!(
+    factory = consul_ctx,
+    test = tokio::test(flavor = "multi_thread", worker_threads = 2)
+);
