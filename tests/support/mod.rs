@@ -24,3 +24,96 @@ pub fn server_addr(var: &str, test: &str) -> Option<String> {
         }
     }
 }
+
+/// Established TCP connections from this process to `port` on any address,
+/// read from `/proc` (Linux): the sockets among this process's file
+/// descriptors whose remote end is `port`.
+pub fn tcp_connections_to(port: u16) -> usize {
+    let mut inodes = std::collections::HashSet::new();
+    if let Ok(fds) = std::fs::read_dir("/proc/self/fd") {
+        for fd in fds.flatten() {
+            if let Ok(target) = std::fs::read_link(fd.path()) {
+                let target = target.to_string_lossy().into_owned();
+                if let Some(inode) = target
+                    .strip_prefix("socket:[")
+                    .and_then(|t| t.strip_suffix(']'))
+                {
+                    inodes.insert(inode.to_owned());
+                }
+            }
+        }
+    }
+    let mut count = 0;
+    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 10 {
+                continue;
+            }
+            let remote_port = fields[2]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            let established = fields[3] == "01";
+            if established && remote_port == Some(port) && inodes.contains(fields[9]) {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
+/// A plain HTTP GET through hyper; panics on failure.
+pub async fn http_get(url: &str) -> bytes::Bytes {
+    use http_body_util::{BodyExt, Empty};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<bytes::Bytes>>();
+    let response = client
+        .get(url.parse().expect("a valid URL"))
+        .await
+        .expect("GET");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("a whole body")
+        .to_bytes()
+}
+
+/// Runs one test of this same test binary in a child process, with `env`.
+pub fn spawn_child_test(test: &str, env: &[(&str, &str)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("the test binary");
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([test, "--exact", "--nocapture", "--test-threads=1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null());
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.spawn().expect("spawn the child test")
+}
+
+/// Waits (up to 30 s) until the child prints a line ending in `line`; kills
+/// the child if it does not, so that nothing is left running.
+pub async fn wait_for_line(child: &mut std::process::Child, line: &str) {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    let wanted = line.to_owned();
+    let found = tokio::task::spawn_blocking(move || {
+        // libtest prints "test name ... " without a newline before the output.
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .any(|l| l.trim_end().ends_with(wanted.as_str()))
+    });
+    let found = tokio::time::timeout(std::time::Duration::from_secs(30), found).await;
+    if !matches!(found, Ok(Ok(true))) {
+        let _ = child.kill();
+        let _ = child.wait();
+        panic!("the child never printed {line:?}");
+    }
+}

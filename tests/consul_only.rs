@@ -1,0 +1,324 @@
+//! Consul-specific behaviour against the real agents `scripts/servers` starts:
+//! failover, ACL tokens, server limits, the connection budget, session
+//! hygiene and a lock whose holder process is killed.
+//!
+//! Cases that count server-side resources (connections, sessions) run one at
+//! a time (`SERIAL`), since cargo runs this binary's tests in parallel.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kvstore::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn unique(case: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
+}
+
+async fn store(test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
+    let addr = support::server_addr("KV_CONSUL_ADDR", test)?;
+    let store = kvstore::connect(&format!("consul://{addr}?{options}"))
+        .await
+        .unwrap();
+    Some((store, addr))
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over() {
+    let Some(addr) = support::server_addr("KV_CONSUL_ADDR", "a_dead_first_endpoint_fails_over")
+    else {
+        return;
+    };
+    // Port 1 on loopback refuses connections at once.
+    let store = kvstore::connect(&format!("consul://127.0.0.1:1,{addr}"))
+        .await
+        .unwrap();
+    let key = unique("failover") + "k";
+    store.put(&key, Bytes::from("v")).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value, "v");
+
+    // Every endpoint dead: a typed, prompt error.
+    let dead = kvstore::connect("consul://127.0.0.1:1,127.0.0.1:2?timeout=2s")
+        .await
+        .unwrap();
+    match dead.get("k").await {
+        Err(e @ Error::Unreachable { .. }) => assert!(e.is_retryable()),
+        other => panic!("expected Unreachable, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn tokens_are_checked_and_never_shown() {
+    let test = "tokens_are_checked_and_never_shown";
+    let (Some(addr), Some(token)) = (
+        support::server_addr("KV_CONSUL_ACL_ADDR", test),
+        support::server_addr("KV_CONSUL_ACL_TOKEN", test),
+    ) else {
+        return;
+    };
+    let key = unique("acl") + "k";
+
+    let anonymous = kvstore::connect(&format!("consul://{addr}")).await.unwrap();
+    assert!(matches!(
+        anonymous.get(&key).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        anonymous.put(&key, Bytes::from("x")).await,
+        Err(Error::PermissionDenied(_))
+    ));
+    assert!(matches!(
+        anonymous.watch(&key, WatchOptions::default()).await,
+        Err(Error::PermissionDenied(_))
+    ));
+
+    let wrong_secret = "not-the-token-5e7a";
+    let wrong = kvstore::connect(&format!("consul://{addr}?token={wrong_secret}"))
+        .await
+        .unwrap();
+    let error = wrong.put(&key, Bytes::from("x")).await.unwrap_err();
+    assert!(matches!(error, Error::PermissionDenied(_)), "{error:?}");
+    for shown in [
+        format!("{error}"),
+        format!("{error:?}"),
+        format!("{wrong:?}"),
+    ] {
+        assert!(!shown.contains(wrong_secret), "the token leaked: {shown}");
+    }
+
+    let right = kvstore::create_store(
+        kvstore::Backend::Consul,
+        &[&addr],
+        kvstore::Config::default().with_token(token.clone()),
+    )
+    .unwrap();
+    right.put(&key, Bytes::from("allowed")).await.unwrap();
+    assert_eq!(right.get(&key).await.unwrap().unwrap().value, "allowed");
+    assert!(!format!("{right:?}").contains(&token));
+    right.delete(&key).await.unwrap();
+}
+
+#[tokio::test]
+async fn server_limits_are_typed_errors() {
+    let Some((store, _)) = store("server_limits_are_typed_errors", "").await else {
+        return;
+    };
+    let key = unique("limits") + "k";
+    match store
+        .put_with(
+            &key,
+            Bytes::from("x"),
+            PutOptions::ttl(Duration::from_millis(500)),
+        )
+        .await
+    {
+        Err(Error::InvalidArgument(message)) => {
+            assert!(message.contains("1s"), "names the minimum: {message}")
+        }
+        other => panic!("expected InvalidArgument, got {other:?}"),
+    }
+    match store.put(&key, Bytes::from(vec![7u8; 600 * 1024])).await {
+        Err(Error::ValueTooLarge { size, limit }) => {
+            assert_eq!((size, limit), (600 * 1024, 512 * 1024))
+        }
+        other => panic!("expected ValueTooLarge, got {other:?}"),
+    }
+    assert!(!store.exists(&key).await.unwrap());
+}
+
+#[tokio::test]
+async fn a_thousand_watches_on_ten_keys_share_a_few_connections() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) =
+        store("a_thousand_watches_on_ten_keys_share_a_few_connections", "").await
+    else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let prefix = unique("budget");
+    let mut watches = Vec::new();
+    for i in 0..1_000 {
+        let key = format!("{prefix}{}", i % 10);
+        watches.push((
+            key.clone(),
+            store.watch(&key, WatchOptions::default()).await.unwrap(),
+        ));
+    }
+    for k in 0..10 {
+        store
+            .put(&format!("{prefix}{k}"), Bytes::from("up"))
+            .await
+            .unwrap();
+    }
+    for (key, watch) in &mut watches {
+        let event = tokio::time::timeout(Duration::from_secs(20), watch.next()).await;
+        match event {
+            Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(&pair.key, key),
+            other => panic!("{key}: expected its Put, got {other:?}"),
+        }
+    }
+    let connections = support::tcp_connections_to(port);
+    eprintln!("1,000 watches on 10 keys: {connections} connections to Consul");
+    assert!(
+        connections <= 40,
+        "{connections} connections for 1,000 watches on 10 keys"
+    );
+}
+
+/// The IDs of the live sessions named `name`.
+async fn sessions_named(addr: &str, name: &str) -> BTreeSet<String> {
+    let body = support::http_get(&format!("http://{addr}/v1/session/list")).await;
+    let sessions: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    sessions
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|s| s["Name"] == name)
+        .map(|s| s["ID"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test]
+async fn ttl_puts_leave_no_orphaned_sessions() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store("ttl_puts_leave_no_orphaned_sessions", "").await else {
+        return;
+    };
+    let before = sessions_named(&addr, "kvstore-ttl").await;
+    let key = unique("sessions") + "k";
+    for i in 0..100u64 {
+        // Mostly the same TTL (renewed), sometimes another (replaced).
+        let ttl = Duration::from_secs(if i % 10 == 0 { 30 } else { 20 });
+        store
+            .put_with(&key, Bytes::from(i.to_string()), PutOptions::ttl(ttl))
+            .await
+            .unwrap();
+    }
+    let during = sessions_named(&addr, "kvstore-ttl").await;
+    assert_eq!(
+        during.difference(&before).count(),
+        1,
+        "one session holds the key"
+    );
+    store.put(&key, Bytes::from("permanent")).await.unwrap();
+    assert_eq!(
+        sessions_named(&addr, "kvstore-ttl").await,
+        before,
+        "a plain put frees the session"
+    );
+
+    store
+        .put_with(
+            &key,
+            Bytes::from("again"),
+            PutOptions::ttl(Duration::from_secs(20)),
+        )
+        .await
+        .unwrap();
+    store.delete(&key).await.unwrap();
+    assert_eq!(
+        sessions_named(&addr, "kvstore-ttl").await,
+        before,
+        "a delete frees the session"
+    );
+}
+
+#[tokio::test]
+async fn locks_leave_no_sessions_behind() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store("locks_leave_no_sessions_behind", "lock_ttl=5s").await else {
+        return;
+    };
+    let before = sessions_named(&addr, "kvstore-lock").await;
+    let key = unique("lock-sessions") + "lock";
+    for _ in 0..20 {
+        let lock = store.acquire(&key, Bytes::from("x")).await.unwrap();
+        drop(lock);
+        let quitter = tokio::time::timeout(
+            Duration::from_millis(50),
+            store.acquire(&key, Bytes::from("y")),
+        )
+        .await;
+        if let Ok(lock) = quitter {
+            lock.unwrap().release().await.unwrap();
+        }
+    }
+    // Drops clean up in the background: give them a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while sessions_named(&addr, "kvstore-lock").await != before {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lock sessions left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Run as a child process by `a_killed_holder_loses_the_lock_after_its_ttl`:
+/// takes the lock, says so, and waits to be killed.
+#[tokio::test]
+async fn lock_holder_child() {
+    let (Ok(addr), Ok(key)) = (
+        std::env::var("KV_CHILD_CONSUL"),
+        std::env::var("KV_CHILD_KEY"),
+    ) else {
+        return; // not a child: nothing to do
+    };
+    let store = kvstore::connect(&format!("consul://{addr}?lock_ttl=2s"))
+        .await
+        .unwrap();
+    let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
+    println!("HELD");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test]
+async fn a_killed_holder_loses_the_lock_after_its_ttl() {
+    let Some((store, addr)) = store(
+        "a_killed_holder_loses_the_lock_after_its_ttl",
+        "lock_ttl=2s",
+    )
+    .await
+    else {
+        return;
+    };
+    let key = unique("killed") + "lock";
+    let mut child = support::spawn_child_test(
+        "lock_holder_child",
+        &[("KV_CHILD_CONSUL", &addr), ("KV_CHILD_KEY", &key)],
+    );
+    support::wait_for_line(&mut child, "HELD").await;
+    assert!(
+        store
+            .try_acquire(&key, Bytes::from("parent"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the child holds it"
+    );
+    child.kill().unwrap(); // SIGKILL: no release, no session destroy
+    child.wait().unwrap();
+    let started = std::time::Instant::now();
+    let lock = tokio::time::timeout(
+        Duration::from_secs(15),
+        store.acquire(&key, Bytes::from("parent")),
+    )
+    .await
+    .expect("the lock frees up within 2×TTL plus margin")
+    .unwrap();
+    eprintln!(
+        "the lock was free {:?} after the holder died (lock TTL 2s)",
+        started.elapsed()
+    );
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value, "parent");
+    lock.release().await.unwrap();
+}
