@@ -322,3 +322,67 @@ async fn a_killed_holder_loses_the_lock_after_its_ttl() {
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, "parent");
     lock.release().await.unwrap();
 }
+
+/// Consul's blocking-query rules, checked where a real agent cannot be made
+/// to misbehave on demand: when `X-Consul-Index` goes backwards the watch
+/// delivers the new state and restarts with a non-blocking read.
+#[tokio::test]
+async fn an_index_that_goes_backwards_resets_the_watch() {
+    use support::fake_http::{Answer, FakeServer};
+    let entry = |value: &str, modify: u64| {
+        use base64::Engine as _;
+        let value = base64::engine::general_purpose::STANDARD.encode(value);
+        format!(
+            r#"[{{"Key":"k","Value":"{value}","ModifyIndex":{modify},"CreateIndex":1,"LockIndex":0,"Flags":0}}]"#
+        )
+    };
+    let answer = |index: u64, body: String, delay_ms: u64| Answer {
+        status: 200,
+        headers: vec![("x-consul-index", index.to_string())],
+        body,
+        delay: Duration::from_millis(delay_ms),
+    };
+    let server = FakeServer::start(move |n, _line| match n {
+        // The watch's own initial read, then the shared upstream's first read.
+        0 | 1 => answer(100, entry("v1", 50), 0),
+        // The blocking query returns a lower index: a snapshot restore.
+        2 => answer(90, entry("v2", 60), 0),
+        3 => answer(91, entry("v2", 60), 0),
+        _ => answer(91, entry("v2", 60), 60_000),
+    })
+    .await;
+    let store = kvstore::connect(&format!("consul://{}", server.addr))
+        .await
+        .unwrap();
+    let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+    let values: Vec<Bytes> = [watch.next().await, watch.next().await]
+        .into_iter()
+        .map(|event| match event {
+            Some(Ok(KvEvent::Put(pair))) => pair.value,
+            other => panic!("expected a Put, got {other:?}"),
+        })
+        .collect();
+    assert_eq!(values, ["v1", "v2"]);
+    // Wait for the request after the reset.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while server.request_lines().len() < 4 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no request after the reset"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let lines = server.request_lines();
+    assert!(
+        lines[2].contains("index=100"),
+        "blocks on the last index: {lines:?}"
+    );
+    assert!(
+        !lines[3].contains("index="),
+        "after the index went backwards, a non-blocking read: {lines:?}"
+    );
+    assert!(
+        lines[4..].iter().all(|l| l.contains("index=91")),
+        "then blocks on the new index: {lines:?}"
+    );
+}

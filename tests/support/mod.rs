@@ -1,6 +1,8 @@
 //! Helpers shared by the test binaries that talk to real servers.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod fake_http;
+
 /// Set by `./scripts/test`: a server variable that is missing fails the run
 /// instead of skipping.
 pub const REQUIRE_SERVERS: &str = "KV_REQUIRE_SERVERS";
