@@ -8,7 +8,7 @@ use hyper::{Method, StatusCode};
 
 use super::keys::{kv_path, query_value};
 use super::wire::{self, KvEntry, SessionCreate, SessionCreated};
-use crate::http::{HttpClient, HttpRequest};
+use crate::http::{HttpClient, HttpReply, HttpRequest};
 use crate::{Error, Result};
 
 /// How long Consul may hold a blocking query beyond its `wait` (it adds up
@@ -72,7 +72,7 @@ impl ConsulClient {
         idempotent: bool,
         timeout: Duration,
         operation: &'static str,
-    ) -> Result<crate::http::HttpReply> {
+    ) -> Result<HttpReply> {
         self.http
             .send(&HttpRequest {
                 method,
@@ -83,6 +83,15 @@ impl ConsulClient {
                 operation,
             })
             .await
+    }
+
+    /// The reply if it is a 200, else the error it means.
+    fn expect_ok(reply: HttpReply, operation: &str, key: Option<&str>) -> Result<HttpReply> {
+        if reply.status == StatusCode::OK {
+            Ok(reply)
+        } else {
+            Err(wire::classify(&reply, operation, key))
+        }
     }
 
     /// Reads one key (`recurse: false`) or a prefix. A missing key or empty
@@ -142,10 +151,10 @@ impl ConsulClient {
                 "consul put",
             )
             .await?;
-        if reply.status != StatusCode::OK {
-            return Err(wire::classify(&reply, "consul put", Some(key)));
-        }
-        wire::parse_bool(&reply, "consul put")
+        wire::parse_bool(
+            &Self::expect_ok(reply, "consul put", Some(key))?,
+            "consul put",
+        )
     }
 
     /// Deletes one key, every key under a prefix (`recurse`), or one key at
@@ -170,10 +179,10 @@ impl ConsulClient {
                 "consul delete",
             )
             .await?;
-        if reply.status != StatusCode::OK {
-            return Err(wire::classify(&reply, "consul delete", Some(key)));
-        }
-        wire::parse_bool(&reply, "consul delete")
+        wire::parse_bool(
+            &Self::expect_ok(reply, "consul delete", Some(key))?,
+            "consul delete",
+        )
     }
 
     /// Creates a session with `ttl` and `behavior` (`release` or `delete`).
@@ -201,9 +210,7 @@ impl ConsulClient {
                 "consul session create",
             )
             .await?;
-        if reply.status != StatusCode::OK {
-            return Err(wire::classify(&reply, "consul session create", None));
-        }
+        let reply = Self::expect_ok(reply, "consul session create", None)?;
         let created: SessionCreated = wire::parse_json(&reply, "consul session create")?;
         Ok(created.id)
     }
@@ -241,9 +248,40 @@ impl ConsulClient {
                 "consul session destroy",
             )
             .await?;
-        if reply.status != StatusCode::OK {
-            return Err(wire::classify(&reply, "consul session destroy", None));
-        }
+        Self::expect_ok(reply, "consul session destroy", None)?;
         Ok(())
+    }
+
+    /// True when Consul knows the session `id`.
+    pub(super) async fn session_exists(&self, id: &str) -> Result<bool> {
+        let path = self.path(format!("/v1/session/info/{}", query_value(id)), &[]);
+        let reply = self
+            .call(
+                Method::GET,
+                &path,
+                Bytes::new(),
+                true,
+                self.timeout,
+                "consul session info",
+            )
+            .await?;
+        let reply = Self::expect_ok(reply, "consul session info", None)?;
+        let sessions: Option<Vec<serde_json::Value>> =
+            wire::parse_json(&reply, "consul session info")?;
+        Ok(sessions.is_some_and(|s| !s.is_empty()))
+    }
+
+    /// One transaction (`PUT /v1/txn`); `Ok(false)` when Consul rolled it back.
+    pub(super) async fn transaction(&self, operations: &serde_json::Value) -> Result<bool> {
+        let path = self.path("/v1/txn".to_owned(), &[]);
+        let body = Bytes::from(operations.to_string());
+        let reply = self
+            .call(Method::PUT, &path, body, false, self.timeout, "consul txn")
+            .await?;
+        match reply.status {
+            StatusCode::OK => Ok(true),
+            StatusCode::CONFLICT => Ok(false),
+            _ => Err(wire::classify(&reply, "consul txn", None)),
+        }
     }
 }

@@ -19,15 +19,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use hyper::{Method, StatusCode};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::client::Write;
-use super::keys::query_value;
 use crate::backoff::Backoff;
-use crate::http::HttpRequest;
 use crate::lock::LockReleaser;
 use crate::{Error, Lock, Result};
 
@@ -256,36 +253,12 @@ async fn wait_until_free(inner: &Arc<Inner>, key: &str, backoff: &mut Backoff) -
 
 /// `Store::release`: destroys the session, which deletes the key it holds.
 pub(super) async fn release_session(inner: &Arc<Inner>, session: &str) -> Result<()> {
-    if session.is_empty() || !session_exists(inner, session).await? {
+    if session.is_empty() || !inner.client.session_exists(session).await? {
         return Err(Error::UnknownSession {
             session: session.to_owned(),
         });
     }
     inner.client.destroy_session(session).await
-}
-
-async fn session_exists(inner: &Arc<Inner>, session: &str) -> Result<bool> {
-    let path = inner
-        .client
-        .path(format!("/v1/session/info/{}", query_value(session)), &[]);
-    let reply = inner
-        .client
-        .http
-        .send(&HttpRequest {
-            method: Method::GET,
-            path: &path,
-            body: Bytes::new(),
-            idempotent: true,
-            timeout: inner.config.timeout,
-            operation: "consul session info",
-        })
-        .await?;
-    if reply.status != StatusCode::OK {
-        return Err(super::wire::classify(&reply, "consul session info", None));
-    }
-    let sessions: Option<Vec<serde_json::Value>> =
-        super::wire::parse_json(&reply, "consul session info")?;
-    Ok(sessions.is_some_and(|s| !s.is_empty()))
 }
 
 struct ConsulLockReleaser {

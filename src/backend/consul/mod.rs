@@ -22,11 +22,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, StatusCode};
 
 use self::client::{ConsulClient, Write};
 use self::keys::{check_key, check_prefix};
-use crate::http::{HttpClient, HttpRequest};
+use crate::http::HttpClient;
 use crate::watch::{WatchRegistry, WatchTarget};
 use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
 
@@ -86,30 +85,6 @@ impl ConsulStore {
     async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
         let events = watch::open(&self.inner, target.clone(), options).await?;
         Ok(Watch::new(events, self.inner.registry.register(target)))
-    }
-
-    /// One transaction (`PUT /v1/txn`); `Ok(false)` when Consul rolled it back.
-    async fn transaction(&self, operations: serde_json::Value) -> Result<bool> {
-        let body = Bytes::from(operations.to_string());
-        let path = self.inner.client.path("/v1/txn".to_owned(), &[]);
-        let reply = self
-            .inner
-            .client
-            .http
-            .send(&HttpRequest {
-                method: Method::PUT,
-                path: &path,
-                body,
-                idempotent: false,
-                timeout: self.inner.config.timeout,
-                operation: "consul txn",
-            })
-            .await?;
-        match reply.status {
-            StatusCode::OK => Ok(true),
-            StatusCode::CONFLICT => Ok(false),
-            _ => Err(wire::classify(&reply, "consul txn", None)),
-        }
     }
 }
 
@@ -255,6 +230,6 @@ impl Store for ConsulStore {
             { "KV": { "Verb": "check-index", "Key": key, "Index": previous } },
             { "KV": { "Verb": "delete", "Key": key } },
         ]);
-        self.transaction(operations).await
+        self.inner.client.transaction(&operations).await
     }
 }
