@@ -102,6 +102,11 @@ impl HttpClient {
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
         connector.set_connect_timeout(Some(Duration::from_secs(5)));
+        // Long polls and watch streams can be silent for minutes: let TCP
+        // notice a peer that is gone.
+        connector.set_keepalive(Some(Duration::from_secs(30)));
+        connector.set_keepalive_interval(Some(Duration::from_secs(10)));
+        connector.set_keepalive_retries(Some(3));
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -157,11 +162,59 @@ impl HttpClient {
         }))
     }
 
-    async fn send_to(
+    /// Opens a streaming exchange: the reply's status, headers and its body
+    /// to read as it comes. `timeout` covers the reply's head only. Fails
+    /// over like [`HttpClient::send`] while nothing was received.
+    pub(crate) async fn open_stream(
+        &self,
+        request: &HttpRequest<'_>,
+        headers: &[(HeaderName, HeaderValue)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>> {
+        let count = self.endpoints.len();
+        let first = self.preferred.load(Ordering::Relaxed) % count;
+        let mut last_error = None;
+        for attempt in 0..count {
+            let index = (first + attempt) % count;
+            let mut http_request = self.build(index, request).map_err(|f| f.error)?;
+            for (name, value) in headers {
+                http_request
+                    .headers_mut()
+                    .insert(name.clone(), value.clone());
+            }
+            let head =
+                tokio::time::timeout(request.timeout, self.client.request(http_request)).await;
+            last_error = Some(match head {
+                Ok(Ok(response))
+                    if !(response.status().is_server_error() && attempt + 1 < count) =>
+                {
+                    self.preferred.store(index, Ordering::Relaxed);
+                    return Ok(response);
+                }
+                Ok(Ok(response)) => Error::Unreachable {
+                    message: format!("{} answered {}", request.operation, response.status()),
+                    source: None,
+                },
+                Ok(Err(e)) => Error::Unreachable {
+                    message: format!("{} failed: {}", request.operation, connection_error(&e)),
+                    source: Some(Box::new(e)),
+                },
+                Err(_) => Error::Timeout {
+                    operation: request.operation,
+                    after: request.timeout,
+                },
+            });
+        }
+        Err(last_error.unwrap_or_else(|| Error::Unreachable {
+            message: "no endpoint answered".into(),
+            source: None,
+        }))
+    }
+
+    fn build(
         &self,
         index: usize,
         request: &HttpRequest<'_>,
-    ) -> std::result::Result<HttpReply, Failure> {
+    ) -> std::result::Result<Request<Full<Bytes>>, Failure> {
         let uri = format!("{}{}", self.endpoints[index], request.path);
         let mut builder = Request::builder().method(request.method.clone()).uri(&uri);
         if let Some(headers) = builder.headers_mut() {
@@ -170,7 +223,7 @@ impl HttpClient {
             }
             headers.insert(CONTENT_LENGTH, HeaderValue::from(request.body.len()));
         }
-        let http_request = builder
+        builder
             .body(Full::new(request.body.clone()))
             .map_err(|e| Failure {
                 error: Error::InvalidArgument(format!(
@@ -178,7 +231,15 @@ impl HttpClient {
                     request.operation
                 )),
                 nothing_sent: true,
-            })?;
+            })
+    }
+
+    async fn send_to(
+        &self,
+        index: usize,
+        request: &HttpRequest<'_>,
+    ) -> std::result::Result<HttpReply, Failure> {
+        let http_request = self.build(index, request)?;
         let started = Instant::now();
         let exchange = async {
             let response = self.client.request(http_request).await.map_err(|e| {

@@ -82,10 +82,7 @@ pub fn create_store(
         Backend::Consul => Ok(Arc::new(backend::consul::ConsulStore::new(
             endpoints, config,
         )?)),
-        Backend::Etcd => Err(Error::Unsupported {
-            backend: backend.name(),
-            what: "this backend is not implemented yet".into(),
-        }),
+        Backend::Etcd => Ok(Arc::new(backend::etcd::EtcdStore::new(endpoints, config)?)),
     }
 }
 

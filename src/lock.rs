@@ -118,3 +118,51 @@ impl fmt::Debug for Lock {
             .finish()
     }
 }
+
+/// A server-side lifetime a lock hangs on: a Consul session, an etcd lease.
+#[async_trait::async_trait]
+pub(crate) trait Renewable: Send + Sync + 'static {
+    /// Extends it; `Ok(false)` when the server no longer knows it.
+    async fn renew(&self) -> Result<bool>;
+    /// Ends it (and so the lock it holds).
+    async fn destroy(&self) -> Result<()>;
+}
+
+/// Keeps `lease` alive every `ttl / 3` until `stop` or `lost` is cancelled,
+/// then destroys it. Declares the lock `lost` when a renewal says the lease
+/// is gone, or when none has succeeded for half the TTL (the store is
+/// unreachable: stop claiming the lock well before the server frees it).
+pub(crate) async fn keep_alive(
+    lease: std::sync::Arc<dyn Renewable>,
+    ttl: std::time::Duration,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let mut last_renewed = tokio::time::Instant::now();
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = lost.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 3) => {}
+        }
+        match lease.renew().await {
+            Ok(true) => last_renewed = tokio::time::Instant::now(),
+            Ok(false) => {
+                tracing::info!("the lock's session or lease is gone; the lock is lost");
+                lost.cancel();
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "renewing the lock's session or lease failed");
+                if last_renewed.elapsed() >= ttl / 2 {
+                    tracing::warn!("no renewal for half the lock TTL; the lock is lost");
+                    lost.cancel();
+                }
+            }
+        }
+    }
+    lost.cancel();
+    if let Err(error) = lease.destroy().await {
+        tracing::warn!(%error, "could not end a lock's session or lease; it expires by itself");
+    }
+}

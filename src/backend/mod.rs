@@ -1,4 +1,5 @@
 //! The backends, one folder each.
 
 pub(crate) mod consul;
+pub(crate) mod etcd;
 pub(crate) mod memory;

@@ -19,13 +19,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
-use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::client::Write;
 use crate::backoff::Backoff;
-use crate::lock::LockReleaser;
+use crate::lock::{LockReleaser, Renewable, keep_alive};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.
@@ -64,9 +63,12 @@ impl KeptSession {
             lost: CancellationToken::new(),
             handed_over: false,
         };
+        let lifetime = Arc::new(Session {
+            inner: inner.clone(),
+            id: session.id.clone(),
+        });
         tokio::spawn(keep_alive(
-            inner.clone(),
-            session.id.clone(),
+            lifetime,
             ttl,
             session.stop.clone(),
             session.lost.clone(),
@@ -75,40 +77,20 @@ impl KeptSession {
     }
 }
 
-/// Renews the session every TTL/3 until stopped or lost; destroys it at the end.
-async fn keep_alive(
+/// A Consul session as a lock's lifetime.
+struct Session {
     inner: Arc<Inner>,
     id: String,
-    ttl: Duration,
-    stop: CancellationToken,
-    lost: CancellationToken,
-) {
-    let mut last_renewed = Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = lost.cancelled() => break,
-            _ = tokio::time::sleep(ttl / 3) => {}
-        }
-        match inner.client.renew_session(&id).await {
-            Ok(true) => last_renewed = Instant::now(),
-            Ok(false) => {
-                tracing::info!("consul lock session is gone; the lock is lost");
-                lost.cancel();
-                return;
-            }
-            Err(error) => {
-                tracing::warn!(%error, "consul lock session renewal failed");
-                if last_renewed.elapsed() >= ttl / 2 {
-                    tracing::warn!("no renewal for half the lock TTL; the lock is lost");
-                    lost.cancel();
-                }
-            }
-        }
+}
+
+#[async_trait::async_trait]
+impl Renewable for Session {
+    async fn renew(&self) -> Result<bool> {
+        self.inner.client.renew_session(&self.id).await
     }
-    lost.cancel();
-    if let Err(error) = inner.client.destroy_session(&id).await {
-        tracing::warn!(%error, "could not destroy a consul lock session; it expires by itself");
+
+    async fn destroy(&self) -> Result<()> {
+        self.inner.client.destroy_session(&self.id).await
     }
 }
 

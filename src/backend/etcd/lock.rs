@@ -1,0 +1,248 @@
+//! Locks on etcd: one lease per lock.
+//!
+//! Acquiring is a txn "the key does not exist → put it with our lease"; a
+//! waiter watches the key and tries again once it is deleted (no polling).
+//! The lease has the configured lock TTL and is kept alive by one
+//! `lease/keepalive` POST every TTL/3 (the gateway ignores streamed
+//! keepalives) from the moment it is granted, by the keeper shared with the
+//! other backends ([`crate::lock::keep_alive`]). Revoking the lease releases
+//! the lock and deletes the key in one step; a dead holder's lease expires
+//! after the TTL. The fencing token is the key's `create_revision`, which
+//! grows every time the key is created anew, so across holders.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+
+use super::Inner;
+use super::wire::{Compare, PutRequest, RequestOp, TxnRequest, b64};
+use crate::lock::{LockReleaser, Renewable, keep_alive};
+use crate::watch::WatchTarget;
+use crate::{Error, KvEvent, Lock, Result, WatchOptions};
+
+/// An etcd lease as a lock's lifetime.
+struct Lease {
+    inner: Arc<Inner>,
+    id: i64,
+}
+
+#[async_trait::async_trait]
+impl Renewable for Lease {
+    async fn renew(&self) -> Result<bool> {
+        self.inner.client.keep_alive(self.id).await
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        self.inner.client.revoke_lease(self.id).await
+    }
+}
+
+/// A lease being kept alive; revoked when dropped unless handed to a `Lock`.
+struct KeptLease {
+    id: i64,
+    stop: CancellationToken,
+    lost: CancellationToken,
+    handed_over: bool,
+}
+
+impl Drop for KeptLease {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.stop.cancel();
+        }
+    }
+}
+
+async fn grant(inner: &Arc<Inner>) -> Result<KeptLease> {
+    let ttl = inner.config.lock_ttl;
+    let id = inner.client.grant_lease(ttl).await?;
+    let kept = KeptLease {
+        id,
+        stop: CancellationToken::new(),
+        lost: CancellationToken::new(),
+        handed_over: false,
+    };
+    let lease = Arc::new(Lease {
+        inner: inner.clone(),
+        id,
+    });
+    tokio::spawn(keep_alive(lease, ttl, kept.stop.clone(), kept.lost.clone()));
+    Ok(kept)
+}
+
+/// One attempt: the lock if the key was free (then the fencing token), or
+/// the revision at which it was seen held.
+async fn attempt(
+    inner: &Arc<Inner>,
+    key: &str,
+    value: &Bytes,
+    lease: &KeptLease,
+) -> Result<std::result::Result<u64, i64>> {
+    let taken = inner
+        .client
+        .txn(&TxnRequest {
+            compare: vec![Compare::absent(b64(key))],
+            success: vec![RequestOp::Put(PutRequest {
+                key: b64(key),
+                value: b64(value),
+                lease: lease.id,
+            })],
+            failure: vec![],
+        })
+        .await?;
+    let (kvs, revision) = inner.client.range_raw(key).await?;
+    if taken {
+        let ours = kvs.into_iter().find(|kv| kv.lease == lease.id);
+        if let Some(kv) = ours {
+            return Ok(Ok(u64::try_from(kv.create_revision).unwrap_or(0)));
+        }
+    }
+    Ok(Err(revision))
+}
+
+pub(super) async fn try_acquire(
+    inner: &Arc<Inner>,
+    key: &str,
+    value: Bytes,
+) -> Result<Option<Lock>> {
+    let mut lease = grant(inner).await?;
+    match attempt(inner, key, &value, &lease).await? {
+        Ok(token) => Ok(Some(hand_over(inner, &mut lease, key, token))),
+        Err(_) => Ok(None),
+    }
+}
+
+pub(super) async fn acquire(inner: &Arc<Inner>, key: &str, value: Bytes) -> Result<Lock> {
+    let mut lease = grant(inner).await?;
+    loop {
+        if lease.lost.is_cancelled() {
+            return Err(Error::LockLost {
+                key: key.to_owned(),
+            });
+        }
+        match attempt(inner, key, &value, &lease).await? {
+            Ok(token) => return Ok(hand_over(inner, &mut lease, key, token)),
+            Err(revision) => wait_for_delete(inner, key, revision).await?,
+        }
+    }
+}
+
+/// Returns once `key` is deleted after `revision` (or is already gone).
+async fn wait_for_delete(inner: &Arc<Inner>, key: &str, revision: i64) -> Result<()> {
+    let after = u64::try_from(revision).unwrap_or(0);
+    let mut changes = super::watch::open(
+        inner,
+        WatchTarget::Key(key.to_owned()),
+        WatchOptions::after(after),
+    )
+    .await?;
+    while let Some(event) = changes.next().await {
+        if let KvEvent::Delete { .. } = event? {
+            return Ok(());
+        }
+    }
+    Ok(())
+}
+
+fn hand_over(inner: &Arc<Inner>, lease: &mut KeptLease, key: &str, fencing_token: u64) -> Lock {
+    lease.handed_over = true;
+    tokio::spawn(monitor(
+        inner.clone(),
+        key.to_owned(),
+        fencing_token,
+        lease.stop.clone(),
+        lease.lost.clone(),
+    ));
+    let releaser = EtcdLockReleaser {
+        inner: inner.clone(),
+        key: key.to_owned(),
+        id: lease.id,
+        stop: lease.stop.clone(),
+        lost: lease.lost.clone(),
+    };
+    Lock::new(
+        key.to_owned(),
+        lease.id.to_string(),
+        fencing_token,
+        lease.lost.clone(),
+        Box::new(releaser),
+    )
+}
+
+/// Declares the lock lost once its key is deleted (or re-created by another holder).
+async fn monitor(
+    inner: Arc<Inner>,
+    key: String,
+    created: u64,
+    stop: CancellationToken,
+    lost: CancellationToken,
+) {
+    let watch =
+        super::watch::open(&inner, WatchTarget::Key(key), WatchOptions::after(created)).await;
+    let Ok(mut changes) = watch else {
+        return; // the keeper still notices a lost lease
+    };
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = lost.cancelled() => return,
+            event = changes.next() => match event {
+                Some(Ok(KvEvent::Delete { .. })) => {
+                    tracing::info!("the etcd lock key was deleted; the lock is lost");
+                    lost.cancel();
+                    return;
+                }
+                Some(Ok(KvEvent::Put(_))) => {}
+                Some(Err(error)) => {
+                    tracing::warn!(%error, "the etcd lock monitor ended; the keeper still watches the lease");
+                    return;
+                }
+                None => return,
+            },
+        }
+    }
+}
+
+/// `Store::release`: revokes the lease (given as its decimal id), which
+/// deletes the key it holds.
+pub(super) async fn release_session(inner: &Arc<Inner>, session: &str) -> Result<()> {
+    let unknown = || Error::UnknownSession {
+        session: session.to_owned(),
+    };
+    let id: i64 = session.parse().map_err(|_| unknown())?;
+    if id == 0 || !inner.client.keep_alive(id).await? {
+        return Err(unknown());
+    }
+    inner.client.revoke_lease(id).await
+}
+
+struct EtcdLockReleaser {
+    inner: Arc<Inner>,
+    key: String,
+    id: i64,
+    stop: CancellationToken,
+    lost: CancellationToken,
+}
+
+impl LockReleaser for EtcdLockReleaser {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            let was_lost = self.lost.is_cancelled();
+            self.stop.cancel();
+            self.inner.client.revoke_lease(self.id).await?;
+            self.lost.cancel();
+            if was_lost {
+                return Err(Error::LockLost { key: self.key });
+            }
+            Ok(())
+        })
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        // The keeper revokes the lease when stopped.
+        self.stop.cancel();
+    }
+}

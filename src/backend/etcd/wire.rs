@@ -1,0 +1,356 @@
+//! The etcd v3 JSON gateway's shapes: typed requests (so a misspelt field,
+//! which the gateway would silently ignore, cannot compile) and tolerant
+//! replies (int64 fields arrive as strings; zero values are omitted).
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::http::HttpReply;
+use crate::{Error, KvPair, Result};
+
+/// Bytes as the gateway wants them: padded standard base64.
+pub(super) fn b64(bytes: impl AsRef<[u8]>) -> String {
+    BASE64.encode(bytes)
+}
+
+fn unb64(text: &str, what: &str) -> Result<Vec<u8>> {
+    BASE64
+        .decode(text.as_bytes())
+        .map_err(|e| Error::MalformedReply(format!("etcd sent a {what} that is not base64: {e}")))
+}
+
+/// An int64 that may come as a JSON string or number; absent means 0.
+fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Int64 {
+        Text(String),
+        Number(i64),
+    }
+    match Int64::deserialize(deserializer)? {
+        Int64::Number(n) => Ok(n),
+        Int64::Text(text) => text.parse().map_err(serde::de::Error::custom),
+    }
+}
+
+// ----- requests -----
+
+#[derive(Debug, Serialize)]
+pub(super) struct RangeRequest {
+    pub(super) key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) range_end: Option<String>,
+    /// 0: the latest revision.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) revision: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct PutRequest {
+    pub(super) key: String,
+    pub(super) value: String,
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) lease: i64,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct DeleteRangeRequest {
+    pub(super) key: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) range_end: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct TxnRequest {
+    pub(super) compare: Vec<Compare>,
+    pub(super) success: Vec<RequestOp>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub(super) failure: Vec<RequestOp>,
+}
+
+/// One txn guard on a key.
+#[derive(Debug, Serialize)]
+pub(super) struct Compare {
+    pub(super) key: String,
+    /// `CREATE` or `MOD`.
+    pub(super) target: &'static str,
+    /// Always `EQUAL` here.
+    pub(super) result: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) create_revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) mod_revision: Option<String>,
+}
+
+impl Compare {
+    /// The key does not exist (its create revision is 0).
+    pub(super) fn absent(key: String) -> Self {
+        Compare {
+            key,
+            target: "CREATE",
+            result: "EQUAL",
+            create_revision: Some("0".into()),
+            mod_revision: None,
+        }
+    }
+
+    /// The key was last written at `revision`.
+    pub(super) fn modified_at(key: String, revision: u64) -> Self {
+        Compare {
+            key,
+            target: "MOD",
+            result: "EQUAL",
+            create_revision: None,
+            mod_revision: Some(revision.to_string()),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub(super) enum RequestOp {
+    #[serde(rename = "request_put")]
+    Put(PutRequest),
+    #[serde(rename = "request_delete_range")]
+    DeleteRange(DeleteRangeRequest),
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct LeaseGrantRequest {
+    #[serde(rename = "TTL")]
+    pub(super) ttl: String,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct LeaseIdRequest {
+    #[serde(rename = "ID")]
+    pub(super) id: String,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
+}
+
+// ----- replies -----
+
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct Header {
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) revision: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct KeyValue {
+    pub(super) key: String,
+    #[serde(default)]
+    pub(super) value: Option<String>,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) mod_revision: i64,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) create_revision: i64,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) lease: i64,
+}
+
+impl KeyValue {
+    pub(super) fn key_text(&self) -> Result<String> {
+        String::from_utf8(unb64(&self.key, "key")?)
+            .map_err(|_| Error::MalformedReply("etcd sent a key that is not UTF-8".into()))
+    }
+
+    pub(super) fn version(&self) -> Result<u64> {
+        u64::try_from(self.mod_revision)
+            .ok()
+            .filter(|v| *v > 0)
+            .ok_or_else(|| {
+                Error::MalformedReply(format!("etcd sent mod_revision {}", self.mod_revision))
+            })
+    }
+
+    pub(super) fn into_pair(self) -> Result<KvPair> {
+        let value = match &self.value {
+            None => Bytes::new(),
+            Some(text) => Bytes::from(unb64(text, "value")?),
+        };
+        Ok(KvPair {
+            key: self.key_text()?,
+            value,
+            version: self.version()?,
+        })
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct RangeResponse {
+    #[serde(default)]
+    pub(super) header: Header,
+    #[serde(default)]
+    pub(super) kvs: Vec<KeyValue>,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct HeaderOnly {
+    #[serde(default)]
+    pub(super) header: Header,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct DeleteRangeResponse {
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) deleted: i64,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct TxnResponse {
+    /// Omitted when false.
+    #[serde(default)]
+    pub(super) succeeded: bool,
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct LeaseGrantResponse {
+    #[serde(rename = "ID", default, deserialize_with = "int64")]
+    pub(super) id: i64,
+    #[serde(rename = "TTL", default, deserialize_with = "int64")]
+    pub(super) ttl: i64,
+}
+
+/// `/v3/lease/keepalive` answers `{"result": {...}}`.
+#[derive(Debug, Deserialize)]
+pub(super) struct KeepAliveResponse {
+    #[serde(default)]
+    pub(super) result: Option<LeaseGrantResponse>,
+}
+
+/// The error body: `{"error": "...", "code": N, "message": "..."}` (key
+/// order differs between builds).
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct ErrorBody {
+    #[serde(default)]
+    pub(super) code: i32,
+    #[serde(default)]
+    pub(super) message: String,
+    #[serde(default)]
+    pub(super) error: String,
+}
+
+/// Parses a JSON reply body.
+pub(super) fn parse<'a, T: Deserialize<'a>>(reply: &'a HttpReply, operation: &str) -> Result<T> {
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        Error::MalformedReply(format!(
+            "{operation}: {e} (status {}, body {:?})",
+            reply.status.as_u16(),
+            reply.excerpt()
+        ))
+    })
+}
+
+/// gRPC status codes that etcd errors carry.
+pub(super) mod code {
+    pub(crate) const INVALID_ARGUMENT: i32 = 3;
+    pub(crate) const PERMISSION_DENIED: i32 = 7;
+    pub(crate) const FAILED_PRECONDITION: i32 = 9;
+    pub(crate) const OUT_OF_RANGE: i32 = 11;
+    pub(crate) const INTERNAL: i32 = 13;
+    pub(crate) const UNAVAILABLE: i32 = 14;
+    pub(crate) const UNAUTHENTICATED: i32 = 16;
+}
+
+/// Turns an error reply into the error it means, by its gRPC code (the HTTP
+/// status differs between builds: 412 vs 400 for the same error).
+pub(super) fn classify(reply: &HttpReply, operation: &str) -> Error {
+    let body: ErrorBody = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let message = if body.message.is_empty() {
+        body.error.clone()
+    } else {
+        body.message.clone()
+    };
+    let text = if message.is_empty() {
+        reply.excerpt()
+    } else {
+        message
+    };
+    classify_code(body.code, &text, operation, reply.status.as_u16())
+}
+
+pub(super) fn classify_code(grpc_code: i32, message: &str, operation: &str, status: u16) -> Error {
+    match grpc_code {
+        code::PERMISSION_DENIED | code::UNAUTHENTICATED => {
+            Error::PermissionDenied(format!("{operation}: {message}"))
+        }
+        code::INVALID_ARGUMENT if message.contains("user name is empty") => {
+            Error::PermissionDenied(format!("{operation}: {message}"))
+        }
+        code::INVALID_ARGUMENT | code::OUT_OF_RANGE | code::FAILED_PRECONDITION => {
+            if message.contains("request is too large") {
+                Error::ValueTooLarge { size: 0, limit: 0 }
+            } else {
+                Error::InvalidArgument(format!("{operation}: {message}"))
+            }
+        }
+        code::UNAVAILABLE | code::INTERNAL => Error::Unreachable {
+            message: format!("{operation}: {message}"),
+            source: None,
+        },
+        _ => Error::MalformedReply(format!(
+            "{operation}: status {status}, code {grpc_code}: {message}"
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn replies_with_omitted_zero_values_decode() {
+        let range: RangeResponse =
+            serde_json::from_str(r#"{"header":{"revision":"7"},"kvs":[{"key":"YQ==","mod_revision":"5","create_revision":5}]}"#)
+                .unwrap();
+        assert_eq!(range.header.revision, 7);
+        let pair = range.kvs.into_iter().next().unwrap().into_pair().unwrap();
+        assert_eq!(
+            (pair.key.as_str(), pair.value.len(), pair.version),
+            ("a", 0, 5)
+        );
+        let txn: TxnResponse = serde_json::from_str(r#"{"header":{}}"#).unwrap();
+        assert!(!txn.succeeded);
+        let empty: RangeResponse = serde_json::from_str(r#"{"header":{"revision":"3"}}"#).unwrap();
+        assert!(empty.kvs.is_empty());
+    }
+
+    #[test]
+    fn requests_serialize_as_the_gateway_expects() {
+        let txn = TxnRequest {
+            compare: vec![Compare::modified_at(b64("k"), 5)],
+            success: vec![RequestOp::Put(PutRequest {
+                key: b64("k"),
+                value: b64("v"),
+                lease: 0,
+            })],
+            failure: vec![],
+        };
+        assert_eq!(
+            serde_json::to_string(&txn).unwrap(),
+            r#"{"compare":[{"key":"aw==","target":"MOD","result":"EQUAL","mod_revision":"5"}],"success":[{"request_put":{"key":"aw==","value":"dg=="}}]}"#
+        );
+    }
+
+    #[test]
+    fn bad_replies_are_typed_errors() {
+        assert!(serde_json::from_str::<RangeResponse>(r#"{"header":{"revision":"x"}}"#).is_err());
+        let kv: KeyValue = serde_json::from_str(r#"{"key":"!!","mod_revision":"1"}"#).unwrap();
+        assert!(kv.into_pair().is_err());
+        let kv: KeyValue = serde_json::from_str(r#"{"key":"YQ==","mod_revision":"-4"}"#).unwrap();
+        assert!(kv.into_pair().is_err());
+        assert!(matches!(
+            classify_code(7, "permission denied", "get", 403),
+            Error::PermissionDenied(_)
+        ));
+        assert!(matches!(
+            classify_code(14, "no leader", "get", 503),
+            Error::Unreachable { .. }
+        ));
+    }
+}

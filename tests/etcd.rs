@@ -1,0 +1,47 @@
+//! The conformance suite against both real etcd servers that
+//! `scripts/servers` starts: 3.4 (`KV_ETCD_ADDR`) and 3.5 (`KV_ETCD35_ADDR`).
+
+mod conformance;
+mod support;
+
+use std::time::Duration;
+
+use conformance::{BackendTraits, Ctx};
+
+/// etcd's differences the contract allows.
+const ETCD: BackendTraits = BackendTraits {
+    coalesces_changes: false,
+    // etcd raises shorter lease TTLs to about 2 s.
+    min_ttl: Duration::from_secs(2),
+    // Leases are checked for expiry every 500 ms; allow for a slow machine.
+    ttl_slack: Duration::from_secs(3),
+    release_lag: Duration::from_secs(1),
+};
+
+async fn ctx(var: &str, case: &str) -> Option<Ctx> {
+    let addr = support::server_addr(var, case)?;
+    let store = kvstore::connect(&format!("etcd://{addr}?lock_ttl=3s"))
+        .await
+        .expect("etcd:// opens");
+    Some(Ctx::new(store, case, ETCD))
+}
+
+mod etcd34 {
+    async fn etcd34_ctx(case: &str) -> Option<crate::Ctx> {
+        crate::ctx("KV_ETCD_ADDR", case).await
+    }
+    crate::conformance::suite!(
+        factory = etcd34_ctx,
+        test = tokio::test(flavor = "multi_thread", worker_threads = 2)
+    );
+}
+
+mod etcd35 {
+    async fn etcd35_ctx(case: &str) -> Option<crate::Ctx> {
+        crate::ctx("KV_ETCD35_ADDR", case).await
+    }
+    crate::conformance::suite!(
+        factory = etcd35_ctx,
+        test = tokio::test(flavor = "multi_thread", worker_threads = 2)
+    );
+}
