@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_http;
+pub mod proxy;
 
 /// Set by `./scripts/test`: a server variable that is missing fails the run
 /// instead of skipping.
@@ -118,4 +119,21 @@ pub async fn wait_for_line(child: &mut std::process::Child, line: &str) {
         let _ = child.wait();
         panic!("the child never printed {line:?}");
     }
+}
+
+/// A plain HTTP POST through hyper; panics on failure.
+pub async fn http_post(url: &str, body: String) -> bytes::Bytes {
+    use http_body_util::{BodyExt, Full};
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Full<bytes::Bytes>>();
+    let request = hyper::Request::post(url)
+        .body(Full::new(bytes::Bytes::from(body)))
+        .expect("a valid request");
+    let response = client.request(request).await.expect("POST");
+    response
+        .into_body()
+        .collect()
+        .await
+        .expect("a whole body")
+        .to_bytes()
 }

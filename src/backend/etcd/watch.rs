@@ -160,14 +160,27 @@ pub(super) async fn open(
         Some(after) => {
             let after = i64::try_from(after)
                 .map_err(|_| Error::InvalidArgument(format!("version {after} is too large")))?;
-            // What the caller had at `after`, for a later compaction's difference.
+            // What the caller had at `after`, for a later compaction's
+            // difference. If etcd compacted past it, deletions since cannot
+            // be known: say so rather than leave a silent gap.
             let (pairs, _) = match inner.client.range(key, prefix, after.max(1)).await {
                 Ok(read) => read,
-                Err(_) => inner.client.range(key, prefix, 0).await?,
+                Err(error) if error.to_string().contains("compacted") => {
+                    let (_, now) = inner.client.range(key, prefix, 0).await?;
+                    return Err(Error::Compacted {
+                        requested: after as u64,
+                        oldest: u64::try_from(now).unwrap_or(0),
+                    });
+                }
+                // `after` is ahead of the store: everything now is known.
+                Err(error) if error.to_string().contains("future revision") => {
+                    inner.client.range(key, prefix, 0).await?
+                }
+                Err(error) => return Err(error),
             };
-            for pair in pairs.into_iter().filter(|p| p.version as i64 <= after) {
-                watch.known.insert(pair.key, pair.version);
-            }
+            watch
+                .known
+                .extend(pairs.into_iter().map(|p| (p.key, p.version)));
             watch.next_rev = after + 1;
         }
     }

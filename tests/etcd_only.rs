@@ -1,0 +1,339 @@
+//! etcd-specific behaviour against the real servers `scripts/servers`
+//! starts: compaction, a server restart under a live watch, lease hygiene and
+//! a lock whose holder process is killed. The cases run one at a time
+//! (`SERIAL`): one of them restarts etcd 3.4.
+
+mod support;
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use kvstore::{Bytes, KvEvent, PutOptions, Store, Watch, WatchOptions};
+
+static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+fn unique(case: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
+}
+
+async fn store(var: &str, test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
+    let addr = support::server_addr(var, test)?;
+    let store = kvstore::connect(&format!("etcd://{addr}?{options}"))
+        .await
+        .unwrap();
+    Some((store, addr))
+}
+
+async fn post(addr: &str, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let reply = support::http_post(&format!("http://{addr}{path}"), body.to_string()).await;
+    serde_json::from_slice(&reply).unwrap()
+}
+
+async fn next(watch: &mut Watch) -> KvEvent {
+    match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
+        Ok(Some(Ok(event))) => event,
+        other => panic!("expected an event, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_live_watch_cut_off_during_a_compaction_yields_the_difference() {
+    let _serial = SERIAL.lock().await;
+    let Some(addr) = support::server_addr(
+        "KV_ETCD35_ADDR",
+        "a_live_watch_cut_off_during_a_compaction_yields_the_difference",
+    ) else {
+        return;
+    };
+    // The watch talks through a proxy that can cut it off; writes go direct.
+    let proxy = support::proxy::FaultProxy::start(&addr).await;
+    let watcher = kvstore::connect(&format!("etcd://{}", proxy.addr))
+        .await
+        .unwrap();
+    let store = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    let dir = unique("compaction");
+    let key = |name: &str| format!("{dir}{name}");
+    for name in ["kept", "changed", "deleted"] {
+        store.put(&key(name), Bytes::from("1")).await.unwrap();
+    }
+    let mut watch = watcher
+        .watch_range(&dir, WatchOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        next(&mut watch).await; // the initial state
+    }
+
+    proxy.cut();
+    store.put(&key("changed"), Bytes::from("2")).await.unwrap();
+    store.put(&key("changed"), Bytes::from("3")).await.unwrap();
+    store.delete(&key("deleted")).await.unwrap();
+    store.put(&key("new"), Bytes::from("1")).await.unwrap();
+    let now = store.get(&key("new")).await.unwrap().unwrap().version;
+    post(
+        &addr,
+        "/v3/kv/compaction",
+        serde_json::json!({ "revision": now.to_string(), "physical": true }),
+    )
+    .await;
+    proxy.restore();
+
+    // The watch resumes, finds its history compacted, and yields the difference.
+    let mut got = Vec::new();
+    for _ in 0..3 {
+        let event = next(&mut watch).await;
+        let label = match &event {
+            KvEvent::Put(p) => format!(
+                "put {}={}",
+                p.key.trim_start_matches(&dir),
+                String::from_utf8_lossy(&p.value)
+            ),
+            KvEvent::Delete { key, .. } => format!("delete {}", key.trim_start_matches(&dir)),
+        };
+        got.push((event.version(), label));
+    }
+    let labels: BTreeSet<&str> = got.iter().map(|(_, l)| l.as_str()).collect();
+    assert_eq!(
+        labels,
+        BTreeSet::from(["put changed=3", "delete deleted", "put new=1"]),
+        "{got:?}"
+    );
+    assert!(
+        got.windows(2).all(|w| w[0].0 <= w[1].0),
+        "in version order: {got:?}"
+    );
+    // And the watch goes on from there, with no gap.
+    store.put(&key("kept"), Bytes::from("2")).await.unwrap();
+    match next(&mut watch).await {
+        KvEvent::Put(p) => assert_eq!((p.key, p.value), (key("kept"), Bytes::from("2"))),
+        other => panic!("expected the put of kept, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn resuming_from_a_compacted_version_is_an_error_not_a_gap() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store(
+        "KV_ETCD35_ADDR",
+        "resuming_from_a_compacted_version_is_an_error_not_a_gap",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let key = unique("compacted-after") + "k";
+    store.put(&key, Bytes::from("1")).await.unwrap();
+    let old = store.get(&key).await.unwrap().unwrap().version;
+    store.put(&key, Bytes::from("2")).await.unwrap();
+    let now = store.get(&key).await.unwrap().unwrap().version;
+    post(
+        &addr,
+        "/v3/kv/compaction",
+        serde_json::json!({ "revision": now.to_string(), "physical": true }),
+    )
+    .await;
+    match store.watch(&key, WatchOptions::after(old)).await {
+        Err(kvstore::Error::Compacted { requested, .. }) => assert_eq!(requested, old),
+        other => panic!("expected Compacted, got {other:?}"),
+    }
+    // Resuming from a version that is still there works.
+    let mut watch = store.watch(&key, WatchOptions::after(now)).await.unwrap();
+    store.put(&key, Bytes::from("3")).await.unwrap();
+    assert!(matches!(next(&mut watch).await, KvEvent::Put(p) if p.value == "3"));
+}
+
+#[tokio::test]
+async fn a_watch_survives_an_etcd_restart() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, _)) = store(
+        "KV_ETCD_ADDR",
+        "a_watch_survives_an_etcd_restart",
+        "timeout=2s",
+    )
+    .await
+    else {
+        return;
+    };
+    let dir = unique("restart");
+    let mut watch = store
+        .watch_range(&dir, WatchOptions::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        store
+            .put(&format!("{dir}{i}"), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    // kill -9 and start again on the same data dir.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/servers");
+    let status = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(script)
+            .args(["restart", "etcd34"])
+            .status()
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(status.success(), "scripts/servers restart etcd34 failed");
+    for i in 5..10 {
+        let key = format!("{dir}{i}");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while let Err(error) = store.put(&key, Bytes::from(i.to_string())).await {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "etcd never came back: {error}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut seen = Vec::new();
+    while seen.len() < 10 {
+        match next(&mut watch).await {
+            KvEvent::Put(pair) => {
+                seen.push((pair.version, pair.key.trim_start_matches(&dir).to_owned()))
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let keys: Vec<&str> = seen.iter().map(|(_, k)| k.as_str()).collect();
+    assert_eq!(
+        keys,
+        ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"],
+        "nothing lost or repeated: {seen:?}"
+    );
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0));
+    assert!(
+        tokio::time::timeout(Duration::from_millis(500), watch.next())
+            .await
+            .is_err(),
+        "no duplicates after"
+    );
+}
+
+async fn lease_ids(addr: &str) -> BTreeSet<String> {
+    let reply = post(addr, "/v3/lease/leases", serde_json::json!({})).await;
+    reply["leases"]
+        .as_array()
+        .map(|leases| {
+            leases
+                .iter()
+                .map(|l| l["ID"].as_str().unwrap_or_default().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test]
+async fn ttl_puts_leave_no_leases_behind() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store("KV_ETCD35_ADDR", "ttl_puts_leave_no_leases_behind", "").await
+    else {
+        return;
+    };
+    let before = lease_ids(&addr).await;
+    let key = unique("leases") + "k";
+    for i in 0..100u64 {
+        store
+            .put_with(
+                &key,
+                Bytes::from(i.to_string()),
+                PutOptions::ttl(Duration::from_secs(30)),
+            )
+            .await
+            .unwrap();
+    }
+    let during = lease_ids(&addr).await;
+    assert_eq!(
+        during.difference(&before).count(),
+        1,
+        "one lease holds the key"
+    );
+    store.put(&key, Bytes::from("permanent")).await.unwrap();
+    assert!(
+        lease_ids(&addr).await.difference(&before).next().is_none(),
+        "a plain put revokes the lease"
+    );
+    store
+        .put_with(
+            &key,
+            Bytes::from("again"),
+            PutOptions::ttl(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    store.delete(&key).await.unwrap();
+    assert!(
+        lease_ids(&addr).await.difference(&before).next().is_none(),
+        "a delete revokes the lease"
+    );
+    assert!(store.exists(&key).await.is_ok_and(|e| !e));
+}
+
+/// Run as a child process by `a_killed_holder_loses_the_lock_after_its_ttl`.
+#[tokio::test]
+async fn lock_holder_child() {
+    let (Ok(addr), Ok(key)) = (
+        std::env::var("KV_CHILD_ETCD"),
+        std::env::var("KV_CHILD_KEY"),
+    ) else {
+        return; // not a child: nothing to do
+    };
+    let store = kvstore::connect(&format!("etcd://{addr}?lock_ttl=2s"))
+        .await
+        .unwrap();
+    let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
+    println!("HELD");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test]
+async fn a_killed_holder_loses_the_lock_after_its_ttl() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store(
+        "KV_ETCD35_ADDR",
+        "a_killed_holder_loses_the_lock_after_its_ttl",
+        "lock_ttl=2s",
+    )
+    .await
+    else {
+        return;
+    };
+    let key = unique("killed") + "lock";
+    let mut child = support::spawn_child_test(
+        "lock_holder_child",
+        &[("KV_CHILD_ETCD", &addr), ("KV_CHILD_KEY", &key)],
+    );
+    support::wait_for_line(&mut child, "HELD").await;
+    assert!(
+        store
+            .try_acquire(&key, Bytes::from("parent"))
+            .await
+            .unwrap()
+            .is_none(),
+        "the child holds it"
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let started = std::time::Instant::now();
+    let lock = tokio::time::timeout(
+        Duration::from_secs(15),
+        store.acquire(&key, Bytes::from("parent")),
+    )
+    .await
+    .expect("the lease expires and the lock frees up")
+    .unwrap();
+    eprintln!(
+        "the lock was free {:?} after the holder died (lease TTL 2s)",
+        started.elapsed()
+    );
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value, "parent");
+    lock.release().await.unwrap();
+}
