@@ -52,6 +52,10 @@ pub struct Config {
     pub token: Option<String>,
     /// Consul datacenter (`?dc=`); the agent's own when `None`.
     pub datacenter: Option<String>,
+    /// etcd user name, for `/v3/auth/authenticate`.
+    pub username: Option<String>,
+    /// etcd password. Never logged or shown: `Debug` prints `<redacted>`.
+    pub password: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -62,6 +66,8 @@ impl std::fmt::Debug for Config {
             .field("history", &self.history)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
+            .field("username", &self.username)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .finish()
     }
 }
@@ -74,6 +80,8 @@ impl Default for Config {
             history: 10_000,
             token: None,
             datacenter: None,
+            username: None,
+            password: None,
         }
     }
 }
@@ -109,12 +117,25 @@ impl Config {
         self
     }
 
-    /// The defaults, with credentials from the environment: `CONSUL_HTTP_TOKEN`.
+    /// Sets the etcd user name and password.
+    pub fn with_credentials(
+        mut self,
+        username: impl Into<String>,
+        password: impl Into<String>,
+    ) -> Self {
+        self.username = Some(username.into());
+        self.password = Some(password.into());
+        self
+    }
+
+    /// The defaults, with credentials from the environment:
+    /// `CONSUL_HTTP_TOKEN`, `ETCD_USERNAME` and `ETCD_PASSWORD`.
     pub fn from_env() -> Self {
+        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
         Config {
-            token: std::env::var("CONSUL_HTTP_TOKEN")
-                .ok()
-                .filter(|t| !t.is_empty()),
+            token: var("CONSUL_HTTP_TOKEN"),
+            username: var("ETCD_USERNAME"),
+            password: var("ETCD_PASSWORD"),
             ..Config::default()
         }
     }
@@ -169,6 +190,17 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
     };
     let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = authority.trim_end_matches('/');
+    let mut config = Config::from_env();
+    // `user:password@host:port,...`: the credentials apply to every endpoint.
+    let authority = match authority.rsplit_once('@') {
+        None => authority,
+        Some((userinfo, hosts)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            config.username = Some(percent_decode("user name", user)?);
+            config.password = Some(percent_decode("password", password)?);
+            hosts
+        }
+    };
     let endpoints: Vec<String> = authority
         .split(',')
         .filter(|e| !e.is_empty())
@@ -187,7 +219,6 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
         }
         _ => {}
     }
-    let mut config = Config::from_env();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         config.set_option(name, value)?;
@@ -271,6 +302,15 @@ mod tests {
         assert_eq!(config.token.as_deref(), Some("s3cr/t"));
         assert_eq!(config.datacenter.as_deref(), Some("east"));
         assert!(!format!("{config:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn userinfo_is_read_and_the_password_never_shown() {
+        let (url, config) = parse_url("etcd://root:p%40ss@127.0.0.1:2379,127.0.0.1:2380").unwrap();
+        assert_eq!(url.endpoints, ["127.0.0.1:2379", "127.0.0.1:2380"]);
+        assert_eq!(config.username.as_deref(), Some("root"));
+        assert_eq!(config.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{config:?}").contains("p@ss"));
     }
 
     #[test]

@@ -30,6 +30,8 @@ pub(crate) struct HttpRequest<'a> {
     pub(crate) timeout: Duration,
     /// What is being done, for errors and traces (never a secret).
     pub(crate) operation: &'static str,
+    /// Headers of this request only (credentials: never logged).
+    pub(crate) headers: &'a [(HeaderName, HeaderValue)],
 }
 
 /// A whole reply.
@@ -168,19 +170,13 @@ impl HttpClient {
     pub(crate) async fn open_stream(
         &self,
         request: &HttpRequest<'_>,
-        headers: &[(HeaderName, HeaderValue)],
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let count = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
         let mut last_error = None;
         for attempt in 0..count {
             let index = (first + attempt) % count;
-            let mut http_request = self.build(index, request).map_err(|f| f.error)?;
-            for (name, value) in headers {
-                http_request
-                    .headers_mut()
-                    .insert(name.clone(), value.clone());
-            }
+            let http_request = self.build(index, request).map_err(|f| f.error)?;
             let head =
                 tokio::time::timeout(request.timeout, self.client.request(http_request)).await;
             last_error = Some(match head {
@@ -218,7 +214,7 @@ impl HttpClient {
         let uri = format!("{}{}", self.endpoints[index], request.path);
         let mut builder = Request::builder().method(request.method.clone()).uri(&uri);
         if let Some(headers) = builder.headers_mut() {
-            for (name, value) in &self.secret_headers {
+            for (name, value) in self.secret_headers.iter().chain(request.headers) {
                 headers.insert(name.clone(), value.clone());
             }
             headers.insert(CONTENT_LENGTH, HeaderValue::from(request.body.len()));

@@ -337,3 +337,60 @@ async fn a_killed_holder_loses_the_lock_after_its_ttl() {
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, "parent");
     lock.release().await.unwrap();
 }
+
+#[tokio::test]
+async fn auth_right_and_wrong_passwords() {
+    let test = "auth_right_and_wrong_passwords";
+    let (Some(addr), Some(user), Some(password)) = (
+        support::server_addr("KV_ETCD_AUTH_ADDR", test),
+        support::server_addr("KV_ETCD_AUTH_USER", test),
+        support::server_addr("KV_ETCD_AUTH_PASSWORD", test),
+    ) else {
+        return;
+    };
+    let key = unique("auth") + "k";
+
+    let anonymous = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    assert!(matches!(
+        anonymous.get(&key).await,
+        Err(kvstore::Error::PermissionDenied(_))
+    ));
+
+    let wrong_secret = "wrong-pw-91c2";
+    let wrong = kvstore::connect(&format!("etcd://{user}:{wrong_secret}@{addr}"))
+        .await
+        .unwrap();
+    let error = wrong.put(&key, Bytes::from("x")).await.unwrap_err();
+    assert!(
+        matches!(error, kvstore::Error::PermissionDenied(_)),
+        "{error:?}"
+    );
+    for shown in [
+        format!("{error}"),
+        format!("{error:?}"),
+        format!("{wrong:?}"),
+    ] {
+        assert!(
+            !shown.contains(wrong_secret),
+            "the password leaked: {shown}"
+        );
+    }
+
+    let config = kvstore::Config::default().with_credentials(user, password.clone());
+    let right = kvstore::create_store(kvstore::Backend::Etcd, &[&addr], config).unwrap();
+    assert!(!format!("{right:?}").contains(&password));
+    right.put(&key, Bytes::from("1")).await.unwrap();
+    let mut watch = right.watch(&key, WatchOptions::default()).await.unwrap();
+    assert!(matches!(next(&mut watch).await, KvEvent::Put(p) if p.value == "1"));
+    // The test server's tokens live 2 s: calls and the watch go on after.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    right.put(&key, Bytes::from("2")).await.unwrap();
+    assert_eq!(right.get(&key).await.unwrap().unwrap().value, "2");
+    assert!(matches!(next(&mut watch).await, KvEvent::Put(p) if p.value == "2"));
+    let lock = right
+        .acquire(&(key.clone() + "-lock"), Bytes::from("me"))
+        .await
+        .unwrap();
+    lock.release().await.unwrap();
+    right.delete(&key).await.unwrap();
+}

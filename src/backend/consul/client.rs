@@ -81,6 +81,7 @@ impl ConsulClient {
                 idempotent,
                 timeout,
                 operation,
+                headers: &[],
             })
             .await
     }

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+use super::auth::{AuthenticateResponse, Credentials, is_invalid_token};
 use super::keys::prefix_end;
 use super::wire::{self, b64};
 use crate::http::{HttpClient, HttpRequest};
@@ -28,18 +30,80 @@ pub(super) fn range_of(key: &str, prefix: bool) -> (String, Option<String>) {
 pub(super) struct EtcdClient {
     pub(super) http: HttpClient,
     timeout: Duration,
+    credentials: Option<Credentials>,
 }
 
 impl EtcdClient {
-    pub(super) fn new(http: HttpClient, timeout: Duration) -> Self {
-        EtcdClient { http, timeout }
+    pub(super) fn new(
+        http: HttpClient,
+        timeout: Duration,
+        credentials: Option<Credentials>,
+    ) -> Self {
+        EtcdClient {
+            http,
+            timeout,
+            credentials,
+        }
     }
 
-    /// POSTs `request` to `path` and parses the reply.
+    /// The headers every request carries: the auth token, if any
+    /// (authenticating first when there is none yet).
+    pub(super) async fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>> {
+        let Some(credentials) = &self.credentials else {
+            return Ok(Vec::new());
+        };
+        let authenticate = |request: super::auth::AuthenticateRequest| async move {
+            self.send::<_, AuthenticateResponse>(
+                "/v3/auth/authenticate",
+                &request,
+                &[],
+                true,
+                "etcd authenticate",
+            )
+            .await
+        };
+        Ok(vec![credentials.header(authenticate).await?])
+    }
+
+    /// After etcd called the token invalid: the next request authenticates again.
+    pub(super) fn forget_token(&self) {
+        if let Some(credentials) = &self.credentials {
+            credentials.forget();
+        }
+    }
+
+    /// POSTs `request` to `path` and parses the reply, authenticating again
+    /// once if etcd says the token is no longer valid.
     pub(super) async fn call<Q: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         request: &Q,
+        idempotent: bool,
+        operation: &'static str,
+    ) -> Result<R> {
+        let headers = self.auth_headers().await?;
+        match self
+            .send(path, request, &headers, idempotent, operation)
+            .await
+        {
+            Err(Error::PermissionDenied(message))
+                if self.credentials.is_some() && is_invalid_token(0, &message) =>
+            {
+                tracing::debug!("etcd auth token expired; authenticating again");
+                self.forget_token();
+                let headers = self.auth_headers().await?;
+                self.send(path, request, &headers, idempotent, operation)
+                    .await
+            }
+            other => other,
+        }
+    }
+
+    async fn send<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Q,
+        headers: &[(HeaderName, HeaderValue)],
         idempotent: bool,
         operation: &'static str,
     ) -> Result<R> {
@@ -55,6 +119,7 @@ impl EtcdClient {
                 idempotent,
                 timeout: self.timeout,
                 operation,
+                headers,
             })
             .await?;
         if reply.status != StatusCode::OK {

@@ -12,6 +12,7 @@
 //!   revision ([`watch`]); locks are leases kept alive by one keepalive POST
 //!   every TTL/3 ([`lock`]).
 
+mod auth;
 mod client;
 mod keys;
 mod lock;
@@ -56,9 +57,21 @@ impl fmt::Debug for EtcdStore {
 impl EtcdStore {
     pub(crate) fn new(endpoints: &[&str], config: Config) -> Result<Self> {
         let http = HttpClient::new(endpoints, Vec::new())?;
+        let credentials = match (&config.username, &config.password) {
+            (Some(user), password) => Some(auth::Credentials::new(
+                user.clone(),
+                password.clone().unwrap_or_default(),
+            )),
+            (None, Some(_)) => {
+                return Err(crate::Error::InvalidArgument(
+                    "an etcd password needs a user name".into(),
+                ));
+            }
+            (None, None) => None,
+        };
         Ok(EtcdStore {
             inner: Arc::new(Inner {
-                client: EtcdClient::new(http, config.timeout),
+                client: EtcdClient::new(http, config.timeout, credentials),
                 config,
                 registry: WatchRegistry::default(),
                 ttl_leases: Mutex::new(HashMap::new()),

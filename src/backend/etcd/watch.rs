@@ -240,26 +240,26 @@ impl EtcdWatch {
         };
         let body = serde_json::to_vec(&request)
             .map_err(|e| Error::InvalidArgument(format!("cannot encode a watch request: {e}")))?;
-        let has_leader = [(
+        let has_leader = (
             HeaderName::from_static("grpc-metadata-hasleader"),
             HeaderValue::from_static("true"),
-        )];
+        );
         loop {
+            let mut headers = self.inner.client.auth_headers().await?;
+            headers.push(has_leader.clone());
             let opened = self
                 .inner
                 .client
                 .http
-                .open_stream(
-                    &HttpRequest {
-                        method: Method::POST,
-                        path: "/v3/watch",
-                        body: bytes::Bytes::from(body.clone()),
-                        idempotent: true,
-                        timeout: self.inner.config.timeout,
-                        operation: "etcd watch",
-                    },
-                    &has_leader,
-                )
+                .open_stream(&HttpRequest {
+                    method: Method::POST,
+                    path: "/v3/watch",
+                    body: bytes::Bytes::from(body.clone()),
+                    idempotent: true,
+                    timeout: self.inner.config.timeout,
+                    operation: "etcd watch",
+                    headers: &headers,
+                })
                 .await;
             match opened {
                 Ok(response) if response.status() == StatusCode::OK => {
@@ -337,6 +337,10 @@ impl EtcdWatch {
             )))
         })?;
         if let Some(error) = parsed.error {
+            if super::auth::is_invalid_token(error.grpc_code, &error.message) {
+                self.inner.client.forget_token();
+                return Err(Failure::Retry("the auth token expired".into()));
+            }
             return match error.grpc_code {
                 code::UNAVAILABLE | code::INTERNAL => Err(Failure::Retry(error.message)),
                 other => Err(Failure::Fatal(wire::classify_code(
@@ -359,6 +363,10 @@ impl EtcdWatch {
             } else {
                 result.cancel_reason
             };
+            if super::auth::is_invalid_token(0, &reason) {
+                self.inner.client.forget_token();
+                return Err(Failure::Retry(reason));
+            }
             if reason.contains("no leader") {
                 return Err(Failure::Retry(reason));
             }

@@ -279,7 +279,10 @@ pub(super) fn classify_code(grpc_code: i32, message: &str, operation: &str, stat
         code::PERMISSION_DENIED | code::UNAUTHENTICATED => {
             Error::PermissionDenied(format!("{operation}: {message}"))
         }
-        code::INVALID_ARGUMENT if message.contains("user name is empty") => {
+        code::INVALID_ARGUMENT
+            if message.contains("user name is empty")
+                || message.contains("authentication failed") =>
+        {
             Error::PermissionDenied(format!("{operation}: {message}"))
         }
         code::INVALID_ARGUMENT | code::OUT_OF_RANGE | code::FAILED_PRECONDITION => {

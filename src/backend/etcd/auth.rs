@@ -1,0 +1,95 @@
+//! etcd authentication: a user name and password traded for a token at
+//! `/v3/auth/authenticate`, sent raw in `Authorization` (no `Bearer`, which
+//! etcd refuses before 3.5.32), and traded again once when etcd says the
+//! token is invalid (simple tokens expire after `--auth-token-ttl`, 5 min by
+//! default). Neither the password nor the token is ever logged or shown.
+
+use std::fmt;
+use std::sync::Mutex;
+
+use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+pub(super) struct Credentials {
+    username: String,
+    password: String,
+    token: Mutex<Option<HeaderValue>>,
+    /// One authentication at a time: the others wait and reuse its token.
+    authenticating: tokio::sync::Mutex<()>,
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Serialize)]
+pub(super) struct AuthenticateRequest {
+    name: String,
+    password: String,
+}
+
+#[derive(Deserialize)]
+pub(super) struct AuthenticateResponse {
+    #[serde(default)]
+    pub(super) token: String,
+}
+
+impl Credentials {
+    pub(super) fn new(username: String, password: String) -> Self {
+        Credentials {
+            username,
+            password,
+            token: Mutex::new(None),
+            authenticating: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    fn cached(&self) -> Option<HeaderValue> {
+        self.token.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Forgets the token so that the next request authenticates again.
+    pub(super) fn forget(&self) {
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
+    }
+
+    /// The `Authorization` header, authenticating first if there is no token.
+    pub(super) async fn header<F, Fut>(&self, authenticate: F) -> Result<(HeaderName, HeaderValue)>
+    where
+        F: FnOnce(AuthenticateRequest) -> Fut,
+        Fut: std::future::Future<Output = Result<AuthenticateResponse>>,
+    {
+        if let Some(token) = self.cached() {
+            return Ok((AUTHORIZATION, token));
+        }
+        let _one_at_a_time = self.authenticating.lock().await;
+        if let Some(token) = self.cached() {
+            return Ok((AUTHORIZATION, token));
+        }
+        let reply = authenticate(AuthenticateRequest {
+            name: self.username.clone(),
+            password: self.password.clone(),
+        })
+        .await?;
+        let mut token = HeaderValue::from_str(&reply.token).map_err(|_| {
+            Error::MalformedReply("etcd sent a token that is not a header value".into())
+        })?;
+        if reply.token.is_empty() {
+            return Err(Error::MalformedReply("etcd sent an empty token".into()));
+        }
+        token.set_sensitive(true);
+        *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
+        Ok((AUTHORIZATION, token))
+    }
+}
+
+/// True when etcd refused a request because its token is no longer valid.
+pub(super) fn is_invalid_token(code: i32, message: &str) -> bool {
+    code == super::wire::code::UNAUTHENTICATED || message.contains("invalid auth token")
+}
