@@ -1,0 +1,75 @@
+//! kvstore on Consul beside the wire limit (the same requests through a bare
+//! hyper client), side by side in one run. Needs `KV_CONSUL_ADDR` (see
+//! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench consul`.
+#![allow(missing_docs, unreachable_pub)]
+
+#[path = "support/wire_limit.rs"]
+mod wire_limit;
+
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use hyper::Method;
+use wire_limit::{bare_client, bare_request, bench_concurrent, configure, keys, runtime};
+
+fn consul(c: &mut Criterion) {
+    let Ok(addr) = std::env::var("KV_CONSUL_ADDR") else {
+        eprintln!("SKIPPED consul benches: KV_CONSUL_ADDR is not set (see scripts/servers)");
+        return;
+    };
+    let rt = runtime();
+    let store = rt
+        .block_on(kvstore::connect(&format!("consul://{addr}")))
+        .unwrap();
+    let bare = bare_client();
+    let keys = keys("kvbench/consul/", 100);
+    let value = Bytes::from_static(b"10.0.0.1:7000");
+    rt.block_on(async {
+        for key in keys.iter() {
+            store.put(key, value.clone()).await.unwrap();
+        }
+    });
+    for concurrency in [1, 32] {
+        let mut group = c.benchmark_group("consul/get");
+        configure(&mut group);
+        let (s, k) = (store.clone(), keys.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k) = (s.clone(), k.clone());
+            async move {
+                s.get(&k[i % k.len()]).await.unwrap().unwrap();
+            }
+        });
+        let (b, k, a) = (bare.clone(), keys.clone(), addr.clone());
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let (b, uri) = (b.clone(), format!("http://{a}/v1/kv/{}", k[i % k.len()]));
+            async move {
+                bare_request(&b, Method::GET, &uri, Bytes::new()).await;
+            }
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("consul/put");
+        configure(&mut group);
+        let (s, k, v) = (store.clone(), keys.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k, v) = (s.clone(), k.clone(), v.clone());
+            async move {
+                s.put(&k[i % k.len()], v).await.unwrap();
+            }
+        });
+        let (b, k, a, v) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let (b, uri, v) = (
+                b.clone(),
+                format!("http://{a}/v1/kv/{}", k[i % k.len()]),
+                v.clone(),
+            );
+            async move {
+                bare_request(&b, Method::PUT, &uri, v).await;
+            }
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, consul);
+criterion_main!(benches);

@@ -1,0 +1,87 @@
+//! kvstore on etcd beside the wire limit (the same gateway requests through a
+//! bare hyper client), side by side in one run. Needs `KV_ETCD35_ADDR` (see
+//! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
+#![allow(missing_docs, unreachable_pub)]
+
+#[path = "support/wire_limit.rs"]
+mod wire_limit;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use hyper::Method;
+use wire_limit::{bare_client, bare_request, bench_concurrent, configure, keys, runtime};
+
+fn etcd(c: &mut Criterion) {
+    let Ok(addr) = std::env::var("KV_ETCD35_ADDR") else {
+        eprintln!("SKIPPED etcd benches: KV_ETCD35_ADDR is not set (see scripts/servers)");
+        return;
+    };
+    let rt = runtime();
+    let store = rt
+        .block_on(kvstore::connect(&format!("etcd://{addr}")))
+        .unwrap();
+    let bare = bare_client();
+    let keys = keys("kvbench/etcd/", 100);
+    let value = Bytes::from_static(b"10.0.0.1:7000");
+    rt.block_on(async {
+        for key in keys.iter() {
+            store.put(key, value.clone()).await.unwrap();
+        }
+    });
+    for concurrency in [1, 32] {
+        let mut group = c.benchmark_group("etcd/get");
+        configure(&mut group);
+        let (s, k) = (store.clone(), keys.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k) = (s.clone(), k.clone());
+            async move {
+                s.get(&k[i % k.len()]).await.unwrap().unwrap();
+            }
+        });
+        let (b, k, uri) = (
+            bare.clone(),
+            keys.clone(),
+            format!("http://{addr}/v3/kv/range"),
+        );
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let body = format!(r#"{{"key":"{}"}}"#, BASE64.encode(&k[i % k.len()]));
+            let (b, uri) = (b.clone(), uri.clone());
+            async move {
+                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+            }
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("etcd/put");
+        configure(&mut group);
+        let (s, k, v) = (store.clone(), keys.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k, v) = (s.clone(), k.clone(), v.clone());
+            async move {
+                s.put(&k[i % k.len()], v).await.unwrap();
+            }
+        });
+        let (b, k, uri, v) = (
+            bare.clone(),
+            keys.clone(),
+            format!("http://{addr}/v3/kv/put"),
+            BASE64.encode(&value),
+        );
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let body = format!(
+                r#"{{"key":"{}","value":"{v}"}}"#,
+                BASE64.encode(&k[i % k.len()])
+            );
+            let (b, uri) = (b.clone(), uri.clone());
+            async move {
+                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+            }
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, etcd);
+criterion_main!(benches);
