@@ -394,3 +394,55 @@ async fn auth_right_and_wrong_passwords() {
     lock.release().await.unwrap();
     right.delete(&key).await.unwrap();
 }
+
+#[tokio::test]
+async fn locks_leave_no_leases_behind() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store(
+        "KV_ETCD35_ADDR",
+        "locks_leave_no_leases_behind",
+        "lock_ttl=5s",
+    )
+    .await
+    else {
+        return;
+    };
+    let before = lease_ids(&addr).await;
+    let key = unique("lock-leases") + "lock";
+    for _ in 0..20 {
+        let lock = store.acquire(&key, Bytes::from("x")).await.unwrap();
+        // A waiter that gives up: its future is dropped mid-wait.
+        let quitter = tokio::time::timeout(
+            Duration::from_millis(50),
+            store.acquire(&key, Bytes::from("y")),
+        )
+        .await;
+        assert!(quitter.is_err(), "the lock is held");
+        drop(lock);
+    }
+    // Drops revoke in the background: give them a moment.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while lease_ids(&addr).await.difference(&before).next().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "lock leases left behind"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_dead_first_endpoint_fails_over() {
+    let Some(addr) = support::server_addr("KV_ETCD35_ADDR", "a_dead_first_endpoint_fails_over")
+    else {
+        return;
+    };
+    let store = kvstore::connect(&format!("etcd://127.0.0.1:1,{addr}"))
+        .await
+        .unwrap();
+    let key = unique("failover") + "k";
+    store.put(&key, Bytes::from("v")).await.unwrap();
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value, "v");
+    let mut watch = store.watch(&key, WatchOptions::default()).await.unwrap();
+    assert!(matches!(next(&mut watch).await, KvEvent::Put(_)));
+}
