@@ -6,6 +6,7 @@
 //! next expiry (the shape of mini-redis `db.rs`), spawned on the first TTL
 //! write so that building a store needs no runtime.
 
+mod channels;
 mod lock;
 mod state;
 mod watch;

@@ -11,16 +11,12 @@ use std::ops::Bound;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::sync::broadcast;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::channels::{ChangeReceiver, Channels};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, KvPair, Result};
-
-/// Events buffered per watched key or prefix before a slow watcher lags and
-/// catches up from the history instead.
-const CHANNEL_CAPACITY: usize = 32;
 
 /// Tombstones (deleted keys with their deletion revision) kept per history
 /// slot, so that a watch resuming beyond the history can still learn of
@@ -28,15 +24,12 @@ const CHANNEL_CAPACITY: usize = 32;
 const TOMBSTONES_PER_HISTORY_SLOT: usize = 10;
 const MIN_TOMBSTONES: usize = 1_000;
 
-pub(super) type ChangeSender = broadcast::Sender<Change>;
-pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
-
 /// Keys are shared between the data, the ordered index, the history and the
 /// watch channels: a write of an existing key allocates nothing.
 type Key = Arc<str>;
 
 /// A fast seeded hasher for the key indexes: point reads hash every key.
-type KeyHasher = foldhash::fast::RandomState;
+pub(super) type KeyHasher = foldhash::fast::RandomState;
 
 /// One change, as kept in the history and sent to watchers: cheap to clone
 /// (two reference counts), turned into a [`KvEvent`] only on delivery.
@@ -108,11 +101,7 @@ pub(super) struct State {
 
     expirations: BTreeSet<(Instant, Key)>,
 
-    key_channels: HashMap<String, ChangeSender, KeyHasher>,
-    prefix_channels: HashMap<String, ChangeSender, KeyHasher>,
-    /// Lengths of the watched prefixes, with how many prefixes have each: a
-    /// write checks one map entry per distinct length instead of every prefix.
-    prefix_lengths: BTreeMap<usize, usize>,
+    channels: Channels,
 
     pub(super) locks: HashMap<String, Holder>,
     pub(super) sessions: HashMap<String, String>,
@@ -135,9 +124,7 @@ impl State {
                 .max(MIN_TOMBSTONES),
             tombstone_floor: 0,
             expirations: BTreeSet::new(),
-            key_channels: HashMap::default(),
-            prefix_channels: HashMap::default(),
-            prefix_lengths: BTreeMap::new(),
+            channels: Channels::default(),
             locks: HashMap::new(),
             sessions: HashMap::new(),
             next_session: 0,
@@ -360,25 +347,7 @@ impl State {
     }
 
     fn emit(&mut self, change: Change) {
-        if !self.key_channels.is_empty() {
-            if let Some(tx) = self.key_channels.get(&*change.key) {
-                // An error only means every receiver is gone; the channel is
-                // removed when the last one unsubscribes.
-                let _ = tx.send(change.clone());
-            }
-        }
-        for &len in self.prefix_lengths.keys() {
-            if len > change.key.len() {
-                break;
-            }
-            if let Some(tx) = change
-                .key
-                .get(..len)
-                .and_then(|p| self.prefix_channels.get(p))
-            {
-                let _ = tx.send(change.clone());
-            }
-        }
+        self.channels.send(&change);
         if self.history_limit == 0 {
             self.compacted = change.version;
             return;
@@ -391,47 +360,18 @@ impl State {
         self.history.push_back(change);
     }
 
-    // ----- watch channels -----
-
     pub(super) fn subscribe(&mut self, target: &WatchTarget) -> ChangeReceiver {
-        let (channels, name) = match target {
-            WatchTarget::Key(key) => (&mut self.key_channels, key),
-            WatchTarget::Prefix(prefix) => (&mut self.prefix_channels, prefix),
-        };
-        if let Some(tx) = channels.get(name) {
-            return tx.subscribe();
-        }
-        let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
-        channels.insert(name.clone(), tx);
-        if let WatchTarget::Prefix(prefix) = target {
-            *self.prefix_lengths.entry(prefix.len()).or_default() += 1;
-        }
-        rx
+        self.channels.subscribe(target)
     }
 
     /// Drops the channel of `target` once no watch listens to it any more.
     pub(super) fn unsubscribe(&mut self, target: &WatchTarget) {
-        let (channels, name) = match target {
-            WatchTarget::Key(key) => (&mut self.key_channels, key),
-            WatchTarget::Prefix(prefix) => (&mut self.prefix_channels, prefix),
-        };
-        if channels.get(name).is_none_or(|tx| tx.receiver_count() > 0) {
-            return;
-        }
-        channels.remove(name);
-        if let WatchTarget::Prefix(prefix) = target {
-            if let Some(count) = self.prefix_lengths.get_mut(&prefix.len()) {
-                *count -= 1;
-                if *count == 0 {
-                    self.prefix_lengths.remove(&prefix.len());
-                }
-            }
-        }
+        self.channels.unsubscribe(target)
     }
 
     #[cfg(test)]
     pub(super) fn channel_count(&self) -> usize {
-        self.key_channels.len() + self.prefix_channels.len()
+        self.channels.len()
     }
 
     // ----- locks -----

@@ -9,7 +9,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
-use super::state::ChangeReceiver;
+use super::channels::ChangeReceiver;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
 
