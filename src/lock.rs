@@ -166,3 +166,100 @@ pub(crate) async fn keep_alive(
         tracing::warn!(%error, "could not end a lock's session or lease; it expires by itself");
     }
 }
+
+/// A lock's lifetime from the moment it exists: kept alive in the background
+/// (so a long wait in `acquire` cannot let it expire), ended when dropped —
+/// which makes an abandoned `acquire` future leave nothing behind — unless it
+/// becomes a [`Lock`].
+pub(crate) struct KeptLifetime {
+    lifetime: std::sync::Arc<dyn Renewable>,
+    /// Cancelled to stop the keeper, which then ends the lifetime.
+    stop: CancellationToken,
+    /// Cancelled when the lifetime (and so the lock) is gone.
+    lost: CancellationToken,
+    handed_over: bool,
+}
+
+impl KeptLifetime {
+    /// Starts keeping `lifetime` alive every `ttl / 3`.
+    pub(crate) fn start(lifetime: std::sync::Arc<dyn Renewable>, ttl: std::time::Duration) -> Self {
+        let kept = KeptLifetime {
+            lifetime,
+            stop: CancellationToken::new(),
+            lost: CancellationToken::new(),
+            handed_over: false,
+        };
+        tokio::spawn(keep_alive(
+            kept.lifetime.clone(),
+            ttl,
+            kept.stop.clone(),
+            kept.lost.clone(),
+        ));
+        kept
+    }
+
+    /// True once the lifetime is gone.
+    pub(crate) fn is_lost(&self) -> bool {
+        self.lost.is_cancelled()
+    }
+
+    /// `(stop, lost)`, for a backend task that follows the held key: it ends
+    /// on `stop` and cancels `lost` when the key is deleted or taken.
+    pub(crate) fn tokens(&self) -> (CancellationToken, CancellationToken) {
+        (self.stop.clone(), self.lost.clone())
+    }
+
+    /// The held lock. Releasing it, or dropping it, ends the lifetime.
+    pub(crate) fn into_lock(mut self, key: &str, session: String, fencing_token: u64) -> Lock {
+        self.handed_over = true;
+        let releaser = LifetimeReleaser {
+            lifetime: self.lifetime.clone(),
+            key: key.to_owned(),
+            stop: self.stop.clone(),
+            lost: self.lost.clone(),
+        };
+        Lock::new(
+            key.to_owned(),
+            session,
+            fencing_token,
+            self.lost.clone(),
+            Box::new(releaser),
+        )
+    }
+}
+
+impl Drop for KeptLifetime {
+    fn drop(&mut self) {
+        if !self.handed_over {
+            self.stop.cancel();
+        }
+    }
+}
+
+/// Releases a lock by ending its lifetime (the server deletes the key).
+struct LifetimeReleaser {
+    lifetime: std::sync::Arc<dyn Renewable>,
+    key: String,
+    stop: CancellationToken,
+    lost: CancellationToken,
+}
+
+impl LockReleaser for LifetimeReleaser {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async move {
+            let was_lost = self.lost.is_cancelled();
+            self.stop.cancel();
+            self.lifetime.destroy().await?;
+            self.lost.cancel();
+            if was_lost {
+                return Err(crate::Error::LockLost { key: self.key });
+            }
+            Ok(())
+        })
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        // The keeper ends the lifetime when stopped.
+        self.stop.cancel();
+    }
+}

@@ -11,71 +11,23 @@
 //! the key is deleted or held by another session.
 //!
 //! Releasing destroys the session; Consul then deletes the key in the same
-//! step. Dropping an `acquire` future or a `Lock` stops the keeper, which
-//! destroys the session.
+//! step. The session is a [`KeptLifetime`]: dropping an `acquire` future or a
+//! `Lock` stops its keeper, which destroys it.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::client::Write;
 use crate::backoff::Backoff;
-use crate::lock::{LockReleaser, Renewable, keep_alive};
+use crate::lock::{KeptLifetime, Renewable};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.
 const LOCK_WAIT: Duration = Duration::from_secs(60);
-
-/// A session being kept alive; destroyed when dropped unless handed to a `Lock`.
-struct KeptSession {
-    inner: Arc<Inner>,
-    id: String,
-    /// Cancelled to stop the keeper (which then destroys the session).
-    stop: CancellationToken,
-    /// Cancelled when the session (and so the lock) is gone.
-    lost: CancellationToken,
-    handed_over: bool,
-}
-
-impl Drop for KeptSession {
-    fn drop(&mut self) {
-        if !self.handed_over {
-            self.stop.cancel();
-        }
-    }
-}
-
-impl KeptSession {
-    async fn create(inner: &Arc<Inner>) -> Result<Self> {
-        let ttl = inner.config.lock_ttl;
-        let id = inner
-            .client
-            .create_session("kvstore-lock", ttl, "delete")
-            .await?;
-        let session = KeptSession {
-            inner: inner.clone(),
-            id,
-            stop: CancellationToken::new(),
-            lost: CancellationToken::new(),
-            handed_over: false,
-        };
-        let lifetime = Arc::new(Session {
-            inner: inner.clone(),
-            id: session.id.clone(),
-        });
-        tokio::spawn(keep_alive(
-            lifetime,
-            ttl,
-            session.stop.clone(),
-            session.lost.clone(),
-        ));
-        Ok(session)
-    }
-}
 
 /// A Consul session as a lock's lifetime.
 struct Session {
@@ -146,17 +98,28 @@ pub(super) async fn acquire(
     value: Bytes,
     wait: bool,
 ) -> Result<Option<Lock>> {
-    let mut session = KeptSession::create(inner).await?;
+    let ttl = inner.config.lock_ttl;
+    let id = inner
+        .client
+        .create_session("kvstore-lock", ttl, "delete")
+        .await?;
+    let kept = KeptLifetime::start(
+        Arc::new(Session {
+            inner: inner.clone(),
+            id: id.clone(),
+        }),
+        ttl,
+    );
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     loop {
-        if session.lost.is_cancelled() {
+        if kept.is_lost() {
             return Err(Error::LockLost {
                 key: key.to_owned(),
             });
         }
         if inner
             .client
-            .put(key, value.clone(), Write::Acquire(&session.id))
+            .put(key, value.clone(), Write::Acquire(&id))
             .await?
         {
             // The acquire write's ModifyIndex is the fencing token: Consul's
@@ -166,9 +129,17 @@ pub(super) async fn acquire(
                 .entries
                 .into_iter()
                 .next()
-                .filter(|e| e.session.as_deref() == Some(&session.id));
+                .filter(|e| e.session.as_deref() == Some(&id));
             if let Some(entry) = held {
-                return Ok(Some(hand_over(&mut session, key, entry.modify_index)));
+                let (stop, lost) = kept.tokens();
+                tokio::spawn(monitor(
+                    inner.clone(),
+                    key.to_owned(),
+                    id.clone(),
+                    stop,
+                    lost,
+                ));
+                return Ok(Some(kept.into_lock(key, id, entry.modify_index)));
             }
             continue; // deleted or taken right after: try again
         }
@@ -177,32 +148,6 @@ pub(super) async fn acquire(
         }
         wait_until_free(inner, key, &mut backoff).await?;
     }
-}
-
-fn hand_over(session: &mut KeptSession, key: &str, fencing_token: u64) -> Lock {
-    session.handed_over = true;
-    let inner = session.inner.clone();
-    tokio::spawn(monitor(
-        inner.clone(),
-        key.to_owned(),
-        session.id.clone(),
-        session.stop.clone(),
-        session.lost.clone(),
-    ));
-    let releaser = ConsulLockReleaser {
-        inner,
-        key: key.to_owned(),
-        id: session.id.clone(),
-        stop: session.stop.clone(),
-        lost: session.lost.clone(),
-    };
-    Lock::new(
-        key.to_owned(),
-        session.id.clone(),
-        fencing_token,
-        session.lost.clone(),
-        Box::new(releaser),
-    )
 }
 
 /// Returns once `key` has no holder (after a blocking query saw it change).
@@ -241,32 +186,4 @@ pub(super) async fn release_session(inner: &Arc<Inner>, session: &str) -> Result
         });
     }
     inner.client.destroy_session(session).await
-}
-
-struct ConsulLockReleaser {
-    inner: Arc<Inner>,
-    key: String,
-    id: String,
-    stop: CancellationToken,
-    lost: CancellationToken,
-}
-
-impl LockReleaser for ConsulLockReleaser {
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        Box::pin(async move {
-            let was_lost = self.lost.is_cancelled();
-            self.stop.cancel();
-            self.inner.client.destroy_session(&self.id).await?;
-            self.lost.cancel();
-            if was_lost {
-                return Err(Error::LockLost { key: self.key });
-            }
-            Ok(())
-        })
-    }
-
-    fn release_in_background(self: Box<Self>) {
-        // The keeper task destroys the session when stopped.
-        self.stop.cancel();
-    }
 }

@@ -5,7 +5,7 @@
 //! The lease has the configured lock TTL and is kept alive by one
 //! `lease/keepalive` POST every TTL/3 (the gateway ignores streamed
 //! keepalives) from the moment it is granted, by the keeper shared with the
-//! other backends ([`crate::lock::keep_alive`]). Revoking the lease releases
+//! other backends ([`KeptLifetime`]). Revoking the lease releases
 //! the lock and deletes the key in one step; a dead holder's lease expires
 //! after the TTL. The fencing token is the key's `create_revision`, which
 //! grows every time the key is created anew, so across holders.
@@ -14,12 +14,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::wire::{Compare, PutRequest, RequestOp, TxnRequest, b64};
-use crate::lock::{LockReleaser, Renewable, keep_alive};
+use crate::lock::{KeptLifetime, Renewable};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Lock, Result, WatchOptions};
 
@@ -40,37 +39,15 @@ impl Renewable for Lease {
     }
 }
 
-/// A lease being kept alive; revoked when dropped unless handed to a `Lock`.
-struct KeptLease {
-    id: i64,
-    stop: CancellationToken,
-    lost: CancellationToken,
-    handed_over: bool,
-}
-
-impl Drop for KeptLease {
-    fn drop(&mut self) {
-        if !self.handed_over {
-            self.stop.cancel();
-        }
-    }
-}
-
-async fn grant(inner: &Arc<Inner>) -> Result<KeptLease> {
+/// Grants a lock lease and starts keeping it alive.
+async fn grant(inner: &Arc<Inner>) -> Result<(i64, KeptLifetime)> {
     let ttl = inner.config.lock_ttl;
     let id = inner.client.grant_lease(ttl).await?;
-    let kept = KeptLease {
-        id,
-        stop: CancellationToken::new(),
-        lost: CancellationToken::new(),
-        handed_over: false,
-    };
     let lease = Arc::new(Lease {
         inner: inner.clone(),
         id,
     });
-    tokio::spawn(keep_alive(lease, ttl, kept.stop.clone(), kept.lost.clone()));
-    Ok(kept)
+    Ok((id, KeptLifetime::start(lease, ttl)))
 }
 
 /// One attempt: the lock if the key was free (then the fencing token), or
@@ -79,7 +56,7 @@ async fn attempt(
     inner: &Arc<Inner>,
     key: &str,
     value: &Bytes,
-    lease: &KeptLease,
+    lease: i64,
 ) -> Result<std::result::Result<u64, i64>> {
     let taken = inner
         .client
@@ -88,14 +65,14 @@ async fn attempt(
             success: vec![RequestOp::Put(PutRequest {
                 key: b64(key),
                 value: b64(value),
-                lease: lease.id,
+                lease,
             })],
             failure: vec![],
         })
         .await?;
     let (kvs, revision) = inner.client.range_raw(key).await?;
     if taken {
-        let ours = kvs.into_iter().find(|kv| kv.lease == lease.id);
+        let ours = kvs.into_iter().find(|kv| kv.lease == lease);
         if let Some(kv) = ours {
             return Ok(Ok(u64::try_from(kv.create_revision).unwrap_or(0)));
         }
@@ -108,23 +85,23 @@ pub(super) async fn try_acquire(
     key: &str,
     value: Bytes,
 ) -> Result<Option<Lock>> {
-    let mut lease = grant(inner).await?;
-    match attempt(inner, key, &value, &lease).await? {
-        Ok(token) => Ok(Some(hand_over(inner, &mut lease, key, token))),
+    let (lease, kept) = grant(inner).await?;
+    match attempt(inner, key, &value, lease).await? {
+        Ok(token) => Ok(Some(hand_over(inner, kept, lease, key, token))),
         Err(_) => Ok(None),
     }
 }
 
 pub(super) async fn acquire(inner: &Arc<Inner>, key: &str, value: Bytes) -> Result<Lock> {
-    let mut lease = grant(inner).await?;
+    let (lease, kept) = grant(inner).await?;
     loop {
-        if lease.lost.is_cancelled() {
+        if kept.is_lost() {
             return Err(Error::LockLost {
                 key: key.to_owned(),
             });
         }
-        match attempt(inner, key, &value, &lease).await? {
-            Ok(token) => return Ok(hand_over(inner, &mut lease, key, token)),
+        match attempt(inner, key, &value, lease).await? {
+            Ok(token) => return Ok(hand_over(inner, kept, lease, key, token)),
             Err(revision) => wait_for_delete(inner, key, revision).await?,
         }
     }
@@ -147,29 +124,22 @@ async fn wait_for_delete(inner: &Arc<Inner>, key: &str, revision: i64) -> Result
     Ok(())
 }
 
-fn hand_over(inner: &Arc<Inner>, lease: &mut KeptLease, key: &str, fencing_token: u64) -> Lock {
-    lease.handed_over = true;
+fn hand_over(
+    inner: &Arc<Inner>,
+    kept: KeptLifetime,
+    lease: i64,
+    key: &str,
+    fencing_token: u64,
+) -> Lock {
+    let (stop, lost) = kept.tokens();
     tokio::spawn(monitor(
         inner.clone(),
         key.to_owned(),
         fencing_token,
-        lease.stop.clone(),
-        lease.lost.clone(),
+        stop,
+        lost,
     ));
-    let releaser = EtcdLockReleaser {
-        inner: inner.clone(),
-        key: key.to_owned(),
-        id: lease.id,
-        stop: lease.stop.clone(),
-        lost: lease.lost.clone(),
-    };
-    Lock::new(
-        key.to_owned(),
-        lease.id.to_string(),
-        fencing_token,
-        lease.lost.clone(),
-        Box::new(releaser),
-    )
+    kept.into_lock(key, lease.to_string(), fencing_token)
 }
 
 /// Declares the lock lost once its key is deleted (or re-created by another holder).
@@ -217,32 +187,4 @@ pub(super) async fn release_session(inner: &Arc<Inner>, session: &str) -> Result
         return Err(unknown());
     }
     inner.client.revoke_lease(id).await
-}
-
-struct EtcdLockReleaser {
-    inner: Arc<Inner>,
-    key: String,
-    id: i64,
-    stop: CancellationToken,
-    lost: CancellationToken,
-}
-
-impl LockReleaser for EtcdLockReleaser {
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        Box::pin(async move {
-            let was_lost = self.lost.is_cancelled();
-            self.stop.cancel();
-            self.inner.client.revoke_lease(self.id).await?;
-            self.lost.cancel();
-            if was_lost {
-                return Err(Error::LockLost { key: self.key });
-            }
-            Ok(())
-        })
-    }
-
-    fn release_in_background(self: Box<Self>) {
-        // The keeper revokes the lease when stopped.
-        self.stop.cancel();
-    }
 }
