@@ -39,6 +39,8 @@
 mod backend;
 mod backoff;
 mod config;
+pub mod discovery;
+pub mod election;
 mod error;
 mod http;
 mod key;

@@ -12,6 +12,7 @@
 
 pub mod kv;
 pub mod lock;
+pub mod recipes;
 pub mod watch;
 
 use std::sync::Arc;
@@ -154,6 +155,9 @@ macro_rules! suite {
             lock::holder_value_is_readable,
             lock::deleting_the_key_loses_the_lock,
             lock::dropping_a_lock_releases_it,
+            recipes::discovery_registers_refreshes_and_leaves,
+            recipes::discovery_membership_stream,
+            recipes::election_has_one_leader_at_a_time,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {

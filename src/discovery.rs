@@ -1,0 +1,289 @@
+//! Service discovery on any store: nodes register under a service name with a
+//! TTL that a background task refreshes; others list the members or watch
+//! them join, change and leave.
+//!
+//! Each node is one key, `<root><service>/<node id>`, whose value is the
+//! node as JSON — `{"id": "...", "address": "...", "meta": {"k": "v"}}` — so
+//! other languages can read the same registry.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kvstore::Result<()> {
+//! use std::time::Duration;
+//! use futures::StreamExt;
+//! use kvstore::discovery::{Discovery, MemberEvent, Node};
+//!
+//! let discovery = Discovery::new(kvstore::connect("memory://").await?);
+//! let mut members = discovery.watch_members("web").await?;
+//! let node = Node::new("web-1", "10.0.0.1:8080");
+//! let registration = discovery.register("web", node.clone(), Duration::from_secs(30)).await?;
+//! assert!(matches!(members.next().await, Some(Ok(MemberEvent::Joined(n))) if n == node));
+//! registration.deregister().await?;
+//! assert!(matches!(members.next().await, Some(Ok(MemberEvent::Left(n))) if n == node));
+//! # Ok(())
+//! # }
+//! ```
+
+use std::collections::{BTreeMap, HashMap};
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio_util::sync::CancellationToken;
+
+use crate::{Error, KvEvent, PutOptions, Result, Store, WatchOptions};
+
+/// Where registrations live unless [`Discovery::with_root`] says otherwise.
+pub const DEFAULT_ROOT: &str = "kvstore/discovery/";
+
+/// One registered node of a service.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    /// Unique within its service; no `/`.
+    pub id: String,
+    /// How to reach it (`host:port`, a URL, ...).
+    pub address: String,
+    /// Free-form labels.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+}
+
+impl Node {
+    /// A node with no metadata.
+    pub fn new(id: impl Into<String>, address: impl Into<String>) -> Self {
+        Node {
+            id: id.into(),
+            address: address.into(),
+            meta: BTreeMap::new(),
+        }
+    }
+
+    /// Adds a label.
+    pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.meta.insert(key.into(), value.into());
+        self
+    }
+}
+
+/// A change of a service's membership.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MemberEvent {
+    /// A node registered (or was already registered when the watch began).
+    Joined(Node),
+    /// A node deregistered, was dropped, or stopped refreshing its TTL.
+    Left(Node),
+    /// A registered node changed its address or metadata.
+    Updated(Node),
+}
+
+/// Registers nodes and observes services on one store.
+#[derive(Debug, Clone)]
+pub struct Discovery {
+    store: Arc<dyn Store>,
+    root: String,
+}
+
+fn check_name(what: &str, name: &str) -> Result<()> {
+    if name.is_empty() || name.contains('/') {
+        return Err(Error::InvalidArgument(format!(
+            "a {what} must be non-empty and without '/': {name:?}"
+        )));
+    }
+    Ok(())
+}
+
+impl Discovery {
+    /// Discovery under [`DEFAULT_ROOT`].
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Discovery::with_root(store, DEFAULT_ROOT)
+    }
+
+    /// Discovery under another key prefix (it should end with `/`).
+    pub fn with_root(store: Arc<dyn Store>, root: impl Into<String>) -> Self {
+        Discovery {
+            store,
+            root: root.into(),
+        }
+    }
+
+    fn service_prefix(&self, service: &str) -> Result<String> {
+        check_name("service name", service)?;
+        Ok(format!("{}{service}/", self.root))
+    }
+
+    /// Registers `node` in `service` with `ttl`, refreshed every `ttl / 3`
+    /// until the returned handle is dropped or [`Registration::deregister`]ed.
+    /// A node whose process dies disappears within the TTL (plus the
+    /// backend's documented lag).
+    pub async fn register(&self, service: &str, node: Node, ttl: Duration) -> Result<Registration> {
+        check_name("node id", &node.id)?;
+        let key = format!("{}{}", self.service_prefix(service)?, node.id);
+        let value = Bytes::from(
+            serde_json::to_vec(&node)
+                .map_err(|e| Error::InvalidArgument(format!("cannot encode the node: {e}")))?,
+        );
+        self.store
+            .put_with(&key, value.clone(), PutOptions::ttl(ttl))
+            .await?;
+        let stop = CancellationToken::new();
+        let refresher = tokio::spawn(refresh(
+            self.store.clone(),
+            key.clone(),
+            value,
+            ttl,
+            stop.clone(),
+        ));
+        Ok(Registration {
+            key,
+            node,
+            stop,
+            refresher: Some(refresher),
+        })
+    }
+
+    /// The nodes registered in `service`, by id.
+    pub async fn members(&self, service: &str) -> Result<Vec<Node>> {
+        let prefix = self.service_prefix(service)?;
+        let pairs = self.store.get_range(&prefix).await?;
+        pairs.iter().map(|pair| decode(&pair.value)).collect()
+    }
+
+    /// Membership changes of `service`: first a `Joined` for every current
+    /// member, then every join, update and leave.
+    pub async fn watch_members(&self, service: &str) -> Result<MemberStream> {
+        let prefix = self.service_prefix(service)?;
+        let watch = self
+            .store
+            .watch_range(&prefix, WatchOptions::default())
+            .await?;
+        let known: HashMap<String, Node> = HashMap::new();
+        let events = futures::stream::unfold((watch, known), |(mut watch, mut known)| async move {
+            loop {
+                let event = match watch.next().await? {
+                    Ok(event) => event,
+                    Err(error) => return Some((Err(error), (watch, known))),
+                };
+                let change = match event {
+                    KvEvent::Put(pair) => match decode(&pair.value) {
+                        Err(error) => Some(Err(error)),
+                        Ok(node) => match known.insert(pair.key, node.clone()) {
+                            None => Some(Ok(MemberEvent::Joined(node))),
+                            Some(old) if old != node => Some(Ok(MemberEvent::Updated(node))),
+                            Some(_) => None, // a refresh: nothing changed
+                        },
+                    },
+                    KvEvent::Delete { key, .. } => {
+                        known.remove(&key).map(|node| Ok(MemberEvent::Left(node)))
+                    }
+                };
+                if let Some(change) = change {
+                    return Some((change, (watch, known)));
+                }
+            }
+        });
+        Ok(MemberStream {
+            events: events.boxed(),
+        })
+    }
+}
+
+fn decode(value: &[u8]) -> Result<Node> {
+    serde_json::from_slice(value)
+        .map_err(|e| Error::MalformedReply(format!("a discovery entry is not a node: {e}")))
+}
+
+/// Keeps a registration alive until stopped; then removes it.
+async fn refresh(
+    store: Arc<dyn Store>,
+    key: String,
+    value: Bytes,
+    ttl: Duration,
+    stop: CancellationToken,
+) -> Result<()> {
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep(ttl / 3) => {}
+        }
+        if let Err(error) = store
+            .put_with(&key, value.clone(), PutOptions::ttl(ttl))
+            .await
+        {
+            tracing::warn!(%error, key, "refreshing a discovery registration failed; retrying");
+        }
+    }
+    let removed = store.delete(&key).await;
+    if let Err(error) = &removed {
+        tracing::warn!(%error, key, "removing a registration failed; it expires with its TTL");
+    }
+    removed
+}
+
+/// A live registration: refreshed until dropped or deregistered.
+pub struct Registration {
+    key: String,
+    node: Node,
+    stop: CancellationToken,
+    refresher: Option<tokio::task::JoinHandle<Result<()>>>,
+}
+
+impl Registration {
+    /// The registered node.
+    pub fn node(&self) -> &Node {
+        &self.node
+    }
+
+    /// Stops refreshing and removes the node; returns once it is removed.
+    pub async fn deregister(mut self) -> Result<()> {
+        self.stop.cancel();
+        match self.refresher.take() {
+            // The refresh task deletes the key after its last write.
+            Some(task) => task
+                .await
+                .map_err(|e| Error::InvalidArgument(format!("the refresh task failed: {e}")))?,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        // The refresh task removes the entry when stopped.
+        self.stop.cancel();
+    }
+}
+
+impl fmt::Debug for Registration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Registration")
+            .field("key", &self.key)
+            .field("node", &self.node)
+            .finish()
+    }
+}
+
+/// The stream of [`MemberEvent`]s of one service.
+pub struct MemberStream {
+    events: BoxStream<'static, Result<MemberEvent>>,
+}
+
+impl fmt::Debug for MemberStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MemberStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for MemberStream {
+    type Item = Result<MemberEvent>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.events.poll_next_unpin(cx)
+    }
+}

@@ -1,0 +1,152 @@
+//! Leader election on any store, built on its locks: the leader is the
+//! holder of the lock `<root><name>`, whose value is the leader's.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> kvstore::Result<()> {
+//! use kvstore::Bytes;
+//! use kvstore::election::Election;
+//!
+//! let election = Election::new(kvstore::connect("memory://").await?);
+//! let leadership = election.campaign("scheduler", Bytes::from("node-a")).await?;
+//! assert_eq!(election.leader("scheduler").await?, Some(Bytes::from("node-a")));
+//! leadership.resign().await?;
+//! assert_eq!(election.leader("scheduler").await?, None);
+//! # Ok(())
+//! # }
+//! ```
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::stream::BoxStream;
+use futures::{Stream, StreamExt};
+
+use crate::{Error, KvEvent, Lock, Result, Store, WatchOptions};
+
+/// Where elections live unless [`Election::with_root`] says otherwise.
+pub const DEFAULT_ROOT: &str = "kvstore/election/";
+
+/// Elections on one store.
+#[derive(Debug, Clone)]
+pub struct Election {
+    store: Arc<dyn Store>,
+    root: String,
+}
+
+impl Election {
+    /// Elections under [`DEFAULT_ROOT`].
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Election::with_root(store, DEFAULT_ROOT)
+    }
+
+    /// Elections under another key prefix.
+    pub fn with_root(store: Arc<dyn Store>, root: impl Into<String>) -> Self {
+        Election {
+            store,
+            root: root.into(),
+        }
+    }
+
+    fn key(&self, name: &str) -> Result<String> {
+        if name.is_empty() {
+            return Err(Error::InvalidArgument("an election needs a name".into()));
+        }
+        Ok(format!("{}{name}", self.root))
+    }
+
+    /// Waits until this caller leads `name`, announcing `value`. Cancel-safe,
+    /// like [`Store::acquire`]: dropping the future leaves no candidacy behind.
+    pub async fn campaign(&self, name: &str, value: Bytes) -> Result<Leadership> {
+        let lock = self.store.acquire(&self.key(name)?, value.clone()).await?;
+        Ok(Leadership { lock, value })
+    }
+
+    /// The current leader's value, if there is a leader.
+    pub async fn leader(&self, name: &str) -> Result<Option<Bytes>> {
+        Ok(self
+            .store
+            .get(&self.key(name)?)
+            .await?
+            .map(|pair| pair.value))
+    }
+
+    /// Leader changes of `name`: first the current leader's value (if any),
+    /// then `Some(value)` for each new leader and `None` when the office is
+    /// empty. Consul coalesces quick successions into the latest state.
+    pub async fn observe(&self, name: &str) -> Result<LeaderStream> {
+        let watch = self
+            .store
+            .watch(&self.key(name)?, WatchOptions::default())
+            .await?;
+        let changes = watch.map(|event| {
+            event.map(|event| match event {
+                KvEvent::Put(pair) => Some(pair.value),
+                KvEvent::Delete { .. } => None,
+            })
+        });
+        Ok(LeaderStream {
+            changes: changes.boxed(),
+        })
+    }
+}
+
+/// This caller's term as leader.
+pub struct Leadership {
+    lock: Lock,
+    value: Bytes,
+}
+
+impl Leadership {
+    /// Resolves when this leadership is lost (session or lease expired, key
+    /// deleted): stop acting as leader.
+    pub async fn lost(&self) {
+        self.lock.lost().await
+    }
+
+    /// Grows with every new leader; give it to the resources you protect.
+    pub fn fencing_token(&self) -> u64 {
+        self.lock.fencing_token()
+    }
+
+    /// The value this leader announced.
+    pub fn value(&self) -> &Bytes {
+        &self.value
+    }
+
+    /// Steps down, letting the next candidate lead.
+    pub async fn resign(self) -> Result<()> {
+        self.lock.release().await
+    }
+}
+
+impl fmt::Debug for Leadership {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Leadership")
+            .field("lock", &self.lock)
+            .finish()
+    }
+}
+
+/// The stream of leader changes of one election.
+pub struct LeaderStream {
+    changes: BoxStream<'static, Result<Option<Bytes>>>,
+}
+
+impl fmt::Debug for LeaderStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LeaderStream").finish_non_exhaustive()
+    }
+}
+
+impl Stream for LeaderStream {
+    type Item = Result<Option<Bytes>>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        self.changes.poll_next_unpin(cx)
+    }
+}
