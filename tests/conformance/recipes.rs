@@ -114,7 +114,7 @@ pub async fn election_has_one_leader_at_a_time(ctx: Ctx) {
         // The observer reports this leader (Consul may coalesce the vacancy).
         loop {
             match tokio::time::timeout(super::EVENT_DEADLINE, observer.next()).await {
-                Ok(Some(Ok(Some(value)))) if &value == leadership.value() => break,
+                Ok(Some(Ok(Some(value)))) if value == *leadership.value() => break,
                 Ok(Some(Ok(_))) => {}
                 other => panic!("observe ended or failed: {other:?}"),
             }
