@@ -25,6 +25,9 @@ use kvstore::{KvEvent, Store, Watch};
 /// What one case runs against.
 pub struct Ctx {
     pub store: Arc<dyn Store>,
+    /// A second handle on the same store: a separate connection for network
+    /// backends, a clone for the in-process one.
+    pub other: Arc<dyn Store>,
     /// A key prefix no other case uses, so cases can run in parallel on one server.
     pub prefix: String,
     /// How the backend differs where the contract lets it.
@@ -56,10 +59,17 @@ impl BackendTraits {
 impl Ctx {
     pub fn new(store: Arc<dyn Store>, case: &str, traits: BackendTraits) -> Ctx {
         Ctx {
+            other: store.clone(),
             store,
             prefix: unique_prefix(case),
             traits,
         }
+    }
+
+    /// Uses `other` as the second handle.
+    pub fn with_other(mut self, other: Arc<dyn Store>) -> Ctx {
+        self.other = other;
+        self
     }
 
     /// A key under this case's prefix.
