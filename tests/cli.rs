@@ -9,16 +9,23 @@ use std::time::Duration;
 
 use kvstore::discovery::{Discovery, Node};
 
-/// `target/<profile>/examples/kv`, built by `cargo test` with the other examples.
+/// `target/<profile>/examples/kv`, as `cargo build --examples` leaves it
+/// (`cargo test` builds examples as test harnesses, under another name).
 fn kv_binary() -> std::path::PathBuf {
     let deps = std::env::current_exe().expect("the test binary");
     let profile = deps
         .parent()
         .and_then(|d| d.parent())
         .expect("target/<profile>");
-    profile
+    let binary = profile
         .join("examples")
-        .join(format!("kv{}", std::env::consts::EXE_SUFFIX))
+        .join(format!("kv{}", std::env::consts::EXE_SUFFIX));
+    assert!(
+        binary.exists(),
+        "{} is missing: build it with `cargo build --examples` (./scripts/test does)",
+        binary.display()
+    );
+    binary
 }
 
 fn kv(url: &str, args: &[&str]) -> Output {
