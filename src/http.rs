@@ -249,6 +249,24 @@ impl HttpClient {
                 }
             })?;
             let (parts, body) = response.into_parts();
+            // A reply that announces more than the cap is refused before a
+            // byte of its body is read.
+            let announced = parts
+                .headers
+                .get(CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if announced.is_some_and(|n| n > self.max_reply_bytes as u64) {
+                return Err(Failure {
+                    error: Error::MalformedReply(format!(
+                        "the reply to {} announces {} bytes, more than the {} allowed",
+                        request.operation,
+                        announced.unwrap_or_default(),
+                        self.max_reply_bytes
+                    )),
+                    nothing_sent: false,
+                });
+            }
             let body = Limited::new(body, self.max_reply_bytes)
                 .collect()
                 .await

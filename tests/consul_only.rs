@@ -336,11 +336,10 @@ async fn an_index_that_goes_backwards_resets_the_watch() {
             r#"[{{"Key":"k","Value":"{value}","ModifyIndex":{modify},"CreateIndex":1,"LockIndex":0,"Flags":0}}]"#
         )
     };
-    let answer = |index: u64, body: String, delay_ms: u64| Answer {
-        status: 200,
-        headers: vec![("x-consul-index", index.to_string())],
-        body,
-        delay: Duration::from_millis(delay_ms),
+    let answer = |index: u64, body: String, delay_ms: u64| {
+        Answer::new(200, body)
+            .header("x-consul-index", index.to_string())
+            .delay(Duration::from_millis(delay_ms))
     };
     let server = FakeServer::start(move |n, _line| match n {
         // The watch's own initial read, then the shared upstream's first read.

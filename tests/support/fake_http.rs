@@ -1,12 +1,24 @@
 //! A scripted HTTP/1.1 server on loopback, only for faults a real server
-//! cannot produce on demand (an index that goes backwards, ...). Each request
-//! is answered by a handler from its request line; every request line is kept.
+//! cannot produce on demand (an index that goes backwards, a truncated or
+//! endless reply, ...). Each request is answered by a handler from its
+//! request line; every request line is kept.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpListener;
+use tokio::net::{TcpListener, TcpStream};
+
+/// How an answer's body goes on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `content-length` of the body: a normal reply.
+    Exact,
+    /// A `content-length` claiming this many bytes, then only the body.
+    Claims(u64),
+    /// `transfer-encoding: chunked`, 64 KiB chunks forever.
+    Endless,
+}
 
 /// One scripted answer.
 pub struct Answer {
@@ -15,7 +27,38 @@ pub struct Answer {
     pub body: String,
     /// Held back this long first (a blocking query that waits).
     pub delay: Duration,
+    pub framing: Framing,
 }
+
+impl Answer {
+    /// A normal reply.
+    pub fn new(status: u16, body: impl Into<String>) -> Answer {
+        Answer {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+            delay: Duration::ZERO,
+            framing: Framing::Exact,
+        }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Answer {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn delay(mut self, delay: Duration) -> Answer {
+        self.delay = delay;
+        self
+    }
+
+    pub fn framing(mut self, framing: Framing) -> Answer {
+        self.framing = framing;
+        self
+    }
+}
+
+type Handler = dyn Fn(usize, &str) -> Answer + Send + Sync;
 
 pub struct FakeServer {
     pub addr: String,
@@ -33,50 +76,11 @@ impl FakeServer {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr").to_string();
         let requests = Arc::new(Mutex::new(Vec::new()));
-        let handler = Arc::new(handler);
+        let handler: Arc<Handler> = Arc::new(handler);
         let seen = requests.clone();
         tokio::spawn(async move {
-            while let Ok((mut socket, _)) = listener.accept().await {
-                let (handler, seen) = (handler.clone(), seen.clone());
-                tokio::spawn(async move {
-                    let mut buffer = Vec::new();
-                    loop {
-                        let mut chunk = [0u8; 4096];
-                        let Ok(n) = socket.read(&mut chunk).await else {
-                            return;
-                        };
-                        if n == 0 {
-                            return;
-                        }
-                        buffer.extend_from_slice(&chunk[..n]);
-                        // Requests here have no body: the head ends the request.
-                        while let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-                            let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
-                            buffer.drain(..end + 4);
-                            let line = head.lines().next().unwrap_or("").to_owned();
-                            let n = {
-                                let mut seen = seen.lock().unwrap();
-                                seen.push(line.clone());
-                                seen.len() - 1
-                            };
-                            let answer = handler(n, &line);
-                            tokio::time::sleep(answer.delay).await;
-                            let mut response = format!(
-                                "HTTP/1.1 {} X\r\ncontent-length: {}\r\n",
-                                answer.status,
-                                answer.body.len()
-                            );
-                            for (name, value) in &answer.headers {
-                                response.push_str(&format!("{name}: {value}\r\n"));
-                            }
-                            response.push_str("\r\n");
-                            response.push_str(&answer.body);
-                            if socket.write_all(response.as_bytes()).await.is_err() {
-                                return;
-                            }
-                        }
-                    }
-                });
+            while let Ok((socket, _)) = listener.accept().await {
+                tokio::spawn(serve(socket, handler.clone(), seen.clone()));
             }
         });
         FakeServer { addr, requests }
@@ -84,5 +88,61 @@ impl FakeServer {
 
     pub fn request_lines(&self) -> Vec<String> {
         self.requests.lock().unwrap().clone()
+    }
+}
+
+async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec<String>>>) {
+    let mut buffer = Vec::new();
+    loop {
+        // One whole request: the head, then `content-length` bytes of body.
+        let request = loop {
+            if let Some(end) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = String::from_utf8_lossy(&buffer[..end]).into_owned();
+                let body_len = head
+                    .lines()
+                    .filter_map(|l| l.split_once(':'))
+                    .find(|(name, _)| name.eq_ignore_ascii_case("content-length"))
+                    .and_then(|(_, v)| v.trim().parse::<usize>().ok())
+                    .unwrap_or(0);
+                if buffer.len() >= end + 4 + body_len {
+                    buffer.drain(..end + 4 + body_len);
+                    break head;
+                }
+            }
+            let mut chunk = [0u8; 4096];
+            match socket.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buffer.extend_from_slice(&chunk[..n]),
+            }
+        };
+        let line = request.lines().next().unwrap_or("").to_owned();
+        let n = {
+            let mut seen = seen.lock().unwrap();
+            seen.push(line.clone());
+            seen.len() - 1
+        };
+        let answer = handler(n, &line);
+        tokio::time::sleep(answer.delay).await;
+        let framing = match answer.framing {
+            Framing::Exact => format!("content-length: {}\r\n", answer.body.len()),
+            Framing::Claims(n) => format!("content-length: {n}\r\n"),
+            Framing::Endless => "transfer-encoding: chunked\r\n".to_owned(),
+        };
+        let mut response = format!("HTTP/1.1 {} X\r\n{framing}", answer.status);
+        for (name, value) in &answer.headers {
+            response.push_str(&format!("{name}: {value}\r\n"));
+        }
+        response.push_str("\r\n");
+        if answer.framing != Framing::Endless {
+            response.push_str(&answer.body);
+        }
+        if socket.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if answer.framing == Framing::Endless {
+            let chunk = format!("10000\r\n{}\r\n", "x".repeat(0x10000));
+            while socket.write_all(chunk.as_bytes()).await.is_ok() {}
+            return;
+        }
     }
 }

@@ -1,0 +1,238 @@
+//! What a server must never be able to do to kvstore: every broken reply a
+//! scripted fake server can produce — truncated JSON, wrong types, absurd
+//! numbers, a missing header, a 10 GB Content-Length, an endless chunked
+//! body, no answer at all — is a typed error in bounded time and memory,
+//! never a panic. (Only the fake can produce these on demand; the real
+//! servers are tested everywhere else.)
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use kvstore::{Bytes, Error, WatchOptions};
+use support::fake_http::{Answer, FakeServer, Framing};
+
+/// A store on a fake server that answers every request with `answer()`.
+async fn store_on(
+    scheme: &str,
+    answer: fn() -> Answer,
+) -> (std::sync::Arc<dyn kvstore::Store>, FakeServer) {
+    let server = FakeServer::start(move |_, _| answer()).await;
+    let store = kvstore::connect(&format!("{scheme}://{}?timeout=2s", server.addr))
+        .await
+        .unwrap();
+    (store, server)
+}
+
+fn consul_ok(body: &str) -> Answer {
+    Answer::new(200, body).header("x-consul-index", "7")
+}
+
+/// Runs `get` and checks the error is typed, prompt, and of the expected kind.
+async fn expect_get_error(
+    scheme: &str,
+    answer: fn() -> Answer,
+    expected: fn(&Error) -> bool,
+    what: &str,
+) {
+    let (store, _server) = store_on(scheme, answer).await;
+    let started = Instant::now();
+    let result = store.get("k").await;
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "{what}: took {:?}",
+        started.elapsed()
+    );
+    match result {
+        Err(error) if expected(&error) => {}
+        other => panic!("{scheme} {what}: unexpected {other:?}"),
+    }
+}
+
+fn malformed(e: &Error) -> bool {
+    matches!(e, Error::MalformedReply(_))
+}
+
+#[tokio::test]
+async fn consul_broken_replies_are_typed_errors() {
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"[{"Key":"k","Val"#),
+        malformed,
+        "truncated JSON",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"[{"Key":5,"ModifyIndex":"x"}]"#),
+        malformed,
+        "wrong types",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"[{"Key":"k","ModifyIndex":1e30}]"#),
+        malformed,
+        "absurd index",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"[{"Key":"k","ModifyIndex":-1}]"#),
+        malformed,
+        "negative index",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"[{"Key":"k","Value":"%%%","ModifyIndex":3}]"#),
+        malformed,
+        "bad base64",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || consul_ok(r#"{"not":"an array"}"#),
+        malformed,
+        "an object",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || Answer::new(200, "[]"),
+        malformed,
+        "no X-Consul-Index",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || Answer::new(418, "teapot"),
+        malformed,
+        "an odd status",
+    )
+    .await;
+    expect_get_error(
+        "consul",
+        || Answer::new(503, "down"),
+        Error::is_retryable,
+        "a 5xx",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn etcd_broken_replies_are_typed_errors() {
+    expect_get_error(
+        "etcd",
+        || Answer::new(200, r#"{"header":{"revision":"3"},"kvs":[{"key":"aw=="#),
+        malformed,
+        "truncated JSON",
+    )
+    .await;
+    expect_get_error(
+        "etcd",
+        || Answer::new(200, r#"{"kvs":"many"}"#),
+        malformed,
+        "wrong types",
+    )
+    .await;
+    expect_get_error(
+        "etcd",
+        || {
+            Answer::new(
+                200,
+                r#"{"kvs":[{"key":"aw==","mod_revision":"99999999999999999999999"}]}"#,
+            )
+        },
+        malformed,
+        "absurd revision",
+    )
+    .await;
+    expect_get_error(
+        "etcd",
+        || Answer::new(200, r#"{"kvs":[{"key":"aw==","mod_revision":"0"}]}"#),
+        malformed,
+        "revision 0",
+    )
+    .await;
+    expect_get_error(
+        "etcd",
+        || Answer::new(200, r#"{"kvs":[{"key":"/w==","mod_revision":"2"}]}"#),
+        malformed,
+        "a non-UTF-8 key",
+    )
+    .await;
+    expect_get_error(
+        "etcd",
+        || Answer::new(500, "<html>oops</html>"),
+        malformed,
+        "HTML error",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn oversized_endless_and_silent_replies_are_bounded() {
+    for scheme in ["consul", "etcd"] {
+        // A 10 GB Content-Length is refused up front, not buffered.
+        expect_get_error(
+            scheme,
+            || consul_ok("[]").framing(Framing::Claims(10 * 1024 * 1024 * 1024)),
+            malformed,
+            "10 GB Content-Length",
+        )
+        .await;
+        // An endless body is cut at the reply cap (64 MiB).
+        expect_get_error(
+            scheme,
+            || consul_ok("").framing(Framing::Endless),
+            malformed,
+            "an endless body",
+        )
+        .await;
+        // A server that never answers: the configured timeout (2 s).
+        expect_get_error(
+            scheme,
+            || consul_ok("[]").delay(Duration::from_secs(60)),
+            |e| matches!(e, Error::Timeout { .. }),
+            "no answer",
+        )
+        .await;
+    }
+}
+
+#[tokio::test]
+async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
+    let server = FakeServer::start(|_, line| {
+        if line.starts_with("POST /v3/watch") {
+            Answer::new(200, "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":5}}]}}\n")
+        } else {
+            Answer::new(200, r#"{"header":{"revision":"3"}}"#)
+        }
+    })
+    .await;
+    let store = kvstore::connect(&format!("etcd://{}", server.addr))
+        .await
+        .unwrap();
+    let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
+        Ok(Some(Err(Error::MalformedReply(_)))) => {}
+        other => panic!("expected a MalformedReply, got {other:?}"),
+    }
+    assert!(
+        watch.next().await.is_none(),
+        "the watch ends after its error"
+    );
+}
+
+#[tokio::test]
+async fn writes_to_a_dead_server_fail_promptly() {
+    let store = kvstore::connect("etcd://127.0.0.1:1?timeout=1s")
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let error = store.put("k", Bytes::from("v")).await.unwrap_err();
+    assert!(error.is_retryable(), "{error:?}");
+    assert!(started.elapsed() < Duration::from_secs(8));
+}
