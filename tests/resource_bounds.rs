@@ -1,0 +1,134 @@
+//! Open/drop cycles leave nothing behind: after 10,000 watches and 10,000
+//! locks, each dropped, the tokio tasks, the upstream connections and the
+//! server's sessions (Consul) or leases (etcd) are back where they started.
+//! (The registry itself is checked in the unit tests of `src/watch.rs`.)
+
+mod support;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use kvstore::{Bytes, Store, WatchOptions};
+
+const CYCLES: usize = 10_000;
+
+fn alive_tasks() -> usize {
+    tokio::runtime::Handle::current()
+        .metrics()
+        .num_alive_tasks()
+}
+
+/// Waits (up to 30 s) until `now()` is at most `limit`; panics with `what`.
+async fn settles(what: &str, limit: usize, now: impl AsyncFn() -> usize) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let value = now().await;
+        if value <= limit {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what}: {value}, expected at most {limit}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn cycle(store: &Arc<dyn Store>, prefix: &str) {
+    let started = Instant::now();
+    for i in 0..CYCLES {
+        let watch = store
+            .watch(&format!("{prefix}w{}", i % 100), WatchOptions::default())
+            .await
+            .unwrap();
+        drop(watch);
+    }
+    let watches = started.elapsed();
+    for i in 0..CYCLES {
+        let lock = store
+            .acquire(&format!("{prefix}l{i}"), Bytes::new())
+            .await
+            .unwrap();
+        drop(lock);
+    }
+    eprintln!(
+        "{CYCLES} watch cycles in {watches:?}, {CYCLES} lock cycles in {:?}",
+        started.elapsed() - watches
+    );
+}
+
+fn unique(case: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_cycles_leave_nothing() {
+    let store = kvstore::connect("memory://").await.unwrap();
+    let tasks = alive_tasks();
+    cycle(&store, "").await;
+    settles("tasks", tasks, async || alive_tasks()).await;
+    assert!(
+        store.get_range("").await.unwrap().is_empty(),
+        "dropped locks deleted their keys"
+    );
+}
+
+async fn count(addr: &str, path: &str, field: &str) -> usize {
+    let body = if path.starts_with("/v3") {
+        support::http_post(&format!("http://{addr}{path}"), "{}".into()).await
+    } else {
+        support::http_get(&format!("http://{addr}{path}")).await
+    };
+    let value: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let list = if field.is_empty() {
+        &value
+    } else {
+        &value[field]
+    };
+    list.as_array().map_or(0, Vec::len)
+}
+
+async fn network_cycles(scheme: &str, addr: &str, resources: (&str, &str), case: &str) {
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let store = kvstore::connect(&format!("{scheme}://{addr}?lock_ttl=10s"))
+        .await
+        .unwrap();
+    let (path, field) = resources;
+    store.get("warm-up").await.unwrap();
+    let tasks = alive_tasks();
+    let held = count(addr, path, field).await;
+    cycle(&store, &unique(case)).await;
+    settles("sessions or leases", held, async || {
+        count(addr, path, field).await
+    })
+    .await;
+    settles("connections", 4, async || support::tcp_connections_to(port)).await;
+    // The pool keeps one task per idle connection (closed after 60 s idle).
+    let pooled = support::tcp_connections_to(port);
+    settles(
+        "tasks beyond one per pooled connection",
+        tasks + pooled,
+        async || alive_tasks(),
+    )
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_cycles_leave_nothing() {
+    let Some(addr) = support::server_addr("KV_CONSUL_ADDR", "consul_cycles_leave_nothing") else {
+        return;
+    };
+    network_cycles("consul", &addr, ("/v1/session/list", ""), "consul-cycles").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_cycles_leave_nothing() {
+    let Some(addr) = support::server_addr("KV_ETCD35_ADDR", "etcd_cycles_leave_nothing") else {
+        return;
+    };
+    network_cycles("etcd", &addr, ("/v3/lease/leases", "leases"), "etcd-cycles").await;
+}
