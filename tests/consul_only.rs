@@ -385,3 +385,86 @@ async fn an_index_that_goes_backwards_resets_the_watch() {
         "then blocks on the new index: {lines:?}"
     );
 }
+
+/// A watch whose connections are cut while keys change resumes by itself
+/// and delivers the final state (Consul coalesces: the latest state is the
+/// contract), with nothing repeated.
+#[tokio::test]
+async fn a_watch_cut_off_resumes_with_the_final_state() {
+    let Some(addr) = support::server_addr(
+        "KV_CONSUL_ADDR",
+        "a_watch_cut_off_resumes_with_the_final_state",
+    ) else {
+        return;
+    };
+    let proxy = support::proxy::FaultProxy::start(&addr).await;
+    let watcher = kvstore::connect(&format!("consul://{}?timeout=2s", proxy.addr))
+        .await
+        .unwrap();
+    let store = kvstore::connect(&format!("consul://{addr}")).await.unwrap();
+    let dir = unique("cut-watch");
+    store
+        .put(&format!("{dir}a"), Bytes::from("1"))
+        .await
+        .unwrap();
+    store
+        .put(&format!("{dir}gone"), Bytes::from("1"))
+        .await
+        .unwrap();
+    let mut watch = watcher
+        .watch_range(&dir, WatchOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+    }
+
+    proxy.cut();
+    store
+        .put(&format!("{dir}a"), Bytes::from("2"))
+        .await
+        .unwrap();
+    store
+        .put(&format!("{dir}a"), Bytes::from("3"))
+        .await
+        .unwrap();
+    store.delete(&format!("{dir}gone")).await.unwrap();
+    store
+        .put(&format!("{dir}new"), Bytes::from("1"))
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.restore();
+
+    let mut state = std::collections::BTreeMap::new();
+    let mut last_version = 0;
+    let mut seen = std::collections::BTreeSet::new();
+    let expected = std::collections::BTreeMap::from([
+        (format!("{dir}a"), Bytes::from("3")),
+        (format!("{dir}new"), Bytes::from("1")),
+    ]);
+    state.insert(format!("{dir}a"), Bytes::from("1"));
+    state.insert(format!("{dir}gone"), Bytes::from("1"));
+    while state != expected {
+        let event = tokio::time::timeout(Duration::from_secs(30), watch.next())
+            .await
+            .expect("the watch resumes after the cut")
+            .unwrap()
+            .unwrap();
+        // Versions never go back; a deletion may share its result's index.
+        assert!(event.version() >= last_version, "out of order: {event:?}");
+        assert!(
+            seen.insert((event.key().to_owned(), event.version())),
+            "repeated: {event:?}"
+        );
+        last_version = event.version();
+        match event {
+            KvEvent::Put(pair) => state.insert(pair.key, pair.value),
+            KvEvent::Delete { key, .. } => state.remove(&key),
+        };
+    }
+}

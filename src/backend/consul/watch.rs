@@ -346,7 +346,10 @@ impl Subscriber {
         }
         events.extend(current.cloned().map(KvEvent::Put));
         events.extend(gone);
-        events.sort_by_key(KvEvent::version);
+        // A deletion's own index is unknown: it carries the result's, which it
+        // may share with the write that produced that index. At a tie it
+        // goes first, since it happened before that write.
+        events.sort_by_key(|e| (e.version(), matches!(e, KvEvent::Put(_))));
         for event in &events {
             match event {
                 KvEvent::Put(pair) => {
