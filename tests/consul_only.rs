@@ -241,7 +241,11 @@ async fn locks_leave_no_sessions_behind() {
     let before = sessions_named(&addr, "kvstore-lock").await;
     let key = unique("lock-sessions") + "lock";
     for _ in 0..20 {
-        let lock = store.acquire(&key, Bytes::from("x")).await.unwrap();
+        let acquire = store.acquire(&key, Bytes::from("x"));
+        let lock = tokio::time::timeout(Duration::from_secs(20), acquire)
+            .await
+            .expect("the lock frees up after the previous holder was dropped")
+            .unwrap();
         drop(lock);
         let quitter = tokio::time::timeout(
             Duration::from_millis(50),

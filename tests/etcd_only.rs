@@ -410,7 +410,11 @@ async fn locks_leave_no_leases_behind() {
     let before = lease_ids(&addr).await;
     let key = unique("lock-leases") + "lock";
     for _ in 0..20 {
-        let lock = store.acquire(&key, Bytes::from("x")).await.unwrap();
+        let acquire = store.acquire(&key, Bytes::from("x"));
+        let lock = tokio::time::timeout(Duration::from_secs(20), acquire)
+            .await
+            .expect("the lock frees up after the previous holder was dropped")
+            .unwrap();
         // A waiter that gives up: its future is dropped mid-wait.
         let quitter = tokio::time::timeout(
             Duration::from_millis(50),

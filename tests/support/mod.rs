@@ -101,20 +101,28 @@ pub fn spawn_child_test(test: &str, env: &[(&str, &str)]) -> std::process::Child
 }
 
 /// Waits (up to 30 s) until the child prints a line ending in `line`; kills
-/// the child if it does not, so that nothing is left running.
+/// the child if it does not, so that nothing is left running. The child's
+/// output is drained until it exits, so its later prints never fail.
 pub async fn wait_for_line(child: &mut std::process::Child, line: &str) {
     use std::io::BufRead;
     let stdout = child.stdout.take().expect("piped stdout");
     let wanted = line.to_owned();
-    let found = tokio::task::spawn_blocking(move || {
+    let (found, seen) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
         // libtest prints "test name ... " without a newline before the output.
-        std::io::BufReader::new(stdout)
+        for l in std::io::BufReader::new(stdout)
             .lines()
             .map_while(Result::ok)
-            .any(|l| l.trim_end().ends_with(wanted.as_str()))
+        {
+            if l.trim_end().ends_with(wanted.as_str()) {
+                let _ = found.send(());
+            }
+        }
     });
-    let found = tokio::time::timeout(std::time::Duration::from_secs(30), found).await;
-    if !matches!(found, Ok(Ok(true))) {
+    let waited =
+        tokio::task::spawn_blocking(move || seen.recv_timeout(std::time::Duration::from_secs(30)))
+            .await;
+    if !matches!(waited, Ok(Ok(()))) {
         let _ = child.kill();
         let _ = child.wait();
         panic!("the child never printed {line:?}");

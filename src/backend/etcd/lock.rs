@@ -50,14 +50,20 @@ async fn grant(inner: &Arc<Inner>) -> Result<(i64, KeptLifetime)> {
     Ok((id, KeptLifetime::start(lease, ttl)))
 }
 
-/// One attempt: the lock if the key was free (then the fencing token), or
-/// the revision at which it was seen held.
-async fn attempt(
-    inner: &Arc<Inner>,
-    key: &str,
-    value: &Bytes,
-    lease: i64,
-) -> Result<std::result::Result<u64, i64>> {
+/// What one try at the lock found.
+enum Attempt {
+    /// Ours, with this fencing token.
+    Acquired(u64),
+    /// Held by another at this revision: wait for a delete after it.
+    HeldAt(i64),
+    /// Free again by the time it was read back: try again at once (waiting
+    /// for a delete that already happened would wait forever).
+    Free,
+}
+
+/// One try: create the key with our lease if it does not exist, then read
+/// it back.
+async fn attempt(inner: &Arc<Inner>, key: &str, value: &Bytes, lease: i64) -> Result<Attempt> {
     let taken = inner
         .client
         .txn(&TxnRequest {
@@ -71,13 +77,18 @@ async fn attempt(
         })
         .await?;
     let (kvs, revision) = inner.client.range_raw(key).await?;
-    if taken {
-        let ours = kvs.into_iter().find(|kv| kv.lease == lease);
-        if let Some(kv) = ours {
-            return Ok(Ok(u64::try_from(kv.create_revision).unwrap_or(0)));
-        }
+    let Some(kv) = kvs.into_iter().next() else {
+        return Ok(Attempt::Free);
+    };
+    if taken && kv.lease == lease {
+        return Ok(Attempt::Acquired(
+            u64::try_from(kv.create_revision).unwrap_or(0),
+        ));
     }
-    Ok(Err(revision))
+    if kv.lease == lease {
+        return Ok(Attempt::Free); // ours was deleted and re-created by another: re-check
+    }
+    Ok(Attempt::HeldAt(revision))
 }
 
 pub(super) async fn try_acquire(
@@ -86,9 +97,12 @@ pub(super) async fn try_acquire(
     value: Bytes,
 ) -> Result<Option<Lock>> {
     let (lease, kept) = grant(inner).await?;
-    match attempt(inner, key, &value, lease).await? {
-        Ok(token) => Ok(Some(hand_over(inner, kept, lease, key, token))),
-        Err(_) => Ok(None),
+    loop {
+        match attempt(inner, key, &value, lease).await? {
+            Attempt::Acquired(token) => return Ok(Some(hand_over(inner, kept, lease, key, token))),
+            Attempt::HeldAt(_) => return Ok(None),
+            Attempt::Free => continue,
+        }
     }
 }
 
@@ -101,8 +115,9 @@ pub(super) async fn acquire(inner: &Arc<Inner>, key: &str, value: Bytes) -> Resu
             });
         }
         match attempt(inner, key, &value, lease).await? {
-            Ok(token) => return Ok(hand_over(inner, kept, lease, key, token)),
-            Err(revision) => wait_for_delete(inner, key, revision).await?,
+            Attempt::Acquired(token) => return Ok(hand_over(inner, kept, lease, key, token)),
+            Attempt::HeldAt(revision) => wait_for_delete(inner, key, revision).await?,
+            Attempt::Free => {}
         }
     }
 }
