@@ -129,6 +129,54 @@ impl WatchRegistry {
     }
 }
 
+/// What a watch that has reported `known` (key → version) must yield to
+/// reach `current`: a `Put` per key that is new or newer, a `Delete` per key
+/// that is gone (at `deleted_at`, or just above the key's last version if
+/// that is higher), in version order — a `Delete` first at a tie, since it
+/// happened before the write whose index it borrows. Updates `known`.
+///
+/// Used where a store cannot replay what happened: Consul's blocking-query
+/// results and etcd's re-read after a compaction.
+pub(crate) fn difference(
+    known: &mut std::collections::BTreeMap<String, u64>,
+    current: &[crate::KvPair],
+    deleted_at: u64,
+) -> Vec<KvEvent> {
+    let present: HashMap<&str, &crate::KvPair> =
+        current.iter().map(|p| (p.key.as_str(), p)).collect();
+    let mut events: Vec<KvEvent> = known
+        .iter()
+        .filter(|(key, _)| !present.contains_key(key.as_str()))
+        .map(|(key, version)| KvEvent::Delete {
+            key: key.clone(),
+            version: deleted_at.max(version + 1),
+        })
+        .collect();
+    events.extend(
+        current
+            .iter()
+            .filter(|pair| {
+                known
+                    .get(&pair.key)
+                    .is_none_or(|version| pair.version > *version)
+            })
+            .cloned()
+            .map(KvEvent::Put),
+    );
+    events.sort_by_key(|e| (e.version(), matches!(e, KvEvent::Put(_))));
+    for event in &events {
+        match event {
+            KvEvent::Put(pair) => {
+                known.insert(pair.key.clone(), pair.version);
+            }
+            KvEvent::Delete { key, .. } => {
+                known.remove(key);
+            }
+        }
+    }
+    events
+}
+
 /// A watch's entry in the registry; removes it when dropped.
 pub(crate) struct Registration {
     registry: WatchRegistry,
@@ -279,6 +327,33 @@ mod tests {
             tokio::time::timeout(std::time::Duration::from_millis(20), prefix_a.next());
         assert!(still_live.await.is_err(), "the prefix watch must not end");
         assert_eq!(registry.cancel(&WatchTarget::Key("a".into())), 0);
+    }
+
+    #[test]
+    fn difference_yields_what_changed_in_version_order() {
+        use crate::KvPair;
+        let pair = |key: &str, version| KvPair {
+            key: key.into(),
+            value: Default::default(),
+            version,
+        };
+        let mut known = std::collections::BTreeMap::from([
+            ("a".to_owned(), 1),
+            ("b".to_owned(), 2),
+            ("c".to_owned(), 3),
+        ]);
+        let current = [pair("a", 1), pair("c", 9), pair("d", 7)];
+        let events = difference(&mut known, &current, 9);
+        let summary: Vec<(&str, u64, bool)> = events
+            .iter()
+            .map(|e| (e.key(), e.version(), matches!(e, KvEvent::Put(_))))
+            .collect();
+        assert_eq!(summary, [("d", 7, true), ("b", 9, false), ("c", 9, true)]);
+        assert_eq!(known.len(), 3);
+        assert!(
+            difference(&mut known, &current, 9).is_empty(),
+            "nothing changed the second time"
+        );
     }
 
     #[test]

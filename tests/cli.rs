@@ -6,6 +6,7 @@ mod support;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
+use support::unique;
 
 use kvstore::discovery::{Discovery, Node};
 
@@ -44,14 +45,6 @@ fn stdout(output: &Output) -> String {
 
 fn stderr(output: &Output) -> String {
     String::from_utf8_lossy(&output.stderr).into_owned()
-}
-
-fn unique(case: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
 }
 
 fn check_round_trip(url: &str, dir: &str) {

@@ -10,19 +10,12 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use support::unique;
 
 use futures::StreamExt;
 use kvstore::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn unique(case: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
-}
 
 async fn store(test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
     let addr = support::server_addr("KV_CONSUL_ADDR", test)?;

@@ -8,19 +8,12 @@ mod support;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 use std::time::Duration;
+use support::unique;
 
 use futures::StreamExt;
 use kvstore::{Bytes, KvEvent, PutOptions, Store, Watch, WatchOptions};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-fn unique(case: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
-}
 
 async fn store(var: &str, test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
     let addr = support::server_addr(var, test)?;

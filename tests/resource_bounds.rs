@@ -7,6 +7,7 @@ mod support;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use support::unique;
 
 use kvstore::{Bytes, Store, WatchOptions};
 
@@ -55,14 +56,6 @@ async fn cycle(store: &Arc<dyn Store>, prefix: &str) {
         "{CYCLES} watch cycles in {watches:?}, {CYCLES} lock cycles in {:?}",
         started.elapsed() - watches
     );
-}
-
-fn unique(case: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

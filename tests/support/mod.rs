@@ -145,3 +145,12 @@ pub async fn http_post(url: &str, body: String) -> bytes::Bytes {
         .expect("a whole body")
         .to_bytes()
 }
+
+/// `kvtest/<case>/<pid>-<nanos>/`: a key prefix no other test, run or process uses.
+pub fn unique(case: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("kvtest/{case}/{}-{nanos}/", std::process::id())
+}

@@ -324,42 +324,7 @@ impl Subscriber {
             return; // older than what this watch already reported
         }
         self.seen = (snapshot.generation, snapshot.index);
-        let mut events = Vec::new();
-        let mut current = snapshot.pairs.iter().peekable();
-        let mut gone = Vec::new();
-        for (key, version) in &self.known {
-            while current.peek().is_some_and(|p| p.key < *key) {
-                events.push(KvEvent::Put(current.next().cloned().expect("peeked")));
-            }
-            match current.peek() {
-                Some(pair) if pair.key == *key => {
-                    if pair.version > *version {
-                        events.push(KvEvent::Put((*pair).clone()));
-                    }
-                    current.next();
-                }
-                _ => gone.push(KvEvent::Delete {
-                    key: key.clone(),
-                    version: snapshot.index.max(version + 1),
-                }),
-            }
-        }
-        events.extend(current.cloned().map(KvEvent::Put));
-        events.extend(gone);
-        // A deletion's own index is unknown: it carries the result's, which it
-        // may share with the write that produced that index. At a tie it
-        // goes first, since it happened before that write.
-        events.sort_by_key(|e| (e.version(), matches!(e, KvEvent::Put(_))));
-        for event in &events {
-            match event {
-                KvEvent::Put(pair) => {
-                    self.known.insert(pair.key.clone(), pair.version);
-                }
-                KvEvent::Delete { key, .. } => {
-                    self.known.remove(key);
-                }
-            }
-        }
+        let events = crate::watch::difference(&mut self.known, &snapshot.pairs, snapshot.index);
         self.pending.extend(events);
     }
 }

@@ -34,7 +34,7 @@ use super::wire::{self, Header, KeyValue, code};
 use crate::backoff::Backoff;
 use crate::http::HttpRequest;
 use crate::watch::WatchTarget;
-use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
+use crate::{Error, KvEvent, Result, WatchOptions};
 
 /// A stream with no byte for this long is taken for dead. etcd sends a
 /// progress notification every 10 minutes by default on an idle watch.
@@ -431,33 +431,8 @@ impl EtcdWatch {
             revision,
             "etcd compacted the watch's history; resyncing"
         );
-        let current: BTreeMap<String, KvPair> =
-            pairs.into_iter().map(|p| (p.key.clone(), p)).collect();
-        let mut events: Vec<KvEvent> = self
-            .known
-            .keys()
-            .filter(|key| !current.contains_key(*key))
-            .map(|key| KvEvent::Delete {
-                key: key.clone(),
-                version: u64::try_from(revision).unwrap_or(0).max(1),
-            })
-            .collect();
-        for (key, pair) in current {
-            if self.known.get(&key) != Some(&pair.version) {
-                events.push(KvEvent::Put(pair));
-            }
-        }
-        events.sort_by_key(KvEvent::version);
-        for event in &events {
-            match event {
-                KvEvent::Put(pair) => {
-                    self.known.insert(pair.key.clone(), pair.version);
-                }
-                KvEvent::Delete { key, .. } => {
-                    self.known.remove(key);
-                }
-            }
-        }
+        let deleted_at = u64::try_from(revision).unwrap_or(0).max(1);
+        let events = crate::watch::difference(&mut self.known, &pairs, deleted_at);
         self.pending.extend(events);
         self.next_rev = revision + 1;
         Ok(())
