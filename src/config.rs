@@ -44,6 +44,13 @@ pub struct Config {
     /// session TTL, etcd lease TTL). Default 15 s. The memory store ignores it:
     /// its holders live in the same process and release on drop.
     pub lock_ttl: Duration,
+    /// How long a watch's connection may bring nothing before it is taken for
+    /// stalled and opened again (resuming where it was, so nothing is lost or
+    /// repeated). Consul: the blocking query's `wait` (the request is given
+    /// `wait + wait/16` of server jitter plus `timeout`); etcd: the longest
+    /// silence allowed on a watch stream. An idle watch therefore costs one
+    /// request per period. Default 5 minutes.
+    pub stall_timeout: Duration,
     /// Memory store only: how many past changes are kept for watches that
     /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.
     pub history: usize,
@@ -63,6 +70,7 @@ impl std::fmt::Debug for Config {
         f.debug_struct("Config")
             .field("timeout", &self.timeout)
             .field("lock_ttl", &self.lock_ttl)
+            .field("stall_timeout", &self.stall_timeout)
             .field("history", &self.history)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
@@ -77,6 +85,7 @@ impl Default for Config {
         Config {
             timeout: Duration::from_secs(10),
             lock_ttl: Duration::from_secs(15),
+            stall_timeout: Duration::from_secs(300),
             history: 10_000,
             token: None,
             datacenter: None,
@@ -96,6 +105,13 @@ impl Config {
     /// Sets the lock TTL.
     pub fn with_lock_ttl(mut self, lock_ttl: Duration) -> Self {
         self.lock_ttl = lock_ttl;
+        self
+    }
+
+    /// Sets how long a silent watch connection is trusted; see
+    /// [`Config::stall_timeout`].
+    pub fn with_stall_timeout(mut self, stall_timeout: Duration) -> Self {
+        self.stall_timeout = stall_timeout;
         self
     }
 
@@ -140,11 +156,28 @@ impl Config {
         }
     }
 
+    /// Refuses settings no store can work with: a zero timeout or lock TTL,
+    /// a stall timeout under a second.
+    pub(crate) fn validate(&self) -> Result<()> {
+        let refuse = |what: &str| Err(Error::InvalidArgument(what.into()));
+        if self.timeout.is_zero() {
+            return refuse("timeout must be longer than zero");
+        }
+        if self.lock_ttl.is_zero() {
+            return refuse("lock_ttl must be longer than zero");
+        }
+        if self.stall_timeout < Duration::from_secs(1) {
+            return refuse("stall_timeout must be at least 1s");
+        }
+        Ok(())
+    }
+
     /// Applies one `name=value` option from a URL query string.
     fn set_option(&mut self, name: &str, value: &str) -> Result<()> {
         match name {
             "timeout" => self.timeout = parse_duration(name, value)?,
             "lock_ttl" => self.lock_ttl = parse_duration(name, value)?,
+            "stall_timeout" => self.stall_timeout = parse_duration(name, value)?,
             "token" => self.token = Some(percent_decode(name, value)?),
             "dc" => self.datacenter = Some(percent_decode(name, value)?),
             "history" => {
@@ -154,7 +187,7 @@ impl Config {
             }
             _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {name:?} (known: timeout, lock_ttl, history, token, dc)"
+                    "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, token, dc)"
                 )));
             }
         }

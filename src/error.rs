@@ -98,6 +98,23 @@ pub enum Error {
         what: String,
     },
 
+    /// A write reached the store but its reply was lost (the connection broke
+    /// mid-reply): it may or may not have been applied. Read the key back to
+    /// learn which. (A write that times out is [`Error::Timeout`], and its
+    /// outcome is unknown in the same way.)
+    #[error(
+        "{operation}: the connection broke before the reply; the write may or may not have been applied: {message}"
+    )]
+    OutcomeUnknown {
+        /// What was being done.
+        operation: &'static str,
+        /// What failed, without secrets.
+        message: String,
+        /// The underlying I/O or HTTP error, if any.
+        #[source]
+        source: Option<BoxError>,
+    },
+
     /// The store answered something kvstore cannot understand.
     #[error("unexpected reply from the store: {0}")]
     MalformedReply(String),

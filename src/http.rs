@@ -123,18 +123,23 @@ impl HttpClient {
 
     /// Sends `request`, starting at the endpoint that answered last and
     /// failing over to the next on connection errors, and, for idempotent
-    /// requests, on timeouts, broken replies and 5xx answers.
+    /// requests, on timeouts, broken replies and 5xx answers. An idempotent
+    /// request whose connection broke mid-exchange is sent once more to the
+    /// same endpoint first (a cut is usually the connection's fault, not the
+    /// server's). A write that was sent but whose reply was lost is
+    /// [`Error::OutcomeUnknown`].
     pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
         let count = self.endpoints.len();
-        let first = self.preferred.load(Ordering::Relaxed) % count;
-        let mut last_error = None;
-        for attempt in 0..count {
-            let index = (first + attempt) % count;
-            let is_last = attempt + 1 == count;
+        let mut index = self.preferred.load(Ordering::Relaxed) % count;
+        let mut retry_same = request.idempotent;
+        let mut tried = 0;
+        let mut last_error;
+        loop {
+            let is_last = tried + 1 == count;
             match self.send_to(index, request).await {
                 Ok(reply) if reply.status.is_server_error() && request.idempotent && !is_last => {
                     tracing::debug!(status = %reply.status, endpoint = index, "server error; trying the next endpoint");
-                    last_error = Some(Error::Unreachable {
+                    last_error = Error::Unreachable {
                         message: format!(
                             "{} answered {}: {}",
                             request.operation,
@@ -142,26 +147,32 @@ impl HttpClient {
                             reply.excerpt()
                         ),
                         source: None,
-                    });
+                    };
                 }
                 Ok(reply) => {
                     self.preferred.store(index, Ordering::Relaxed);
                     return Ok(reply);
                 }
                 Err(failure) => {
-                    let retry = failure.nothing_sent || request.idempotent;
-                    tracing::debug!(error = %failure.error, endpoint = index, retry, "request failed");
-                    if !retry {
-                        return Err(failure.error);
+                    tracing::debug!(error = %failure.error, endpoint = index, "request failed");
+                    if !failure.nothing_sent && !request.idempotent {
+                        return Err(failure.outcome_unknown(request.operation));
                     }
-                    last_error = Some(failure.error);
+                    let again = failure.broken && retry_same;
+                    last_error = failure.error;
+                    if again {
+                        retry_same = false;
+                        continue;
+                    }
                 }
             }
+            tried += 1;
+            if tried == count {
+                break;
+            }
+            index = (index + 1) % count;
         }
-        Err(last_error.unwrap_or_else(|| Error::Unreachable {
-            message: "no endpoint answered".into(),
-            source: None,
-        }))
+        Err(last_error)
     }
 
     /// Opens a streaming exchange: the reply's status, headers and its body
@@ -227,6 +238,7 @@ impl HttpClient {
                     request.operation
                 )),
                 nothing_sent: true,
+                broken: false,
             })
     }
 
@@ -246,6 +258,7 @@ impl HttpClient {
                         source: Some(Box::new(e)),
                     },
                     nothing_sent,
+                    broken: !nothing_sent,
                 }
             })?;
             let (parts, body) = response.into_parts();
@@ -265,14 +278,19 @@ impl HttpClient {
                         self.max_reply_bytes
                     )),
                     nothing_sent: false,
+                    broken: false,
                 });
             }
             let body = Limited::new(body, self.max_reply_bytes)
                 .collect()
                 .await
-                .map_err(|e| Failure {
-                    error: reply_body_error(request.operation, self.max_reply_bytes, e),
-                    nothing_sent: false,
+                .map_err(|e| {
+                    let error = reply_body_error(request.operation, self.max_reply_bytes, e);
+                    Failure {
+                        broken: matches!(error, Error::Unreachable { .. }),
+                        error,
+                        nothing_sent: false,
+                    }
                 })?
                 .to_bytes();
             Ok(HttpReply {
@@ -289,6 +307,7 @@ impl HttpClient {
                     after: request.timeout,
                 },
                 nothing_sent: false,
+                broken: false,
             })??;
         tracing::debug!(
             method = %request.method,
@@ -301,10 +320,27 @@ impl HttpClient {
     }
 }
 
-/// A failed exchange, and whether the request certainly never left.
+/// A failed exchange: whether the request certainly never left, and whether
+/// the connection broke after it did (rather than timing out).
 struct Failure {
     error: Error,
     nothing_sent: bool,
+    broken: bool,
+}
+
+impl Failure {
+    /// For a write that left: a broken connection means nobody knows whether
+    /// it was applied. A timeout stays a timeout (its doc says the same).
+    fn outcome_unknown(self, operation: &'static str) -> Error {
+        match self.error {
+            Error::Unreachable { message, source } if self.broken => Error::OutcomeUnknown {
+                operation,
+                message,
+                source,
+            },
+            other => other,
+        }
+    }
 }
 
 fn connection_error(error: &hyper_util::client::legacy::Error) -> String {

@@ -72,6 +72,7 @@ pub fn create_store(
     endpoints: &[&str],
     config: Config,
 ) -> Result<Arc<dyn Store>> {
+    config.validate()?;
     match backend {
         Backend::Memory => {
             if !endpoints.is_empty() {

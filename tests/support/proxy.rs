@@ -1,9 +1,14 @@
 //! A TCP proxy on loopback between a client and a real server, for faults:
-//! `cut()` drops every connection and refuses new ones until `restore()`.
+//! - `cut()` drops every connection and refuses new ones until `restore()`;
+//! - `stall()` freezes every live connection (open, silent, forwarding
+//!   nothing) while new connections work;
+//! - `cut_next_replies(n)`: the next `n` connections forward their first reply
+//!   up to its head and one byte of its body, then close.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
@@ -12,6 +17,9 @@ pub struct FaultProxy {
     open: Arc<AtomicBool>,
     /// Bumped by `cut()`: live connections of older generations close.
     generation: watch::Sender<u64>,
+    /// Bumped by `stall()`: live connections of older epochs freeze.
+    stalls: watch::Sender<u64>,
+    replies_to_cut: Arc<AtomicUsize>,
 }
 
 impl FaultProxy {
@@ -22,33 +30,59 @@ impl FaultProxy {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr").to_string();
         let open = Arc::new(AtomicBool::new(true));
+        let replies_to_cut = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0u64);
-        let (upstream, accepting, generations) =
-            (upstream.to_owned(), open.clone(), generation.clone());
+        let (stalls, _) = watch::channel(0u64);
+        let (upstream, accepting, generations, stall_epochs, cut_tickets) = (
+            upstream.to_owned(),
+            open.clone(),
+            generation.clone(),
+            stalls.clone(),
+            replies_to_cut.clone(),
+        );
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 if !accepting.load(Ordering::SeqCst) {
                     drop(client); // refused: closed at once
                     continue;
                 }
+                let truncate = cut_tickets
+                    .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                    .is_ok();
                 let mut cut = generations.subscribe();
                 let born = *cut.borrow_and_update();
+                let mut stall = stall_epochs.subscribe();
+                stall.borrow_and_update();
                 let upstream = upstream.clone();
                 tokio::spawn(async move {
-                    let Ok(server) = TcpStream::connect(&upstream).await else {
+                    let Ok(mut server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
-                    let (mut client, mut server) = (client, server);
-                    tokio::select! {
-                        _ = tokio::io::copy_bidirectional(&mut client, &mut server) => {}
-                        _ = async {
-                            while cut.changed().await.is_ok() {
-                                if *cut.borrow() != born {
-                                    return;
-                                }
+                    let mut client = client;
+                    let cut_off = async move {
+                        while cut.changed().await.is_ok() {
+                            if *cut.borrow() != born {
+                                return;
                             }
-                        } => {}
+                        }
+                        std::future::pending::<()>().await
+                    };
+                    tokio::pin!(cut_off);
+                    let stalled = {
+                        let (mut client_in, mut client_out) = client.split();
+                        let (mut server_in, mut server_out) = server.split();
+                        tokio::select! {
+                            _ = pipe(&mut client_in, &mut server_out, false) => false,
+                            _ = pipe(&mut server_in, &mut client_out, truncate) => false,
+                            _ = &mut cut_off => false,
+                            _ = stall.changed() => true,
+                        }
+                    };
+                    if stalled {
+                        // Hold both sockets open, forwarding nothing.
+                        cut_off.await;
                     }
+                    drop((client, server));
                 });
             }
         });
@@ -56,6 +90,8 @@ impl FaultProxy {
             addr,
             open,
             generation,
+            stalls,
+            replies_to_cut,
         }
     }
 
@@ -68,5 +104,47 @@ impl FaultProxy {
     /// Accepts connections again.
     pub fn restore(&self) {
         self.open.store(true, Ordering::SeqCst);
+    }
+
+    /// Freezes every live connection: it stays open and forwards nothing,
+    /// in either direction, until `cut()`. New connections work.
+    pub fn stall(&self) {
+        self.stalls.send_modify(|s| *s += 1);
+    }
+
+    /// The next `n` connections accepted forward their first reply only up
+    /// to its head and one byte of its body, then close.
+    pub fn cut_next_replies(&self, n: usize) {
+        self.replies_to_cut.store(n, Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until either ends; with `truncate`, stops after the
+/// first reply's head and one byte of its body.
+async fn pipe(
+    from: &mut (impl AsyncRead + Unpin),
+    to: &mut (impl AsyncWrite + Unpin),
+    truncate: bool,
+) {
+    let mut buffer = vec![0u8; 16 * 1024];
+    let mut seen = Vec::new();
+    loop {
+        let n = match from.read(&mut buffer).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        if truncate {
+            let before = seen.len();
+            seen.extend_from_slice(&buffer[..n]);
+            if let Some(head_end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                let keep = (head_end + 4 + 1).saturating_sub(before).min(n);
+                let _ = to.write_all(&buffer[..keep]).await;
+                let _ = to.flush().await;
+                return;
+            }
+        }
+        if to.write_all(&buffer[..n]).await.is_err() {
+            return;
+        }
     }
 }

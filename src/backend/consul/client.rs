@@ -12,9 +12,9 @@ use crate::http::{HttpClient, HttpReply, HttpRequest};
 use crate::{Error, Result};
 
 /// How long Consul may hold a blocking query beyond its `wait` (it adds up
-/// to wait/16 of jitter), plus a margin for the network.
-pub(super) fn long_poll_timeout(wait: Duration) -> Duration {
-    wait + wait / 16 + Duration::from_secs(5)
+/// to wait/16 of jitter), plus the request timeout for the network.
+pub(super) fn long_poll_timeout(wait: Duration, timeout: Duration) -> Duration {
+    wait + wait / 16 + timeout
 }
 
 /// A KV read: the entries and the `X-Consul-Index` they were read at.
@@ -113,7 +113,9 @@ impl ConsulClient {
                 blocking.as_deref().unwrap_or(""),
             ],
         );
-        let timeout = block.map_or(self.timeout, |(_, wait)| long_poll_timeout(wait));
+        let timeout = block.map_or(self.timeout, |(_, wait)| {
+            long_poll_timeout(wait, self.timeout)
+        });
         let operation = if recurse { "consul list" } else { "consul get" };
         let reply = self
             .call(Method::GET, &path, Bytes::new(), true, timeout, operation)

@@ -61,7 +61,11 @@ async fn monitor(
             let _slot = inner.hub.long_poll_slot().await;
             inner
                 .client
-                .read(&key, false, (index > 0).then_some((index, LOCK_WAIT)))
+                .read(
+                    &key,
+                    false,
+                    (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout))),
+                )
                 .await
         };
         let result = tokio::select! {
@@ -158,7 +162,11 @@ async fn wait_until_free(inner: &Arc<Inner>, key: &str, backoff: &mut Backoff) -
             let _slot = inner.hub.long_poll_slot().await;
             inner
                 .client
-                .read(key, false, (index > 0).then_some((index, LOCK_WAIT)))
+                .read(
+                    key,
+                    false,
+                    (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout))),
+                )
                 .await?
         };
         let held = listing.entries.first().is_some_and(|e| e.session.is_some());

@@ -36,9 +36,8 @@ use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
 
 /// Blocking queries in flight per store, at most.
 pub(super) const MAX_LONG_POLLS: usize = 64;
-/// How long one blocking query waits when the budget is not contended.
-const LONG_WAIT: Duration = Duration::from_secs(300);
-/// ... and when other targets are waiting for a slot.
+/// How long one blocking query waits when other targets are waiting for a
+/// slot (at most; uncontended, it waits `Config::stall_timeout`).
 const SHORT_WAIT: Duration = Duration::from_secs(10);
 /// Polls of one target start at least this far apart (changes in between
 /// are coalesced into the next result).
@@ -158,9 +157,9 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
             let _slot = inner.hub.long_poll_slot().await;
             next_poll = Instant::now() + MIN_POLL_INTERVAL;
             let wait = if inner.hub.long_polls.available_permits() == 0 {
-                SHORT_WAIT
+                SHORT_WAIT.min(inner.config.stall_timeout)
             } else {
-                LONG_WAIT
+                inner.config.stall_timeout
             };
             let block = (index > 0).then_some((index, wait));
             inner.client.read(key, recurse, block).await

@@ -8,8 +8,9 @@
 //! - `next_rev` is kept as etcd's own client keeps it: the last event's
 //!   `mod_revision + 1`, or `header.revision + 1` after a progress
 //!   notification; events below it are dropped, so a resume repeats nothing.
-//! - A dropped connection, a silent stream (no progress for longer than
-//!   [`SILENCE`]) or an error line with code 13/14 reconnects with capped,
+//! - A dropped connection, a silent stream (nothing for longer than
+//!   `Config::stall_timeout`: the watch asks for progress notifications, so
+//!   a live idle stream is re-opened at most once per period) or an error line with code 13/14 reconnects with capped,
 //!   jittered backoff. When the server has compacted the revisions the watch
 //!   needs, the watch re-reads the range and yields the difference with what
 //!   it had delivered, then continues from that read.
@@ -36,9 +37,6 @@ use crate::http::HttpRequest;
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Result, WatchOptions};
 
-/// A stream with no byte for this long is taken for dead. etcd sends a
-/// progress notification every 10 minutes by default on an idle watch.
-const SILENCE: Duration = Duration::from_secs(11 * 60);
 /// A watch reply line larger than this is refused.
 const MAX_LINE: usize = 64 * 1024 * 1024;
 
@@ -301,7 +299,8 @@ impl EtcdWatch {
             let Some(body) = self.body.as_mut() else {
                 return Err(Failure::Retry("no stream".into()));
             };
-            let frame = match tokio::time::timeout(SILENCE, body.frame()).await {
+            let silence = self.inner.config.stall_timeout;
+            let frame = match tokio::time::timeout(silence, body.frame()).await {
                 Err(_) => return Err(Failure::Retry("the stream was silent for too long".into())),
                 Ok(None) => return Err(Failure::Retry("the server ended the stream".into())),
                 Ok(Some(Err(e))) => return Err(Failure::Retry(format!("the stream broke: {e}"))),

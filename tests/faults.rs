@@ -1,0 +1,184 @@
+//! Network faults between kvstore and a real server, through the loopback
+//! fault proxy (`tests/support/proxy.rs`), on Consul and on etcd (3.5):
+//! - a reply cut mid-body: a read is retried and succeeds; a write fails with
+//!   `Error::OutcomeUnknown` (and was in fact applied);
+//! - a stalled connection (open, silent): a watch notices within its
+//!   `stall_timeout`, opens a new connection and delivers the change.
+
+mod support;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use kvstore::{Error, KvEvent, Store, WatchOptions};
+use support::proxy::FaultProxy;
+use support::{server_addr, unique};
+
+/// Each case, on each backend.
+macro_rules! on_backends {
+    ($($case:ident),* $(,)?) => {
+        mod consul {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(addr) = super::server_addr("KV_CONSUL_ADDR", stringify!($case)) else {
+                        return;
+                    };
+                    super::$case("consul", &addr).await;
+                }
+            )*
+        }
+        mod etcd {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(addr) = super::server_addr("KV_ETCD35_ADDR", stringify!($case)) else {
+                        return;
+                    };
+                    super::$case("etcd", &addr).await;
+                }
+            )*
+        }
+    };
+}
+
+on_backends!(
+    cut_reply_to_a_read_is_retried,
+    cut_reply_to_a_write_is_outcome_unknown,
+    stalled_watch_is_reissued,
+);
+
+/// A store through a fresh proxy, and a direct one.
+async fn stores(
+    scheme: &str,
+    addr: &str,
+    options: &str,
+) -> (FaultProxy, std::sync::Arc<dyn Store>) {
+    let proxy = FaultProxy::start(addr).await;
+    let proxied = kvstore::connect(&format!("{scheme}://{}?{options}", proxy.addr))
+        .await
+        .expect("connect through the proxy");
+    (proxy, proxied)
+}
+
+async fn direct(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
+    kvstore::connect(&format!("{scheme}://{addr}"))
+        .await
+        .expect("connect")
+}
+
+/// Drops the pooled connections, waits until the client has seen them close,
+/// then arms a cut of the next reply.
+async fn cut_next_reply(proxy: &FaultProxy) {
+    proxy.cut();
+    proxy.restore();
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    proxy.cut_next_replies(1);
+}
+
+async fn cut_reply_to_a_read_is_retried(scheme: &str, addr: &str) {
+    let (proxy, store) = stores(scheme, addr, "timeout=5s").await;
+    let key = format!("{}k", unique("cut-read"));
+    store.put(&key, Bytes::from("v1")).await.unwrap();
+    cut_next_reply(&proxy).await;
+    let pair = store.get(&key).await.expect("the read is retried");
+    assert_eq!(pair.expect("present").value, Bytes::from("v1"));
+    cut_next_reply(&proxy).await;
+    let listing = store.get_range(&key).await.expect("a list is retried");
+    assert_eq!(listing.len(), 1);
+    // A plain put can be repeated without changing its result: retried too.
+    cut_next_reply(&proxy).await;
+    store
+        .put(&key, Bytes::from("v2"))
+        .await
+        .expect("a plain put is retried");
+    let pair = store.get(&key).await.unwrap().expect("present");
+    assert_eq!(pair.value, Bytes::from("v2"));
+}
+
+async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
+    let (proxy, store) = stores(scheme, addr, "timeout=5s").await;
+    let check = direct(scheme, addr).await;
+    let key = format!("{}k", unique("cut-write"));
+    store.put(&key, Bytes::from("v1")).await.unwrap();
+
+    let expect_unknown = |what: &str, result: kvstore::Result<bool>| match result {
+        Err(error @ Error::OutcomeUnknown { .. }) => {
+            assert!(!error.is_retryable(), "{error}");
+            assert!(
+                error.to_string().contains("may or may not"),
+                "the error says so: {error}"
+            );
+        }
+        other => panic!("{what}: expected OutcomeUnknown, got {other:?}"),
+    };
+    // A conditional write is not repeated: its second try would fail its
+    // own condition and misreport the outcome.
+    let version = check.get(&key).await.unwrap().expect("present").version;
+    cut_next_reply(&proxy).await;
+    expect_unknown(
+        "atomic_put",
+        store
+            .atomic_put(&key, Bytes::from("v2"), Some(version))
+            .await,
+    );
+    // The server got it: it was applied, exactly once.
+    let now = check.get(&key).await.unwrap().expect("present");
+    assert_eq!(now.value, Bytes::from("v2"));
+
+    cut_next_reply(&proxy).await;
+    expect_unknown(
+        "atomic_delete",
+        store.atomic_delete(&key, now.version).await,
+    );
+    assert!(check.get(&key).await.unwrap().is_none(), "it was applied");
+}
+
+/// Waits up to `limit` for the next event.
+async fn next_event(watch: &mut kvstore::Watch, limit: Duration) -> KvEvent {
+    tokio::time::timeout(limit, watch.next())
+        .await
+        .expect("an event in time")
+        .expect("the watch goes on")
+        .expect("no error")
+}
+
+async fn stalled_watch_is_reissued(scheme: &str, addr: &str) {
+    let (proxy, store) = stores(scheme, addr, "timeout=2s&stall_timeout=2s").await;
+    let writer = direct(scheme, addr).await;
+    let dir = unique("stall");
+    let key = format!("{dir}k");
+    writer.put(&key, Bytes::from("1")).await.unwrap();
+    let mut key_watch = store.watch(&key, WatchOptions::default()).await.unwrap();
+    let mut range_watch = store
+        .watch_range(&dir, WatchOptions::default())
+        .await
+        .unwrap();
+    next_event(&mut key_watch, Duration::from_secs(10)).await;
+    next_event(&mut range_watch, Duration::from_secs(10)).await;
+    // One change seen live: both connections are open upstream.
+    writer.put(&key, Bytes::from("live")).await.unwrap();
+    next_event(&mut key_watch, Duration::from_secs(10)).await;
+    next_event(&mut range_watch, Duration::from_secs(10)).await;
+    // Let both long polls / streams be in flight again, then freeze them.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.stall();
+    writer.put(&key, Bytes::from("2")).await.unwrap();
+    // A stall is noticed after stall_timeout (+ Consul's jitter and the
+    // request timeout): well within 30 s.
+    for watch in [&mut key_watch, &mut range_watch] {
+        match next_event(watch, Duration::from_secs(30)).await {
+            KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from("2")),
+            other => panic!("expected the new value, got {other:?}"),
+        }
+    }
+    // And they go on after the re-issue.
+    writer.put(&key, Bytes::from("3")).await.unwrap();
+    for watch in [&mut key_watch, &mut range_watch] {
+        match next_event(watch, Duration::from_secs(30)).await {
+            KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from("3")),
+            other => panic!("expected the new value, got {other:?}"),
+        }
+    }
+}
