@@ -263,3 +263,46 @@ impl LockReleaser for LifetimeReleaser {
         self.stop.cancel();
     }
 }
+
+/// Lets a waiting `acquire` ride out an outage. Once the store has been
+/// reached ([`WaitThroughOutages::reached`]), a transient failure (timeout,
+/// unreachable store, a waiting session or lease that lapsed) starts the
+/// attempt over after a backoff instead of failing the call: waiting for a
+/// lock already means waiting for an unknown time. A failure before the store
+/// was ever reached is returned at once, so a call made while the store is
+/// down fails within its timeout.
+#[derive(Debug)]
+pub(crate) struct WaitThroughOutages {
+    reached: bool,
+    backoff: crate::backoff::Backoff,
+}
+
+impl WaitThroughOutages {
+    pub(crate) fn new() -> Self {
+        WaitThroughOutages {
+            reached: false,
+            backoff: crate::backoff::Backoff::new(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(5),
+            ),
+        }
+    }
+
+    /// The store answered: from now on transient failures are waited out.
+    pub(crate) fn reached(&mut self) {
+        self.reached = true;
+    }
+
+    /// After a failed attempt: `Ok(())` once it is time to try again, or the
+    /// error when it is not transient (or the store was never reached).
+    pub(crate) async fn again(&mut self, error: crate::Error) -> Result<()> {
+        let transient = error.is_retryable() || matches!(error, crate::Error::LockLost { .. });
+        if !(self.reached && transient) {
+            return Err(error);
+        }
+        let delay = self.backoff.next_delay();
+        tracing::warn!(%error, ?delay, "waiting for a lock through a failure; trying again");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
+}

@@ -130,7 +130,8 @@ impl WatchRegistry {
 }
 
 /// What a watch that has reported `known` (key → version) must yield to
-/// reach `current`: a `Put` per key that is new or newer, a `Delete` per key
+/// reach `current`: a `Put` per key that is new or at another version (after
+/// a Consul index reset, a rewritten key's version can be lower), a `Delete` per key
 /// that is gone (at `deleted_at`, or just above the key's last version if
 /// that is higher), in version order — a `Delete` first at a tie, since it
 /// happened before the write whose index it borrows. Updates `known`.
@@ -158,7 +159,7 @@ pub(crate) fn difference(
             .filter(|pair| {
                 known
                     .get(&pair.key)
-                    .is_none_or(|version| pair.version > *version)
+                    .is_none_or(|version| pair.version != *version)
             })
             .cloned()
             .map(KvEvent::Put),

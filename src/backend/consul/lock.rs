@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::client::Write;
 use crate::backoff::Backoff;
-use crate::lock::{KeptLifetime, Renewable};
+use crate::lock::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.
@@ -94,7 +94,8 @@ async fn monitor(
     }
 }
 
-/// Takes the lock on `key`, waiting for it if `wait`; `Ok(None)` when it is
+/// Takes the lock on `key`, waiting for it if `wait` (through outages, once
+/// Consul has answered: see [`WaitThroughOutages`]); `Ok(None)` when it is
 /// held elsewhere and `!wait`.
 pub(super) async fn acquire(
     inner: &Arc<Inner>,
@@ -102,11 +103,29 @@ pub(super) async fn acquire(
     value: Bytes,
     wait: bool,
 ) -> Result<Option<Lock>> {
+    let mut outage = WaitThroughOutages::new();
+    loop {
+        match attempt(inner, key, &value, wait, &mut outage).await {
+            Err(error) if wait => outage.again(error).await?,
+            done => return done,
+        }
+    }
+}
+
+/// One session's try at the lock.
+async fn attempt(
+    inner: &Arc<Inner>,
+    key: &str,
+    value: &Bytes,
+    wait: bool,
+    outage: &mut WaitThroughOutages,
+) -> Result<Option<Lock>> {
     let ttl = inner.config.lock_ttl;
     let id = inner
         .client
         .create_session("kvstore-lock", ttl, "delete")
         .await?;
+    outage.reached();
     let kept = KeptLifetime::start(
         Arc::new(Session {
             inner: inner.clone(),

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::wire::{Compare, PutRequest, RequestOp, TxnRequest, b64};
-use crate::lock::{KeptLifetime, Renewable};
+use crate::lock::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Lock, Result, WatchOptions};
 
@@ -107,7 +107,24 @@ pub(super) async fn try_acquire(
 }
 
 pub(super) async fn acquire(inner: &Arc<Inner>, key: &str, value: Bytes) -> Result<Lock> {
+    let mut outage = WaitThroughOutages::new();
+    loop {
+        match acquire_with_one_lease(inner, key, &value, &mut outage).await {
+            Err(error) => outage.again(error).await?,
+            done => return done,
+        }
+    }
+}
+
+/// One lease's try at the lock.
+async fn acquire_with_one_lease(
+    inner: &Arc<Inner>,
+    key: &str,
+    value: &Bytes,
+    outage: &mut WaitThroughOutages,
+) -> Result<Lock> {
     let (lease, kept) = grant(inner).await?;
+    outage.reached();
     loop {
         if kept.is_lost() {
             return Err(Error::LockLost {
