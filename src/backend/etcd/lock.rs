@@ -131,7 +131,7 @@ async fn acquire_with_one_lease(
                 key: key.to_owned(),
             });
         }
-        match attempt(inner, key, &value, lease).await? {
+        match attempt(inner, key, value, lease).await? {
             Attempt::Acquired(token) => return Ok(hand_over(inner, kept, lease, key, token)),
             Attempt::HeldAt(revision) => wait_for_delete(inner, key, revision).await?,
             Attempt::Free => {}
