@@ -63,6 +63,8 @@ pub struct Config {
     pub username: Option<String>,
     /// etcd password. Never logged or shown: `Debug` prints `<redacted>`.
     pub password: Option<String>,
+    /// TLS for a network store (`https`); `None`: plain HTTP.
+    pub tls: Option<crate::TlsConfig>,
 }
 
 impl std::fmt::Debug for Config {
@@ -76,6 +78,7 @@ impl std::fmt::Debug for Config {
             .field("datacenter", &self.datacenter)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("tls", &self.tls)
             .finish()
     }
 }
@@ -91,6 +94,7 @@ impl Default for Config {
             datacenter: None,
             username: None,
             password: None,
+            tls: None,
         }
     }
 }
@@ -130,6 +134,12 @@ impl Config {
     /// Sets the Consul datacenter.
     pub fn with_datacenter(mut self, datacenter: impl Into<String>) -> Self {
         self.datacenter = Some(datacenter.into());
+        self
+    }
+
+    /// Talks TLS with these settings.
+    pub fn with_tls(mut self, tls: crate::TlsConfig) -> Self {
+        self.tls = Some(tls);
         self
     }
 
@@ -180,6 +190,20 @@ impl Config {
             "stall_timeout" => self.stall_timeout = parse_duration(name, value)?,
             "token" => self.token = Some(percent_decode(name, value)?),
             "dc" => self.datacenter = Some(percent_decode(name, value)?),
+            "ca_file" | "cert_file" | "key_file" | "tls_server_name" => {
+                let Some(tls) = self.tls.as_mut() else {
+                    return Err(Error::InvalidArgument(format!(
+                        "{name} needs TLS: use consul+https:// or etcd+https://"
+                    )));
+                };
+                let value = percent_decode(name, value)?;
+                match name {
+                    "ca_file" => tls.ca_file = Some(value.into()),
+                    "cert_file" => tls.cert_file = Some(value.into()),
+                    "key_file" => tls.key_file = Some(value.into()),
+                    _ => tls.server_name = Some(value),
+                }
+            }
             "history" => {
                 self.history = value.parse().map_err(|_| {
                     Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
@@ -187,7 +211,7 @@ impl Config {
             }
             _ => {
                 return Err(Error::InvalidArgument(format!(
-                    "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, token, dc)"
+                    "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, token, dc, ca_file, cert_file, key_file, tls_server_name)"
                 )));
             }
         }
@@ -211,19 +235,24 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
             "a store URL looks like memory://, consul://host:port or etcd://host:port".into(),
         )
     })?;
-    let backend = match scheme {
-        "memory" => Backend::Memory,
-        "consul" => Backend::Consul,
-        "etcd" => Backend::Etcd,
+    let (backend, https) = match scheme {
+        "memory" => (Backend::Memory, false),
+        "consul" => (Backend::Consul, false),
+        "etcd" => (Backend::Etcd, false),
+        "consul+https" => (Backend::Consul, true),
+        "etcd+https" => (Backend::Etcd, true),
         other => {
             return Err(Error::InvalidArgument(format!(
-                "unknown scheme {other:?} (known: memory, consul, etcd)"
+                "unknown scheme {other:?} (known: memory, consul, etcd, consul+https, etcd+https)"
             )));
         }
     };
     let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
     let authority = authority.trim_end_matches('/');
     let mut config = Config::from_env();
+    if https {
+        config.tls = Some(crate::TlsConfig::default());
+    }
     // `user:password@host:port,...`: the credentials apply to every endpoint.
     let authority = match authority.rsplit_once('@') {
         None => authority,
@@ -293,6 +322,50 @@ pub(crate) fn parse_duration(name: &str, text: &str) -> Result<Duration> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn https_schemes_and_tls_options() {
+        let (url, config) = parse_url(
+            "etcd+https://h:1?ca_file=/ca.pem&cert_file=/c.pem&key_file=/k.pem&tls_server_name=etcd.local",
+        )
+        .unwrap();
+        assert_eq!(url.backend, Backend::Etcd);
+        let tls = config.tls.expect("TLS on");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert_eq!(
+            tls.key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("etcd.local"));
+        let (url, config) = parse_url("consul+https://h:1").unwrap();
+        assert_eq!(url.backend, Backend::Consul);
+        assert_eq!(config.tls, Some(crate::TlsConfig::default()));
+        // TLS options on a plain scheme are a mistake, not ignored.
+        assert!(parse_url("consul://h:1?ca_file=/ca.pem").is_err());
+        assert!(parse_url("memory+https://").is_err());
+    }
+
+    #[test]
+    fn stall_timeout_and_validation() {
+        let (_, config) = parse_url("consul://h:1?stall_timeout=30s").unwrap();
+        assert_eq!(config.stall_timeout, Duration::from_secs(30));
+        assert!(config.validate().is_ok());
+        assert!(
+            Config::default()
+                .with_stall_timeout(Duration::from_millis(10))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Config::default()
+                .with_timeout(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+    }
 
     #[test]
     fn parses_endpoints_and_options() {

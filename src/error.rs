@@ -115,6 +115,15 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
+    /// TLS failed: the server's certificate does not chain to a trusted CA or
+    /// does not carry the expected name, or the server refused the client's
+    /// certificate (or its absence).
+    #[error("TLS failed: {message}")]
+    Tls {
+        /// What failed.
+        message: String,
+    },
+
     /// The store answered something kvstore cannot understand.
     #[error("unexpected reply from the store: {0}")]
     MalformedReply(String),

@@ -9,6 +9,7 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Method, Request, StatusCode};
+use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -66,8 +67,8 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 
 /// The pooled client. Cloning is not needed: a store holds it in an `Arc`.
 pub(crate) struct HttpClient {
-    client: Client<HttpConnector, Full<Bytes>>,
-    /// `http://host:port`, one per endpoint.
+    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// `http://host:port` or `https://host:port`, one per endpoint.
     endpoints: Vec<String>,
     /// The endpoint that answered last; requests start there.
     preferred: AtomicUsize,
@@ -86,11 +87,12 @@ impl fmt::Debug for HttpClient {
 }
 
 impl HttpClient {
-    /// A client for `endpoints` (`host:port`); nothing connects until the
-    /// first request.
+    /// A client for `endpoints` (`host:port`), over TLS when `tls` is set;
+    /// nothing connects until the first request.
     pub(crate) fn new(
         endpoints: &[&str],
         secret_headers: Vec<(HeaderName, HeaderValue)>,
+        tls: Option<&crate::TlsConfig>,
     ) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument(
@@ -99,7 +101,7 @@ impl HttpClient {
         }
         let endpoints = endpoints
             .iter()
-            .map(|e| endpoint_base(e))
+            .map(|e| endpoint_base(e, tls.is_some()))
             .collect::<Result<Vec<_>>>()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -109,6 +111,8 @@ impl HttpClient {
         connector.set_keepalive(Some(Duration::from_secs(30)));
         connector.set_keepalive_interval(Some(Duration::from_secs(10)));
         connector.set_keepalive_retries(Some(3));
+        connector.enforce_http(false);
+        let connector = tls_connector(tls, connector)?;
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
             .build(connector);
@@ -201,10 +205,7 @@ impl HttpClient {
                     message: format!("{} answered {}", request.operation, response.status()),
                     source: None,
                 },
-                Ok(Err(e)) => Error::Unreachable {
-                    message: format!("{} failed: {}", request.operation, connection_error(&e)),
-                    source: Some(Box::new(e)),
-                },
+                Ok(Err(e)) => request_error(request.operation, e),
                 Err(_) => Error::Timeout {
                     operation: request.operation,
                     after: request.timeout,
@@ -253,10 +254,7 @@ impl HttpClient {
             let response = self.client.request(http_request).await.map_err(|e| {
                 let nothing_sent = e.is_connect();
                 Failure {
-                    error: Error::Unreachable {
-                        message: format!("{} failed: {}", request.operation, connection_error(&e)),
-                        source: Some(Box::new(e)),
-                    },
+                    error: request_error(request.operation, e),
                     nothing_sent,
                     broken: !nothing_sent,
                 }
@@ -343,6 +341,20 @@ impl Failure {
     }
 }
 
+/// A failed request: [`Error::Tls`] when TLS is what failed, else
+/// [`Error::Unreachable`].
+fn request_error(operation: &str, error: hyper_util::client::legacy::Error) -> Error {
+    if let Some(message) = crate::tls::tls_failure(&error) {
+        return Error::Tls {
+            message: format!("{operation}: {message}"),
+        };
+    }
+    Error::Unreachable {
+        message: format!("{operation} failed: {}", connection_error(&error)),
+        source: Some(Box::new(error)),
+    }
+}
+
 fn connection_error(error: &hyper_util::client::legacy::Error) -> String {
     use std::error::Error as _;
     let mut text = error.to_string();
@@ -371,9 +383,41 @@ fn reply_body_error(
     }
 }
 
-/// `host:port` → `http://host:port`, refusing anything else (a path, a
-/// userinfo, a scheme) so that an endpoint can never redirect a request.
-fn endpoint_base(endpoint: &str) -> Result<String> {
+/// Wraps `connector` in TLS when `tls` is set. Without it the connector
+/// speaks plain HTTP only (every endpoint is `http://`).
+fn tls_connector(
+    tls: Option<&crate::TlsConfig>,
+    connector: HttpConnector,
+) -> Result<HttpsConnector<HttpConnector>> {
+    let client_config = match tls {
+        Some(tls) => tls.client_config()?,
+        None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
+        .with_root_certificates(rustls::RootCertStore::empty())
+        .with_no_client_auth(),
+    };
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config)
+        .https_or_http();
+    let builder = match tls.and_then(|t| t.server_name.clone()) {
+        Some(name) => {
+            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+                Error::InvalidArgument(format!("TLS server name {name:?} is not a DNS name or IP"))
+            })?;
+            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
+        }
+        None => builder,
+    };
+    Ok(builder.enable_http1().wrap_connector(connector))
+}
+
+/// `host:port` → `http://host:port` (or `https://`), refusing anything else
+/// (a path, a userinfo, a scheme) so that an endpoint can never redirect a
+/// request.
+fn endpoint_base(endpoint: &str, https: bool) -> Result<String> {
     let bad = |why: &str| Error::InvalidArgument(format!("endpoint {endpoint:?}: {why}"));
     if endpoint.is_empty() {
         return Err(bad("empty"));
@@ -381,7 +425,7 @@ fn endpoint_base(endpoint: &str) -> Result<String> {
     if endpoint.contains(['/', '@', '?', '#']) || endpoint.contains(char::is_whitespace) {
         return Err(bad("expected host:port"));
     }
-    let uri = format!("http://{endpoint}");
+    let uri = format!("{}://{endpoint}", if https { "https" } else { "http" });
     uri.parse::<hyper::Uri>()
         .map_err(|_| bad("expected host:port"))?;
     Ok(uri)
@@ -394,12 +438,15 @@ mod tests {
     #[test]
     fn endpoints_are_plain_host_port() {
         assert_eq!(
-            endpoint_base("127.0.0.1:8500").unwrap(),
+            endpoint_base("127.0.0.1:8500", false).unwrap(),
             "http://127.0.0.1:8500"
         );
-        assert_eq!(endpoint_base("[::1]:8500").unwrap(), "http://[::1]:8500");
+        assert_eq!(
+            endpoint_base("[::1]:8500", true).unwrap(),
+            "https://[::1]:8500"
+        );
         for bad in ["", "a/b", "user@host:1", "h:1?x", "h :1"] {
-            assert!(endpoint_base(bad).is_err(), "{bad:?}");
+            assert!(endpoint_base(bad, false).is_err(), "{bad:?}");
         }
     }
 

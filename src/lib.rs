@@ -46,6 +46,7 @@ mod http;
 mod key;
 mod lock;
 mod store;
+mod tls;
 mod watch;
 
 use std::sync::Arc;
@@ -56,6 +57,7 @@ pub use crate::config::{Backend, Config};
 pub use crate::error::{BoxError, Error, Result};
 pub use crate::lock::Lock;
 pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
+pub use crate::tls::TlsConfig;
 pub use crate::watch::Watch;
 
 /// Creates a store for `backend` (the seed's `CreateStore`).

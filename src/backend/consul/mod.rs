@@ -61,7 +61,7 @@ impl ConsulStore {
             value.set_sensitive(true);
             headers.push((HeaderName::from_static("x-consul-token"), value));
         }
-        let http = HttpClient::new(endpoints, headers)?;
+        let http = HttpClient::new(endpoints, headers, config.tls.as_ref())?;
         let client = ConsulClient::new(http, config.datacenter.clone(), config.timeout);
         Ok(ConsulStore {
             inner: Arc::new(Inner {

@@ -56,7 +56,7 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     pub(crate) fn new(endpoints: &[&str], config: Config) -> Result<Self> {
-        let http = HttpClient::new(endpoints, Vec::new())?;
+        let http = HttpClient::new(endpoints, Vec::new(), config.tls.as_ref())?;
         let credentials = match (&config.username, &config.password) {
             (Some(user), password) => Some(auth::Credentials::new(
                 user.clone(),
