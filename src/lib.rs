@@ -42,6 +42,9 @@ mod config;
 pub mod discovery;
 pub mod election;
 mod error;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing;
 mod http;
 mod key;
 mod lock;

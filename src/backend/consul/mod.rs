@@ -11,6 +11,8 @@
 //!   watch on the same key or prefix ([`watch`]).
 
 mod client;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod keys;
 mod lock;
 mod ttl;

@@ -14,6 +14,8 @@
 
 mod auth;
 mod client;
+#[cfg(feature = "fuzzing")]
+pub(crate) mod fuzzing;
 mod keys;
 mod lock;
 mod watch;

@@ -104,6 +104,22 @@ fn json_int(value: &Option<serde_json::Value>) -> i64 {
     }
 }
 
+/// Decodes one watch line as the stream does, events included (for fuzzing).
+#[cfg(feature = "fuzzing")]
+pub(super) fn decode_line(line: &[u8]) {
+    let Ok(parsed) = serde_json::from_slice::<WatchLine>(line.trim_ascii()) else {
+        return;
+    };
+    if let Some(result) = parsed.result {
+        let _ = json_int(&result.compact_revision);
+        for event in result.events {
+            let _ = event.kv.key_text();
+            let _ = event.kv.version();
+            let _ = event.kv.into_pair();
+        }
+    }
+}
+
 /// One watch's position and connection.
 struct EtcdWatch {
     inner: Arc<Inner>,

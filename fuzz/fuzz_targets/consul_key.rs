@@ -1,0 +1,8 @@
+//! Consul keys: an accepted key is sent as exactly that key.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|key: &str| {
+    kvstore::fuzzing::consul_key(key);
+});

@@ -1,0 +1,8 @@
+//! etcd watch stream lines.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|line: &[u8]| {
+    kvstore::fuzzing::etcd_watch_line(line);
+});

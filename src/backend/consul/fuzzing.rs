@@ -1,0 +1,48 @@
+//! Entry points for `cargo fuzz` (feature `fuzzing`): Consul's reply
+//! decoders and key encoding, exactly as the store uses them.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use hyper::header::{HeaderMap, HeaderValue};
+
+use super::keys::{check_key, check_prefix, kv_path};
+use super::wire::{self, KvEntry};
+use crate::http::HttpReply;
+
+/// Decodes `body` as every Consul reply kvstore reads, with `index` as the
+/// `X-Consul-Index` header and `status` as the status. Errors are fine;
+/// panics are bugs.
+pub(crate) fn reply(status: u16, index: &[u8], body: &[u8]) {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_bytes(index) {
+        headers.insert("x-consul-index", value);
+    }
+    let reply = HttpReply {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        headers,
+        body: Bytes::copy_from_slice(body),
+    };
+    let _ = wire::consul_index(&reply);
+    let _ = wire::parse_bool(&reply, "fuzz");
+    let _ = wire::classify(&reply, "fuzz", Some("key"));
+    if let Ok(entries) = wire::parse_json::<Vec<KvEntry>>(&reply, "fuzz") {
+        for entry in entries {
+            let _ = entry.into_pair();
+        }
+    }
+}
+
+/// A key Consul accepts must reach `/v1/kv/` as exactly that key: its path
+/// decodes back to it and carries no query or fragment.
+pub(crate) fn key(key: &str) {
+    let _ = check_prefix(key);
+    if check_key(key).is_err() {
+        return;
+    }
+    let path = kv_path(key);
+    assert!(!path.contains(['?', '#']), "{key:?} -> {path:?}");
+    let decoded = percent_encoding::percent_decode_str(&path)
+        .decode_utf8()
+        .expect("an encoded key decodes");
+    assert_eq!(decoded.strip_prefix("/v1/kv/"), Some(key), "{path:?}");
+}

@@ -1,0 +1,52 @@
+//! Entry points for `cargo fuzz` (feature `fuzzing`): etcd's gateway reply
+//! and watch-line decoders and key encoding, exactly as the store uses them.
+
+use base64::Engine;
+use bytes::Bytes;
+use hyper::StatusCode;
+
+use super::client::range_of;
+use super::keys::prefix_end;
+use super::wire::{self, RangeResponse, TxnResponse};
+use crate::http::HttpReply;
+
+/// Decodes `body` as the gateway replies kvstore reads. Errors are fine;
+/// panics are bugs.
+pub(crate) fn reply(status: u16, body: &[u8]) {
+    let reply = HttpReply {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::OK),
+        headers: Default::default(),
+        body: Bytes::copy_from_slice(body),
+    };
+    let _ = wire::classify(&reply, "fuzz");
+    if let Ok(range) = wire::parse::<RangeResponse>(&reply, "fuzz") {
+        for kv in range.kvs {
+            let _ = kv.key_text();
+            let _ = kv.version();
+            let _ = kv.into_pair();
+        }
+    }
+    let _ = wire::parse::<TxnResponse>(&reply, "fuzz");
+}
+
+/// Decodes one watch stream line.
+pub(crate) fn watch_line(line: &[u8]) {
+    super::watch::decode_line(line);
+}
+
+/// A key is sent as exactly its bytes, never as a range; a prefix's range
+/// covers exactly the keys that start with it.
+pub(crate) fn key(key: &str, other: &[u8]) {
+    let engine = base64::engine::general_purpose::STANDARD;
+    let (encoded, end) = range_of(key, false);
+    assert!(end.is_none(), "a key is never a range");
+    assert_eq!(engine.decode(encoded).ok().as_deref(), Some(key.as_bytes()));
+    if key.is_empty() {
+        return;
+    }
+    let end = prefix_end(key.as_bytes());
+    let inside = other.starts_with(key.as_bytes());
+    let below_end = end.is_empty() || other < end.as_slice();
+    let in_range = other >= key.as_bytes() && below_end;
+    assert_eq!(inside, in_range, "{key:?} / {other:?} / end {end:?}");
+}
