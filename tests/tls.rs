@@ -249,13 +249,18 @@ async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
     let mut no_client_certificate = pki.client();
     no_client_certificate.cert_file = None;
     no_client_certificate.key_file = None;
-    expect_tls(
-        "no client certificate",
-        store(backend, addr, no_client_certificate)
-            .unwrap()
-            .get(&key)
-            .await,
-    );
+    // Under TLS 1.3 the server refuses a missing client certificate after the
+    // client has finished its handshake: the alert usually arrives (Tls), but
+    // the connection may close before it is read (Unreachable). Never Ok.
+    match store(backend, addr, no_client_certificate)
+        .unwrap()
+        .get(&key)
+        .await
+    {
+        Err(Error::Tls { message }) => eprintln!("no client certificate: {message}"),
+        Err(error @ Error::Unreachable { .. }) => eprintln!("no client certificate: {error}"),
+        other => panic!("no client certificate: expected an error, got {other:?}"),
+    }
     // Plain HTTP to the HTTPS port is refused too, promptly.
     let plain = kvstore::create_store(
         backend,
