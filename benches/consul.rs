@@ -3,13 +3,19 @@
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/watch_limit.rs"]
+mod watch_limit;
 #[path = "support/wire_limit.rs"]
 mod wire_limit;
 
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
-use wire_limit::{bare_client, bare_request, bench_concurrent, configure, keys, runtime};
+use kvstore::WatchOptions;
+use wire_limit::{
+    bare_client, bare_request, bench_concurrent, bench_notify, configure, keys, runtime,
+    signal_events,
+};
 
 fn consul(c: &mut Criterion) {
     let Ok(addr) = std::env::var("KV_CONSUL_ADDR") else {
@@ -67,6 +73,94 @@ fn consul(c: &mut Criterion) {
                 bare_request(&b, Method::PUT, &uri, v).await;
             }
         });
+        group.finish();
+
+        let mut group = c.benchmark_group("consul/get_range");
+        configure(&mut group);
+        let s = store.clone();
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |_| {
+            let s = s.clone();
+            async move {
+                assert_eq!(s.get_range("kvbench/consul/").await.unwrap().len(), 100);
+            }
+        });
+        let (b, uri) = (
+            bare.clone(),
+            format!("http://{addr}/v1/kv/kvbench/consul/?recurse"),
+        );
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
+            let (b, uri) = (b.clone(), uri.clone());
+            async move {
+                bare_request(&b, Method::GET, &uri, Bytes::new()).await;
+            }
+        });
+        group.finish();
+
+        // A compare-and-set that fails its check (the version is stale):
+        // the same request and answer on both sides.
+        let mut group = c.benchmark_group("consul/atomic_put");
+        configure(&mut group);
+        let (s, k, v) = (store.clone(), keys.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k, v) = (s.clone(), k.clone(), v.clone());
+            async move {
+                assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
+            }
+        });
+        let (b, k, a, v) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let (b, uri, v) = (
+                b.clone(),
+                format!("http://{a}/v1/kv/{}?cas=1", k[i % k.len()]),
+                v.clone(),
+            );
+            async move {
+                bare_request(&b, Method::PUT, &uri, v).await;
+            }
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("consul/watch");
+        configure(&mut group);
+        let watched: Vec<String> = (0..concurrency)
+            .map(|i| format!("kvbench/consul-watch/kv{i}"))
+            .collect();
+        let bare_watched: Vec<String> = (0..concurrency)
+            .map(|i| format!("kvbench/consul-watch/bare{i}"))
+            .collect();
+        let receivers = rt.block_on(async {
+            let mut receivers = Vec::new();
+            for key in watched.iter().chain(&bare_watched) {
+                store.put(key, value.clone()).await.unwrap();
+            }
+            for key in &watched {
+                let watch = store.watch(key, WatchOptions::default()).await.unwrap();
+                receivers.push(signal_events(watch, 1));
+            }
+            receivers
+        });
+        bench_notify(
+            &mut group,
+            &rt,
+            "kvstore",
+            store.clone(),
+            watched,
+            receivers,
+        );
+        let receivers = rt.block_on(async {
+            bare_watched
+                .iter()
+                .map(|k| watch_limit::consul_watcher(bare.clone(), addr.clone(), k.clone()))
+                .collect()
+        });
+        bench_notify(
+            &mut group,
+            &rt,
+            "baseline",
+            store.clone(),
+            bare_watched,
+            receivers,
+        );
         group.finish();
     }
 }

@@ -3,6 +3,8 @@
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/watch_limit.rs"]
+mod watch_limit;
 #[path = "support/wire_limit.rs"]
 mod wire_limit;
 
@@ -11,7 +13,11 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
-use wire_limit::{bare_client, bare_request, bench_concurrent, configure, keys, runtime};
+use kvstore::WatchOptions;
+use wire_limit::{
+    bare_client, bare_request, bench_concurrent, bench_notify, configure, keys, runtime,
+    signal_events,
+};
 
 fn etcd(c: &mut Criterion) {
     let Ok(addr) = std::env::var("KV_ETCD35_ADDR") else {
@@ -79,6 +85,101 @@ fn etcd(c: &mut Criterion) {
                 bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
             }
         });
+        group.finish();
+
+        let mut group = c.benchmark_group("etcd/get_range");
+        configure(&mut group);
+        let s = store.clone();
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |_| {
+            let s = s.clone();
+            async move {
+                assert_eq!(s.get_range("kvbench/etcd/").await.unwrap().len(), 100);
+            }
+        });
+        let (b, uri) = (bare.clone(), format!("http://{addr}/v3/kv/range"));
+        let body = format!(
+            r#"{{"key":"{}","range_end":"{}"}}"#,
+            BASE64.encode("kvbench/etcd/"),
+            BASE64.encode("kvbench/etcd0")
+        );
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
+            let (b, uri, body) = (b.clone(), uri.clone(), body.clone());
+            async move {
+                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+            }
+        });
+        group.finish();
+
+        // A compare-and-set that fails its check (the version is stale):
+        // the same transaction on both sides.
+        let mut group = c.benchmark_group("etcd/atomic_put");
+        configure(&mut group);
+        let (s, k, v) = (store.clone(), keys.clone(), value.clone());
+        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
+            let (s, k, v) = (s.clone(), k.clone(), v.clone());
+            async move {
+                assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
+            }
+        });
+        let (b, k, uri, v) = (
+            bare.clone(),
+            keys.clone(),
+            format!("http://{addr}/v3/kv/txn"),
+            BASE64.encode(&value),
+        );
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
+            let key = BASE64.encode(&k[i % k.len()]);
+            let body = format!(
+                r#"{{"compare":[{{"key":"{key}","target":"MOD","result":"EQUAL","mod_revision":"1"}}],"success":[{{"request_put":{{"key":"{key}","value":"{v}"}}}}]}}"#
+            );
+            let (b, uri) = (b.clone(), uri.clone());
+            async move {
+                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+            }
+        });
+        group.finish();
+
+        let mut group = c.benchmark_group("etcd/watch");
+        configure(&mut group);
+        let watched: Vec<String> = (0..concurrency)
+            .map(|i| format!("kvbench/etcd-watch/kv{i}"))
+            .collect();
+        let bare_watched: Vec<String> = (0..concurrency)
+            .map(|i| format!("kvbench/etcd-watch/bare{i}"))
+            .collect();
+        let receivers = rt.block_on(async {
+            let mut receivers = Vec::new();
+            for key in watched.iter().chain(&bare_watched) {
+                store.put(key, value.clone()).await.unwrap();
+            }
+            for key in &watched {
+                let watch = store.watch(key, WatchOptions::default()).await.unwrap();
+                receivers.push(signal_events(watch, 1));
+            }
+            receivers
+        });
+        bench_notify(
+            &mut group,
+            &rt,
+            "kvstore",
+            store.clone(),
+            watched,
+            receivers,
+        );
+        let receivers = rt.block_on(async {
+            bare_watched
+                .iter()
+                .map(|k| watch_limit::etcd_watcher(bare.clone(), addr.clone(), k.clone()))
+                .collect()
+        });
+        bench_notify(
+            &mut group,
+            &rt,
+            "baseline",
+            store.clone(),
+            bare_watched,
+            receivers,
+        );
         group.finish();
     }
 }

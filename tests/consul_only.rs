@@ -465,3 +465,62 @@ async fn a_watch_cut_off_resumes_with_the_final_state() {
         };
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_watches_beyond_the_budget_share_their_directory() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) =
+        store("key_watches_beyond_the_budget_share_their_directory", "").await
+    else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = unique("grouped");
+    store
+        .put(&format!("{dir}k0499"), Bytes::from("old"))
+        .await
+        .unwrap();
+    let mut watches = Vec::new();
+    for i in 0..500 {
+        let key = format!("{dir}k{i:04}");
+        watches.push(store.watch(&key, WatchOptions::default()).await.unwrap());
+    }
+    // The one key that existed: its initial state.
+    match tokio::time::timeout(Duration::from_secs(10), watches[499].next()).await {
+        Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(pair.value, Bytes::from("old")),
+        other => panic!("initial state: {other:?}"),
+    }
+    store
+        .put(&format!("{dir}k0000"), Bytes::from("a"))
+        .await
+        .unwrap();
+    store
+        .put(&format!("{dir}k0250"), Bytes::from("b"))
+        .await
+        .unwrap();
+    store.delete(&format!("{dir}k0499")).await.unwrap();
+    for (i, expected) in [(0, Some("a")), (250, Some("b")), (499, None)] {
+        let event = tokio::time::timeout(Duration::from_secs(20), watches[i].next()).await;
+        match (event, expected) {
+            (Ok(Some(Ok(KvEvent::Put(pair)))), Some(value)) => {
+                assert_eq!(pair.key, format!("{dir}k{i:04}"));
+                assert_eq!(pair.value, Bytes::from(value));
+            }
+            (Ok(Some(Ok(KvEvent::Delete { key, .. }))), None) => {
+                assert_eq!(key, format!("{dir}k{i:04}"))
+            }
+            (other, _) => panic!("watch {i}: {other:?}"),
+        }
+    }
+    // The other watches saw nothing: their keys did not change.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in [1, 100, 251, 498] {
+        assert!(
+            futures::FutureExt::now_or_never(watches[i].next()).is_none(),
+            "watch {i} saw a change of another key"
+        );
+    }
+    let connections = support::tcp_connections_to(port);
+    eprintln!("500 key watches in one directory: {connections} connections");
+    assert!(connections <= 40, "{connections} connections");
+}

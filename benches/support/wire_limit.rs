@@ -82,3 +82,67 @@ pub fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
 pub fn keys(prefix: &str, n: usize) -> Arc<Vec<String>> {
     Arc::new((0..n).map(|i| format!("{prefix}{i:04}")).collect())
 }
+
+/// A kvstore watch turned into a signal per event, like the bare watchers
+/// (both sides pay the same channel hop). The first `initial` events (the
+/// watch's initial state) are skipped.
+pub fn signal_events(
+    mut watch: kvstore::Watch,
+    initial: usize,
+) -> tokio::sync::mpsc::UnboundedReceiver<()> {
+    use futures::StreamExt as _;
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    tokio::spawn(async move {
+        let mut seen = 0;
+        while let Some(event) = watch.next().await {
+            event.unwrap();
+            seen += 1;
+            if seen > initial && tx.send(()).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// Put → event received: each iteration writes `concurrency` keys at once
+/// (through `store`) and waits until each key's watcher has signalled.
+pub fn bench_notify(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    rt: &tokio::runtime::Runtime,
+    name: &str,
+    store: Arc<dyn kvstore::Store>,
+    keys: Vec<String>,
+    receivers: Vec<tokio::sync::mpsc::UnboundedReceiver<()>>,
+) {
+    let concurrency = keys.len();
+    let receivers = Arc::new(tokio::sync::Mutex::new(receivers));
+    let keys = Arc::new(keys);
+    group.bench_function(BenchmarkId::new(name, concurrency), |b| {
+        b.to_async(rt).iter_custom(|iters| {
+            let (store, keys, receivers) = (store.clone(), keys.clone(), receivers.clone());
+            async move {
+                let mut receivers = receivers.lock().await;
+                let mut total = Duration::ZERO;
+                for i in 0..iters {
+                    for rx in receivers.iter_mut() {
+                        while rx.try_recv().is_ok() {}
+                    }
+                    let start = Instant::now();
+                    let value = Bytes::from(i.to_string());
+                    let puts = keys.iter().map(|k| store.put(k, value.clone()));
+                    let (puts, _) = futures::future::join(
+                        futures::future::join_all(puts),
+                        futures::future::join_all(receivers.iter_mut().map(|rx| rx.recv())),
+                    )
+                    .await;
+                    total += start.elapsed();
+                    for put in puts {
+                        put.unwrap();
+                    }
+                }
+                total
+            }
+        })
+    });
+}

@@ -6,6 +6,10 @@
 //! only the latest value — Consul's own semantics, since a blocking query
 //! coalesces changes. At most [`MAX_LONG_POLLS`] queries are in flight per
 //! store, so a store stays far below Consul's 200 connections per client.
+//! Once a store has [`GROUP_AFTER`] upstreams, a new watch on a key shares
+//! the upstream of the key's directory (`a/b/` for `a/b/c`) instead of
+//! starting its own, so thousands of key watches under a few directories
+//! need only a few blocking queries (each change re-lists the directory).
 //!
 //! Each watch (a *subscriber*) reads its own initial state, then turns every
 //! snapshot into events by diffing it with what it has delivered: a `Put` per
@@ -36,6 +40,8 @@ use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
 
 /// Blocking queries in flight per store, at most.
 pub(super) const MAX_LONG_POLLS: usize = 64;
+/// With this many upstreams, new key watches share their directory's.
+const GROUP_AFTER: usize = MAX_LONG_POLLS / 2;
 /// How long one blocking query waits when other targets are waiting for a
 /// slot (at most; uncontended, it waits `Config::stall_timeout`).
 const SHORT_WAIT: Duration = Duration::from_secs(10);
@@ -83,15 +89,34 @@ impl Hub {
         self.upstreams.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Subscribes to `target`'s upstream, starting it if there is none.
+    /// Subscribes to the upstream that serves `target` (its own, or, for a
+    /// key, its directory's), starting it if there is none.
     fn subscribe(&self, inner: &Arc<Inner>, target: &WatchTarget) -> watch::Receiver<Published> {
         let mut upstreams = self.lock();
         if let Some(tx) = upstreams.get(target) {
             return tx.subscribe();
         }
+        let directory = match target {
+            WatchTarget::Key(key) => key
+                .rfind('/')
+                .map(|end| WatchTarget::Prefix(key[..=end].to_owned())),
+            WatchTarget::Prefix(_) => None,
+        };
+        if let Some(directory) = directory {
+            if let Some(tx) = upstreams.get(&directory) {
+                return tx.subscribe();
+            }
+            if upstreams.len() >= GROUP_AFTER {
+                let (tx, rx) = watch::channel(Published::Nothing);
+                upstreams.insert(directory.clone(), tx.clone());
+                tokio::spawn(run_upstream(inner.clone(), directory, tx));
+                return rx;
+            }
+        }
+        let target = target.clone();
         let (tx, rx) = watch::channel(Published::Nothing);
         upstreams.insert(target.clone(), tx.clone());
-        tokio::spawn(run_upstream(inner.clone(), target.clone(), tx));
+        tokio::spawn(run_upstream(inner.clone(), target, tx));
         rx
     }
 
@@ -323,7 +348,16 @@ impl Subscriber {
             return; // older than what this watch already reported
         }
         self.seen = (snapshot.generation, snapshot.index);
-        let events = crate::watch::difference(&mut self.known, &snapshot.pairs, snapshot.index);
+        // A key watch may be served by its directory's upstream: only its key
+        // counts (the snapshot is sorted by key).
+        let pairs = match &self.target {
+            WatchTarget::Key(key) => {
+                let found = snapshot.pairs.binary_search_by(|p| p.key.as_str().cmp(key));
+                found.map_or(&[][..], |i| &snapshot.pairs[i..=i])
+            }
+            WatchTarget::Prefix(_) => &snapshot.pairs[..],
+        };
+        let events = crate::watch::difference(&mut self.known, pairs, snapshot.index);
         self.pending.extend(events);
     }
 }
