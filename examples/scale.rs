@@ -122,6 +122,12 @@ async fn layout(store: &std::sync::Arc<dyn Store>, port: u16, name: &str, keys: 
             .await;
     });
     let notified = all_notified(&mut watches, started).await;
+    // Some backends connect a watch when it is first polled: count again.
+    let connections = if port == 0 {
+        0
+    } else {
+        connections.max(connections_to(port))
+    };
     println!(
         "| {name} | {} | {} | {:.2} s | {:.0} B | {connections} | {:.0} ms |",
         keys.len(),

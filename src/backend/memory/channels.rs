@@ -11,7 +11,7 @@ use crate::watch::WatchTarget;
 
 /// Changes buffered per channel before a slow watcher lags and catches up
 /// from the history instead.
-const CHANNEL_CAPACITY: usize = 32;
+const CHANNEL_CAPACITY: usize = 8;
 
 pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
 type ChangeSender = broadcast::Sender<Change>;
