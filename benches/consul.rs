@@ -151,8 +151,10 @@ fn consul(c: &mut Criterion) {
             bare_watched
                 .iter()
                 .map(|k| watch_limit::consul_watcher(bare.clone(), addr.clone(), k.clone()))
-                .collect()
+                .collect::<Vec<_>>()
         });
+        // Let the bare watchers make their first request before any put.
+        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(300)).await });
         bench_notify(
             &mut group,
             &rt,

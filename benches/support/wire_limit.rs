@@ -4,6 +4,7 @@
 //! an HTTP/1.1 design.
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -105,6 +106,8 @@ pub fn signal_events(
     rx
 }
 
+static NEXT_VALUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// Put → event received: each iteration writes `concurrency` keys at once
 /// (through `store`) and waits until each key's watcher has signalled.
 pub fn bench_notify(
@@ -124,12 +127,14 @@ pub fn bench_notify(
             async move {
                 let mut receivers = receivers.lock().await;
                 let mut total = Duration::ZERO;
-                for i in 0..iters {
+                for _ in 0..iters {
                     for rx in receivers.iter_mut() {
                         while rx.try_recv().is_ok() {}
                     }
                     let start = Instant::now();
-                    let value = Bytes::from(i.to_string());
+                    // Always a new value: Consul reports no event for a
+                    // write of the value a key already has.
+                    let value = Bytes::from(NEXT_VALUE.fetch_add(1, Ordering::Relaxed).to_string());
                     let puts = keys.iter().map(|k| store.put(k, value.clone()));
                     let (puts, _) = futures::future::join(
                         futures::future::join_all(puts),

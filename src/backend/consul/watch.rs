@@ -20,7 +20,7 @@
 //! The upstream follows Consul's rules for blocking queries: a first read
 //! without `index`, never `index=0` afterwards (floored at 1), reset when the
 //! index goes backwards, a return is not proof of a change (an unchanged
-//! snapshot is not published), a minimum interval between polls, and jittered
+//! snapshot is not published, and throttled), and jittered
 //! backoff on errors.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
@@ -45,8 +45,9 @@ const GROUP_AFTER: usize = MAX_LONG_POLLS / 2;
 /// How long one blocking query waits when other targets are waiting for a
 /// slot (at most; uncontended, it waits `Config::stall_timeout`).
 const SHORT_WAIT: Duration = Duration::from_secs(10);
-/// Polls of one target start at least this far apart (changes in between
-/// are coalesced into the next result).
+/// After a poll that brought no change, the next one starts at least this
+/// long after it (Consul's advice against busy loops on a hot index); after a
+/// change, the next poll starts at once.
 const MIN_POLL_INTERVAL: Duration = Duration::from_millis(20);
 
 /// One result of a blocking query.
@@ -180,6 +181,8 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
         let attempt = async {
             tokio::time::sleep_until(next_poll).await;
             let _slot = inner.hub.long_poll_slot().await;
+            // A return with no change is throttled (below); a change is
+            // followed by the next query at once, for the next change's sake.
             next_poll = Instant::now() + MIN_POLL_INTERVAL;
             let wait = if inner.hub.long_polls.available_permits() == 0 {
                 SHORT_WAIT.min(inner.config.stall_timeout)
@@ -215,6 +218,7 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
                     .as_ref()
                     .is_some_and(|p| p.generation == generation && p.pairs == pairs);
                 if !unchanged {
+                    next_poll = Instant::now();
                     let snapshot = Arc::new(Snapshot {
                         generation,
                         index: new_index,
