@@ -11,10 +11,8 @@ mod wire_limit;
 use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
-use kvstore::WatchOptions;
 use wire_limit::{
-    bare_client, bare_request, bench_concurrent, bench_notify, configure, keys, runtime,
-    signal_events,
+    bare_client, bare_request, bench_concurrent, bench_watch_group, configure, keys, runtime,
 };
 
 fn consul(c: &mut Criterion) {
@@ -120,50 +118,10 @@ fn consul(c: &mut Criterion) {
         });
         group.finish();
 
-        let mut group = c.benchmark_group("consul/watch");
-        configure(&mut group);
-        let watched: Vec<String> = (0..concurrency)
-            .map(|i| format!("kvbench/consul-watch/kv{i}"))
-            .collect();
-        let bare_watched: Vec<String> = (0..concurrency)
-            .map(|i| format!("kvbench/consul-watch/bare{i}"))
-            .collect();
-        let receivers = rt.block_on(async {
-            let mut receivers = Vec::new();
-            for key in watched.iter().chain(&bare_watched) {
-                store.put(key, value.clone()).await.unwrap();
-            }
-            for key in &watched {
-                let watch = store.watch(key, WatchOptions::default()).await.unwrap();
-                receivers.push(signal_events(watch, 1));
-            }
-            receivers
+        let (b, a) = (bare.clone(), addr.clone());
+        bench_watch_group(c, &rt, "consul", store.clone(), concurrency, move |key| {
+            watch_limit::consul_watcher(b.clone(), a.clone(), key)
         });
-        bench_notify(
-            &mut group,
-            &rt,
-            "kvstore",
-            store.clone(),
-            watched,
-            receivers,
-        );
-        let receivers = rt.block_on(async {
-            bare_watched
-                .iter()
-                .map(|k| watch_limit::consul_watcher(bare.clone(), addr.clone(), k.clone()))
-                .collect::<Vec<_>>()
-        });
-        // Let the bare watchers make their first request before any put.
-        rt.block_on(async { tokio::time::sleep(std::time::Duration::from_millis(300)).await });
-        bench_notify(
-            &mut group,
-            &rt,
-            "baseline",
-            store.clone(),
-            bare_watched,
-            receivers,
-        );
-        group.finish();
     }
 }
 

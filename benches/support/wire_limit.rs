@@ -151,3 +151,47 @@ pub fn bench_notify(
         })
     });
 }
+
+/// The watch group of a network bench: `concurrency` keys watched through
+/// kvstore beside as many watched by `bare_watcher`, each side on its own
+/// keys, put → event measured on both.
+pub fn bench_watch_group(
+    c: &mut criterion::Criterion,
+    rt: &tokio::runtime::Runtime,
+    backend: &str,
+    store: Arc<dyn kvstore::Store>,
+    concurrency: usize,
+    bare_watcher: impl Fn(String) -> tokio::sync::mpsc::UnboundedReceiver<()>,
+) {
+    let mut group = c.benchmark_group(format!("{backend}/watch"));
+    configure(&mut group);
+    let keys = |side: &str| -> Vec<String> {
+        (0..concurrency)
+            .map(|i| format!("kvbench/{backend}-watch/{side}{i}"))
+            .collect()
+    };
+    let (watched, bare_watched) = (keys("kv"), keys("bare"));
+    let receivers = rt.block_on(async {
+        let mut receivers = Vec::new();
+        for key in watched.iter().chain(&bare_watched) {
+            store.put(key, Bytes::from_static(b"start")).await.unwrap();
+        }
+        for key in &watched {
+            let watch = store
+                .watch(key, kvstore::WatchOptions::default())
+                .await
+                .unwrap();
+            receivers.push(signal_events(watch, 1));
+        }
+        receivers
+    });
+    bench_notify(&mut group, rt, "kvstore", store.clone(), watched, receivers);
+    let receivers = rt.block_on(async {
+        let receivers: Vec<_> = bare_watched.iter().cloned().map(&bare_watcher).collect();
+        // Let the bare watchers make their first request before any put.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        receivers
+    });
+    bench_notify(&mut group, rt, "baseline", store, bare_watched, receivers);
+    group.finish();
+}
