@@ -179,7 +179,11 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
     let mut next_poll = Instant::now();
     loop {
         let attempt = async {
-            tokio::time::sleep_until(next_poll).await;
+            // tokio's timer ticks by the millisecond: a deadline already
+            // passed must not wait for the next tick.
+            if next_poll > Instant::now() {
+                tokio::time::sleep_until(next_poll).await;
+            }
             let _slot = inner.hub.long_poll_slot().await;
             // A return with no change is throttled (below); a change is
             // followed by the next query at once, for the next change's sake.
