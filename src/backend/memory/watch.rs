@@ -1,40 +1,58 @@
 //! Watches on the memory store: no task per watch, just a stream over the
 //! target's broadcast channel that catches up from the history when it lags.
+//!
+//! The stream is written by hand rather than with `stream::unfold`, whose
+//! state moves in and out of a fresh future on every event: a change already
+//! in the channel is taken with `try_recv` (no future, no waiter), and only
+//! an empty channel parks the receiver in a reused boxed future.
 
 use std::collections::VecDeque;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use futures::StreamExt;
+use futures::Stream;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio_util::sync::ReusableBoxFuture;
 
 use super::Shared;
 use super::channels::ChangeReceiver;
+use super::state::Change;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
 
-/// A receiver on a target's channel that drops the channel with its last
-/// receiver, so watched-then-forgotten keys leave nothing behind.
-struct Subscription {
+/// What a parked receiver brings back, with the receiver itself.
+type Received = (std::result::Result<Change, RecvError>, ChangeReceiver);
+
+async fn receive(mut rx: ChangeReceiver) -> Received {
+    let received = rx.recv().await;
+    (received, rx)
+}
+
+/// One watch. Dropping it drops its receiver, then the target's channel if
+/// it was the last, so watched-then-forgotten keys leave nothing behind.
+struct MemoryWatch {
     shared: Arc<Shared>,
     target: WatchTarget,
+    /// The receiver, when it is not parked in `parked`.
     rx: Option<ChangeReceiver>,
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        drop(self.rx.take());
-        self.shared.write().unsubscribe(&self.target);
-    }
-}
-
-struct WatchState {
-    subscription: Subscription,
+    parked: ReusableBoxFuture<'static, Received>,
     /// Events decided on but not yet yielded (initial state, catch-up).
     pending: VecDeque<KvEvent>,
     /// Revision up to which everything has been queued; live events at or
     /// below it are duplicates.
     seen: u64,
+    ended: bool,
+}
+
+impl Drop for MemoryWatch {
+    fn drop(&mut self) {
+        // The receiver may be inside the parked future: drop it first.
+        self.parked.set(std::future::pending());
+        drop(self.rx.take());
+        self.shared.write().unsubscribe(&self.target);
+    }
 }
 
 /// Opens the event stream of one watch: the initial state or the replay
@@ -58,47 +76,93 @@ pub(super) fn open(
         },
     };
     drop(state);
-    let watch = WatchState {
-        subscription: Subscription {
-            shared: shared.clone(),
-            target,
-            rx: Some(rx),
-        },
+    Ok(Box::pin(MemoryWatch {
+        shared: shared.clone(),
+        target,
+        rx: Some(rx),
+        parked: ReusableBoxFuture::new(std::future::pending()),
         pending: pending.into(),
         seen,
-    };
-    Ok(futures::stream::unfold(Some(watch), next_event).boxed())
+        ended: false,
+    }))
 }
 
-async fn next_event(watch: Option<WatchState>) -> Option<(Result<KvEvent>, Option<WatchState>)> {
-    let mut watch = watch?;
-    loop {
-        if let Some(event) = watch.pending.pop_front() {
-            return Some((Ok(event), Some(watch)));
+/// What one receive means for the watch.
+enum Step {
+    Yield(KvEvent),
+    Again,
+    End(Option<crate::Error>),
+}
+
+impl MemoryWatch {
+    fn live(&mut self, change: Change) -> Step {
+        if change.version > self.seen {
+            self.seen = change.version;
+            Step::Yield(change.to_event())
+        } else {
+            Step::Again
         }
-        let rx = watch.subscription.rx.as_mut()?;
-        match rx.recv().await {
-            Ok(change) => {
-                if change.version > watch.seen {
-                    watch.seen = change.version;
-                    return Some((Ok(change.to_event()), Some(watch)));
-                }
+    }
+
+    fn catch_up(&mut self, missed: u64) -> Step {
+        tracing::debug!(missed, "memory watch fell behind; catching up from history");
+        let state = self.shared.read();
+        match state.changes_after(&self.target, self.seen) {
+            Ok(changes) => {
+                self.seen = state.revision();
+                self.pending.extend(changes);
+                Step::Again
             }
-            Err(RecvError::Lagged(missed)) => {
-                tracing::debug!(missed, "memory watch fell behind; catching up from history");
-                let state = watch.subscription.shared.read();
-                match state.changes_after(&watch.subscription.target, watch.seen) {
-                    Ok(changes) => {
-                        watch.seen = state.revision();
-                        watch.pending.extend(changes);
+            // Not even the tombstones reach back: say so, and end.
+            Err(e) => Step::End(Some(e)),
+        }
+    }
+}
+
+impl Stream for MemoryWatch {
+    type Item = Result<KvEvent>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        loop {
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            if let Some(event) = this.pending.pop_front() {
+                return Poll::Ready(Some(Ok(event)));
+            }
+            let step = match this.rx.as_mut().map(|rx| rx.try_recv()) {
+                Some(Ok(change)) => this.live(change),
+                Some(Err(TryRecvError::Lagged(missed))) => this.catch_up(missed),
+                // The sender lives as long as a receiver does; ending is the
+                // honest answer if it is ever gone.
+                Some(Err(TryRecvError::Closed)) => Step::End(None),
+                Some(Err(TryRecvError::Empty)) => {
+                    if let Some(rx) = this.rx.take() {
+                        this.parked.set(receive(rx));
                     }
-                    // Not even the tombstones reach back: say so, and end.
-                    Err(e) => return Some((Err(e), None)),
+                    Step::Again
+                }
+                None => match this.parked.poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready((received, rx)) => {
+                        this.rx = Some(rx);
+                        match received {
+                            Ok(change) => this.live(change),
+                            Err(RecvError::Lagged(missed)) => this.catch_up(missed),
+                            Err(RecvError::Closed) => Step::End(None),
+                        }
+                    }
+                },
+            };
+            match step {
+                Step::Yield(event) => return Poll::Ready(Some(Ok(event))),
+                Step::Again => {}
+                Step::End(error) => {
+                    this.ended = true;
+                    return Poll::Ready(error.map(Err));
                 }
             }
-            // The sender lives as long as a receiver does; this is unreachable
-            // in practice, and ending is the honest answer if it happens.
-            Err(RecvError::Closed) => return None,
         }
     }
 }
