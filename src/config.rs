@@ -46,10 +46,12 @@ pub struct Config {
     pub lock_ttl: Duration,
     /// How long a watch's connection may bring nothing before it is taken for
     /// stalled and opened again (resuming where it was, so nothing is lost or
-    /// repeated). Consul: the blocking query's `wait` (the request is given
-    /// `wait + wait/16` of server jitter plus `timeout`); etcd: the longest
-    /// silence allowed on a watch stream. An idle watch therefore costs one
-    /// request per period. Default 5 minutes.
+    /// repeated). Consul: the blocking query's `wait`, at most 60 s (the
+    /// request is given `wait + wait/16` of server jitter plus `timeout`;
+    /// the cap exists because Consul holds a dropped watch's query open
+    /// until its wait ends); etcd: the longest silence allowed on a watch
+    /// stream. An idle watch therefore costs one request per period.
+    /// Default 5 minutes.
     pub stall_timeout: Duration,
     /// Memory store only: how many past changes are kept for watches that
     /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.

@@ -359,13 +359,24 @@ fn connection_error(error: &hyper_util::client::legacy::Error) -> String {
     use std::error::Error as _;
     let mut text = error.to_string();
     let mut source = error.source();
+    let mut unsolicited = false;
     while let Some(cause) = source {
         text.push_str(": ");
         text.push_str(&cause.to_string());
+        unsolicited |= cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(|e| e.to_string().contains("unexpected message"));
         source = cause.source();
+    }
+    if unsolicited {
+        text.push_str(UNSOLICITED_REPLY_HINT);
     }
     text
 }
+
+/// What a reply sent before any request usually means.
+const UNSOLICITED_REPLY_HINT: &str = " (the server answered before it was asked: Consul does \
+     so, with a 429, to a client over its limits.http_max_conns_per_client connections)";
 
 fn reply_body_error(
     operation: &str,

@@ -524,3 +524,53 @@ async fn key_watches_beyond_the_budget_share_their_directory() {
     eprintln!("500 key watches in one directory: {connections} connections");
     assert!(connections <= 40, "{connections} connections");
 }
+
+/// Consul keeps a dropped watch's blocking query (and its connection) open
+/// until its wait ends. Churning watches must not pile those up past the
+/// store's budget of 64, or Consul's 200-connection limit answers every new
+/// connection with a 429; once the budget is spent, new watches still
+/// deliver, later.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dropped_watches_do_not_pile_up_queries_at_consul() {
+    let _serial = SERIAL.lock().await;
+    let Some(addr) = support::server_addr(
+        "KV_CONSUL_ADDR",
+        "dropped_watches_do_not_pile_up_queries_at_consul",
+    ) else {
+        return;
+    };
+    let consul_port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let proxy = support::proxy::FaultProxy::start(&addr).await;
+    let store = kvstore::connect(&format!("consul://{}", proxy.addr))
+        .await
+        .unwrap();
+    let prefix = unique("churn");
+    let mut most = 0;
+    for round in 0..4 {
+        let mut watches = Vec::new();
+        for i in 0..100 {
+            let key = format!("{prefix}r{round}/d{i}/k");
+            watches.push(store.watch(&key, WatchOptions::default()).await.unwrap());
+        }
+        // Let the upstreams reach their blocking queries, then drop them all.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(watches);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let held = support::server_side_connections(consul_port, &proxy.upstream_ports());
+        eprintln!("round {round}: Consul holds {held} connections of this store");
+        most = most.max(held);
+    }
+    assert!(
+        most <= 64 + 8,
+        "Consul held {most} connections for one store's dropped watches"
+    );
+    // The budget is spent on abandoned queries: a new watch still works,
+    // once their waits end.
+    let key = format!("{prefix}after");
+    let mut watch = store.watch(&key, WatchOptions::default()).await.unwrap();
+    store.put(&key, Bytes::from("seen")).await.unwrap();
+    match tokio::time::timeout(Duration::from_secs(40), watch.next()).await {
+        Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(pair.value, Bytes::from("seen")),
+        other => panic!("a watch after the churn: {other:?}"),
+    }
+}

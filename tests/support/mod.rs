@@ -69,6 +69,39 @@ pub fn tcp_connections_to(port: u16) -> usize {
     count
 }
 
+/// Connections the server on `server_port` still holds open (established,
+/// or closed by the client but not yet by the server: `CLOSE_WAIT`) whose
+/// client end is one of `client_ports`. Reads the whole namespace's table,
+/// so it sees the server's side of each connection.
+pub fn server_side_connections(server_port: u16, client_ports: &[u16]) -> usize {
+    let port_of = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut count = 0;
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
+        let Ok(text) = std::fs::read_to_string(table) else {
+            continue;
+        };
+        for line in text.lines().skip(1) {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            if fields.len() < 4 {
+                continue;
+            }
+            let held = fields[3] == "01" || fields[3] == "08";
+            if held
+                && port_of(fields[1]) == Some(server_port)
+                && port_of(fields[2]).is_some_and(|p| client_ports.contains(&p))
+            {
+                count += 1;
+            }
+        }
+    }
+    count
+}
+
 /// A plain HTTP GET through hyper; panics on failure.
 pub async fn http_get(url: &str) -> bytes::Bytes {
     use http_body_util::{BodyExt, Empty};

@@ -4,9 +4,13 @@
 //!   nothing) while new connections work;
 //! - `cut_next_replies(n)`: the next `n` connections forward their first reply
 //!   up to its head and one byte of its body, then close.
+//!
+//! `upstream_ports()` names the proxy's own ends of its server connections,
+//! so a test can count what the *server* still holds open
+//! (`support::server_side_connections`).
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -20,6 +24,7 @@ pub struct FaultProxy {
     /// Bumped by `stall()`: live connections of older epochs freeze.
     stalls: watch::Sender<u64>,
     replies_to_cut: Arc<AtomicUsize>,
+    upstream_ports: Arc<Mutex<Vec<u16>>>,
 }
 
 impl FaultProxy {
@@ -33,12 +38,14 @@ impl FaultProxy {
         let replies_to_cut = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0u64);
         let (stalls, _) = watch::channel(0u64);
-        let (upstream, accepting, generations, stall_epochs, cut_tickets) = (
+        let upstream_ports = Arc::new(Mutex::new(Vec::new()));
+        let (upstream, accepting, generations, stall_epochs, cut_tickets, ports) = (
             upstream.to_owned(),
             open.clone(),
             generation.clone(),
             stalls.clone(),
             replies_to_cut.clone(),
+            upstream_ports.clone(),
         );
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
@@ -54,10 +61,14 @@ impl FaultProxy {
                 let mut stall = stall_epochs.subscribe();
                 stall.borrow_and_update();
                 let upstream = upstream.clone();
+                let ports = ports.clone();
                 tokio::spawn(async move {
                     let Ok(mut server) = TcpStream::connect(&upstream).await else {
                         return;
                     };
+                    if let Ok(local) = server.local_addr() {
+                        ports.lock().expect("ports").push(local.port());
+                    }
                     let mut client = client;
                     let cut_off = async move {
                         while cut.changed().await.is_ok() {
@@ -92,7 +103,13 @@ impl FaultProxy {
             generation,
             stalls,
             replies_to_cut,
+            upstream_ports,
         }
+    }
+
+    /// The local ports of every connection the proxy opened to the server.
+    pub fn upstream_ports(&self) -> Vec<u16> {
+        self.upstream_ports.lock().expect("ports").clone()
     }
 
     /// Drops every live connection and refuses new ones.

@@ -58,15 +58,11 @@ async fn monitor(
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(5));
     loop {
         let read = async {
-            let _slot = inner.hub.long_poll_slot().await;
-            inner
-                .client
-                .read(
-                    &key,
-                    false,
-                    (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout))),
-                )
-                .await
+            let mut slot = inner.hub.long_polls.slot().await;
+            let block = (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout)));
+            // Abandoned only when the lock is released or lost, which
+            // changes the key and so ends the query at Consul: no parking.
+            slot.run(None, inner.client.read(&key, false, block)).await
         };
         let result = tokio::select! {
             _ = stop.cancelled() => return,
@@ -178,15 +174,14 @@ async fn wait_until_free(inner: &Arc<Inner>, key: &str, backoff: &mut Backoff) -
     let mut index = 0u64;
     loop {
         let listing = {
-            let _slot = inner.hub.long_poll_slot().await;
-            inner
-                .client
-                .read(
-                    key,
-                    false,
-                    (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout))),
-                )
-                .await?
+            let mut slot = inner.hub.long_polls.slot().await;
+            let block = (index > 0).then_some((index, LOCK_WAIT.min(inner.config.stall_timeout)));
+            // A cancelled `acquire` abandons this query mid-flight.
+            slot.run(
+                block.map(|(_, wait)| wait),
+                inner.client.read(key, false, block),
+            )
+            .await?
         };
         let held = listing.entries.first().is_some_and(|e| e.session.is_some());
         if !held {

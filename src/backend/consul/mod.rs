@@ -15,6 +15,7 @@ mod client;
 pub(crate) mod fuzzing;
 mod keys;
 mod lock;
+mod long_polls;
 mod ttl;
 mod watch;
 mod wire;

@@ -5,7 +5,8 @@
 //! result (a sorted snapshot) on a `tokio::sync::watch` channel, which keeps
 //! only the latest value — Consul's own semantics, since a blocking query
 //! coalesces changes. At most [`MAX_LONG_POLLS`] queries are in flight per
-//! store, so a store stays far below Consul's 200 connections per client.
+//! store, abandoned ones included (see [`super::long_polls`]), so a store
+//! stays far below Consul's 200 connections per client.
 //! Once a store has [`GROUP_AFTER`] upstreams, a new watch on a key shares
 //! the upstream of the key's directory (`a/b/` for `a/b/c`) instead of
 //! starting its own, so thousands of key watches under a few directories
@@ -29,21 +30,21 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::BoxStream;
-use tokio::sync::{Semaphore, watch};
+use tokio::sync::watch;
 use tokio::time::Instant;
 
 use super::Inner;
 use super::client::Listing;
+use super::long_polls::{LongPolls, MAX_LONG_POLLS, MAX_WAIT};
 use crate::backoff::Backoff;
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
 
-/// Blocking queries in flight per store, at most.
-pub(super) const MAX_LONG_POLLS: usize = 64;
 /// With this many upstreams, new key watches share their directory's.
 const GROUP_AFTER: usize = MAX_LONG_POLLS / 2;
 /// How long one blocking query waits when other targets are waiting for a
-/// slot (at most; uncontended, it waits `Config::stall_timeout`).
+/// slot (at most; uncontended, it waits `Config::stall_timeout`, at most
+/// [`MAX_WAIT`]).
 const SHORT_WAIT: Duration = Duration::from_secs(10);
 /// After a poll that brought no change, the next one starts at least this
 /// long after it (Consul's advice against busy loops on a hot index); after a
@@ -70,19 +71,11 @@ enum Published {
 }
 
 /// The upstreams of one store, by target.
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub(super) struct Hub {
     upstreams: Mutex<HashMap<WatchTarget, watch::Sender<Published>>>,
-    long_polls: Arc<Semaphore>,
-}
-
-impl Default for Hub {
-    fn default() -> Self {
-        Hub {
-            upstreams: Mutex::new(HashMap::new()),
-            long_polls: Arc::new(Semaphore::new(MAX_LONG_POLLS)),
-        }
-    }
+    /// Shared with the locks' blocking queries.
+    pub(super) long_polls: LongPolls,
 }
 
 impl Hub {
@@ -132,12 +125,6 @@ impl Hub {
         }
         true
     }
-
-    /// A slot in the store's budget of blocking queries, held while one runs.
-    pub(super) async fn long_poll_slot(&self) -> Option<tokio::sync::OwnedSemaphorePermit> {
-        // The semaphore is never closed; `None` would only mean "no limit".
-        self.long_polls.clone().acquire_owned().await.ok()
-    }
 }
 
 fn read_args(target: &WatchTarget) -> (&str, bool) {
@@ -178,32 +165,40 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
     let mut backoff = Backoff::new(Duration::from_millis(200), Duration::from_secs(15));
     let mut next_poll = Instant::now();
     loop {
+        // Never start a query nobody will read: abandoned, it would hold a
+        // connection at Consul until its wait ends.
+        if tx.is_closed() && inner.hub.retire(&target, &tx) {
+            return;
+        }
         let attempt = async {
             // tokio's timer ticks by the millisecond: a deadline already
             // passed must not wait for the next tick.
             if next_poll > Instant::now() {
                 tokio::time::sleep_until(next_poll).await;
             }
-            let _slot = inner.hub.long_poll_slot().await;
+            let mut slot = inner.hub.long_polls.slot().await;
             // A return with no change is throttled (below); a change is
             // followed by the next query at once, for the next change's sake.
             next_poll = Instant::now() + MIN_POLL_INTERVAL;
-            let wait = if inner.hub.long_polls.available_permits() == 0 {
+            let wait = if inner.hub.long_polls.contended() {
                 SHORT_WAIT.min(inner.config.stall_timeout)
             } else {
-                inner.config.stall_timeout
+                MAX_WAIT.min(inner.config.stall_timeout)
             };
             let block = (index > 0).then_some((index, wait));
-            inner.client.read(key, recurse, block).await
+            let parks_for = block.map(|(_, wait)| wait);
+            slot.run(parks_for, inner.client.read(key, recurse, block))
+                .await
         };
         let result = tokio::select! {
-            result = attempt => result,
+            biased;
             _ = tx.closed() => {
                 if inner.hub.retire(&target, &tx) {
                     return;
                 }
                 continue;
             }
+            result = attempt => result,
         };
         match result.and_then(|listing| Ok((listing.index, into_pairs(listing, &target)?))) {
             Ok((new_index, pairs)) => {
