@@ -443,3 +443,154 @@ async fn a_dead_first_endpoint_fails_over() {
     let mut watch = store.watch(&key, WatchOptions::default()).await.unwrap();
     assert!(matches!(next(&mut watch).await, KvEvent::Put(_)));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_watches_on_ten_keys_share_a_few_connections() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store(
+        "KV_ETCD35_ADDR",
+        "a_thousand_watches_on_ten_keys_share_a_few_connections",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let prefix = unique("shared");
+    let mut watches = Vec::new();
+    for i in 0..1_000 {
+        let key = format!("{prefix}{}", i % 10);
+        watches.push((
+            key.clone(),
+            store.watch(&key, WatchOptions::default()).await.unwrap(),
+        ));
+    }
+    for k in 0..10 {
+        store
+            .put(&format!("{prefix}{k}"), Bytes::from("up"))
+            .await
+            .unwrap();
+    }
+    for (key, watch) in &mut watches {
+        match next(watch).await {
+            KvEvent::Put(pair) => assert_eq!(&pair.key, key),
+            other => panic!("{key}: expected its Put, got {other:?}"),
+        }
+    }
+    let connections = support::tcp_connections_to(port);
+    eprintln!("1,000 etcd watches on 10 keys: {connections} connections");
+    assert!(connections <= 20, "{connections} connections");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn key_watches_beyond_the_budget_share_their_directory() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, addr)) = store(
+        "KV_ETCD35_ADDR",
+        "key_watches_beyond_the_budget_share_their_directory",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let dir = unique("grouped");
+    store
+        .put(&format!("{dir}k0499"), Bytes::from("old"))
+        .await
+        .unwrap();
+    let mut watches = Vec::new();
+    for i in 0..500 {
+        let key = format!("{dir}k{i:04}");
+        watches.push(store.watch(&key, WatchOptions::default()).await.unwrap());
+    }
+    match next(&mut watches[499]).await {
+        KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from("old")),
+        other => panic!("initial state: {other:?}"),
+    }
+    // One request changes two watched keys at one revision.
+    store
+        .put(&format!("{dir}k0000"), Bytes::from("a"))
+        .await
+        .unwrap();
+    store
+        .put(&format!("{dir}k0250"), Bytes::from("b"))
+        .await
+        .unwrap();
+    store.delete(&format!("{dir}k0499")).await.unwrap();
+    for (i, expected) in [(0, Some("a")), (250, Some("b")), (499, None)] {
+        match (next(&mut watches[i]).await, expected) {
+            (KvEvent::Put(pair), Some(value)) => {
+                assert_eq!(pair.key, format!("{dir}k{i:04}"));
+                assert_eq!(pair.value, Bytes::from(value));
+            }
+            (KvEvent::Delete { key, .. }, None) => assert_eq!(key, format!("{dir}k{i:04}")),
+            (other, _) => panic!("watch {i}: {other:?}"),
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    for i in [1, 100, 251, 498] {
+        assert!(
+            futures::FutureExt::now_or_never(watches[i].next()).is_none(),
+            "watch {i} saw a change of another key"
+        );
+    }
+    let connections = support::tcp_connections_to(port);
+    eprintln!("500 etcd key watches in one directory: {connections} connections");
+    assert!(connections <= 40, "{connections} connections");
+}
+
+/// A watch that stops reading while another on the same key goes on falls
+/// behind the shared stream's backlog, leaves it, and still delivers every
+/// change, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, _)) = store(
+        "KV_ETCD35_ADDR",
+        "a_watch_that_falls_behind_its_shared_stream_loses_nothing",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    let key = unique("lagging");
+    let mut reader = store.watch(&key, WatchOptions::default()).await.unwrap();
+    let mut idle = store.watch(&key, WatchOptions::default()).await.unwrap();
+    const PUTS: usize = 1_500;
+    let writer = {
+        let store = store.clone();
+        let key = key.clone();
+        tokio::spawn(async move {
+            for i in 0..PUTS {
+                store.put(&key, Bytes::from(i.to_string())).await.unwrap();
+            }
+        })
+    };
+    for i in 0..PUTS {
+        match next(&mut reader).await {
+            KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from(i.to_string())),
+            other => panic!("reader: {other:?}"),
+        }
+    }
+    writer.await.unwrap();
+    let mut last = 0;
+    for i in 0..PUTS {
+        match next(&mut idle).await {
+            KvEvent::Put(pair) => {
+                assert_eq!(
+                    pair.value,
+                    Bytes::from(i.to_string()),
+                    "idle watch, put {i}"
+                );
+                assert!(pair.version > last);
+                last = pair.version;
+            }
+            other => panic!("idle: {other:?}"),
+        }
+    }
+    assert!(futures::FutureExt::now_or_never(idle.next()).is_none());
+}

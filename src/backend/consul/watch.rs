@@ -307,7 +307,7 @@ impl Subscriber {
             match published {
                 Published::Nothing => {}
                 Published::Snapshot(snapshot) => self.apply(&snapshot),
-                Published::Failed(error) => return Err(share(&error)),
+                Published::Failed(error) => return Err(crate::watch::copy_error(&error)),
             }
         }
     }
@@ -362,18 +362,5 @@ impl Subscriber {
         };
         let events = crate::watch::difference(&mut self.known, pairs, snapshot.index);
         self.pending.extend(events);
-    }
-}
-
-/// A copy of an upstream's fatal error for each of its watches.
-fn share(error: &Error) -> Error {
-    match error {
-        Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
-        Error::InvalidKey { key, reason } => Error::InvalidKey {
-            key: key.clone(),
-            reason: reason.clone(),
-        },
-        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-        other => Error::MalformedReply(other.to_string()),
     }
 }

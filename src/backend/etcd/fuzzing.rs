@@ -31,7 +31,7 @@ pub(crate) fn reply(status: u16, body: &[u8]) {
 
 /// Decodes one watch stream line.
 pub(crate) fn watch_line(line: &[u8]) {
-    super::watch::decode_line(line);
+    super::stream::decode_line(line);
 }
 
 /// A key is sent as exactly its bytes, never as a range; a prefix's range

@@ -8,16 +8,19 @@
 //!   key is written again or deleted through this store, so leases do not
 //!   pile up. etcd rounds TTLs to whole seconds and raises those below its
 //!   minimum (about 2 s).
-//! - Watches are long `POST /v3/watch` streams that resume from the next
-//!   revision ([`watch`]); locks are leases kept alive by one keepalive POST
+//! - Watches are long `POST /v3/watch` streams, shared by the watches of a
+//!   key, prefix or directory ([`hub`]), that resume from the next revision
+//!   ([`stream`], [`watch`]); locks are leases kept alive by one keepalive POST
 //!   every TTL/3 ([`lock`]).
 
 mod auth;
 mod client;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
+mod hub;
 mod keys;
 mod lock;
+mod stream;
 mod watch;
 mod wire;
 
@@ -43,6 +46,8 @@ pub(crate) struct Inner {
     client: EtcdClient,
     config: Config,
     registry: WatchRegistry,
+    /// The shared watch streams.
+    hub: hub::Hub,
     /// The lease of each TTL key this store wrote.
     ttl_leases: Mutex<HashMap<String, i64>>,
 }
@@ -76,6 +81,7 @@ impl EtcdStore {
                 client: EtcdClient::new(http, config.timeout, credentials),
                 config,
                 registry: WatchRegistry::default(),
+                hub: hub::Hub::default(),
                 ttl_leases: Mutex::new(HashMap::new()),
             }),
         })
