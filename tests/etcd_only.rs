@@ -542,35 +542,21 @@ async fn key_watches_beyond_the_budget_share_their_directory() {
     assert!(connections <= 40, "{connections} connections");
 }
 
-/// A watch that stops reading while another on the same key goes on falls
-/// behind the shared stream's backlog, leaves it, and still delivers every
-/// change, once, in order.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
-    let _serial = SERIAL.lock().await;
-    let Some((store, _)) = store(
-        "KV_ETCD35_ADDR",
-        "a_watch_that_falls_behind_its_shared_stream_loses_nothing",
-        "",
-    )
-    .await
-    else {
-        return;
-    };
-    let key = unique("lagging");
-    let mut reader = store.watch(&key, WatchOptions::default()).await.unwrap();
-    let mut idle = store.watch(&key, WatchOptions::default()).await.unwrap();
-    const PUTS: usize = 1_500;
+/// Two watches of `key`: one read as `puts` changes come, one left unread
+/// until the end, which must still yield every change, once, in order.
+async fn reader_and_idle_watch(store: &Arc<dyn Store>, key: &str, puts: usize) {
+    let mut reader = store.watch(key, WatchOptions::default()).await.unwrap();
+    let mut idle = store.watch(key, WatchOptions::default()).await.unwrap();
     let writer = {
         let store = store.clone();
-        let key = key.clone();
+        let key = key.to_owned();
         tokio::spawn(async move {
-            for i in 0..PUTS {
+            for i in 0..puts {
                 store.put(&key, Bytes::from(i.to_string())).await.unwrap();
             }
         })
     };
-    for i in 0..PUTS {
+    for i in 0..puts {
         match next(&mut reader).await {
             KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from(i.to_string())),
             other => panic!("reader: {other:?}"),
@@ -578,7 +564,7 @@ async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
     }
     writer.await.unwrap();
     let mut last = 0;
-    for i in 0..PUTS {
+    for i in 0..puts {
         match next(&mut idle).await {
             KvEvent::Put(pair) => {
                 assert_eq!(
@@ -593,4 +579,31 @@ async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
         }
     }
     assert!(futures::FutureExt::now_or_never(idle.next()).is_none());
+}
+
+/// A watch that stops reading while another on the same key goes on falls
+/// behind the shared stream's backlog (1,024 results of its own stream; 16
+/// of its own key on a directory's stream), leaves it, and still delivers
+/// every change, once, in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
+    let _serial = SERIAL.lock().await;
+    let Some((store, _)) = store(
+        "KV_ETCD35_ADDR",
+        "a_watch_that_falls_behind_its_shared_stream_loses_nothing",
+        "",
+    )
+    .await
+    else {
+        return;
+    };
+    reader_and_idle_watch(&store, &unique("lagging"), 1_500).await;
+    // 32 streams make the next key watches share their directory's.
+    let dir = unique("lagging-dir");
+    let mut fillers = Vec::new();
+    for i in 0..32 {
+        let key = format!("{dir}filler{i}");
+        fillers.push(store.watch(&key, WatchOptions::default()).await.unwrap());
+    }
+    reader_and_idle_watch(&store, &format!("{dir}k"), 100).await;
 }

@@ -4,9 +4,9 @@
 //! a task that runs one `/v3/watch` stream ([`WatchStream`]) and publishes
 //! its events, decoded once, on a broadcast channel. Once a store has
 //! [`GROUP_AFTER`] upstreams, a new watch on a key shares the upstream of the
-//! key's directory (`a/b/` for `a/b/c`) and skips the other keys' events, so
-//! 10,000 key watches under a few directories need a few connections, not
-//! 10,000.
+//! key's directory (`a/b/` for `a/b/c`), which routes each event to the
+//! channel of its key only, so 10,000 key watches under a few directories
+//! need a few connections, not 10,000, and none reads the others' events.
 //!
 //! An upstream's position (`next_rev`, the first revision it has not
 //! published) changes only together with a publication, under one lock, so a
@@ -30,6 +30,9 @@ const GROUP_AFTER: usize = 32;
 /// Publications a watch may fall behind before it leaves its upstream and
 /// goes on alone from where it was (nothing is lost either way).
 const BACKLOG: usize = 1024;
+/// The same for a key watch served by its directory's upstream, counting
+/// only its own key's changes (a channel per key: kept small).
+const KEY_BACKLOG: usize = 16;
 
 /// What an upstream publishes.
 #[derive(Debug, Clone)]
@@ -50,24 +53,73 @@ pub(super) enum Published {
 #[derive(Debug)]
 struct Upstream {
     target: WatchTarget,
+    /// For the watches of `target` itself.
     tx: broadcast::Sender<Published>,
-    /// The first revision not yet published: changed only while publishing.
-    next_rev: Mutex<i64>,
+    state: Mutex<Routes>,
     members: AtomicUsize,
     left: Notify,
 }
 
+#[derive(Debug)]
+struct Routes {
+    /// The first revision not yet published: changed only while publishing.
+    next_rev: i64,
+    /// For key watches served by this (directory) upstream, by key.
+    by_key: HashMap<String, broadcast::Sender<Published>>,
+}
+
 impl Upstream {
-    fn next_rev(&self) -> std::sync::MutexGuard<'_, i64> {
-        self.next_rev.lock().unwrap_or_else(|e| e.into_inner())
+    fn state(&self) -> std::sync::MutexGuard<'_, Routes> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Publishes `item`, moving the position to `next_rev`.
-    fn publish(&self, item: Published, next_rev: i64) {
-        let mut position = self.next_rev();
-        // No receiver is fine: the upstream is about to be retired.
+    /// Publishes `events` to the target's watches and each event to its
+    /// key's watches, moving the position to `next_rev`.
+    fn publish_events(&self, events: Vec<KvEvent>, next_rev: i64) {
+        let mut state = self.state();
+        if !state.by_key.is_empty() {
+            let mut per_key: HashMap<&str, Vec<KvEvent>> = HashMap::new();
+            for event in &events {
+                if state.by_key.contains_key(key_of(event)) {
+                    per_key
+                        .entry(key_of(event))
+                        .or_default()
+                        .push(event.clone());
+                }
+            }
+            for (key, mine) in per_key {
+                if let Some(tx) = state.by_key.get(key) {
+                    let _ = tx.send(Published::Events {
+                        events: Arc::new(mine),
+                        next_rev,
+                    });
+                }
+            }
+        }
+        if self.tx.receiver_count() > 0 {
+            let events = Arc::new(events);
+            // No receiver is fine: the upstream is about to be retired.
+            let _ = self.tx.send(Published::Events { events, next_rev });
+        }
+        state.next_rev = next_rev;
+    }
+
+    /// Publishes `item` to every watch, moving the position to `next_rev`.
+    fn publish_to_all(&self, item: Published, next_rev: i64) {
+        let mut state = self.state();
+        for tx in state.by_key.values() {
+            let _ = tx.send(item.clone());
+        }
         let _ = self.tx.send(item);
-        *position = next_rev;
+        state.next_rev = next_rev;
+    }
+}
+
+/// The key an event is about.
+pub(super) fn key_of(event: &KvEvent) -> &str {
+    match event {
+        KvEvent::Put(pair) => &pair.key,
+        KvEvent::Delete { key, .. } => key,
     }
 }
 
@@ -84,10 +136,23 @@ pub(super) struct Subscription {
     /// Every event from this revision on arrives on `rx`.
     pub(super) from: i64,
     upstream: Arc<Upstream>,
+    /// The key whose route this watch reads, if not the upstream's target.
+    route: Option<String>,
 }
 
 impl Drop for Subscription {
     fn drop(&mut self) {
+        if let Some(key) = &self.route {
+            let mut state = self.upstream.state();
+            // This watch's receiver is still alive: 1 means it was the last.
+            if state
+                .by_key
+                .get(key)
+                .is_some_and(|tx| tx.receiver_count() <= 1)
+            {
+                state.by_key.remove(key);
+            }
+        }
         if self.upstream.members.fetch_sub(1, Ordering::AcqRel) == 1 {
             self.upstream.left.notify_one();
         }
@@ -118,7 +183,7 @@ impl Hub {
             .get(target)
             .or_else(|| directory.as_ref().and_then(|d| upstreams.get(d)));
         if let Some(upstream) = existing {
-            return join(upstream.clone());
+            return join(upstream.clone(), target);
         }
         let serves = match directory {
             Some(directory) if upstreams.len() >= GROUP_AFTER => directory,
@@ -127,13 +192,16 @@ impl Hub {
         let upstream = Arc::new(Upstream {
             target: serves.clone(),
             tx: broadcast::channel(BACKLOG).0,
-            next_rev: Mutex::new(start),
+            state: Mutex::new(Routes {
+                next_rev: start,
+                by_key: HashMap::new(),
+            }),
             members: AtomicUsize::new(0),
             left: Notify::new(),
         });
         upstreams.insert(serves, upstream.clone());
         tokio::spawn(run(inner.clone(), upstream.clone()));
-        join(upstream)
+        join(upstream, target)
     }
 
     /// Forgets `upstream` if nobody listens any more; true if it was.
@@ -160,18 +228,32 @@ impl Hub {
     }
 }
 
-fn join(upstream: Arc<Upstream>) -> Subscription {
+fn join(upstream: Arc<Upstream>, target: &WatchTarget) -> Subscription {
     upstream.members.fetch_add(1, Ordering::AcqRel);
-    let position = upstream.next_rev();
-    let rx = upstream.tx.subscribe();
-    let from = *position;
-    drop(position);
-    Subscription { rx, from, upstream }
+    let mut state = upstream.state();
+    let (rx, route) = match target {
+        WatchTarget::Key(key) if *target != upstream.target => {
+            let tx = state
+                .by_key
+                .entry(key.clone())
+                .or_insert_with(|| broadcast::channel(KEY_BACKLOG).0);
+            (tx.subscribe(), Some(key.clone()))
+        }
+        _ => (upstream.tx.subscribe(), None),
+    };
+    let from = state.next_rev;
+    drop(state);
+    Subscription {
+        rx,
+        from,
+        upstream,
+        route,
+    }
 }
 
 /// The stream loop of one upstream; ends when its last watch leaves.
 async fn run(inner: Arc<Inner>, upstream: Arc<Upstream>) {
-    let start = *upstream.next_rev();
+    let start = upstream.state().next_rev;
     let mut stream = WatchStream::new(inner.clone(), upstream.target.clone(), start);
     loop {
         let step = tokio::select! {
@@ -191,9 +273,7 @@ async fn run(inner: Arc<Inner>, upstream: Arc<Upstream>) {
                 .collect::<Result<Vec<_>>>()
             {
                 Ok(events) => {
-                    let next_rev = stream.next_rev();
-                    let events = Arc::new(events);
-                    upstream.publish(Published::Events { events, next_rev }, next_rev);
+                    upstream.publish_events(events, stream.next_rev());
                     continue;
                 }
                 Err(error) => error,
@@ -205,7 +285,7 @@ async fn run(inner: Arc<Inner>, upstream: Arc<Upstream>) {
                         "etcd compacted a shared watch's history; resyncing"
                     );
                     stream.restart_at(revision + 1);
-                    upstream.publish(Published::Resync, revision + 1);
+                    upstream.publish_to_all(Published::Resync, revision + 1);
                     continue;
                 }
                 Err(error) => error,
@@ -217,7 +297,7 @@ async fn run(inner: Arc<Inner>, upstream: Arc<Upstream>) {
         inner.hub.forget(&mut upstreams, &upstream);
         drop(upstreams);
         let next_rev = stream.next_rev();
-        upstream.publish(Published::Failed(Arc::new(failure)), next_rev);
+        upstream.publish_to_all(Published::Failed(Arc::new(failure)), next_rev);
         return;
     }
 }

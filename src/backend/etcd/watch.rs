@@ -23,7 +23,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Inner;
-use super::hub::{Published, Subscription};
+use super::hub::{Published, Subscription, key_of};
 use super::stream::{Interruption, WatchStream, into_event, key_and_prefix};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
@@ -146,13 +146,6 @@ fn version_of(event: &KvEvent) -> u64 {
     match event {
         KvEvent::Put(pair) => pair.version,
         KvEvent::Delete { version, .. } => *version,
-    }
-}
-
-fn key_of(event: &KvEvent) -> &str {
-    match event {
-        KvEvent::Put(pair) => &pair.key,
-        KvEvent::Delete { key, .. } => key,
     }
 }
 
