@@ -193,7 +193,14 @@ pub fn bench_watch_group(
         tokio::time::sleep(Duration::from_millis(300)).await;
         receivers
     });
-    bench_notify(&mut group, rt, "baseline", store.clone(), bare_watched, receivers);
+    bench_notify(
+        &mut group,
+        rt,
+        "baseline",
+        store.clone(),
+        bare_watched,
+        receivers,
+    );
     group.finish();
     // Every watcher is dropped now, but Consul keeps an abandoned blocking
     // query (and its connection) open until its wait ends or its key

@@ -3,6 +3,7 @@
 //! last, so a change wakes only the watches it concerns.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use tokio::sync::broadcast;
 
@@ -13,8 +14,9 @@ use crate::watch::WatchTarget;
 /// from the history instead.
 const CHANNEL_CAPACITY: usize = 8;
 
-pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
-type ChangeSender = broadcast::Sender<Change>;
+/// A change is shared by every watcher: one reference count per delivery.
+pub(super) type ChangeReceiver = broadcast::Receiver<Arc<Change>>;
+type ChangeSender = broadcast::Sender<Arc<Change>>;
 
 #[derive(Default)]
 pub(super) struct Channels {
@@ -28,6 +30,10 @@ pub(super) struct Channels {
 impl Channels {
     /// Sends `change` to the watches of its key and of every watched prefix of it.
     pub(super) fn send(&self, change: &Change) {
+        if self.keys.is_empty() && self.prefixes.is_empty() {
+            return;
+        }
+        let change = Arc::new(change.clone());
         if !self.keys.is_empty() {
             if let Some(tx) = self.keys.get(&*change.key) {
                 // An error only means every receiver is gone; the channel is

@@ -2,9 +2,9 @@
 //! target's broadcast channel that catches up from the history when it lags.
 //!
 //! The stream is written by hand rather than with `stream::unfold`, whose
-//! state moves in and out of a fresh future on every event: a change already
-//! in the channel is taken with `try_recv` (no future, no waiter), and only
-//! an empty channel parks the receiver in a reused boxed future.
+//! state moves in and out of a fresh future on every event: the receiver
+//! lives in one reused boxed future, which takes a queued change at once and
+//! otherwise waits for the next.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
@@ -13,7 +13,7 @@ use std::task::{Context, Poll};
 
 use futures::Stream;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+use tokio::sync::broadcast::error::RecvError;
 use tokio_util::sync::ReusableBoxFuture;
 
 use super::Shared;
@@ -23,7 +23,7 @@ use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
 
 /// What a parked receiver brings back, with the receiver itself.
-type Received = (std::result::Result<Change, RecvError>, ChangeReceiver);
+type Received = (std::result::Result<Arc<Change>, RecvError>, ChangeReceiver);
 
 async fn receive(mut rx: ChangeReceiver) -> Received {
     let received = rx.recv().await;
@@ -95,7 +95,7 @@ enum Step {
 }
 
 impl MemoryWatch {
-    fn live(&mut self, change: Change) -> Step {
+    fn live(&mut self, change: Arc<Change>) -> Step {
         if change.version > self.seen {
             self.seen = change.version;
             Step::Yield(change.to_event())
@@ -131,16 +131,12 @@ impl Stream for MemoryWatch {
             if let Some(event) = this.pending.pop_front() {
                 return Poll::Ready(Some(Ok(event)));
             }
-            let step = match this.rx.as_mut().map(|rx| rx.try_recv()) {
-                Some(Ok(change)) => this.live(change),
-                Some(Err(TryRecvError::Lagged(missed))) => this.catch_up(missed),
-                // The sender lives as long as a receiver does; ending is the
-                // honest answer if it is ever gone.
-                Some(Err(TryRecvError::Closed)) => Step::End(None),
-                Some(Err(TryRecvError::Empty)) => {
-                    if let Some(rx) = this.rx.take() {
-                        this.parked.set(receive(rx));
-                    }
+            let step = match this.rx.take() {
+                // One receive both takes a queued change and, if there is
+                // none, registers the waker: a `try_recv` first would lock
+                // the channel's tail twice per change and watcher.
+                Some(rx) => {
+                    this.parked.set(receive(rx));
                     Step::Again
                 }
                 None => match this.parked.poll(cx) {
