@@ -14,9 +14,10 @@ use crate::{Error, KvPair, Result};
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KvEntry {
     pub(super) key: String,
-    /// Standard base64; `null` for an empty value.
-    #[serde(default)]
-    pub(super) value: Option<String>,
+    /// Standard base64 on the wire, decoded while parsing; `null` for an
+    /// empty value.
+    #[serde(default, deserialize_with = "base64_value")]
+    pub(super) value: Option<Bytes>,
     pub(super) modify_index: u64,
     /// Absent unless the key is held by a session.
     #[serde(default)]
@@ -25,12 +26,6 @@ pub(super) struct KvEntry {
 
 impl KvEntry {
     pub(super) fn into_pair(self) -> Result<KvPair> {
-        let value = match self.value {
-            None => Bytes::new(),
-            Some(text) => Bytes::from(BASE64.decode(text.as_bytes()).map_err(|e| {
-                Error::MalformedReply(format!("the value of {:?} is not base64: {e}", self.key))
-            })?),
-        };
         if self.modify_index == 0 {
             return Err(Error::MalformedReply(format!(
                 "{:?} has ModifyIndex 0",
@@ -39,10 +34,48 @@ impl KvEntry {
         }
         Ok(KvPair {
             key: self.key,
-            value,
+            value: self.value.unwrap_or_default(),
             version: self.modify_index,
         })
     }
+}
+
+/// Decodes a base64 string straight from the reply's bytes (no intermediate
+/// `String`); `null` is `None`.
+fn base64_value<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Option<Bytes>, D::Error> {
+    struct Base64Value;
+    impl<'de> serde::de::Visitor<'de> for Base64Value {
+        type Value = Option<Bytes>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a base64 string or null")
+        }
+
+        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: serde::Deserializer<'de>>(
+            self,
+            deserializer: D,
+        ) -> std::result::Result<Self::Value, D::Error> {
+            deserializer.deserialize_str(self)
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Self::Value, E> {
+            BASE64
+                .decode(text.as_bytes())
+                .map(|bytes| Some(Bytes::from(bytes)))
+                .map_err(|e| E::custom(format!("a value is not base64: {e}")))
+        }
+    }
+    deserializer.deserialize_option(Base64Value)
 }
 
 /// `PUT /v1/session/create` body.
@@ -166,6 +199,21 @@ mod tests {
         let pair = entries.into_iter().next().unwrap().into_pair().unwrap();
         assert_eq!(pair.value, Bytes::new());
         assert_eq!(pair.version, u64::MAX);
+    }
+
+    #[test]
+    fn values_decode_whether_escaped_or_absent() {
+        // `/` may be escaped in JSON; the value is the same.
+        let entries: Vec<KvEntry> = serde_json::from_str(
+            r#"[{"Key":"a","Value":"Pz8\/Pw==","ModifyIndex":2},{"Key":"b","ModifyIndex":3}]"#,
+        )
+        .unwrap();
+        let pairs: Vec<KvPair> = entries
+            .into_iter()
+            .map(|e| e.into_pair().unwrap())
+            .collect();
+        assert_eq!(pairs[0].value, Bytes::from_static(b"????"));
+        assert_eq!(pairs[1].value, Bytes::new());
     }
 
     #[test]
