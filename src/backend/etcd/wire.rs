@@ -15,24 +15,60 @@ pub(super) fn b64(bytes: impl AsRef<[u8]>) -> String {
     BASE64.encode(bytes)
 }
 
-fn unb64(text: &str, what: &str) -> Result<Vec<u8>> {
-    BASE64
-        .decode(text.as_bytes())
-        .map_err(|e| Error::MalformedReply(format!("etcd sent a {what} that is not base64: {e}")))
+/// An int64 that may come as a JSON string or number; absent or `null`
+/// means 0. Read by a visitor: no buffering, no allocation.
+fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
+    struct Int64;
+    impl serde::de::Visitor<'_> for Int64 {
+        type Value = i64;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("an int64, as a number or a string")
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<i64, E> {
+            Ok(n)
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<i64, E> {
+            i64::try_from(n).map_err(|_| E::custom(format!("{n} is out of the int64 range")))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<i64, E> {
+            text.parse()
+                .map_err(|_| E::custom(format!("{text:?} is not an int64")))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<i64, E> {
+            Ok(0)
+        }
+    }
+    deserializer.deserialize_any(Int64)
 }
 
-/// An int64 that may come as a JSON string or number; absent means 0.
-fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Int64 {
-        Text(String),
-        Number(i64),
+/// Base64 bytes, decoded straight from the reply (no intermediate `String`).
+fn base64_bytes<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Vec<u8>, D::Error> {
+    struct Base64Bytes;
+    impl serde::de::Visitor<'_> for Base64Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a base64 string")
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Vec<u8>, E> {
+            BASE64
+                .decode(text.as_bytes())
+                .map_err(|e| E::custom(format!("etcd sent bytes that are not base64: {e}")))
+        }
+
+        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Vec<u8>, E> {
+            Ok(Vec::new())
+        }
     }
-    match Int64::deserialize(deserializer)? {
-        Int64::Number(n) => Ok(n),
-        Int64::Text(text) => text.parse().map_err(serde::de::Error::custom),
-    }
+    deserializer.deserialize_any(Base64Bytes)
 }
 
 // ----- requests -----
@@ -142,9 +178,12 @@ pub(super) struct Header {
 
 #[derive(Debug, Deserialize)]
 pub(super) struct KeyValue {
-    pub(super) key: String,
-    #[serde(default)]
-    pub(super) value: Option<String>,
+    /// Decoded from base64 (UTF-8 is checked when it becomes a `String`).
+    #[serde(default, deserialize_with = "base64_bytes")]
+    pub(super) key: Vec<u8>,
+    /// Decoded from base64; absent for an empty value.
+    #[serde(default, deserialize_with = "base64_bytes")]
+    pub(super) value: Vec<u8>,
     #[serde(default, deserialize_with = "int64")]
     pub(super) mod_revision: i64,
     #[serde(default, deserialize_with = "int64")]
@@ -155,8 +194,9 @@ pub(super) struct KeyValue {
 
 impl KeyValue {
     pub(super) fn key_text(&self) -> Result<String> {
-        String::from_utf8(unb64(&self.key, "key")?)
-            .map_err(|_| Error::MalformedReply("etcd sent a key that is not UTF-8".into()))
+        std::str::from_utf8(&self.key)
+            .map(str::to_owned)
+            .map_err(|_| not_utf8())
     }
 
     pub(super) fn version(&self) -> Result<u64> {
@@ -169,16 +209,17 @@ impl KeyValue {
     }
 
     pub(super) fn into_pair(self) -> Result<KvPair> {
-        let value = match &self.value {
-            None => Bytes::new(),
-            Some(text) => Bytes::from(unb64(text, "value")?),
-        };
+        let version = self.version()?;
         Ok(KvPair {
-            key: self.key_text()?,
-            value,
-            version: self.version()?,
+            key: String::from_utf8(self.key).map_err(|_| not_utf8())?,
+            value: Bytes::from(self.value),
+            version,
         })
     }
+}
+
+fn not_utf8() -> Error {
+    Error::MalformedReply("etcd sent a key that is not UTF-8".into())
 }
 
 #[derive(Debug, Deserialize)]
@@ -343,8 +384,11 @@ mod tests {
     #[test]
     fn bad_replies_are_typed_errors() {
         assert!(serde_json::from_str::<RangeResponse>(r#"{"header":{"revision":"x"}}"#).is_err());
-        let kv: KeyValue = serde_json::from_str(r#"{"key":"!!","mod_revision":"1"}"#).unwrap();
-        assert!(kv.into_pair().is_err());
+        // Bad base64 fails the parse itself, which callers map to MalformedReply.
+        assert!(serde_json::from_str::<KeyValue>(r#"{"key":"!!","mod_revision":"1"}"#).is_err());
+        assert!(serde_json::from_str::<KeyValue>(r#"{"key":"YQ==","mod_revision":1e3}"#).is_err());
+        let kv: KeyValue = serde_json::from_str(r#"{"key":"/w==","mod_revision":"1"}"#).unwrap();
+        assert!(kv.into_pair().is_err(), "not UTF-8");
         let kv: KeyValue = serde_json::from_str(r#"{"key":"YQ==","mod_revision":"-4"}"#).unwrap();
         assert!(kv.into_pair().is_err());
         assert!(matches!(
