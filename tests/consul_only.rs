@@ -527,7 +527,7 @@ async fn key_watches_beyond_the_budget_share_their_directory() {
 
 /// Consul keeps a dropped watch's blocking query (and its connection) open
 /// until its wait ends. Churning watches must not pile those up past the
-/// store's budget of 64, or Consul's 200-connection limit answers every new
+/// store's budget (64 in flight, 48 more abandoned), or Consul's 200-connection limit answers every new
 /// connection with a 429; once the budget is spent, new watches still
 /// deliver, later.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -560,8 +560,9 @@ async fn dropped_watches_do_not_pile_up_queries_at_consul() {
         eprintln!("round {round}: Consul holds {held} connections of this store");
         most = most.max(held);
     }
+    // 64 queries in flight, 48 abandoned ones beyond them, a few pooled.
     assert!(
-        most <= 64 + 8,
+        most <= 64 + 48 + 8,
         "Consul held {most} connections for one store's dropped watches"
     );
     // The budget is spent on abandoned queries: a new watch still works,

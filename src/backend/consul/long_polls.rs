@@ -9,9 +9,12 @@
 //! A query abandoned mid-flight (its watch dropped, its `acquire` cancelled)
 //! still counts: Consul does not notice the closed connection and keeps the
 //! query, and its connection, until its `wait` ends or its key changes
-//! (checked against Consul 1.22: the server side sits in `CLOSE_WAIT`). Its
-//! slot is therefore *parked* until that deadline, with no task or socket
-//! behind it, and only then given to another query.
+//! (checked against Consul 1.22: the server side sits in `CLOSE_WAIT`). It
+//! is therefore *parked* until that deadline, with no task or socket behind
+//! it. The first [`MAX_PARKED`] parked queries have an allowance of their
+//! own, so dropping watches does not hold up new ones; beyond it, a parked
+//! query keeps its slot until Consul ends it. A store thus holds at most
+//! `MAX_LONG_POLLS + MAX_PARKED` (112) blocking queries at Consul.
 
 use std::future::Future;
 use std::sync::{Arc, Mutex};
@@ -20,8 +23,10 @@ use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
-/// Blocking queries in flight per store, at most, counting abandoned ones.
+/// Blocking queries in flight per store, at most.
 pub(super) const MAX_LONG_POLLS: usize = 64;
+/// Abandoned queries Consul may still hold beyond those, at most.
+const MAX_PARKED: usize = 48;
 /// The longest `wait` a blocking query is given. An abandoned query holds a
 /// connection at Consul for this long, so it is kept well below Consul's
 /// 5-minute default; an idle query costs one request per period.
@@ -38,8 +43,9 @@ pub(super) fn longest_hold(wait: Duration) -> Duration {
 #[derive(Debug)]
 pub(super) struct LongPolls {
     slots: Arc<Semaphore>,
-    /// Slots of abandoned queries, with the instant Consul ends them.
-    parked: Mutex<Vec<(Instant, OwnedSemaphorePermit)>>,
+    /// Abandoned queries, with the instant Consul ends them, and the slot
+    /// each keeps (`None`: it is within the allowance).
+    parked: Mutex<Vec<(Instant, Option<OwnedSemaphorePermit>)>>,
 }
 
 impl Default for LongPolls {
@@ -52,7 +58,7 @@ impl Default for LongPolls {
 }
 
 impl LongPolls {
-    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, OwnedSemaphorePermit)>> {
+    fn parked(&self) -> std::sync::MutexGuard<'_, Vec<(Instant, Option<OwnedSemaphorePermit>)>> {
         self.parked.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -100,6 +106,14 @@ impl LongPolls {
         self.slots.available_permits() == 0
     }
 
+    /// Parks an abandoned query's slot until Consul ends the query.
+    fn park(&self, ends: Instant, permit: OwnedSemaphorePermit) {
+        let mut parked = self.parked();
+        let within_allowance = parked.iter().filter(|(_, p)| p.is_none()).count() < MAX_PARKED;
+        // Within the allowance the slot is free at once (the permit drops).
+        parked.push((ends, (!within_allowance).then_some(permit)));
+    }
+
     #[cfg(test)]
     fn parked_count(&self) -> usize {
         self.parked().len()
@@ -140,7 +154,7 @@ impl Drop for LongPollSlot<'_> {
                 tracing::debug!(
                     "blocking query abandoned; its slot is parked until Consul ends it"
                 );
-                self.budget.parked().push((ends, permit));
+                self.budget.park(ends, permit);
             }
         }
     }
@@ -150,25 +164,37 @@ impl Drop for LongPollSlot<'_> {
 mod tests {
     use super::*;
 
-    #[tokio::test(start_paused = true)]
-    async fn an_abandoned_query_keeps_its_slot_until_consul_ends_it() {
-        let budget = LongPolls::default();
-        let mut slots = Vec::new();
-        for _ in 0..MAX_LONG_POLLS - 1 {
-            slots.push(budget.slot().await);
-        }
-        let mut last = budget.slot().await;
-        let wait = Duration::from_secs(10);
+    /// Takes a slot, starts a query Consul holds for `wait`, abandons it.
+    async fn abandon(budget: &LongPolls, wait: Duration) {
+        let mut slot = budget.slot().await;
         {
-            let query = last.run(Some(wait), std::future::pending::<()>());
+            let query = slot.run(Some(wait), std::future::pending::<()>());
             let _ = tokio::time::timeout(Duration::from_millis(5), query).await;
         }
-        drop(last);
-        assert_eq!(budget.parked_count(), 1);
+        drop(slot);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn abandoned_queries_beyond_the_allowance_keep_their_slot_until_consul_ends_them() {
+        let budget = LongPolls::default();
+        let wait = Duration::from_secs(10);
+        for _ in 0..MAX_PARKED {
+            abandon(&budget, wait).await;
+        }
+        // Within the allowance: every slot is still free.
+        assert_eq!(budget.slots.available_permits(), MAX_LONG_POLLS);
+        let mut held = Vec::new();
+        for _ in 0..MAX_LONG_POLLS - 1 {
+            held.push(budget.slot().await);
+        }
+        abandon(&budget, wait).await;
+        assert_eq!(budget.parked_count(), MAX_PARKED + 1);
         assert!(budget.contended());
         let started = Instant::now();
         let _slot = budget.slot().await;
-        assert!(started.elapsed() >= longest_hold(wait) + NETWORK_SLACK - Duration::from_millis(5));
+        assert!(
+            started.elapsed() >= longest_hold(wait) + NETWORK_SLACK - Duration::from_millis(10)
+        );
         assert_eq!(budget.parked_count(), 0);
     }
 
