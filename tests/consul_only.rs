@@ -137,34 +137,11 @@ async fn a_thousand_watches_on_ten_keys_share_a_few_connections() {
         return;
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let prefix = unique("budget");
-    let mut watches = Vec::new();
-    for i in 0..1_000 {
-        let key = format!("{prefix}{}", i % 10);
-        watches.push((
-            key.clone(),
-            store.watch(&key, WatchOptions::default()).await.unwrap(),
-        ));
-    }
-    for k in 0..10 {
-        store
-            .put(&format!("{prefix}{k}"), Bytes::from("up"))
-            .await
-            .unwrap();
-    }
-    for (key, watch) in &mut watches {
-        let event = tokio::time::timeout(Duration::from_secs(20), watch.next()).await;
-        match event {
-            Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(&pair.key, key),
-            other => panic!("{key}: expected its Put, got {other:?}"),
-        }
-    }
+    let prefix = unique("shared");
+    support::shared_watches::thousand_watches_on_ten_keys(&store, &prefix).await;
     let connections = support::tcp_connections_to(port);
-    eprintln!("1,000 watches on 10 keys: {connections} connections to Consul");
-    assert!(
-        connections <= 40,
-        "{connections} connections for 1,000 watches on 10 keys"
-    );
+    eprintln!("1,000 Consul watches on 10 keys: {connections} connections");
+    assert!(connections <= 40, "{connections} connections");
 }
 
 /// The IDs of the live sessions named `name`.
@@ -476,52 +453,9 @@ async fn key_watches_beyond_the_budget_share_their_directory() {
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let dir = unique("grouped");
-    store
-        .put(&format!("{dir}k0499"), Bytes::from("old"))
-        .await
-        .unwrap();
-    let mut watches = Vec::new();
-    for i in 0..500 {
-        let key = format!("{dir}k{i:04}");
-        watches.push(store.watch(&key, WatchOptions::default()).await.unwrap());
-    }
-    // The one key that existed: its initial state.
-    match tokio::time::timeout(Duration::from_secs(10), watches[499].next()).await {
-        Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(pair.value, Bytes::from("old")),
-        other => panic!("initial state: {other:?}"),
-    }
-    store
-        .put(&format!("{dir}k0000"), Bytes::from("a"))
-        .await
-        .unwrap();
-    store
-        .put(&format!("{dir}k0250"), Bytes::from("b"))
-        .await
-        .unwrap();
-    store.delete(&format!("{dir}k0499")).await.unwrap();
-    for (i, expected) in [(0, Some("a")), (250, Some("b")), (499, None)] {
-        let event = tokio::time::timeout(Duration::from_secs(20), watches[i].next()).await;
-        match (event, expected) {
-            (Ok(Some(Ok(KvEvent::Put(pair)))), Some(value)) => {
-                assert_eq!(pair.key, format!("{dir}k{i:04}"));
-                assert_eq!(pair.value, Bytes::from(value));
-            }
-            (Ok(Some(Ok(KvEvent::Delete { key, .. }))), None) => {
-                assert_eq!(key, format!("{dir}k{i:04}"))
-            }
-            (other, _) => panic!("watch {i}: {other:?}"),
-        }
-    }
-    // The other watches saw nothing: their keys did not change.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in [1, 100, 251, 498] {
-        assert!(
-            futures::FutureExt::now_or_never(watches[i].next()).is_none(),
-            "watch {i} saw a change of another key"
-        );
-    }
+    support::shared_watches::key_watches_in_one_directory(&store, &dir).await;
     let connections = support::tcp_connections_to(port);
-    eprintln!("500 key watches in one directory: {connections} connections");
+    eprintln!("500 Consul key watches in one directory: {connections} connections");
     assert!(connections <= 40, "{connections} connections");
 }
 

@@ -458,26 +458,7 @@ async fn a_thousand_watches_on_ten_keys_share_a_few_connections() {
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let prefix = unique("shared");
-    let mut watches = Vec::new();
-    for i in 0..1_000 {
-        let key = format!("{prefix}{}", i % 10);
-        watches.push((
-            key.clone(),
-            store.watch(&key, WatchOptions::default()).await.unwrap(),
-        ));
-    }
-    for k in 0..10 {
-        store
-            .put(&format!("{prefix}{k}"), Bytes::from("up"))
-            .await
-            .unwrap();
-    }
-    for (key, watch) in &mut watches {
-        match next(watch).await {
-            KvEvent::Put(pair) => assert_eq!(&pair.key, key),
-            other => panic!("{key}: expected its Put, got {other:?}"),
-        }
-    }
+    support::shared_watches::thousand_watches_on_ten_keys(&store, &prefix).await;
     let connections = support::tcp_connections_to(port);
     eprintln!("1,000 etcd watches on 10 keys: {connections} connections");
     assert!(connections <= 20, "{connections} connections");
@@ -497,46 +478,7 @@ async fn key_watches_beyond_the_budget_share_their_directory() {
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let dir = unique("grouped");
-    store
-        .put(&format!("{dir}k0499"), Bytes::from("old"))
-        .await
-        .unwrap();
-    let mut watches = Vec::new();
-    for i in 0..500 {
-        let key = format!("{dir}k{i:04}");
-        watches.push(store.watch(&key, WatchOptions::default()).await.unwrap());
-    }
-    match next(&mut watches[499]).await {
-        KvEvent::Put(pair) => assert_eq!(pair.value, Bytes::from("old")),
-        other => panic!("initial state: {other:?}"),
-    }
-    // One request changes two watched keys at one revision.
-    store
-        .put(&format!("{dir}k0000"), Bytes::from("a"))
-        .await
-        .unwrap();
-    store
-        .put(&format!("{dir}k0250"), Bytes::from("b"))
-        .await
-        .unwrap();
-    store.delete(&format!("{dir}k0499")).await.unwrap();
-    for (i, expected) in [(0, Some("a")), (250, Some("b")), (499, None)] {
-        match (next(&mut watches[i]).await, expected) {
-            (KvEvent::Put(pair), Some(value)) => {
-                assert_eq!(pair.key, format!("{dir}k{i:04}"));
-                assert_eq!(pair.value, Bytes::from(value));
-            }
-            (KvEvent::Delete { key, .. }, None) => assert_eq!(key, format!("{dir}k{i:04}")),
-            (other, _) => panic!("watch {i}: {other:?}"),
-        }
-    }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    for i in [1, 100, 251, 498] {
-        assert!(
-            futures::FutureExt::now_or_never(watches[i].next()).is_none(),
-            "watch {i} saw a change of another key"
-        );
-    }
+    support::shared_watches::key_watches_in_one_directory(&store, &dir).await;
     let connections = support::tcp_connections_to(port);
     eprintln!("500 etcd key watches in one directory: {connections} connections");
     assert!(connections <= 40, "{connections} connections");

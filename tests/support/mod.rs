@@ -3,6 +3,7 @@
 
 pub mod fake_http;
 pub mod proxy;
+pub mod shared_watches;
 
 /// Set by `./scripts/test`: a server variable that is missing fails the run
 /// instead of skipping.
@@ -46,8 +47,29 @@ pub fn tcp_connections_to(port: u16) -> usize {
             }
         }
     }
-    let mut count = 0;
-    for table in ["/proc/self/net/tcp", "/proc/self/net/tcp6"] {
+    tcp_sockets()
+        .filter(|s| s.state == "01" && s.remote_port == port && inodes.contains(&s.inode))
+        .count()
+}
+
+/// One row of the network namespace's TCP tables (`/proc/net/tcp{,6}`).
+struct TcpSocket {
+    local_port: u16,
+    remote_port: u16,
+    /// Hex state: `01` established, `08` close-wait.
+    state: String,
+    inode: String,
+}
+
+fn tcp_sockets() -> impl Iterator<Item = TcpSocket> {
+    let port_of = |field: &str| {
+        field
+            .rsplit(':')
+            .next()
+            .and_then(|p| u16::from_str_radix(p, 16).ok())
+    };
+    let mut sockets = Vec::new();
+    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
         let Ok(text) = std::fs::read_to_string(table) else {
             continue;
         };
@@ -56,17 +78,18 @@ pub fn tcp_connections_to(port: u16) -> usize {
             if fields.len() < 10 {
                 continue;
             }
-            let remote_port = fields[2]
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            let established = fields[3] == "01";
-            if established && remote_port == Some(port) && inodes.contains(fields[9]) {
-                count += 1;
+            if let (Some(local_port), Some(remote_port)) = (port_of(fields[1]), port_of(fields[2]))
+            {
+                sockets.push(TcpSocket {
+                    local_port,
+                    remote_port,
+                    state: fields[3].to_owned(),
+                    inode: fields[9].to_owned(),
+                });
             }
         }
     }
-    count
+    sockets.into_iter()
 }
 
 /// Connections the server on `server_port` still holds open (established,
@@ -74,32 +97,10 @@ pub fn tcp_connections_to(port: u16) -> usize {
 /// client end is one of `client_ports`. Reads the whole namespace's table,
 /// so it sees the server's side of each connection.
 pub fn server_side_connections(server_port: u16, client_ports: &[u16]) -> usize {
-    let port_of = |field: &str| {
-        field
-            .rsplit(':')
-            .next()
-            .and_then(|p| u16::from_str_radix(p, 16).ok())
-    };
-    let mut count = 0;
-    for table in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        let Ok(text) = std::fs::read_to_string(table) else {
-            continue;
-        };
-        for line in text.lines().skip(1) {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            if fields.len() < 4 {
-                continue;
-            }
-            let held = fields[3] == "01" || fields[3] == "08";
-            if held
-                && port_of(fields[1]) == Some(server_port)
-                && port_of(fields[2]).is_some_and(|p| client_ports.contains(&p))
-            {
-                count += 1;
-            }
-        }
-    }
-    count
+    tcp_sockets()
+        .filter(|s| s.state == "01" || s.state == "08")
+        .filter(|s| s.local_port == server_port && client_ports.contains(&s.remote_port))
+        .count()
 }
 
 /// A plain HTTP GET through hyper; panics on failure.
