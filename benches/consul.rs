@@ -1,6 +1,11 @@
 //! kvstore on Consul beside the wire limit (the same requests through a bare
-//! hyper client), side by side in one run. Needs `KV_CONSUL_ADDR` (see
-//! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench consul`.
+//! hyper client), side by side in one run, on two agents:
+//! - `consul-server`: a server in production mode (`KV_CONSUL_SERVER_ADDR`,
+//!   started by `scripts/servers up --bench`): compact JSON, as users see;
+//! - `consul`: the tests' `-dev` agent (`KV_CONSUL_ADDR`), which pretty-prints
+//!   every reply, so decoding weighs about twice as much there.
+//!
+//! Run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]
 
 #[path = "support/watch_limit.rs"]
@@ -16,10 +21,21 @@ use wire_limit::{
 };
 
 fn consul(c: &mut Criterion) {
-    let Ok(addr) = std::env::var("KV_CONSUL_ADDR") else {
-        eprintln!("SKIPPED consul benches: KV_CONSUL_ADDR is not set (see scripts/servers)");
-        return;
-    };
+    for (backend, variable) in [
+        ("consul-server", "KV_CONSUL_SERVER_ADDR"),
+        ("consul", "KV_CONSUL_ADDR"),
+    ] {
+        match std::env::var(variable) {
+            Ok(addr) => bench_agent(c, backend, addr),
+            Err(_) => eprintln!(
+                "SKIPPED {backend} benches: {variable} is not set (see scripts/servers up --bench)"
+            ),
+        }
+    }
+}
+
+/// Every row against one agent; `backend` names the rows.
+fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
     let rt = runtime();
     let store = rt
         .block_on(kvstore::connect(&format!("consul://{addr}")))
@@ -33,7 +49,7 @@ fn consul(c: &mut Criterion) {
         }
     });
     for concurrency in [1, 32] {
-        let mut group = c.benchmark_group("consul/get");
+        let mut group = c.benchmark_group(format!("{backend}/get"));
         configure(&mut group);
         let (s, k) = (store.clone(), keys.clone());
         bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
@@ -51,7 +67,7 @@ fn consul(c: &mut Criterion) {
         });
         group.finish();
 
-        let mut group = c.benchmark_group("consul/put");
+        let mut group = c.benchmark_group(format!("{backend}/put"));
         configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
         bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
@@ -73,7 +89,7 @@ fn consul(c: &mut Criterion) {
         });
         group.finish();
 
-        let mut group = c.benchmark_group("consul/get_range");
+        let mut group = c.benchmark_group(format!("{backend}/get_range"));
         configure(&mut group);
         let s = store.clone();
         bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |_| {
@@ -96,7 +112,7 @@ fn consul(c: &mut Criterion) {
 
         // A compare-and-set that fails its check (the version is stale):
         // the same request and answer on both sides.
-        let mut group = c.benchmark_group("consul/atomic_put");
+        let mut group = c.benchmark_group(format!("{backend}/atomic_put"));
         configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
         bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
@@ -119,7 +135,7 @@ fn consul(c: &mut Criterion) {
         group.finish();
 
         let (b, a) = (bare.clone(), addr.clone());
-        bench_watch_group(c, &rt, "consul", store.clone(), concurrency, move |key| {
+        bench_watch_group(c, &rt, backend, store.clone(), concurrency, move |key| {
             watch_limit::consul_watcher(b.clone(), a.clone(), key)
         });
     }
