@@ -1,12 +1,12 @@
-//! The memory store's watch channels: one broadcast channel per watched key
-//! and per watched prefix, created by the first watch and dropped with the
-//! last, so a change wakes only the watches it concerns.
+//! The memory store's watch channels: one [`Fanout`] per watched key and per
+//! watched prefix, created by the first watch and dropped with the last, so a
+//! change wakes only the watches it concerns.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use tokio::sync::broadcast;
-
+use super::fanout::Fanout;
+pub(super) use super::fanout::{ChangeReceiver, Received};
 use super::state::{Change, KeyHasher};
 use crate::watch::WatchTarget;
 
@@ -15,8 +15,7 @@ use crate::watch::WatchTarget;
 const CHANNEL_CAPACITY: usize = 8;
 
 /// A change is shared by every watcher: one reference count per delivery.
-pub(super) type ChangeReceiver = broadcast::Receiver<Arc<Change>>;
-type ChangeSender = broadcast::Sender<Arc<Change>>;
+type ChangeSender = Arc<Fanout>;
 
 #[derive(Default)]
 pub(super) struct Channels {
@@ -36,9 +35,7 @@ impl Channels {
         let change = Arc::new(change.clone());
         if !self.keys.is_empty() {
             if let Some(tx) = self.keys.get(&*change.key) {
-                // An error only means every receiver is gone; the channel is
-                // removed when the last one unsubscribes.
-                let _ = tx.send(change.clone());
+                tx.send(change.clone());
             }
         }
         for &len in self.prefix_lengths.keys() {
@@ -46,7 +43,7 @@ impl Channels {
                 break;
             }
             if let Some(tx) = change.key.get(..len).and_then(|p| self.prefixes.get(p)) {
-                let _ = tx.send(change.clone());
+                tx.send(change.clone());
             }
         }
     }
@@ -59,7 +56,8 @@ impl Channels {
         if let Some(tx) = channels.get(name) {
             return tx.subscribe();
         }
-        let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
+        let tx = Fanout::new(CHANNEL_CAPACITY);
+        let rx = tx.subscribe();
         channels.insert(name.clone(), tx);
         if let WatchTarget::Prefix(prefix) = target {
             *self.prefix_lengths.entry(prefix.len()).or_default() += 1;

@@ -1,43 +1,28 @@
-//! Watches on the memory store: no task per watch, just a stream over the
-//! target's broadcast channel that catches up from the history when it lags.
-//!
-//! The stream is written by hand rather than with `stream::unfold`, whose
-//! state moves in and out of a fresh future on every event: the receiver
-//! lives in one reused boxed future, which takes a queued change at once and
-//! otherwise waits for the next.
+//! Watches on the memory store: no task per watch, just a stream that polls
+//! its target's [`super::fanout::Fanout`] directly and catches up from the
+//! history when it lags.
 
 use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, ready};
 
 use futures::Stream;
 use futures::stream::BoxStream;
-use tokio::sync::broadcast::error::RecvError;
-use tokio_util::sync::ReusableBoxFuture;
 
 use super::Shared;
-use super::channels::ChangeReceiver;
+use super::channels::{ChangeReceiver, Received};
 use super::state::Change;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
-
-/// What a parked receiver brings back, with the receiver itself.
-type Received = (std::result::Result<Arc<Change>, RecvError>, ChangeReceiver);
-
-async fn receive(mut rx: ChangeReceiver) -> Received {
-    let received = rx.recv().await;
-    (received, rx)
-}
 
 /// One watch. Dropping it drops its receiver, then the target's channel if
 /// it was the last, so watched-then-forgotten keys leave nothing behind.
 struct MemoryWatch {
     shared: Arc<Shared>,
     target: WatchTarget,
-    /// The receiver, when it is not parked in `parked`.
+    /// `None` only while dropping.
     rx: Option<ChangeReceiver>,
-    parked: ReusableBoxFuture<'static, Received>,
     /// Events decided on but not yet yielded (initial state, catch-up).
     pending: VecDeque<KvEvent>,
     /// Revision up to which everything has been queued; live events at or
@@ -48,8 +33,7 @@ struct MemoryWatch {
 
 impl Drop for MemoryWatch {
     fn drop(&mut self) {
-        // The receiver may be inside the parked future: drop it first.
-        self.parked.set(std::future::pending());
+        // The receiver goes first, so that the channel sees it gone.
         drop(self.rx.take());
         self.shared.write().unsubscribe(&self.target);
     }
@@ -80,42 +64,27 @@ pub(super) fn open(
         shared: shared.clone(),
         target,
         rx: Some(rx),
-        parked: ReusableBoxFuture::new(std::future::pending()),
         pending: pending.into(),
         seen,
         ended: false,
     }))
 }
 
-/// What one receive means for the watch.
-enum Step {
-    Yield(KvEvent),
-    Again,
-    End(Option<crate::Error>),
-}
-
 impl MemoryWatch {
-    fn live(&mut self, change: Arc<Change>) -> Step {
-        if change.version > self.seen {
+    fn live(&mut self, change: Arc<Change>) -> Option<KvEvent> {
+        (change.version > self.seen).then(|| {
             self.seen = change.version;
-            Step::Yield(change.to_event())
-        } else {
-            Step::Again
-        }
+            change.to_event()
+        })
     }
 
-    fn catch_up(&mut self, missed: u64) -> Step {
+    fn catch_up(&mut self, missed: u64) -> Result<()> {
         tracing::debug!(missed, "memory watch fell behind; catching up from history");
         let state = self.shared.read();
-        match state.changes_after(&self.target, self.seen) {
-            Ok(changes) => {
-                self.seen = state.revision();
-                self.pending.extend(changes);
-                Step::Again
-            }
-            // Not even the tombstones reach back: say so, and end.
-            Err(e) => Step::End(Some(e)),
-        }
+        let changes = state.changes_after(&self.target, self.seen)?;
+        self.seen = state.revision();
+        self.pending.extend(changes);
+        Ok(())
     }
 }
 
@@ -131,32 +100,21 @@ impl Stream for MemoryWatch {
             if let Some(event) = this.pending.pop_front() {
                 return Poll::Ready(Some(Ok(event)));
             }
-            let step = match this.rx.take() {
-                // One receive both takes a queued change and, if there is
-                // none, registers the waker: a `try_recv` first would lock
-                // the channel's tail twice per change and watcher.
-                Some(rx) => {
-                    this.parked.set(receive(rx));
-                    Step::Again
-                }
-                None => match this.parked.poll(cx) {
-                    Poll::Pending => return Poll::Pending,
-                    Poll::Ready((received, rx)) => {
-                        this.rx = Some(rx);
-                        match received {
-                            Ok(change) => this.live(change),
-                            Err(RecvError::Lagged(missed)) => this.catch_up(missed),
-                            Err(RecvError::Closed) => Step::End(None),
-                        }
-                    }
-                },
+            let Some(rx) = this.rx.as_mut() else {
+                return Poll::Ready(None);
             };
-            match step {
-                Step::Yield(event) => return Poll::Ready(Some(Ok(event))),
-                Step::Again => {}
-                Step::End(error) => {
-                    this.ended = true;
-                    return Poll::Ready(error.map(Err));
+            match ready!(rx.poll_recv(cx)) {
+                Received::Change(change) => {
+                    if let Some(event) = this.live(change) {
+                        return Poll::Ready(Some(Ok(event)));
+                    }
+                }
+                Received::Lagged(missed) => {
+                    if let Err(e) = this.catch_up(missed) {
+                        // Not even the tombstones reach back: say so, and end.
+                        this.ended = true;
+                        return Poll::Ready(Some(Err(e)));
+                    }
                 }
             }
         }
