@@ -123,7 +123,7 @@ impl ConsulClient {
         match reply.status {
             StatusCode::OK => Ok(Listing {
                 index: wire::consul_index(&reply)?,
-                entries: wire::parse_json(&reply, operation)?,
+                entries: wire::parse_entries(&reply, operation)?,
             }),
             StatusCode::NOT_FOUND => Ok(Listing {
                 index: wire::consul_index(&reply)?,

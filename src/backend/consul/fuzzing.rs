@@ -25,7 +25,16 @@ pub(crate) fn reply(status: u16, index: &[u8], body: &[u8]) {
     let _ = wire::consul_index(&reply);
     let _ = wire::parse_bool(&reply, "fuzz");
     let _ = wire::classify(&reply, "fuzz", Some("key"));
-    if let Ok(entries) = wire::parse_json::<Vec<KvEntry>>(&reply, "fuzz") {
+    let by_serde = wire::parse_json::<Vec<KvEntry>>(&reply, "fuzz");
+    // The fast path may give up, but what it accepts serde_json reads the same.
+    if let Some(fast) = super::listing::decode(body) {
+        assert_eq!(
+            by_serde.as_ref().ok(),
+            Some(&fast),
+            "the fast path disagrees"
+        );
+    }
+    if let Ok(entries) = by_serde {
         for entry in entries {
             let _ = entry.into_pair();
         }

@@ -14,6 +14,7 @@ mod client;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod keys;
+mod listing;
 mod lock;
 mod long_polls;
 mod ttl;

@@ -10,7 +10,7 @@ use crate::http::HttpReply;
 use crate::{Error, KvPair, Result};
 
 /// One entry of a `GET /v1/kv/...` reply.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KvEntry {
     pub(super) key: String,
@@ -96,6 +96,15 @@ pub(super) struct SessionCreate<'a> {
 pub(super) struct SessionCreated {
     #[serde(rename = "ID")]
     pub(super) id: String,
+}
+
+/// The entries of a KV read: [`super::listing`]'s fast path for the shape
+/// Consul writes, serde_json for anything else.
+pub(super) fn parse_entries(reply: &HttpReply, operation: &str) -> Result<Vec<KvEntry>> {
+    match super::listing::decode(&reply.body) {
+        Some(entries) => Ok(entries),
+        None => parse_json(reply, operation),
+    }
 }
 
 /// Parses a JSON body, naming the operation on failure.

@@ -1,0 +1,244 @@
+//! The fast path of decoding a `GET /v1/kv/...` reply, the one body kvstore
+//! reads often and in bulk (every `get_range` and every watch round).
+//!
+//! serde_json spends most of a listing on matching the six field names of
+//! every entry and skipping the three kvstore does not use. This reads the
+//! shape Consul writes (an array of flat objects whose strings have no
+//! escapes) straight from the bytes. It accepts only what serde_json accepts
+//! too, and yields the same entries; on anything else (an escape, a nested
+//! value, a field twice, a malformed number) it gives up and [`decode`]'s
+//! caller uses serde_json, which then also names what is wrong.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+
+use super::wire::KvEntry;
+
+/// The entries of `body`, or `None` when it is not in the plain shape.
+pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
+    let mut reader = Reader { body, at: 0 };
+    // One object per entry (a key with a brace in it only over-reserves).
+    let mut entries = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
+    reader.expect(b'[')?;
+    if reader.peek()? == b']' {
+        reader.at += 1;
+    } else {
+        loop {
+            entries.push(reader.entry()?);
+            match reader.next_byte()? {
+                b',' => {}
+                b']' => break,
+                _ => return None,
+            }
+        }
+    }
+    reader.skip_whitespace();
+    (reader.at == body.len()).then_some(entries)
+}
+
+struct Reader<'a> {
+    body: &'a [u8],
+    at: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn skip_whitespace(&mut self) {
+        while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.body.get(self.at) {
+            self.at += 1;
+        }
+    }
+
+    /// The next byte after whitespace, not consumed.
+    fn peek(&mut self) -> Option<u8> {
+        self.skip_whitespace();
+        self.body.get(self.at).copied()
+    }
+
+    fn next_byte(&mut self) -> Option<u8> {
+        let byte = self.peek()?;
+        self.at += 1;
+        Some(byte)
+    }
+
+    fn expect(&mut self, byte: u8) -> Option<()> {
+        (self.next_byte()? == byte).then_some(())
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        self.skip_whitespace();
+        let rest = self.body.get(self.at..)?;
+        rest.starts_with(word).then(|| self.at += word.len())
+    }
+
+    /// The bytes of a string without escapes or control characters (not yet
+    /// checked to be UTF-8).
+    fn plain_bytes(&mut self) -> Option<&'a [u8]> {
+        self.expect(b'"')?;
+        let rest = self.body.get(self.at..)?;
+        let end = memchr::memchr2(b'"', b'\\', rest)?;
+        let text = &rest[..end];
+        if rest[end] != b'"' || text.iter().any(|&b| b < 0x20) {
+            return None;
+        }
+        self.at += end + 1;
+        Some(text)
+    }
+
+    /// A string without escapes or control characters, as valid UTF-8.
+    fn plain_string(&mut self) -> Option<&'a str> {
+        std::str::from_utf8(self.plain_bytes()?).ok()
+    }
+
+    /// An unsigned integer as JSON writes it (no sign, fraction, exponent or
+    /// leading zero) that fits a `u64`.
+    fn integer(&mut self) -> Option<u64> {
+        self.skip_whitespace();
+        let digits = self.body.get(self.at..)?;
+        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        if len == 0 || (len > 1 && digits[0] == b'0') {
+            return None;
+        }
+        if let Some(b'.' | b'e' | b'E') = digits.get(len) {
+            return None;
+        }
+        let mut value: u64 = 0;
+        for &digit in &digits[..len] {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+        }
+        self.at += len;
+        Some(value)
+    }
+
+    /// A string or `null`.
+    fn optional_string(&mut self) -> Option<Option<&'a str>> {
+        if self.peek()? == b'n' {
+            self.literal(b"null")?;
+            Some(None)
+        } else {
+            self.plain_string().map(Some)
+        }
+    }
+
+    /// A field kvstore does not use: a scalar only.
+    fn skip_value(&mut self) -> Option<()> {
+        match self.peek()? {
+            b'"' => self.plain_string().map(drop),
+            b'n' => self.literal(b"null"),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            _ => self.integer().map(drop),
+        }
+    }
+
+    fn entry(&mut self) -> Option<KvEntry> {
+        self.expect(b'{')?;
+        let (mut key, mut value, mut modify_index, mut session) = (None, None, None, None);
+        if self.peek()? != b'}' {
+            loop {
+                let name = self.plain_bytes()?;
+                self.expect(b':')?;
+                // A field twice is an error to serde: leave it to serde.
+                match name {
+                    b"Key" if key.is_none() => key = Some(self.plain_string()?.to_owned()),
+                    b"Value" if value.is_none() => {
+                        value = Some(match self.optional_string()? {
+                            None => None,
+                            Some(text) => Some(Bytes::from(BASE64.decode(text).ok()?)),
+                        });
+                    }
+                    b"ModifyIndex" if modify_index.is_none() => {
+                        modify_index = Some(self.integer()?)
+                    }
+                    b"Session" if session.is_none() => {
+                        session = Some(self.optional_string()?.map(str::to_owned));
+                    }
+                    b"Key" | b"Value" | b"ModifyIndex" | b"Session" => return None,
+                    // serde_json checks every name to be UTF-8.
+                    other => {
+                        std::str::from_utf8(other).ok()?;
+                        self.skip_value()?;
+                    }
+                }
+                match self.next_byte()? {
+                    b',' => {}
+                    b'}' => break,
+                    _ => return None,
+                }
+            }
+        } else {
+            self.at += 1;
+        }
+        Some(KvEntry {
+            key: key?,
+            value: value.flatten(),
+            modify_index: modify_index?,
+            session: session.flatten(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn serde(body: &str) -> Option<Vec<KvEntry>> {
+        serde_json::from_str(body).ok()
+    }
+
+    /// The fast path either agrees with serde_json or gives up.
+    fn agrees(body: &str) -> bool {
+        match decode(body.as_bytes()) {
+            Some(fast) => serde(body) == Some(fast),
+            None => true,
+        }
+    }
+
+    #[test]
+    fn reads_compact_and_pretty_listings_as_serde_does() {
+        let compact = r#"[{"LockIndex":0,"Key":"a/1","Flags":0,"Value":"aGVsbG8=","CreateIndex":19,"ModifyIndex":21},{"LockIndex":1,"Key":"a/2","Flags":0,"Value":null,"Session":"5f0c","CreateIndex":20,"ModifyIndex":20}]"#;
+        let pretty = "[\n    {\n        \"LockIndex\": 0,\n        \"Key\": \"a/1\",\n        \"Flags\": 0,\n        \"Value\": \"aGVsbG8=\",\n        \"CreateIndex\": 19,\n        \"ModifyIndex\": 21\n    }\n]\n";
+        for body in [compact, pretty, "[]", " [ ] \n"] {
+            let fast = decode(body.as_bytes()).expect("the plain shape");
+            assert_eq!(Some(fast), serde(body), "{body}");
+        }
+        let entries = decode(compact.as_bytes()).unwrap_or_default();
+        assert_eq!(entries[0].value.as_deref(), Some(&b"hello"[..]));
+        assert_eq!(entries[1].session.as_deref(), Some("5f0c"));
+    }
+
+    #[test]
+    fn gives_up_on_anything_serde_must_judge() {
+        for body in [
+            r#"[{"Key":"a\u003cb","ModifyIndex":1}]"#,
+            r#"[{"Key":"a","ModifyIndex":01}]"#,
+            r#"[{"Key":"a","ModifyIndex":1.0}]"#,
+            r#"[{"Key":"a","ModifyIndex":-1}]"#,
+            r#"[{"Key":"a","ModifyIndex":18446744073709551616}]"#,
+            r#"[{"Key":"a","Key":"b","ModifyIndex":1}]"#,
+            r#"[{"Key":"a","ModifyIndex":1,"Flags":{"x":1}}]"#,
+            r#"[{"Key":"a","Value":"not base64!","ModifyIndex":1}]"#,
+            r#"[{"Key":"a"}]"#,
+            r#"[{"Key":null,"ModifyIndex":1}]"#,
+            "[{\"Key\":\"a\tb\",\"ModifyIndex\":1}]",
+            r#"[{"Key":"a","ModifyIndex":1}] x"#,
+            r#"[{"Key":"a","ModifyIndex":1},]"#,
+            r#"[{"Key":"a","ModifyIndex":1}"#,
+            "null",
+            "",
+        ] {
+            assert!(decode(body.as_bytes()).is_none(), "{body}");
+            assert!(agrees(body), "{body}");
+        }
+    }
+
+    #[test]
+    fn agrees_with_serde_on_every_prefix_of_a_listing() {
+        let body = r#"[{"LockIndex":0,"Key":"a/1","Flags":0,"Value":"aGVsbG8=","Session":null,"CreateIndex":19,"ModifyIndex":21},{"Key":"b","ModifyIndex":3,"Flags":true}]"#;
+        for end in 0..=body.len() {
+            assert!(agrees(&body[..end]), "{}", &body[..end]);
+        }
+    }
+}
