@@ -38,6 +38,7 @@
 
 mod backend;
 mod backoff;
+mod base64_bytes;
 mod config;
 pub mod discovery;
 pub mod election;

@@ -9,11 +9,8 @@
 //! value, a field twice, a malformed number) it gives up and [`decode`]'s
 //! caller uses serde_json, which then also names what is wrong.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
-use bytes::Bytes;
-
 use super::wire::KvEntry;
+use crate::base64_bytes;
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
 pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
@@ -35,6 +32,32 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
     }
     reader.skip_whitespace();
     (reader.at == body.len()).then_some(entries)
+}
+
+/// The index of the first byte of `text` that ends a plain JSON string: a
+/// quote, a backslash or a control character. Eight bytes at a time (the
+/// classic "has a zero byte" trick); the first flagged byte is exact, as a
+/// false flag can only follow a true one.
+fn plain_string_end(text: &[u8]) -> Option<usize> {
+    const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
+    const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
+    let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;
+    let mut chunks = text.chunks_exact(8);
+    for (index, chunk) in chunks.by_ref().enumerate() {
+        let mut bytes = [0; 8];
+        bytes.copy_from_slice(chunk);
+        let word = u64::from_le_bytes(bytes);
+        let flags = zero_bytes(word ^ (ONES * u64::from(b'"')))
+            | zero_bytes(word ^ (ONES * u64::from(b'\\')))
+            | (word.wrapping_sub(ONES * 0x20) & !word & HIGHS);
+        if flags != 0 {
+            return Some(index * 8 + flags.trailing_zeros() as usize / 8);
+        }
+    }
+    let tail = chunks.remainder();
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| text.len() - tail.len() + at)
 }
 
 struct Reader<'a> {
@@ -76,13 +99,12 @@ impl<'a> Reader<'a> {
     fn plain_bytes(&mut self) -> Option<&'a [u8]> {
         self.expect(b'"')?;
         let rest = self.body.get(self.at..)?;
-        let end = memchr::memchr2(b'"', b'\\', rest)?;
-        let text = &rest[..end];
-        if rest[end] != b'"' || text.iter().any(|&b| b < 0x20) {
+        let end = plain_string_end(rest)?;
+        if rest[end] != b'"' {
             return None;
         }
         self.at += end + 1;
-        Some(text)
+        Some(&rest[..end])
     }
 
     /// A string without escapes or control characters, as valid UTF-8.
@@ -95,18 +117,19 @@ impl<'a> Reader<'a> {
     fn integer(&mut self) -> Option<u64> {
         self.skip_whitespace();
         let digits = self.body.get(self.at..)?;
-        let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+        let mut value: u64 = 0;
+        let mut len = 0;
+        while let Some(&digit @ b'0'..=b'9') = digits.get(len) {
+            value = value
+                .checked_mul(10)?
+                .checked_add(u64::from(digit - b'0'))?;
+            len += 1;
+        }
         if len == 0 || (len > 1 && digits[0] == b'0') {
             return None;
         }
         if let Some(b'.' | b'e' | b'E') = digits.get(len) {
             return None;
-        }
-        let mut value: u64 = 0;
-        for &digit in &digits[..len] {
-            value = value
-                .checked_mul(10)?
-                .checked_add(u64::from(digit - b'0'))?;
         }
         self.at += len;
         Some(value)
@@ -146,7 +169,7 @@ impl<'a> Reader<'a> {
                     b"Value" if value.is_none() => {
                         value = Some(match self.optional_string()? {
                             None => None,
-                            Some(text) => Some(Bytes::from(BASE64.decode(text).ok()?)),
+                            Some(text) => Some(base64_bytes::decode(text.as_bytes()).ok()?),
                         });
                     }
                     b"ModifyIndex" if modify_index.is_none() => {
@@ -156,6 +179,7 @@ impl<'a> Reader<'a> {
                         session = Some(self.optional_string()?.map(str::to_owned));
                     }
                     b"Key" | b"Value" | b"ModifyIndex" | b"Session" => return None,
+                    b"LockIndex" | b"Flags" | b"CreateIndex" => self.skip_value()?,
                     // serde_json checks every name to be UTF-8.
                     other => {
                         std::str::from_utf8(other).ok()?;
@@ -207,6 +231,34 @@ mod tests {
         let entries = decode(compact.as_bytes()).unwrap_or_default();
         assert_eq!(entries[0].value.as_deref(), Some(&b"hello"[..]));
         assert_eq!(entries[1].session.as_deref(), Some("5f0c"));
+    }
+
+    #[test]
+    fn finds_the_first_byte_that_ends_a_plain_string() {
+        let naive = |text: &[u8]| {
+            text.iter()
+                .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        };
+        let mut text = b"abcdefghijklmnopqrstuvwxyz0123456789\xc3\xa9\xff".to_vec();
+        assert_eq!(plain_string_end(&text), None);
+        for at in 0..text.len() {
+            for special in [b'"', b'\\', 0x00, 0x1f, b'\n'] {
+                let saved = text[at];
+                text[at] = special;
+                // A second special byte later must not move the answer.
+                let last = text.len() - 1;
+                let saved_last = text[last];
+                text[last] = b'"';
+                assert_eq!(plain_string_end(&text), naive(&text), "{at} {special}");
+                assert_eq!(plain_string_end(&text[at..]), Some(0));
+                text[last] = saved_last;
+                text[at] = saved;
+            }
+        }
+        for byte in 0..=255u8 {
+            let text = [b'a', b'b', b'c', byte, b'd', b'e', b'f', b'g', b'h', byte];
+            assert_eq!(plain_string_end(&text), naive(&text), "{byte}");
+        }
     }
 
     #[test]

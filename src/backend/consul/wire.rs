@@ -1,7 +1,5 @@
 //! Consul's JSON shapes, and the classification of its replies.
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use hyper::StatusCode;
 use serde::{Deserialize, Serialize};
@@ -69,9 +67,8 @@ fn base64_value<'de, D: serde::Deserializer<'de>>(
         }
 
         fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Self::Value, E> {
-            BASE64
-                .decode(text.as_bytes())
-                .map(|bytes| Some(Bytes::from(bytes)))
+            crate::base64_bytes::decode(text.as_bytes())
+                .map(Some)
                 .map_err(|e| E::custom(format!("a value is not base64: {e}")))
         }
     }

@@ -59,8 +59,7 @@ fn base64_bytes<'de, D: Deserializer<'de>>(
         }
 
         fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Vec<u8>, E> {
-            BASE64
-                .decode(text.as_bytes())
+            crate::base64_bytes::decode_vec(text.as_bytes())
                 .map_err(|e| E::custom(format!("etcd sent bytes that are not base64: {e}")))
         }
 
