@@ -18,6 +18,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
     bare_client, bare_request, bench_concurrent, bench_watch_group, configure, keys, runtime,
+    server_addr,
 };
 
 fn consul(c: &mut Criterion) {
@@ -25,11 +26,8 @@ fn consul(c: &mut Criterion) {
         ("consul-server", "KV_CONSUL_SERVER_ADDR"),
         ("consul", "KV_CONSUL_ADDR"),
     ] {
-        match std::env::var(variable) {
-            Ok(addr) => bench_agent(c, backend, addr),
-            Err(_) => eprintln!(
-                "SKIPPED {backend} benches: {variable} is not set (see scripts/servers up --bench)"
-            ),
+        if let Some(addr) = server_addr(variable, backend) {
+            bench_agent(c, backend, addr);
         }
     }
 }

@@ -15,11 +15,11 @@ use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
     bare_client, bare_request, bench_concurrent, bench_watch_group, configure, keys, runtime,
+    server_addr,
 };
 
 fn etcd(c: &mut Criterion) {
-    let Ok(addr) = std::env::var("KV_ETCD35_ADDR") else {
-        eprintln!("SKIPPED etcd benches: KV_ETCD35_ADDR is not set (see scripts/servers)");
+    let Some(addr) = server_addr("KV_ETCD35_ADDR", "etcd") else {
         return;
     };
     let rt = runtime();

@@ -39,6 +39,26 @@ pub async fn bare_request(client: &Bare, method: Method, uri: &str, body: Bytes)
     response.into_body().collect().await.unwrap().to_bytes()
 }
 
+/// The address in `variable`, or `None` after saying the `backend` benches
+/// are skipped; under `scripts/test` (`KV_REQUIRE_SERVERS`) a missing server
+/// fails the run instead.
+pub fn server_addr(variable: &str, backend: &str) -> Option<String> {
+    match std::env::var(variable) {
+        Ok(addr) => Some(addr),
+        Err(_) if std::env::var_os("KV_REQUIRE_SERVERS").is_some() => {
+            panic!(
+                "{variable} is not set, and KV_REQUIRE_SERVERS is: the {backend} benches need their server (scripts/servers up --bench)"
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED {backend} benches: {variable} is not set (see scripts/servers up --bench)"
+            );
+            None
+        }
+    }
+}
+
 pub fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
