@@ -5,6 +5,10 @@
 //! - `consul`: the tests' `-dev` agent (`KV_CONSUL_ADDR`), which pretty-prints
 //!   every reply, so decoding weighs about twice as much there.
 //!
+//! `get_range` has a second reference, `baseline_parsed`: the bare request
+//! plus parsing its reply with serde_json and decoding the values, the least
+//! any client must do to hand out 100 pairs.
+//!
 //! Run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]
 
@@ -100,10 +104,20 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
             bare.clone(),
             format!("http://{addr}/v1/kv/kvbench/consul/?recurse"),
         );
+        let (b2, uri2) = (b.clone(), uri.clone());
         bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
             let (b, uri) = (b.clone(), uri.clone());
             async move {
                 bare_request(&b, Method::GET, &uri, Bytes::new()).await;
+            }
+        });
+        // The same request, plus what any client must do with the reply:
+        // parse it (serde_json) and decode the values from base64.
+        bench_concurrent(&mut group, &rt, "baseline_parsed", concurrency, move |_| {
+            let (b, uri) = (b2.clone(), uri2.clone());
+            async move {
+                let body = bare_request(&b, Method::GET, &uri, Bytes::new()).await;
+                assert_eq!(parse_listing(&body).len(), 100);
             }
         });
         group.finish();
@@ -137,6 +151,28 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
             watch_limit::consul_watcher(b.clone(), a.clone(), key)
         });
     }
+}
+
+/// A Consul listing as a plain serde client reads it.
+fn parse_listing(body: &[u8]) -> Vec<(String, Vec<u8>)> {
+    use base64::Engine as _;
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "PascalCase")]
+    struct Entry {
+        key: String,
+        value: Option<String>,
+    }
+    let entries: Vec<Entry> = serde_json::from_slice(body).unwrap();
+    entries
+        .into_iter()
+        .map(|e| {
+            let value = e.value.unwrap_or_default();
+            let value = base64::engine::general_purpose::STANDARD
+                .decode(value)
+                .unwrap();
+            (e.key, value)
+        })
+        .collect()
 }
 
 criterion_group!(benches, consul);

@@ -180,6 +180,9 @@ pub fn bench_notify(
         })
     });
     let mut latencies = latencies.lock().unwrap();
+    if latencies.is_empty() {
+        return; // filtered out on the command line
+    }
     latencies.sort();
     let at = |q: usize| latencies[(latencies.len() - 1) * q / 100].as_secs_f64() * 1e6;
     println!(
