@@ -1,6 +1,10 @@
 //! kvstore on etcd beside the wire limit (the same gateway requests through a
 //! bare hyper client), side by side in one run. Needs `KV_ETCD35_ADDR` (see
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
+//!
+//! `get_range` has a second reference, `baseline_parsed`: the bare request
+//! plus parsing its reply with serde_json and decoding keys and values, the
+//! least any client must do to hand out 100 pairs.
 #![allow(missing_docs, unreachable_pub)]
 
 #[path = "support/watch_limit.rs"]
@@ -100,10 +104,20 @@ fn etcd(c: &mut Criterion) {
             BASE64.encode("kvbench/etcd/"),
             BASE64.encode("kvbench/etcd0")
         );
+        let (b2, uri2, body2) = (b.clone(), uri.clone(), body.clone());
         bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
             let (b, uri, body) = (b.clone(), uri.clone(), body.clone());
             async move {
                 bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+            }
+        });
+        // The same request, plus what any client must do with the reply:
+        // parse it (serde_json) and decode keys and values from base64.
+        bench_concurrent(&mut group, &rt, "baseline_parsed", concurrency, move |_| {
+            let (b, uri, body) = (b2.clone(), uri2.clone(), body2.clone());
+            async move {
+                let reply = bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+                assert_eq!(parse_range(&reply).len(), 100);
             }
         });
         group.finish();
@@ -142,6 +156,33 @@ fn etcd(c: &mut Criterion) {
             watch_limit::etcd_watcher(b.clone(), a.clone(), key)
         });
     }
+}
+
+/// A range reply as a plain serde client reads it: keys and values from
+/// base64, revisions (int64s, sent as strings) parsed.
+fn parse_range(reply: &[u8]) -> Vec<(String, Vec<u8>, i64)> {
+    #[derive(serde::Deserialize)]
+    struct Range {
+        #[serde(default)]
+        kvs: Vec<Kv>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Kv {
+        key: String,
+        #[serde(default)]
+        value: String,
+        mod_revision: String,
+    }
+    let range: Range = serde_json::from_slice(reply).unwrap();
+    range
+        .kvs
+        .into_iter()
+        .map(|kv| {
+            let key = String::from_utf8(BASE64.decode(kv.key).unwrap()).unwrap();
+            let value = BASE64.decode(kv.value).unwrap();
+            (key, value, kv.mod_revision.parse().unwrap())
+        })
+        .collect()
 }
 
 criterion_group!(benches, etcd);
