@@ -43,6 +43,9 @@ pub(super) fn check_prefix(prefix: &str) -> Result<()> {
 }
 
 fn check_shape(key: &str) -> Result<()> {
+    if is_plainly_storable(key) {
+        return Ok(());
+    }
     let refuse = |why: &str| {
         Err(Error::invalid_key(
             key,
@@ -68,6 +71,27 @@ fn check_shape(key: &str) -> Result<()> {
         return refuse("it contains a control character");
     }
     Ok(())
+}
+
+/// One pass over the bytes of `key` that is true only when none of
+/// [`check_shape`]'s refusals applies; when false, `check_shape` looks
+/// closer (a byte 0xC2 may start a C1 control or, say, `©`).
+fn is_plainly_storable(key: &str) -> bool {
+    let bytes = key.as_bytes();
+    if let (Some(b'/' | b' '), _) | (_, Some(b' ')) = (bytes.first(), bytes.last()) {
+        return false;
+    }
+    let dots = |segment: &[u8]| matches!(segment, b"." | b"..");
+    let mut segment_start = 0;
+    for (at, &byte) in bytes.iter().enumerate() {
+        match byte {
+            b'/' if at == segment_start || dots(&bytes[segment_start..at]) => return false,
+            b'/' => segment_start = at + 1,
+            0..=0x1f | 0x7f | 0xc2 => return false,
+            _ => {}
+        }
+    }
+    !dots(&bytes[segment_start..])
 }
 
 /// `/v1/kv/<escaped key>`.
@@ -98,6 +122,20 @@ mod tests {
     }
 
     #[test]
+    fn the_one_pass_check_agrees_with_the_close_look() {
+        let samples = [
+            "a", "a/b", "a/b/", "/a", "a//b", ".", "..", "a/.", "a/../b", "./a", "a/.b", "...",
+            " a", "a ", "a b", "\t", "x\u{7f}", "x\u{85}", "©", "ü", "a/", "a/b//",
+        ];
+        for key in samples {
+            if is_plainly_storable(key) {
+                assert!(check_shape(key).is_ok(), "{key:?}");
+            }
+        }
+        assert!(is_plainly_storable("kvbench/consul/k0001"));
+    }
+
+    #[test]
     fn keys_consul_would_move_are_refused() {
         for key in [
             "/a",
@@ -116,9 +154,19 @@ mod tests {
                 "{key:?}"
             );
         }
-        for key in ["a", "a..", "..a", "a/b/", "with space", "x#y?z", "..%2F"] {
+        for key in [
+            "a",
+            "a..",
+            "..a",
+            "a/b/",
+            "with space",
+            "x#y?z",
+            "..%2F",
+            "©/ü",
+        ] {
             check_key(key).unwrap_or_else(|e| panic!("{key:?}: {e}"));
         }
+        assert!(check_key("c1\u{85}control").is_err());
         assert!(check_key("").is_err());
         assert!(check_prefix("").is_ok());
     }

@@ -2,6 +2,7 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
+use hyper::header::HeaderName;
 use serde::{Deserialize, Serialize};
 
 use crate::http::HttpReply;
@@ -132,8 +133,9 @@ pub(super) fn parse_bool(reply: &HttpReply, operation: &str) -> Result<bool> {
 
 /// `X-Consul-Index`, which every KV and session read carries.
 pub(super) fn consul_index(reply: &HttpReply) -> Result<u64> {
+    static X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
     let text = reply
-        .header("x-consul-index")
+        .header(&X_CONSUL_INDEX)
         .ok_or_else(|| Error::MalformedReply("the reply has no X-Consul-Index header".into()))?;
     text.parse()
         .map_err(|_| Error::MalformedReply(format!("X-Consul-Index {text:?} is not a number")))

@@ -1,19 +1,23 @@
 //! The one pooled HTTP/1.1 client that a network store, its clones and all
 //! of its watches share, with endpoint failover and bounded replies.
 
+mod endpoint;
+
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{CONTENT_LENGTH, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{AsHeaderName, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use self::endpoint::Endpoint;
 use crate::{Error, Result};
 
 /// Replies larger than this are refused rather than buffered.
@@ -44,8 +48,9 @@ pub(crate) struct HttpReply {
 }
 
 impl HttpReply {
-    /// A header as text, if present and valid.
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+    /// A header as text, if present and valid. A `&'static HeaderName`
+    /// is looked up without parsing its name.
+    pub(crate) fn header(&self, name: impl AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 
@@ -68,8 +73,7 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 /// The pooled client. Cloning is not needed: a store holds it in an `Arc`.
 pub(crate) struct HttpClient {
     client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
-    /// `http://host:port` or `https://host:port`, one per endpoint.
-    endpoints: Vec<String>,
+    endpoints: Vec<Endpoint>,
     /// The endpoint that answered last; requests start there.
     preferred: AtomicUsize,
     /// Headers sent with every request (credentials): never logged.
@@ -80,7 +84,14 @@ pub(crate) struct HttpClient {
 impl fmt::Debug for HttpClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("HttpClient")
-            .field("endpoints", &self.endpoints)
+            .field(
+                "endpoints",
+                &self
+                    .endpoints
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>(),
+            )
             .field("credentials", &!self.secret_headers.is_empty())
             .finish()
     }
@@ -101,7 +112,7 @@ impl HttpClient {
         }
         let endpoints = endpoints
             .iter()
-            .map(|e| endpoint_base(e, tls.is_some()))
+            .map(|e| Endpoint::parse(e, tls.is_some()))
             .collect::<Result<Vec<_>>>()?;
         let mut connector = HttpConnector::new();
         connector.set_nodelay(true);
@@ -134,13 +145,14 @@ impl HttpClient {
     /// [`Error::OutcomeUnknown`].
     pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
         let count = self.endpoints.len();
+        let path = request_path(request)?;
         let mut index = self.preferred.load(Ordering::Relaxed) % count;
         let mut retry_same = request.idempotent;
         let mut tried = 0;
         let mut last_error;
         loop {
             let is_last = tried + 1 == count;
-            match self.send_to(index, request).await {
+            match self.send_to(index, request, &path).await {
                 Ok(reply) if reply.status.is_server_error() && request.idempotent && !is_last => {
                     tracing::debug!(status = %reply.status, endpoint = index, "server error; trying the next endpoint");
                     last_error = Error::Unreachable {
@@ -188,10 +200,11 @@ impl HttpClient {
     ) -> Result<hyper::Response<hyper::body::Incoming>> {
         let count = self.endpoints.len();
         let first = self.preferred.load(Ordering::Relaxed) % count;
+        let path = request_path(request)?;
         let mut last_error = None;
         for attempt in 0..count {
             let index = (first + attempt) % count;
-            let http_request = self.build(index, request).map_err(|f| f.error)?;
+            let http_request = self.build(index, request, &path)?;
             let head =
                 tokio::time::timeout(request.timeout, self.client.request(http_request)).await;
             last_error = Some(match head {
@@ -218,37 +231,41 @@ impl HttpClient {
         }))
     }
 
+    /// The request for endpoint `index`: its URI and `Host` header come
+    /// from the endpoint's parsed parts, nothing is formatted or parsed.
     fn build(
         &self,
         index: usize,
         request: &HttpRequest<'_>,
-    ) -> std::result::Result<Request<Full<Bytes>>, Failure> {
-        let uri = format!("{}{}", self.endpoints[index], request.path);
-        let mut builder = Request::builder().method(request.method.clone()).uri(&uri);
-        if let Some(headers) = builder.headers_mut() {
-            for (name, value) in self.secret_headers.iter().chain(request.headers) {
-                headers.insert(name.clone(), value.clone());
-            }
+        path: &PathAndQuery,
+    ) -> Result<Request<Full<Bytes>>> {
+        let endpoint = &self.endpoints[index];
+        let mut http_request = Request::new(Full::new(request.body.clone()));
+        *http_request.method_mut() = request.method.clone();
+        *http_request.uri_mut() = endpoint.uri(path.clone())?;
+        let headers = http_request.headers_mut();
+        headers.reserve(2 + self.secret_headers.len() + request.headers.len());
+        headers.insert(HOST, endpoint.host().clone());
+        for (name, value) in self.secret_headers.iter().chain(request.headers) {
+            headers.insert(name.clone(), value.clone());
+        }
+        if !(request.body.is_empty() && request.method == Method::GET) {
             headers.insert(CONTENT_LENGTH, HeaderValue::from(request.body.len()));
         }
-        builder
-            .body(Full::new(request.body.clone()))
-            .map_err(|e| Failure {
-                error: Error::InvalidArgument(format!(
-                    "cannot build the request for {}: {e}",
-                    request.operation
-                )),
-                nothing_sent: true,
-                broken: false,
-            })
+        Ok(http_request)
     }
 
     async fn send_to(
         &self,
         index: usize,
         request: &HttpRequest<'_>,
+        path: &PathAndQuery,
     ) -> std::result::Result<HttpReply, Failure> {
-        let http_request = self.build(index, request)?;
+        let http_request = self.build(index, request, path).map_err(|error| Failure {
+            error,
+            nothing_sent: true,
+            broken: false,
+        })?;
         let started = Instant::now();
         let exchange = async {
             let response = self.client.request(http_request).await.map_err(|e| {
@@ -425,41 +442,19 @@ fn tls_connector(
     Ok(builder.enable_http1().wrap_connector(connector))
 }
 
-/// `host:port` → `http://host:port` (or `https://`), refusing anything else
-/// (a path, a userinfo, a scheme) so that an endpoint can never redirect a
-/// request.
-fn endpoint_base(endpoint: &str, https: bool) -> Result<String> {
-    let bad = |why: &str| Error::InvalidArgument(format!("endpoint {endpoint:?}: {why}"));
-    if endpoint.is_empty() {
-        return Err(bad("empty"));
-    }
-    if endpoint.contains(['/', '@', '?', '#']) || endpoint.contains(char::is_whitespace) {
-        return Err(bad("expected host:port"));
-    }
-    let uri = format!("{}://{endpoint}", if https { "https" } else { "http" });
-    uri.parse::<hyper::Uri>()
-        .map_err(|_| bad("expected host:port"))?;
-    Ok(uri)
+/// The request's path and query, checked once for all its attempts.
+fn request_path(request: &HttpRequest<'_>) -> Result<PathAndQuery> {
+    PathAndQuery::try_from(request.path).map_err(|e| {
+        Error::InvalidArgument(format!(
+            "cannot build the request for {}: {e}",
+            request.operation
+        ))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn endpoints_are_plain_host_port() {
-        assert_eq!(
-            endpoint_base("127.0.0.1:8500", false).unwrap(),
-            "http://127.0.0.1:8500"
-        );
-        assert_eq!(
-            endpoint_base("[::1]:8500", true).unwrap(),
-            "https://[::1]:8500"
-        );
-        for bad in ["", "a/b", "user@host:1", "h:1?x", "h :1"] {
-            assert!(endpoint_base(bad, false).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn excerpts_are_short() {
