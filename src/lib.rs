@@ -47,6 +47,7 @@ mod error;
 #[doc(hidden)]
 pub mod fuzzing;
 mod http;
+mod json;
 mod key;
 mod lock;
 mod store;

@@ -110,7 +110,7 @@ pub(super) fn parse_json<'a, T: Deserialize<'a>>(
     reply: &'a HttpReply,
     operation: &str,
 ) -> Result<T> {
-    serde_json::from_slice(&reply.body).map_err(|e| {
+    crate::json::from_bytes(&reply.body).map_err(|e| {
         Error::MalformedReply(format!(
             "{operation}: {e} (status {}, body {:?})",
             reply.status.as_u16(),

@@ -102,7 +102,7 @@ fn json_int(value: &Option<serde_json::Value>) -> i64 {
 /// Decodes one watch line as the stream does, events included (for fuzzing).
 #[cfg(feature = "fuzzing")]
 pub(super) fn decode_line(line: &[u8]) {
-    let Ok(parsed) = serde_json::from_slice::<WatchLine>(line.trim_ascii()) else {
+    let Ok(parsed) = crate::json::from_bytes::<WatchLine>(line.trim_ascii()) else {
         return;
     };
     if let Some(result) = parsed.result {
@@ -325,7 +325,7 @@ impl WatchStream {
         if line.is_empty() {
             return Ok(());
         }
-        let parsed: WatchLine = serde_json::from_slice(line).map_err(|e| {
+        let parsed: WatchLine = crate::json::from_bytes(line).map_err(|e| {
             Failure::Fatal(Error::MalformedReply(format!(
                 "etcd watch line: {e}: {:?}",
                 crate::http::excerpt(line)

@@ -277,7 +277,7 @@ pub(super) struct ErrorBody {
 
 /// Parses a JSON reply body.
 pub(super) fn parse<'a, T: Deserialize<'a>>(reply: &'a HttpReply, operation: &str) -> Result<T> {
-    serde_json::from_slice(&reply.body).map_err(|e| {
+    crate::json::from_bytes(&reply.body).map_err(|e| {
         Error::MalformedReply(format!(
             "{operation}: {e} (status {}, body {:?})",
             reply.status.as_u16(),
@@ -300,7 +300,7 @@ pub(super) mod code {
 /// Turns an error reply into the error it means, by its gRPC code (the HTTP
 /// status differs between builds: 412 vs 400 for the same error).
 pub(super) fn classify(reply: &HttpReply, operation: &str) -> Error {
-    let body: ErrorBody = serde_json::from_slice(&reply.body).unwrap_or_default();
+    let body: ErrorBody = crate::json::from_bytes(&reply.body).unwrap_or_default();
     let message = if body.message.is_empty() {
         body.error.clone()
     } else {
