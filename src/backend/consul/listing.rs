@@ -60,6 +60,49 @@ fn plain_string_end(text: &[u8]) -> Option<usize> {
         .map(|at| text.len() - tail.len() + at)
 }
 
+/// The fields of an entry, in the order Consul writes them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Field {
+    LockIndex,
+    Key,
+    Flags,
+    Value,
+    Session,
+    CreateIndex,
+    ModifyIndex,
+}
+
+impl Field {
+    const ORDER: [Field; 7] = [
+        Field::LockIndex,
+        Field::Key,
+        Field::Flags,
+        Field::Value,
+        Field::Session,
+        Field::CreateIndex,
+        Field::ModifyIndex,
+    ];
+
+    /// The name as written: quoted, then the colon.
+    fn quoted(self) -> &'static [u8] {
+        match self {
+            Field::LockIndex => b"\"LockIndex\":",
+            Field::Key => b"\"Key\":",
+            Field::Flags => b"\"Flags\":",
+            Field::Value => b"\"Value\":",
+            Field::Session => b"\"Session\":",
+            Field::CreateIndex => b"\"CreateIndex\":",
+            Field::ModifyIndex => b"\"ModifyIndex\":",
+        }
+    }
+
+    fn named(name: &[u8]) -> Option<Field> {
+        Field::ORDER
+            .into_iter()
+            .find(|field| field.quoted()[1..field.quoted().len() - 2] == *name)
+    }
+}
+
 struct Reader<'a> {
     body: &'a [u8],
     at: usize,
@@ -137,11 +180,18 @@ impl<'a> Reader<'a> {
 
     /// A string or `null`.
     fn optional_string(&mut self) -> Option<Option<&'a str>> {
+        self.optional_bytes()?
+            .map(|bytes| std::str::from_utf8(bytes).ok())
+            .map_or(Some(None), |text| text.map(Some))
+    }
+
+    /// The bytes of a string (not checked to be UTF-8), or `null`.
+    fn optional_bytes(&mut self) -> Option<Option<&'a [u8]>> {
         if self.peek()? == b'n' {
             self.literal(b"null")?;
             Some(None)
         } else {
-            self.plain_string().map(Some)
+            self.plain_bytes().map(Some)
         }
     }
 
@@ -156,32 +206,58 @@ impl<'a> Reader<'a> {
         }
     }
 
+    /// The next field's name and colon: the field Consul writes after
+    /// field number `next` (or the one after that, as `Session` is often
+    /// absent) is matched whole, anything else is read and looked up.
+    /// `Err` holds a name that is not one of Consul's.
+    fn field_name(&mut self, next: usize) -> Option<Result<Field, &'a [u8]>> {
+        self.skip_whitespace();
+        let rest = self.body.get(self.at..)?;
+        for &field in Field::ORDER.get(next..).unwrap_or_default().iter().take(2) {
+            if rest.starts_with(field.quoted()) {
+                self.at += field.quoted().len();
+                return Some(Ok(field));
+            }
+        }
+        let name = self.plain_bytes()?;
+        self.expect(b':')?;
+        Some(Field::named(name).ok_or(name))
+    }
+
     fn entry(&mut self) -> Option<KvEntry> {
         self.expect(b'{')?;
         let (mut key, mut value, mut modify_index, mut session) = (None, None, None, None);
         if self.peek()? != b'}' {
+            let mut next = 0;
             loop {
-                let name = self.plain_bytes()?;
-                self.expect(b':')?;
+                let name = self.field_name(next)?;
+                if let Ok(field) = name {
+                    next = field as usize + 1;
+                }
                 // A field twice is an error to serde: leave it to serde.
                 match name {
-                    b"Key" if key.is_none() => key = Some(self.plain_string()?.to_owned()),
-                    b"Value" if value.is_none() => {
-                        value = Some(match self.optional_string()? {
+                    Ok(Field::Key) if key.is_none() => key = Some(self.plain_string()?.to_owned()),
+                    Ok(Field::Value) if value.is_none() => {
+                        // Base64 is ASCII: decoding it checks what UTF-8 would.
+                        value = Some(match self.optional_bytes()? {
                             None => None,
-                            Some(text) => Some(base64_bytes::decode(text.as_bytes()).ok()?),
+                            Some(text) => Some(base64_bytes::decode(text).ok()?),
                         });
                     }
-                    b"ModifyIndex" if modify_index.is_none() => {
+                    Ok(Field::ModifyIndex) if modify_index.is_none() => {
                         modify_index = Some(self.integer()?)
                     }
-                    b"Session" if session.is_none() => {
+                    Ok(Field::Session) if session.is_none() => {
                         session = Some(self.optional_string()?.map(str::to_owned));
                     }
-                    b"Key" | b"Value" | b"ModifyIndex" | b"Session" => return None,
-                    b"LockIndex" | b"Flags" | b"CreateIndex" => self.skip_value()?,
+                    Ok(Field::Key | Field::Value | Field::ModifyIndex | Field::Session) => {
+                        return None;
+                    }
+                    Ok(Field::LockIndex | Field::Flags | Field::CreateIndex) => {
+                        self.skip_value()?
+                    }
                     // serde_json checks every name to be UTF-8.
-                    other => {
+                    Err(other) => {
                         std::str::from_utf8(other).ok()?;
                         self.skip_value()?;
                     }
