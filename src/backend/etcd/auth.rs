@@ -40,6 +40,8 @@ pub(super) struct AuthenticateResponse {
     pub(super) token: String,
 }
 
+impl super::plain_reply::PlainReply for AuthenticateResponse {}
+
 impl Credentials {
     pub(super) fn new(username: String, password: String) -> Self {
         Credentials {

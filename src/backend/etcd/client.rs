@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 
 use super::auth::{AuthenticateResponse, Credentials, is_invalid_token};
 use super::keys::prefix_end;
+use super::plain_reply::PlainReply;
 use super::wire::{self, b64};
 use crate::http::{HttpClient, HttpRequest};
 use crate::{Error, KvPair, Result};
@@ -74,7 +75,7 @@ impl EtcdClient {
 
     /// POSTs `request` to `path` and parses the reply, authenticating again
     /// once if etcd says the token is no longer valid.
-    pub(super) async fn call<Q: Serialize, R: DeserializeOwned>(
+    pub(super) async fn call<Q: Serialize, R: DeserializeOwned + PlainReply>(
         &self,
         path: &str,
         request: &Q,
@@ -99,7 +100,7 @@ impl EtcdClient {
         }
     }
 
-    async fn send<Q: Serialize, R: DeserializeOwned>(
+    async fn send<Q: Serialize, R: DeserializeOwned + PlainReply>(
         &self,
         path: &str,
         request: &Q,
@@ -125,7 +126,7 @@ impl EtcdClient {
         if reply.status != StatusCode::OK {
             return Err(wire::classify(&reply, operation));
         }
-        wire::parse(&reply, operation)
+        wire::parse_reply(&reply, operation)
     }
 
     /// The pairs of a key or prefix (sorted by key), and the revision read at.

@@ -7,7 +7,8 @@ use hyper::StatusCode;
 
 use super::client::range_of;
 use super::keys::prefix_end;
-use super::wire::{self, RangeResponse, TxnResponse};
+use super::plain_reply::PlainReply;
+use super::wire::{self, HeaderOnly, RangeResponse, TxnResponse};
 use crate::http::HttpReply;
 
 /// Decodes `body` as the gateway replies kvstore reads. Errors are fine;
@@ -19,14 +20,33 @@ pub(crate) fn reply(status: u16, body: &[u8]) {
         body: Bytes::copy_from_slice(body),
     };
     let _ = wire::classify(&reply, "fuzz");
-    if let Ok(range) = wire::parse::<RangeResponse>(&reply, "fuzz") {
+    let range = agreed::<RangeResponse>(&reply);
+    if let Ok(range) = range {
         for kv in range.kvs {
             let _ = kv.key_text();
             let _ = kv.version();
             let _ = kv.into_pair();
         }
     }
-    let _ = wire::parse::<TxnResponse>(&reply, "fuzz");
+    let _ = agreed::<HeaderOnly>(&reply);
+    let _ = agreed::<TxnResponse>(&reply);
+}
+
+/// serde_json's reading of `reply`, after checking that the fast path
+/// either gives up or reads the same.
+fn agreed<T>(reply: &HttpReply) -> crate::Result<T>
+where
+    T: PlainReply + serde::de::DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let by_serde = wire::parse::<T>(reply, "fuzz");
+    if let Some(fast) = T::read_plain(&reply.body) {
+        assert_eq!(
+            by_serde.as_ref().ok(),
+            Some(&fast),
+            "the fast path disagrees"
+        );
+    }
+    by_serde
 }
 
 /// Decodes one watch stream line.

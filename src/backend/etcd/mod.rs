@@ -20,6 +20,7 @@ pub(crate) mod fuzzing;
 mod hub;
 mod keys;
 mod lock;
+mod plain_reply;
 mod stream;
 mod watch;
 mod wire;

@@ -5,7 +5,10 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
+
+use super::plain_reply::PlainReply;
 
 use crate::http::HttpReply;
 use crate::{Error, KvPair, Result};
@@ -169,13 +172,13 @@ fn is_zero(n: &i64) -> bool {
 
 // ----- replies -----
 
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 pub(super) struct Header {
     #[serde(default, deserialize_with = "int64")]
     pub(super) revision: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct KeyValue {
     /// Decoded from base64 (UTF-8 is checked when it becomes a `String`).
     #[serde(default, deserialize_with = "base64_bytes")]
@@ -221,7 +224,7 @@ fn not_utf8() -> Error {
     Error::MalformedReply("etcd sent a key that is not UTF-8".into())
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct RangeResponse {
     #[serde(default)]
     pub(super) header: Header,
@@ -229,7 +232,7 @@ pub(super) struct RangeResponse {
     pub(super) kvs: Vec<KeyValue>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct HeaderOnly {
     #[serde(default)]
     pub(super) header: Header,
@@ -241,7 +244,7 @@ pub(super) struct DeleteRangeResponse {
     pub(super) deleted: i64,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct TxnResponse {
     /// Omitted when false.
     #[serde(default)]
@@ -256,12 +259,17 @@ pub(super) struct LeaseGrantResponse {
     pub(super) ttl: i64,
 }
 
+impl PlainReply for DeleteRangeResponse {}
+impl PlainReply for LeaseGrantResponse {}
+
 /// `/v3/lease/keepalive` answers `{"result": {...}}`.
 #[derive(Debug, Deserialize)]
 pub(super) struct KeepAliveResponse {
     #[serde(default)]
     pub(super) result: Option<LeaseGrantResponse>,
 }
+
+impl PlainReply for KeepAliveResponse {}
 
 /// The error body: `{"error": "...", "code": N, "message": "..."}` (key
 /// order differs between builds).
@@ -275,7 +283,19 @@ pub(super) struct ErrorBody {
     pub(super) error: String,
 }
 
-/// Parses a JSON reply body.
+/// Reads a reply body: by [`PlainReply`]'s fast path when it can, else
+/// (or when the fast path gives up) by serde_json.
+pub(super) fn parse_reply<T: DeserializeOwned + PlainReply>(
+    reply: &HttpReply,
+    operation: &str,
+) -> Result<T> {
+    match T::read_plain(&reply.body) {
+        Some(parsed) => Ok(parsed),
+        None => parse(reply, operation),
+    }
+}
+
+/// Parses a JSON reply body with serde_json.
 pub(super) fn parse<'a, T: Deserialize<'a>>(reply: &'a HttpReply, operation: &str) -> Result<T> {
     crate::json::from_bytes(&reply.body).map_err(|e| {
         Error::MalformedReply(format!(

@@ -1,5 +1,7 @@
 //! JSON parsing of what servers send.
 
+pub(crate) mod plain;
+
 use serde::Deserialize;
 
 /// Parses `bytes` as JSON, checking UTF-8 once for the whole text.

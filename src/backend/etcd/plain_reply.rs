@@ -1,0 +1,287 @@
+//! The fast path of reading the replies kvstore gets most: ranges (every
+//! `get`, `exists` and `get_range`), puts and transactions.
+//!
+//! etcd's gateway writes flat JSON whose numbers are quoted strings, and
+//! serde_json spends most of a range on its strings one by one (names,
+//! quoted numbers, base64). This reads that shape with
+//! [`PlainReader`]: only what serde_json reads the same way, and `None` on
+//! anything else (an escape, a signed or zero-led number, a field twice,
+//! deep nesting), after which [`super::wire::parse`] uses serde_json.
+
+use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
+use crate::base64_bytes;
+use crate::json::plain::{FieldNames, PlainReader};
+
+/// How deep a value kvstore does not use may nest and still be skipped
+/// here (a txn's responses are 4 deep).
+const SKIP_DEPTH: usize = 8;
+
+/// A reply read by the fast path; the default reads nothing.
+pub(super) trait PlainReply: Sized {
+    fn read_plain(_body: &[u8]) -> Option<Self> {
+        None
+    }
+}
+
+/// Reads a whole body with `read`, which must consume one value.
+fn whole<'a, T>(body: &'a [u8], read: impl FnOnce(&mut PlainReader<'a>) -> Option<T>) -> Option<T> {
+    let mut reader = PlainReader::new(body);
+    let value = read(&mut reader)?;
+    reader.at_end().then_some(value)
+}
+
+/// Sets `slot` once; a field twice is serde's to judge.
+fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
+    if slot.is_some() {
+        return None;
+    }
+    *slot = Some(value?);
+    Some(())
+}
+
+/// Declares the fields etcd writes in an object, in its order.
+macro_rules! fields {
+    ($(#[$doc:meta])* $name:ident { $($field:ident = $quoted:literal),+ $(,)? }) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum $name {
+            $($field),+
+        }
+
+        impl FieldNames for $name {
+            const ORDER: &'static [Self] = &[$($name::$field),+];
+
+            fn quoted(self) -> &'static [u8] {
+                match self {
+                    $($name::$field => $quoted),+
+                }
+            }
+        }
+    };
+}
+
+fields!(
+    /// A response header's fields.
+    HeaderField {
+        ClusterId = b"\"cluster_id\":",
+        MemberId = b"\"member_id\":",
+        Revision = b"\"revision\":",
+        RaftTerm = b"\"raft_term\":",
+    }
+);
+
+fields!(
+    /// A key-value's fields.
+    KvField {
+        Key = b"\"key\":",
+        CreateRevision = b"\"create_revision\":",
+        ModRevision = b"\"mod_revision\":",
+        Version = b"\"version\":",
+        Value = b"\"value\":",
+        Lease = b"\"lease\":",
+    }
+);
+
+fields!(
+    /// The fields of range, put and txn replies that kvstore reads.
+    ReplyField {
+        Header = b"\"header\":",
+        Kvs = b"\"kvs\":",
+        Succeeded = b"\"succeeded\":",
+    }
+);
+
+fn header(reader: &mut PlainReader<'_>) -> Option<Header> {
+    let mut revision = None;
+    reader.object_in_order(|reader, name| match name {
+        Ok(HeaderField::Revision) => once(&mut revision, reader.int64()),
+        _ => skip_field(reader, name),
+    })?;
+    Some(Header {
+        revision: revision.unwrap_or_default(),
+    })
+}
+
+/// A field kvstore does not read (serde_json checks that a name is UTF-8;
+/// the names in the field lists are).
+fn skip_field<F>(reader: &mut PlainReader<'_>, name: Result<F, &[u8]>) -> Option<()> {
+    if let Err(name) = name {
+        std::str::from_utf8(name).ok()?;
+    }
+    reader.skip_any(SKIP_DEPTH)
+}
+
+fn key_value(reader: &mut PlainReader<'_>) -> Option<KeyValue> {
+    let (mut key, mut value) = (None, None);
+    let (mut mod_revision, mut create_revision, mut lease) = (None, None, None);
+    // Base64 is ASCII: decoding it checks what UTF-8 would.
+    let bytes = |reader: &mut PlainReader<'_>| base64_bytes::decode_vec(reader.plain_bytes()?).ok();
+    reader.object_in_order(|reader, name| match name {
+        Ok(KvField::Key) => once(&mut key, bytes(reader)),
+        Ok(KvField::Value) => once(&mut value, bytes(reader)),
+        Ok(KvField::ModRevision) => once(&mut mod_revision, reader.int64()),
+        Ok(KvField::CreateRevision) => once(&mut create_revision, reader.int64()),
+        Ok(KvField::Lease) => once(&mut lease, reader.int64()),
+        _ => skip_field(reader, name),
+    })?;
+    Some(KeyValue {
+        key: key.unwrap_or_default(),
+        value: value.unwrap_or_default(),
+        mod_revision: mod_revision.unwrap_or_default(),
+        create_revision: create_revision.unwrap_or_default(),
+        lease: lease.unwrap_or_default(),
+    })
+}
+
+impl PlainReply for RangeResponse {
+    fn read_plain(body: &[u8]) -> Option<Self> {
+        // One object per entry, plus the reply and its header (a key with
+        // a brace in it only over-reserves).
+        let objects = memchr::memchr_iter(b'{', body).count();
+        whole(body, |reader| {
+            let (mut head, mut kvs) = (None, None);
+            reader.object_in_order(|reader, name| match name {
+                Ok(ReplyField::Header) => once(&mut head, header(reader)),
+                Ok(ReplyField::Kvs) => {
+                    let mut list = Vec::with_capacity(objects.saturating_sub(2));
+                    let read = reader.array(|reader| key_value(reader).map(|kv| list.push(kv)));
+                    once(&mut kvs, read.map(|()| list))
+                }
+                _ => skip_field(reader, name),
+            })?;
+            Some(RangeResponse {
+                header: head.unwrap_or_default(),
+                kvs: kvs.unwrap_or_default(),
+            })
+        })
+    }
+}
+
+impl PlainReply for HeaderOnly {
+    fn read_plain(body: &[u8]) -> Option<Self> {
+        whole(body, |reader| {
+            let mut head = None;
+            reader.object_in_order(|reader, name| match name {
+                Ok(ReplyField::Header) => once(&mut head, header(reader)),
+                _ => skip_field(reader, name),
+            })?;
+            Some(HeaderOnly {
+                header: head.unwrap_or_default(),
+            })
+        })
+    }
+}
+
+impl PlainReply for TxnResponse {
+    fn read_plain(body: &[u8]) -> Option<Self> {
+        whole(body, |reader| {
+            let mut succeeded = None;
+            reader.object_in_order(|reader, name| match name {
+                Ok(ReplyField::Succeeded) => {
+                    let value = if reader.consume(b"true") {
+                        Some(true)
+                    } else {
+                        reader.consume(b"false").then_some(false)
+                    };
+                    once(&mut succeeded, value)
+                }
+                _ => skip_field(reader, name),
+            })?;
+            Some(TxnResponse {
+                succeeded: succeeded.unwrap_or_default(),
+            })
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde::de::DeserializeOwned;
+
+    /// The fast path either agrees with serde_json or gives up.
+    fn agrees<T: PlainReply + DeserializeOwned + PartialEq + std::fmt::Debug>(body: &str) -> bool {
+        match T::read_plain(body.as_bytes()) {
+            Some(fast) => serde_json::from_str::<T>(body).ok() == Some(fast),
+            None => true,
+        }
+    }
+
+    const RANGE: &str = r#"{"header":{"cluster_id":"14443903163313418560","member_id":"11417610130673999598","revision":"13449","raft_term":"3"},"kvs":[{"key":"YS8x","create_revision":"12954","mod_revision":"13350","version":"4","value":"aGVsbG8="},{"key":"YS8y","create_revision":"5","mod_revision":"6","version":"1","lease":"7587"}],"more":true,"count":"100"}"#;
+
+    #[test]
+    fn reads_ranges_as_serde_does() {
+        let fast = RangeResponse::read_plain(RANGE.as_bytes()).expect("the plain shape");
+        assert_eq!(fast.header.revision, 13449);
+        assert_eq!(fast.kvs[0].value, b"hello");
+        assert_eq!(fast.kvs[1].lease, 7587);
+        assert!(fast.kvs[1].value.is_empty());
+        for body in [
+            RANGE,
+            r#"{"header":{"revision":"2"}}"#,
+            r#"{"header":{"revision":2},"kvs":[]}"#,
+            "{}",
+            " {\n \"header\" : { \"revision\" : \"9\" } } \n",
+        ] {
+            let fast = RangeResponse::read_plain(body.as_bytes()).expect(body);
+            assert_eq!(Some(fast), serde_json::from_str(body).ok(), "{body}");
+        }
+    }
+
+    #[test]
+    fn reads_puts_and_txns_as_serde_does() {
+        for body in [
+            r#"{"header":{"cluster_id":"1","member_id":"2","revision":"30","raft_term":"3"}}"#,
+            r#"{"header":{"revision":"31"},"succeeded":true,"responses":[{"response_put":{"header":{"revision":"31"}}}]}"#,
+            r#"{"header":{"revision":"31"},"succeeded":false,"responses":[{"response_range":{"header":{},"kvs":[{"key":"YQ=="}],"count":"1"}}]}"#,
+        ] {
+            assert!(HeaderOnly::read_plain(body.as_bytes()).is_some(), "{body}");
+            assert!(TxnResponse::read_plain(body.as_bytes()).is_some(), "{body}");
+            assert!(agrees::<HeaderOnly>(body), "{body}");
+            assert!(agrees::<TxnResponse>(body), "{body}");
+        }
+    }
+
+    #[test]
+    fn gives_up_on_anything_serde_must_judge() {
+        for body in [
+            r#"{"header":{"revision":"-1"}}"#,
+            r#"{"header":{"revision":"01"}}"#,
+            r#"{"header":{"revision":"1e3"}}"#,
+            r#"{"header":{"revision":null}}"#,
+            r#"{"header":{"revision":"1","revision":"2"}}"#,
+            r#"{"header":{},"header":{}}"#,
+            r#"{"kvs":[{"key":"YQ==","key":"Yg=="}]}"#,
+            r#"{"kvs":[{"key":"not base64"}]}"#,
+            r#"{"kvs":[{"key":null}]}"#,
+            r#"{"kvs":[{"key":"a\u0062"}]}"#,
+            r#"{"kvs":{}}"#,
+            r#"{"x":[[[[[[[[[[1]]]]]]]]]]}"#,
+            r#"{"header":{"revision":"9223372036854775808"}}"#,
+            r#"{} x"#,
+            r#"[]"#,
+            "",
+        ] {
+            assert!(
+                RangeResponse::read_plain(body.as_bytes()).is_none(),
+                "{body}"
+            );
+            assert!(agrees::<RangeResponse>(body), "{body}");
+            assert!(agrees::<HeaderOnly>(body), "{body}");
+            assert!(agrees::<TxnResponse>(body), "{body}");
+        }
+        let body = r#"{"succeeded":"true"}"#;
+        assert!(TxnResponse::read_plain(body.as_bytes()).is_none());
+        assert!(agrees::<TxnResponse>(body));
+    }
+
+    #[test]
+    fn agrees_with_serde_on_every_prefix_of_a_range() {
+        for end in 0..=RANGE.len() {
+            let body = &RANGE[..end];
+            assert!(agrees::<RangeResponse>(body), "{body}");
+            assert!(agrees::<HeaderOnly>(body), "{body}");
+            assert!(agrees::<TxnResponse>(body), "{body}");
+        }
+    }
+}
