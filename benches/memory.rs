@@ -3,8 +3,9 @@
 //!   `RwLock<BTreeMap>` (the floor for an in-process map), and vs that bare
 //!   map behind an `async-trait` object (`baseline_dyn`: what the `Store`
 //!   trait's boxed futures cost by themselves, before any kvstore code);
-//! - one `put` observed by 1, 100 and 10,000 watchers vs the same fan-out
-//!   through a bare `tokio::sync::broadcast` channel.
+//! - one `put` observed by 1, 100 and 10,000 watchers vs the same write to
+//!   the bare map followed by the same fan-out through a bare
+//!   `tokio::sync::broadcast` channel.
 //!
 //! Run with `cargo bench --bench memory`.
 #![allow(missing_docs)]
@@ -205,6 +206,8 @@ fn put_observed_by_watchers(c: &mut Criterion) {
             })
         });
 
+        // The same job by hand: store the value, then tell every watcher.
+        let bare = Arc::new(BareMap::default());
         let (tx, _) = broadcast::channel::<Arc<KvEvent>>(32);
         rt.block_on(async {
             for _ in 0..watchers {
@@ -221,10 +224,11 @@ fn put_observed_by_watchers(c: &mut Criterion) {
         });
         group.bench_function(BenchmarkId::new("baseline", watchers), |b| {
             b.to_async(&rt).iter_custom(|iters| {
-                let (tx, arrivals) = (tx.clone(), arrivals.clone());
+                let (bare, tx, arrivals) = (bare.clone(), tx.clone(), arrivals.clone());
                 async move {
                     let start = Instant::now();
                     for n in 0..iters {
+                        bare.put("bench/watched", Bytes::from_static(b"v")).await;
                         let event = KvEvent::Put(KvPair {
                             key: "bench/watched".to_owned(),
                             value: Bytes::from_static(b"v"),

@@ -127,7 +127,7 @@ impl<'a> PlainReader<'a> {
     /// A field kvstore does not use: a scalar only.
     pub(crate) fn skip_value(&mut self) -> Option<()> {
         match self.peek()? {
-            b'"' => self.plain_string().map(drop),
+            b'"' => self.plain_bytes().filter(|b| is_utf8(b)).map(drop),
             b'n' => self.literal(b"null"),
             b't' => self.literal(b"true"),
             b'f' => self.literal(b"false"),
@@ -155,7 +155,7 @@ impl<'a> PlainReader<'a> {
     pub(crate) fn skip_any(&mut self, depth: usize) -> Option<()> {
         match self.peek()? {
             b'{' if depth > 0 => self.object(|reader, name| {
-                std::str::from_utf8(name).ok()?;
+                is_utf8(name).then_some(())?;
                 reader.skip_any(depth - 1)
             }),
             b'[' if depth > 0 => self.array(|reader| reader.skip_any(depth - 1)),
@@ -294,6 +294,12 @@ fn plain_string_end(text: &[u8]) -> Option<usize> {
     tail.iter()
         .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
         .map(|at| text.len() - tail.len() + at)
+}
+
+/// True when `bytes` are UTF-8, with a quick answer for ASCII (most of
+/// what servers send), for which `str::from_utf8` costs a call and set-up.
+pub(crate) fn is_utf8(bytes: &[u8]) -> bool {
+    bytes.is_ascii() || std::str::from_utf8(bytes).is_ok()
 }
 
 #[cfg(test)]

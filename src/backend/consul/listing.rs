@@ -11,7 +11,7 @@
 
 use super::wire::KvEntry;
 use crate::base64_bytes;
-use crate::json::plain::{FieldNames, PlainReader};
+use crate::json::plain::{FieldNames, PlainReader, is_utf8};
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
 pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
@@ -81,7 +81,7 @@ fn entry(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
             Ok(Field::LockIndex | Field::Flags | Field::CreateIndex) => reader.skip_value()?,
             // serde_json checks every name to be UTF-8.
             Err(other) => {
-                std::str::from_utf8(other).ok()?;
+                is_utf8(other).then_some(())?;
                 reader.skip_value()?;
             }
         }

@@ -10,7 +10,7 @@
 
 use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
 use crate::base64_bytes;
-use crate::json::plain::{FieldNames, PlainReader};
+use crate::json::plain::{FieldNames, PlainReader, is_utf8};
 
 /// How deep a value kvstore does not use may nest and still be skipped
 /// here (a txn's responses are 4 deep).
@@ -106,7 +106,7 @@ fn header(reader: &mut PlainReader<'_>) -> Option<Header> {
 /// the names in the field lists are).
 fn skip_field<F>(reader: &mut PlainReader<'_>, name: Result<F, &[u8]>) -> Option<()> {
     if let Err(name) = name {
-        std::str::from_utf8(name).ok()?;
+        is_utf8(name).then_some(())?;
     }
     reader.skip_any(SKIP_DEPTH)
 }
