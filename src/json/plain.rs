@@ -22,6 +22,7 @@ pub(crate) struct PlainReader<'a> {
 }
 
 impl<'a> PlainReader<'a> {
+    /// A reader at the start of `body`.
     pub(crate) fn new(body: &'a [u8]) -> Self {
         PlainReader { body, at: 0 }
     }
@@ -38,29 +39,33 @@ impl<'a> PlainReader<'a> {
         self.literal(word).is_some()
     }
 
-    pub(crate) fn skip_whitespace(&mut self) {
+    /// Moves past spaces, tabs and line ends.
+    fn skip_whitespace(&mut self) {
         while let Some(b' ' | b'\n' | b'\r' | b'\t') = self.body.get(self.at) {
             self.at += 1;
         }
     }
 
     /// The next byte after whitespace, not consumed.
-    pub(crate) fn peek(&mut self) -> Option<u8> {
+    fn peek(&mut self) -> Option<u8> {
         self.skip_whitespace();
         self.body.get(self.at).copied()
     }
 
-    pub(crate) fn next_byte(&mut self) -> Option<u8> {
+    /// The next byte after whitespace, consumed.
+    fn next_byte(&mut self) -> Option<u8> {
         let byte = self.peek()?;
         self.at += 1;
         Some(byte)
     }
 
-    pub(crate) fn expect(&mut self, byte: u8) -> Option<()> {
+    /// Consumes `byte`, the next one after whitespace, or fails.
+    fn expect(&mut self, byte: u8) -> Option<()> {
         (self.next_byte()? == byte).then_some(())
     }
 
-    pub(crate) fn literal(&mut self, word: &[u8]) -> Option<()> {
+    /// Consumes `word`, next after whitespace, or fails.
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.skip_whitespace();
         let rest = self.body.get(self.at..)?;
         rest.starts_with(word).then(|| self.at += word.len())
@@ -166,10 +171,7 @@ impl<'a> PlainReader<'a> {
 
     /// An object: `field` reads the value of each field it is given the
     /// name of (not checked to be UTF-8).
-    pub(crate) fn object(
-        &mut self,
-        mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>,
-    ) -> Option<()> {
+    fn object(&mut self, mut field: impl FnMut(&mut Self, &'a [u8]) -> Option<()>) -> Option<()> {
         self.expect(b'{')?;
         if self.peek()? == b'}' {
             self.at += 1;
