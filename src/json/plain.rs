@@ -14,6 +14,30 @@ pub(crate) trait FieldNames: Copy + 'static {
     fn quoted(self) -> &'static [u8];
 }
 
+/// Declares enums of the fields a server writes in an object, each in the
+/// order the server writes them, with their [`FieldNames`]:
+/// `Field { Key = "Key", ModifyIndex = "ModifyIndex" }`.
+macro_rules! field_names {
+    ($($(#[$doc:meta])* $name:ident { $($field:ident = $json:literal),+ $(,)? })+) => {$(
+        $(#[$doc])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        enum $name {
+            $($field),+
+        }
+
+        impl $crate::json::plain::FieldNames for $name {
+            const ORDER: &'static [Self] = &[$($name::$field),+];
+
+            fn quoted(self) -> &'static [u8] {
+                match self {
+                    $($name::$field => concat!("\"", $json, "\":").as_bytes()),+
+                }
+            }
+        }
+    )+};
+}
+pub(crate) use field_names;
+
 /// A position in a JSON text. Every method skips whitespace first.
 #[derive(Debug)]
 pub(crate) struct PlainReader<'a> {
@@ -336,23 +360,8 @@ mod tests {
         }
     }
 
-    #[derive(Debug, Clone, Copy, PartialEq)]
-    enum Letter {
-        A,
-        B,
-        C,
-    }
-
-    impl FieldNames for Letter {
-        const ORDER: &'static [Self] = &[Letter::A, Letter::B, Letter::C];
-
-        fn quoted(self) -> &'static [u8] {
-            match self {
-                Letter::A => b"\"a\":",
-                Letter::B => b"\"b\":",
-                Letter::C => b"\"c\":",
-            }
-        }
+    field_names! {
+        Letter { A = "a", B = "b", C = "c" }
     }
 
     #[test]

@@ -11,7 +11,7 @@
 
 use super::wire::KvEntry;
 use crate::base64_bytes;
-use crate::json::plain::{FieldNames, PlainReader, is_utf8};
+use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
 pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
@@ -22,39 +22,16 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
     reader.at_end().then_some(entries)
 }
 
-/// The fields of an entry, in the order Consul writes them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Field {
-    LockIndex,
-    Key,
-    Flags,
-    Value,
-    Session,
-    CreateIndex,
-    ModifyIndex,
-}
-
-impl FieldNames for Field {
-    const ORDER: &'static [Field] = &[
-        Field::LockIndex,
-        Field::Key,
-        Field::Flags,
-        Field::Value,
-        Field::Session,
-        Field::CreateIndex,
-        Field::ModifyIndex,
-    ];
-
-    fn quoted(self) -> &'static [u8] {
-        match self {
-            Field::LockIndex => b"\"LockIndex\":",
-            Field::Key => b"\"Key\":",
-            Field::Flags => b"\"Flags\":",
-            Field::Value => b"\"Value\":",
-            Field::Session => b"\"Session\":",
-            Field::CreateIndex => b"\"CreateIndex\":",
-            Field::ModifyIndex => b"\"ModifyIndex\":",
-        }
+field_names! {
+    /// The fields of an entry, in the order Consul writes them.
+    Field {
+        LockIndex = "LockIndex",
+        Key = "Key",
+        Flags = "Flags",
+        Value = "Value",
+        Session = "Session",
+        CreateIndex = "CreateIndex",
+        ModifyIndex = "ModifyIndex",
     }
 }
 

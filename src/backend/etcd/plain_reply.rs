@@ -10,7 +10,7 @@
 
 use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
 use crate::base64_bytes;
-use crate::json::plain::{FieldNames, PlainReader, is_utf8};
+use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// How deep a value kvstore does not use may nest and still be skipped
 /// here (a txn's responses are 4 deep).
@@ -39,57 +39,32 @@ fn once<T>(slot: &mut Option<T>, value: Option<T>) -> Option<()> {
     Some(())
 }
 
-/// Declares the fields etcd writes in an object, in its order.
-macro_rules! fields {
-    ($(#[$doc:meta])* $name:ident { $($field:ident = $quoted:literal),+ $(,)? }) => {
-        $(#[$doc])*
-        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-        enum $name {
-            $($field),+
-        }
-
-        impl FieldNames for $name {
-            const ORDER: &'static [Self] = &[$($name::$field),+];
-
-            fn quoted(self) -> &'static [u8] {
-                match self {
-                    $($name::$field => $quoted),+
-                }
-            }
-        }
-    };
-}
-
-fields!(
+field_names! {
     /// A response header's fields.
     HeaderField {
-        ClusterId = b"\"cluster_id\":",
-        MemberId = b"\"member_id\":",
-        Revision = b"\"revision\":",
-        RaftTerm = b"\"raft_term\":",
+        ClusterId = "cluster_id",
+        MemberId = "member_id",
+        Revision = "revision",
+        RaftTerm = "raft_term",
     }
-);
 
-fields!(
     /// A key-value's fields.
     KvField {
-        Key = b"\"key\":",
-        CreateRevision = b"\"create_revision\":",
-        ModRevision = b"\"mod_revision\":",
-        Version = b"\"version\":",
-        Value = b"\"value\":",
-        Lease = b"\"lease\":",
+        Key = "key",
+        CreateRevision = "create_revision",
+        ModRevision = "mod_revision",
+        Version = "version",
+        Value = "value",
+        Lease = "lease",
     }
-);
 
-fields!(
     /// The fields of range, put and txn replies that kvstore reads.
     ReplyField {
-        Header = b"\"header\":",
-        Kvs = b"\"kvs\":",
-        Succeeded = b"\"succeeded\":",
+        Header = "header",
+        Kvs = "kvs",
+        Succeeded = "succeeded",
     }
-);
+}
 
 fn header(reader: &mut PlainReader<'_>) -> Option<Header> {
     let mut revision = None;
