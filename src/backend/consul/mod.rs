@@ -177,14 +177,7 @@ impl Store for ConsulStore {
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
         check_prefix(prefix)?;
         let listing = self.inner.client.read(prefix, true, None).await?;
-        let mut pairs = listing
-            .entries
-            .into_iter()
-            .map(wire::KvEntry::into_pair)
-            .collect::<Result<Vec<_>>>()?;
-        pairs.retain(|p| p.key.starts_with(prefix));
-        pairs.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(pairs)
+        wire::sorted_pairs(listing.entries, |key| key.starts_with(prefix))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

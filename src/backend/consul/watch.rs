@@ -135,17 +135,10 @@ fn read_args(target: &WatchTarget) -> (&str, bool) {
 }
 
 fn into_pairs(listing: Listing, target: &WatchTarget) -> Result<Vec<KvPair>> {
-    let mut pairs = listing
-        .entries
-        .into_iter()
-        .map(super::wire::KvEntry::into_pair)
-        .collect::<Result<Vec<_>>>()?;
-    match target {
-        WatchTarget::Key(key) => pairs.retain(|p| &p.key == key),
-        WatchTarget::Prefix(prefix) => pairs.retain(|p| p.key.starts_with(prefix.as_str())),
-    }
-    pairs.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(pairs)
+    super::wire::sorted_pairs(listing.entries, |found| match target {
+        WatchTarget::Key(key) => found == key,
+        WatchTarget::Prefix(prefix) => found.starts_with(prefix.as_str()),
+    })
 }
 
 /// Errors no retry can fix: they end the watch.

@@ -39,6 +39,25 @@ impl KvEntry {
     }
 }
 
+/// The pairs of the `entries` whose key `keep` accepts, sorted by key.
+/// Consul lists keys in order already, so sorting is rarely more than
+/// the check that they are.
+pub(super) fn sorted_pairs(
+    entries: Vec<KvEntry>,
+    keep: impl Fn(&str) -> bool,
+) -> Result<Vec<KvPair>> {
+    let mut pairs = entries
+        .into_iter()
+        .filter(|entry| keep(&entry.key))
+        .map(KvEntry::into_pair)
+        .collect::<Result<Vec<_>>>()?;
+    if !pairs.is_sorted_by(|a, b| a.key <= b.key) {
+        // Keys are unique: an unstable sort orders them the same.
+        pairs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
+    }
+    Ok(pairs)
+}
+
 /// Decodes a base64 string straight from the reply's bytes (no intermediate
 /// `String`); `null` is `None`.
 fn base64_value<'de, D: serde::Deserializer<'de>>(
