@@ -39,7 +39,7 @@ macro_rules! field_names {
 pub(crate) use field_names;
 
 /// A position in a JSON text. Every method skips whitespace first.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub(crate) struct PlainReader<'a> {
     body: &'a [u8],
     at: usize,
@@ -59,6 +59,7 @@ impl<'a> PlainReader<'a> {
 
     /// Consumes `word` when the text goes on with exactly it (after
     /// whitespace); false, consuming nothing, otherwise.
+    #[inline(always)]
     pub(crate) fn consume(&mut self, word: &[u8]) -> bool {
         self.literal(word).is_some()
     }
@@ -89,10 +90,11 @@ impl<'a> PlainReader<'a> {
     }
 
     /// Consumes `word`, next after whitespace, or fails.
-    fn literal(&mut self, word: &[u8]) -> Option<()> {
+    #[inline(always)]
+    pub(crate) fn literal(&mut self, word: &[u8]) -> Option<()> {
         self.skip_whitespace();
         let rest = self.body.get(self.at..)?;
-        rest.starts_with(word).then(|| self.at += word.len())
+        starts_with_name(rest, word).then(|| self.at += word.len())
     }
 
     /// The bytes of a string without escapes or control characters (not yet
@@ -320,10 +322,11 @@ fn plain_string_end(text: &[u8]) -> Option<usize> {
         .map(|at| text.len() - tail.len() + at)
 }
 
-/// `text.starts_with(name)` for a short quoted name, compared eight bytes
-/// at a time (the last word overlapping the one before) rather than by a
-/// call to `memcmp`, which cost a listing seven calls an entry.
-#[inline]
+/// `text.starts_with(name)` for a short word (a quoted name, a literal),
+/// compared eight bytes at a time (the last word overlapping the one
+/// before) rather than by a call to `memcmp`, which cost a listing seven
+/// calls an entry.
+#[inline(always)]
 fn starts_with_name(text: &[u8], name: &[u8]) -> bool {
     let Some(head) = text.get(..name.len()) else {
         return false;

@@ -35,7 +35,51 @@ field_names! {
     }
 }
 
+/// One entry: as Consul writes it if it can, field by field if not.
 fn entry(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
+    let mut attempt = reader.clone();
+    if let Some(entry) = compact_entry(&mut attempt) {
+        *reader = attempt;
+        return Some(entry);
+    }
+    entry_by_fields(reader)
+}
+
+/// An entry exactly as Consul writes it: compact, every field in its
+/// place, `Session` only while a lock holds the key. A third of the cost
+/// of reading it field by field (callgrind), where each name is matched
+/// and dispatched on.
+fn compact_entry(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
+    reader.literal(b"{\"LockIndex\":")?;
+    reader.integer()?;
+    reader.literal(b",\"Key\":")?;
+    let key = reader.plain_string()?;
+    reader.literal(b",\"Flags\":")?;
+    reader.integer()?;
+    reader.literal(b",\"Value\":")?;
+    let value = match reader.optional_bytes()? {
+        None => None,
+        Some(text) => Some(base64_bytes::decode(text).ok()?),
+    };
+    let session = match reader.consume(b",\"Session\":") {
+        true => reader.optional_string()?.map(str::to_owned),
+        false => None,
+    };
+    reader.literal(b",\"CreateIndex\":")?;
+    reader.integer()?;
+    reader.literal(b",\"ModifyIndex\":")?;
+    let modify_index = reader.integer()?;
+    reader.literal(b"}")?;
+    Some(KvEntry {
+        key: key.to_owned(),
+        value,
+        modify_index,
+        session,
+    })
+}
+
+/// An entry read field by field, in any order.
+fn entry_by_fields(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
     let (mut key, mut value, mut modify_index, mut session) = (None, None, None, None);
     reader.object_in_order::<Field>(|reader, name| {
         // A field twice is an error to serde: leave it to serde.
