@@ -14,7 +14,7 @@ use crate::watch::WatchTarget;
 /// from the history instead.
 const CHANNEL_CAPACITY: usize = 8;
 
-/// A change is shared by every watcher: one reference count per delivery.
+/// A target's channel, shared with its receivers.
 type ChangeSender = Arc<Fanout>;
 
 #[derive(Default)]
@@ -29,10 +29,6 @@ pub(super) struct Channels {
 impl Channels {
     /// Sends `change` to the watches of its key and of every watched prefix of it.
     pub(super) fn send(&self, change: &Change) {
-        if self.keys.is_empty() && self.prefixes.is_empty() {
-            return;
-        }
-        let change = Arc::new(change.clone());
         if !self.keys.is_empty() {
             if let Some(tx) = self.keys.get(&*change.key) {
                 tx.send(change.clone());

@@ -28,7 +28,9 @@ pub(super) struct Fanout {
 
 struct Ring {
     /// At most `capacity` changes; `changes[i]` has sequence `first + i`.
-    changes: VecDeque<Arc<Change>>,
+    /// Each is cloned (two reference counts) by each receiver that reads
+    /// it: a change needs no allocation of its own.
+    changes: VecDeque<Change>,
     capacity: usize,
     first: u64,
     /// Receivers waiting for the sequence after the last: all woken, and
@@ -41,7 +43,7 @@ struct Ring {
 
 /// What a receiver takes.
 pub(super) enum Received {
-    Change(Arc<Change>),
+    Change(Change),
     /// This many changes were overwritten before the receiver read them; it
     /// goes on from the oldest change still in the ring.
     Lagged(u64),
@@ -84,7 +86,7 @@ impl Fanout {
     }
 
     /// Adds `change` to the ring and wakes every waiting receiver.
-    pub(super) fn send(&self, change: Arc<Change>) {
+    pub(super) fn send(&self, change: Change) {
         let mut to_wake = self.to_wake.lock().unwrap_or_else(|e| e.into_inner());
         {
             let mut ring = self.ring();
@@ -162,12 +164,12 @@ mod tests {
     use super::*;
     use futures::task::noop_waker;
 
-    fn change(version: u64) -> Arc<Change> {
-        Arc::new(Change {
+    fn change(version: u64) -> Change {
+        Change {
             key: Arc::from("k"),
             value: None,
             version,
-        })
+        }
     }
 
     fn poll(rx: &mut ChangeReceiver) -> Poll<Received> {

@@ -42,12 +42,13 @@ pub(super) struct Change {
 }
 
 impl Change {
-    pub(super) fn to_event(&self) -> KvEvent {
+    /// The event of this change, for a watcher.
+    pub(super) fn into_event(self) -> KvEvent {
         let key = String::from(&*self.key);
-        match &self.value {
+        match self.value {
             Some(value) => KvEvent::Put(KvPair {
                 key,
-                value: value.clone(),
+                value,
                 version: self.version,
             }),
             None => KvEvent::Delete {
@@ -55,6 +56,11 @@ impl Change {
                 version: self.version,
             },
         }
+    }
+
+    /// The event of this change, which stays in the history.
+    pub(super) fn to_event(&self) -> KvEvent {
+        self.clone().into_event()
     }
 }
 

@@ -71,10 +71,10 @@ pub(super) fn open(
 }
 
 impl MemoryWatch {
-    fn live(&mut self, change: Arc<Change>) -> Option<KvEvent> {
+    fn live(&mut self, change: Change) -> Option<KvEvent> {
         (change.version > self.seen).then(|| {
             self.seen = change.version;
-            change.to_event()
+            change.into_event()
         })
     }
 
