@@ -45,9 +45,12 @@ fn bare_request(server: &str, addr: &str, operation: &str, key: &str) -> BareReq
         body,
     };
     let consul = |method: Method, query: &str| BareRequest {
-        method,
         uri: format!("http://{addr}/v1/kv/{key}{query}"),
-        body: String::new(),
+        body: match method {
+            Method::PUT => String::from_utf8_lossy(VALUE).into_owned(),
+            _ => String::new(),
+        },
+        method,
     };
     let (k, v) = (BASE64.encode(key), BASE64.encode(VALUE));
     match (server, operation) {

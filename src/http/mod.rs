@@ -244,7 +244,10 @@ impl HttpClient {
         *http_request.method_mut() = request.method.clone();
         *http_request.uri_mut() = endpoint.uri(path.clone())?;
         let headers = http_request.headers_mut();
-        headers.reserve(2 + self.secret_headers.len() + request.headers.len());
+        // One slot more than we insert: hyper-util looks `Host` up with
+        // `entry`, which makes room for a new header before it finds ours,
+        // and a full map would be reallocated for it.
+        headers.reserve(3 + self.secret_headers.len() + request.headers.len());
         headers.insert(HOST, endpoint.host().clone());
         for (name, value) in self.secret_headers.iter().chain(request.headers) {
             headers.insert(name.clone(), value.clone());
