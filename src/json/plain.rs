@@ -300,7 +300,7 @@ impl<'a> PlainReader<'a> {
 /// quote, a backslash or a control character. Eight bytes at a time (the
 /// classic "has a zero byte" trick); the first flagged byte is exact, as a
 /// false flag can only follow a true one.
-fn plain_string_end(text: &[u8]) -> Option<usize> {
+pub(crate) fn plain_string_end(text: &[u8]) -> Option<usize> {
     const ONES: u64 = u64::from_ne_bytes([0x01; 8]);
     const HIGHS: u64 = u64::from_ne_bytes([0x80; 8]);
     let zero_bytes = |word: u64| word.wrapping_sub(ONES) & !word & HIGHS;

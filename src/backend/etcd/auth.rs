@@ -34,6 +34,9 @@ pub(super) struct AuthenticateRequest {
     password: String,
 }
 
+/// Written by serde_json, which escapes what a name or password may hold.
+impl super::plain_request::PlainRequest for AuthenticateRequest {}
+
 #[derive(Deserialize)]
 pub(super) struct AuthenticateResponse {
     #[serde(default)]

@@ -5,12 +5,12 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
-use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::auth::{AuthenticateResponse, Credentials, is_invalid_token};
 use super::keys::prefix_end;
 use super::plain_reply::PlainReply;
+use super::plain_request::PlainRequest;
 use super::wire::{self, b64};
 use crate::http::{HttpClient, HttpRequest};
 use crate::{Error, KvPair, Result};
@@ -75,7 +75,7 @@ impl EtcdClient {
 
     /// POSTs `request` to `path` and parses the reply, authenticating again
     /// once if etcd says the token is no longer valid.
-    pub(super) async fn call<Q: Serialize, R: DeserializeOwned + PlainReply>(
+    pub(super) async fn call<Q: PlainRequest, R: DeserializeOwned + PlainReply>(
         &self,
         path: &str,
         request: &Q,
@@ -100,7 +100,7 @@ impl EtcdClient {
         }
     }
 
-    async fn send<Q: Serialize, R: DeserializeOwned + PlainReply>(
+    async fn send<Q: PlainRequest, R: DeserializeOwned + PlainReply>(
         &self,
         path: &str,
         request: &Q,
@@ -108,7 +108,7 @@ impl EtcdClient {
         idempotent: bool,
         operation: &'static str,
     ) -> Result<R> {
-        let body = serde_json::to_vec(request).map_err(|e| {
+        let body = request.to_json().map_err(|e| {
             Error::InvalidArgument(format!("{operation}: cannot encode the request: {e}"))
         })?;
         let reply = self

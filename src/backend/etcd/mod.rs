@@ -21,6 +21,7 @@ mod hub;
 mod keys;
 mod lock;
 mod plain_reply;
+mod plain_request;
 mod stream;
 mod watch;
 mod wire;

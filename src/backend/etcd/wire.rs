@@ -2,8 +2,6 @@
 //! which the gateway would silently ignore, cannot compile) and tolerant
 //! replies (int64 fields arrive as strings; zero values are omitted).
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
@@ -15,7 +13,7 @@ use crate::{Error, KvPair, Result};
 
 /// Bytes as the gateway wants them: padded standard base64.
 pub(super) fn b64(bytes: impl AsRef<[u8]>) -> String {
-    BASE64.encode(bytes)
+    crate::base64_bytes::encode(bytes.as_ref())
 }
 
 /// An int64 that may come as a JSON string or number; absent or `null`
