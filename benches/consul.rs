@@ -12,6 +12,8 @@
 //! Run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/parsed_baseline.rs"]
+mod parsed_baseline;
 #[path = "support/watch_limit.rs"]
 mod watch_limit;
 #[path = "support/wire_limit.rs"]
@@ -117,7 +119,7 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
             let (b, uri) = (b2.clone(), uri2.clone());
             async move {
                 let body = bare_request(&b, Method::GET, &uri, Bytes::new()).await;
-                assert_eq!(parse_listing(&body).len(), 100);
+                assert_eq!(parsed_baseline::parse_consul_listing(&body).len(), 100);
             }
         });
         group.finish();
@@ -151,28 +153,6 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
             watch_limit::consul_watcher(b.clone(), a.clone(), key)
         });
     }
-}
-
-/// A Consul listing as a plain serde client reads it.
-fn parse_listing(body: &[u8]) -> Vec<(String, Vec<u8>)> {
-    use base64::Engine as _;
-    #[derive(serde::Deserialize)]
-    #[serde(rename_all = "PascalCase")]
-    struct Entry {
-        key: String,
-        value: Option<String>,
-    }
-    let entries: Vec<Entry> = serde_json::from_slice(body).unwrap();
-    entries
-        .into_iter()
-        .map(|e| {
-            let value = e.value.unwrap_or_default();
-            let value = base64::engine::general_purpose::STANDARD
-                .decode(value)
-                .unwrap();
-            (e.key, value)
-        })
-        .collect()
 }
 
 criterion_group!(benches, consul);

@@ -7,6 +7,8 @@
 //! least any client must do to hand out 100 pairs.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/parsed_baseline.rs"]
+mod parsed_baseline;
 #[path = "support/watch_limit.rs"]
 mod watch_limit;
 #[path = "support/wire_limit.rs"]
@@ -117,7 +119,7 @@ fn etcd(c: &mut Criterion) {
             let (b, uri, body) = (b2.clone(), uri2.clone(), body2.clone());
             async move {
                 let reply = bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-                assert_eq!(parse_range(&reply).len(), 100);
+                assert_eq!(parsed_baseline::parse_etcd_range(&reply).len(), 100);
             }
         });
         group.finish();
@@ -156,33 +158,6 @@ fn etcd(c: &mut Criterion) {
             watch_limit::etcd_watcher(b.clone(), a.clone(), key)
         });
     }
-}
-
-/// A range reply as a plain serde client reads it: keys and values from
-/// base64, revisions (int64s, sent as strings) parsed.
-fn parse_range(reply: &[u8]) -> Vec<(String, Vec<u8>, i64)> {
-    #[derive(serde::Deserialize)]
-    struct Range {
-        #[serde(default)]
-        kvs: Vec<Kv>,
-    }
-    #[derive(serde::Deserialize)]
-    struct Kv {
-        key: String,
-        #[serde(default)]
-        value: String,
-        mod_revision: String,
-    }
-    let range: Range = serde_json::from_slice(reply).unwrap();
-    range
-        .kvs
-        .into_iter()
-        .map(|kv| {
-            let key = String::from_utf8(BASE64.decode(kv.key).unwrap()).unwrap();
-            let value = BASE64.decode(kv.value).unwrap();
-            (key, value, kv.mod_revision.parse().unwrap())
-        })
-        .collect()
 }
 
 criterion_group!(benches, etcd);

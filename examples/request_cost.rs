@@ -12,7 +12,12 @@
 //! Arguments: `URL OPERATION SIDE COUNT [IN_FLIGHT]`, with `URL` a
 //! `consul://` or `etcd://` server on loopback, `OPERATION` one of `get`,
 //! `put`, `atomic_put` (a CAS whose check fails) and `get_range` (100
-//! keys), `SIDE` `kvstore` or `bare`. Keys live under `request-cost/`.
+//! keys), `SIDE` `kvstore`, `bare` or (for `get_range`) `parsed`: the bare
+//! request plus its reply read by serde_json and base64 as a plain client
+//! reads it. Keys live under `request-cost/`.
+
+#[path = "../benches/support/parsed_baseline.rs"]
+mod parsed_baseline;
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -103,7 +108,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, operation, side, count, rest @ ..] = args.as_slice() else {
         eprintln!(
-            "usage: request_cost URL get|put|atomic_put|get_range kvstore|bare COUNT [IN_FLIGHT]"
+            "usage: request_cost URL get|put|atomic_put|get_range kvstore|bare|parsed COUNT [IN_FLIGHT]"
         );
         std::process::exit(2);
     };
@@ -145,7 +150,7 @@ async fn main() {
             let index = (round * in_flight + slot) % KEYS;
             let (store, bare, key, request) = (&store, &bare, &keys[index], &requests[index]);
             async move {
-                if side == "bare" {
+                if side != "kvstore" {
                     let http = hyper::Request::builder()
                         .method(request.method.clone())
                         .uri(&request.uri)
@@ -154,7 +159,17 @@ async fn main() {
                     let response = bare.request(http).await.expect("a reply");
                     assert!(response.status().is_success() || operation == "atomic_put");
                     let body = response.into_body().collect().await.expect("a body");
-                    std::hint::black_box(body.to_bytes());
+                    let body = body.to_bytes();
+                    // `parsed`: the reply read as a plain serde client reads it.
+                    match (side.as_str(), server) {
+                        ("parsed", "etcd") => {
+                            std::hint::black_box(parsed_baseline::parse_etcd_range(&body));
+                        }
+                        ("parsed", _) => {
+                            std::hint::black_box(parsed_baseline::parse_consul_listing(&body));
+                        }
+                        _ => drop(std::hint::black_box(body)),
+                    }
                 } else {
                     kvstore_request(store.as_ref(), operation, key).await;
                 }
