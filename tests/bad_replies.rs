@@ -10,7 +10,7 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kvstore::{Bytes, Error, WatchOptions};
+use kvstore::{Bytes, Error, KvEvent, KvPair, WatchOptions};
 use support::fake_http::{Answer, FakeServer, Framing};
 
 /// A store on a fake server that answers every request with `answer()`.
@@ -224,6 +224,50 @@ async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
         watch.next().await.is_none(),
         "the watch ends after its error"
     );
+}
+
+#[tokio::test]
+async fn watch_lines_that_arrive_in_pieces_are_joined() {
+    let lines = concat!(
+        r#"{"result":{"header":{"revision":"3"},"created":true}}"#,
+        "\n",
+        r#"{"result":{"header":{"revision":"4"},"events":[{"kv":{"key":"aw==","create_revision":"4","mod_revision":"4","version":"1","value":"dg=="}}]}}"#,
+        "\n\n",
+        r#"{"result":{"header":{"revision":"5"},"events":[{"type":"DELETE","kv":{"key":"aw==","mod_revision":"5"}}]}}"#,
+        "\n",
+    );
+    for size in [1, 7, 64] {
+        let server = FakeServer::start(move |_, line| {
+            if line.starts_with("POST /v3/watch") {
+                Answer::new(200, lines).framing(Framing::Pieces(size))
+            } else {
+                Answer::new(200, r#"{"header":{"revision":"3"}}"#)
+            }
+        })
+        .await;
+        let store = kvstore::connect(&format!("etcd://{}", server.addr))
+            .await
+            .unwrap();
+        let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+        let mut next = async || {
+            tokio::time::timeout(Duration::from_secs(10), watch.next())
+                .await
+                .expect("an event")
+                .expect("the watch goes on")
+                .expect("not an error")
+        };
+        let put = KvEvent::Put(KvPair {
+            key: "k".into(),
+            value: Bytes::from("v"),
+            version: 4,
+        });
+        assert_eq!(next().await, put, "pieces of {size} bytes");
+        let delete = KvEvent::Delete {
+            key: "k".into(),
+            version: 5,
+        };
+        assert_eq!(next().await, delete, "pieces of {size} bytes");
+    }
 }
 
 #[tokio::test]

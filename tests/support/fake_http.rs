@@ -18,6 +18,10 @@ pub enum Framing {
     Claims(u64),
     /// `transfer-encoding: chunked`, 64 KiB chunks forever.
     Endless,
+    /// `transfer-encoding: chunked`, the body in chunks of this many bytes
+    /// a millisecond apart (so that they arrive apart), then the
+    /// connection held open: a stream whose lines come in pieces.
+    Pieces(usize),
 }
 
 /// One scripted answer.
@@ -126,17 +130,31 @@ async fn serve(mut socket: TcpStream, handler: Arc<Handler>, seen: Arc<Mutex<Vec
         let framing = match answer.framing {
             Framing::Exact => format!("content-length: {}\r\n", answer.body.len()),
             Framing::Claims(n) => format!("content-length: {n}\r\n"),
-            Framing::Endless => "transfer-encoding: chunked\r\n".to_owned(),
+            Framing::Endless | Framing::Pieces(_) => "transfer-encoding: chunked\r\n".to_owned(),
         };
         let mut response = format!("HTTP/1.1 {} X\r\n{framing}", answer.status);
         for (name, value) in &answer.headers {
             response.push_str(&format!("{name}: {value}\r\n"));
         }
         response.push_str("\r\n");
-        if answer.framing != Framing::Endless {
+        if answer.framing == Framing::Exact || matches!(answer.framing, Framing::Claims(_)) {
             response.push_str(&answer.body);
         }
         if socket.write_all(response.as_bytes()).await.is_err() {
+            return;
+        }
+        if let Framing::Pieces(size) = answer.framing {
+            for piece in answer.body.as_bytes().chunks(size.max(1)) {
+                let head = format!("{:x}\r\n", piece.len());
+                let sent = socket.write_all(head.as_bytes()).await.is_ok()
+                    && socket.write_all(piece).await.is_ok()
+                    && socket.write_all(b"\r\n").await.is_ok();
+                if !sent {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            tokio::time::sleep(Duration::from_secs(600)).await;
             return;
         }
         if answer.framing == Framing::Endless {

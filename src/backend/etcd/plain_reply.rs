@@ -8,6 +8,7 @@
 //! anything else (an escape, a signed or zero-led number, a field twice,
 //! deep nesting), after which [`super::wire::parse`] uses serde_json.
 
+use super::stream::{WatchEvent, WatchLine, WatchResult};
 use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
 use crate::base64_bytes;
 use crate::json::plain::{PlainReader, field_names, is_utf8};
@@ -56,6 +57,30 @@ field_names! {
         Version = "version",
         Value = "value",
         Lease = "lease",
+    }
+
+    /// The fields of a watch line.
+    LineField {
+        Result = "result",
+        Error = "error",
+    }
+
+    /// The fields of a watch result, in etcd's order.
+    ResultField {
+        Header = "header",
+        WatchId = "watch_id",
+        Created = "created",
+        Canceled = "canceled",
+        CompactRevision = "compact_revision",
+        CancelReason = "cancel_reason",
+        Fragment = "fragment",
+        Events = "events",
+    }
+
+    /// The fields of a watch event.
+    EventField {
+        Type = "type",
+        Kv = "kv",
     }
 
     /// The fields of range, put and txn replies that kvstore reads.
@@ -198,14 +223,7 @@ impl PlainReply for TxnResponse {
         whole(body, |reader| {
             let mut succeeded = None;
             reader.object_in_order(|reader, name| match name {
-                Ok(ReplyField::Succeeded) => {
-                    let value = if reader.consume(b"true") {
-                        Some(true)
-                    } else {
-                        reader.consume(b"false").then_some(false)
-                    };
-                    once(&mut succeeded, value)
-                }
+                Ok(ReplyField::Succeeded) => once(&mut succeeded, boolean(reader)),
                 _ => skip_field(reader, name),
             })?;
             Some(TxnResponse {
@@ -213,6 +231,72 @@ impl PlainReply for TxnResponse {
             })
         })
     }
+}
+
+/// `true` or `false`.
+fn boolean(reader: &mut PlainReader<'_>) -> Option<bool> {
+    if reader.consume(b"true") {
+        Some(true)
+    } else {
+        reader.consume(b"false").then_some(false)
+    }
+}
+
+/// A watch line: a result (an event batch, a progress notification, a
+/// creation). A stream error, a cancellation or a compaction are left to
+/// serde_json: they are rare, and some hold values kvstore reads as JSON.
+impl PlainReply for WatchLine {
+    fn read_plain(body: &[u8]) -> Option<Self> {
+        whole(body, |reader| {
+            let mut result = None;
+            reader.object_in_order(|reader, name| match name {
+                Ok(LineField::Result) => once(&mut result, watch_result(reader)),
+                Ok(LineField::Error) => None,
+                _ => skip_field(reader, name),
+            })?;
+            Some(WatchLine {
+                result,
+                error: None,
+            })
+        })
+    }
+}
+
+fn watch_result(reader: &mut PlainReader<'_>) -> Option<WatchResult> {
+    let (mut head, mut created, mut canceled) = (None, None, None);
+    let (mut fragment, mut events) = (None, None);
+    reader.object_in_order(|reader, name| match name {
+        Ok(ResultField::Header) => once(&mut head, header(reader)),
+        Ok(ResultField::WatchId) => reader.int64().map(drop),
+        Ok(ResultField::Created) => once(&mut created, boolean(reader)),
+        // A cancellation ends the stream: serde_json reads it.
+        Ok(ResultField::Canceled) => once(&mut canceled, boolean(reader).filter(|c| !c)),
+        Ok(ResultField::CompactRevision | ResultField::CancelReason) => None,
+        Ok(ResultField::Fragment) => once(&mut fragment, boolean(reader)),
+        Ok(ResultField::Events) => {
+            let mut list = Vec::new();
+            let read = reader.array(|reader| watch_event(reader).map(|e| list.push(e)));
+            once(&mut events, read.map(|()| list))
+        }
+        Err(_) => skip_field(reader, name),
+    })?;
+    Some(WatchResult {
+        header: head.unwrap_or_default(),
+        created: created.unwrap_or_default(),
+        fragment: fragment.unwrap_or_default(),
+        events: events.unwrap_or_default(),
+        ..WatchResult::default()
+    })
+}
+
+fn watch_event(reader: &mut PlainReader<'_>) -> Option<WatchEvent> {
+    let (mut kind, mut kv) = (None, None);
+    reader.object_in_order(|reader, name| match name {
+        Ok(EventField::Type) => once(&mut kind, reader.plain_string().map(str::to_owned)),
+        Ok(EventField::Kv) => once(&mut kv, key_value(reader)),
+        _ => skip_field(reader, name),
+    })?;
+    Some(WatchEvent { kind, kv: kv? })
 }
 
 #[cfg(test)]
@@ -229,6 +313,56 @@ mod tests {
     }
 
     const RANGE: &str = r#"{"header":{"cluster_id":"14443903163313418560","member_id":"11417610130673999598","revision":"13449","raft_term":"3"},"kvs":[{"key":"YS8x","create_revision":"12954","mod_revision":"13350","version":"4","value":"aGVsbG8="},{"key":"YS8y","create_revision":"5","mod_revision":"6","version":"1","lease":"7587"}],"more":true,"count":"100"}"#;
+
+    const HEADER: &str = r#"{"cluster_id":"14443903163313418560","member_id":"11417610130673999598","revision":"26745","raft_term":"2"}"#;
+
+    #[test]
+    fn reads_watch_lines_as_serde_does() {
+        let lines = [
+            format!(r#"{{"result":{{"header":{HEADER},"created":true}}}}"#),
+            format!(
+                r#"{{"result":{{"header":{HEADER},"events":[{{"kv":{{"key":"enp6L2E=","create_revision":"26745","mod_revision":"26745","version":"1","value":"djE="}}}}]}}}}"#
+            ),
+            format!(
+                r#"{{"result":{{"header":{HEADER},"events":[{{"type":"DELETE","kv":{{"key":"enp6L2E=","mod_revision":"26746"}}}},{{"kv":{{"key":"YQ==","mod_revision":"9"}},"prev_kv":{{"key":"YQ=="}}}}]}}}}"#
+            ),
+            format!(
+                r#"{{"result":{{"header":{HEADER},"watch_id":"3","canceled":false,"fragment":true,"events":[]}}}}"#
+            ),
+            format!(r#"{{"result":{{"header":{HEADER}}}}}"#),
+            r#"{"result":{}}"#.into(),
+            "{}".into(),
+        ];
+        for line in &lines {
+            let fast = WatchLine::read_plain(line.as_bytes()).expect(line);
+            assert_eq!(Some(fast), serde_json::from_str(line).ok(), "{line}");
+            for end in 0..line.len() {
+                assert!(agrees::<WatchLine>(&line[..end]), "{}", &line[..end]);
+            }
+        }
+        let deleted = WatchLine::read_plain(lines[2].as_bytes()).and_then(|l| l.result);
+        let events = deleted.map(|r| r.events).unwrap_or_default();
+        assert_eq!(events[0].kind.as_deref(), Some("DELETE"));
+        assert_eq!(events[1].kv.mod_revision, 9);
+    }
+
+    #[test]
+    fn leaves_errors_and_cancellations_to_serde() {
+        for line in [
+            r#"{"error":{"grpc_code":14,"message":"etcdserver: no leader"}}"#,
+            r#"{"result":{"canceled":true,"cancel_reason":"permission denied"}}"#,
+            r#"{"result":{"canceled":true,"compact_revision":"12"}}"#,
+            r#"{"result":{"canceled":false,"canceled":false}}"#,
+            r#"{"result":{"created":true,"created":true}}"#,
+            r#"{"result":{"events":[{"type":null,"kv":{}}]}}"#,
+            r#"{"result":{"events":[{"type":"DELETE"}]}}"#,
+            r#"{"result":{"events":null}}"#,
+            r#"{"result":null}"#,
+        ] {
+            assert!(WatchLine::read_plain(line.as_bytes()).is_none(), "{line}");
+            assert!(agrees::<WatchLine>(line), "{line}");
+        }
+    }
 
     #[test]
     fn reads_ranges_as_serde_does() {

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use super::client::range_of;
+use super::plain_reply::PlainReply;
 use super::wire::{self, Header, KeyValue, code};
 use crate::backoff::Backoff;
 use crate::http::HttpRequest;
@@ -49,42 +50,43 @@ struct CreateRequest {
     progress_notify: bool,
 }
 
-#[derive(Debug, Deserialize)]
-struct WatchLine {
+/// One line of a watch stream.
+#[derive(Debug, Deserialize, PartialEq)]
+pub(super) struct WatchLine {
     #[serde(default)]
-    result: Option<WatchResult>,
+    pub(super) result: Option<WatchResult>,
     #[serde(default)]
-    error: Option<StreamError>,
+    pub(super) error: Option<StreamError>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct WatchResult {
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub(super) struct WatchResult {
     #[serde(default)]
-    header: Header,
+    pub(super) header: Header,
     #[serde(default)]
-    created: bool,
+    pub(super) created: bool,
     #[serde(default)]
-    canceled: bool,
+    pub(super) canceled: bool,
     #[serde(default)]
-    compact_revision: Option<serde_json::Value>,
+    pub(super) compact_revision: Option<serde_json::Value>,
     #[serde(default)]
-    cancel_reason: String,
+    pub(super) cancel_reason: String,
     #[serde(default)]
-    fragment: bool,
+    pub(super) fragment: bool,
     #[serde(default)]
-    events: Vec<WatchEvent>,
+    pub(super) events: Vec<WatchEvent>,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct WatchEvent {
     /// Absent for a PUT (the zero value).
     #[serde(default, rename = "type")]
-    kind: Option<String>,
-    kv: KeyValue,
+    pub(super) kind: Option<String>,
+    pub(super) kv: KeyValue,
 }
 
-#[derive(Debug, Deserialize)]
-struct StreamError {
+#[derive(Debug, Deserialize, PartialEq)]
+pub(super) struct StreamError {
     #[serde(default, alias = "code")]
     grpc_code: i32,
     #[serde(default)]
@@ -99,10 +101,20 @@ fn json_int(value: &Option<serde_json::Value>) -> i64 {
     }
 }
 
-/// Decodes one watch line as the stream does, events included (for fuzzing).
+/// Decodes one watch line as the stream does, events included (for
+/// fuzzing), after checking that the fast path either gives up or reads
+/// what serde_json reads.
 #[cfg(feature = "fuzzing")]
 pub(super) fn decode_line(line: &[u8]) {
-    let Ok(parsed) = crate::json::from_bytes::<WatchLine>(line.trim_ascii()) else {
+    let by_serde = crate::json::from_bytes::<WatchLine>(line.trim_ascii());
+    if let Some(fast) = WatchLine::read_plain(line.trim_ascii()) {
+        assert_eq!(
+            by_serde.as_ref().ok(),
+            Some(&fast),
+            "the fast path disagrees"
+        );
+    }
+    let Ok(parsed) = by_serde else {
         return;
     };
     if let Some(result) = parsed.result {
@@ -305,11 +317,18 @@ impl WatchStream {
             let Ok(data) = frame.into_data() else {
                 continue;
             };
-            self.buffer.extend_from_slice(&data);
-            while let Some(end) = self.buffer.iter().position(|b| *b == b'\n') {
-                let line: Vec<u8> = self.buffer.drain(..=end).collect();
-                self.handle_line(&line)?;
+            // A frame usually holds whole lines: they are read where they
+            // are, and only a line's unfinished start is kept for the next.
+            let mut buffer = std::mem::take(&mut self.buffer);
+            if buffer.is_empty() {
+                let read = self.handle_lines(&data)?;
+                buffer.extend_from_slice(&data[read..]);
+            } else {
+                buffer.extend_from_slice(&data);
+                let read = self.handle_lines(&buffer)?;
+                buffer.drain(..read);
             }
+            self.buffer = buffer;
             if self.buffer.len() > MAX_LINE {
                 return Err(Failure::Fatal(Error::MalformedReply(format!(
                     "an etcd watch line is longer than {MAX_LINE} bytes"
@@ -320,12 +339,26 @@ impl WatchStream {
         Ok(())
     }
 
+    /// Handles every whole line of `text`; returns how many bytes they take.
+    fn handle_lines(&mut self, text: &[u8]) -> std::result::Result<usize, Failure> {
+        let mut read = 0;
+        while let Some(end) = memchr::memchr(b'\n', &text[read..]) {
+            self.handle_line(&text[read..read + end])?;
+            read += end + 1;
+        }
+        Ok(read)
+    }
+
     fn handle_line(&mut self, line: &[u8]) -> std::result::Result<(), Failure> {
         let line = line.trim_ascii();
         if line.is_empty() {
             return Ok(());
         }
-        let parsed: WatchLine = crate::json::from_bytes(line).map_err(|e| {
+        let parsed = match WatchLine::read_plain(line) {
+            Some(parsed) => Ok(parsed),
+            None => crate::json::from_bytes::<WatchLine>(line),
+        };
+        let parsed = parsed.map_err(|e| {
             Failure::Fatal(Error::MalformedReply(format!(
                 "etcd watch line: {e}: {:?}",
                 crate::http::excerpt(line)
