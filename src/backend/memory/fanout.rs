@@ -53,7 +53,8 @@ impl Fanout {
     pub(super) fn new(capacity: usize) -> Arc<Self> {
         Arc::new(Fanout {
             ring: Mutex::new(Ring {
-                changes: VecDeque::with_capacity(capacity),
+                // Grown on the first sends: a quiet target holds nothing.
+                changes: VecDeque::new(),
                 capacity: capacity.max(1),
                 first: 0,
                 waiting: Slab::new(),
