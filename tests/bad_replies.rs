@@ -202,11 +202,15 @@ async fn oversized_endless_and_silent_replies_are_bounded() {
     }
 }
 
-#[tokio::test]
-async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
-    let server = FakeServer::start(|_, line| {
+/// A watch of `k` on a fake etcd that answers every watch request with
+/// `stream()` and anything else with an empty reply at revision 3; the
+/// server and the store live as long as the watch is used.
+async fn watch_on_fake_etcd(
+    stream: impl Fn() -> Answer + Send + Sync + 'static,
+) -> (FakeServer, std::sync::Arc<dyn kvstore::Store>, kvstore::Watch) {
+    let server = FakeServer::start(move |_, line| {
         if line.starts_with("POST /v3/watch") {
-            Answer::new(200, "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":5}}]}}\n")
+            stream()
         } else {
             Answer::new(200, r#"{"header":{"revision":"3"}}"#)
         }
@@ -215,7 +219,16 @@ async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
     let store = kvstore::connect(&format!("etcd://{}", server.addr))
         .await
         .unwrap();
-    let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+    let watch = store.watch("k", WatchOptions::default()).await.unwrap();
+    (server, store, watch)
+}
+
+#[tokio::test]
+async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
+    let (_server, _store, mut watch) = watch_on_fake_etcd(|| {
+        Answer::new(200, "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":5}}]}}\n")
+    })
+    .await;
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
         Ok(Some(Err(Error::MalformedReply(_)))) => {}
         other => panic!("expected a MalformedReply, got {other:?}"),
@@ -237,18 +250,9 @@ async fn watch_lines_that_arrive_in_pieces_are_joined() {
         "\n",
     );
     for size in [1, 7, 64] {
-        let server = FakeServer::start(move |_, line| {
-            if line.starts_with("POST /v3/watch") {
-                Answer::new(200, lines).framing(Framing::Pieces(size))
-            } else {
-                Answer::new(200, r#"{"header":{"revision":"3"}}"#)
-            }
-        })
-        .await;
-        let store = kvstore::connect(&format!("etcd://{}", server.addr))
-            .await
-            .unwrap();
-        let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+        let (_server, _store, mut watch) =
+            watch_on_fake_etcd(move || Answer::new(200, lines).framing(Framing::Pieces(size)))
+                .await;
         let mut next = async || {
             tokio::time::timeout(Duration::from_secs(10), watch.next())
                 .await

@@ -117,6 +117,24 @@ fn string_field(sink: &mut impl Sink, separator: &[u8], name: &[u8], text: &str)
     sink.string(text);
 }
 
+/// Writes `,"name":"text"` when there is a text (serde's
+/// `skip_serializing_if = "Option::is_none"`).
+fn optional_string_field(sink: &mut impl Sink, name: &[u8], text: Option<&str>) {
+    if let Some(text) = text {
+        string_field(sink, b",", name, text);
+    }
+}
+
+/// Writes `,"name":n` unless `n` is 0 (serde's `skip_serializing_if =
+/// "is_zero"`).
+fn nonzero_integer_field(sink: &mut impl Sink, name: &[u8], n: i64) {
+    if n != 0 {
+        sink.raw(b",");
+        sink.raw(name);
+        integer(sink, n);
+    }
+}
+
 /// Writes `items` as a JSON array.
 fn array<T: PlainRequest>(sink: &mut impl Sink, items: &[T]) -> Option<()> {
     sink.raw(b"[");
@@ -133,13 +151,8 @@ fn array<T: PlainRequest>(sink: &mut impl Sink, items: &[T]) -> Option<()> {
 impl PlainRequest for RangeRequest {
     fn write_plain(&self, sink: &mut impl Sink) -> Option<()> {
         string_field(sink, b"{", b"\"key\":", &self.key);
-        if let Some(end) = &self.range_end {
-            string_field(sink, b",", b"\"range_end\":", end);
-        }
-        if self.revision != 0 {
-            sink.raw(b",\"revision\":");
-            integer(sink, self.revision);
-        }
+        optional_string_field(sink, b"\"range_end\":", self.range_end.as_deref());
+        nonzero_integer_field(sink, b"\"revision\":", self.revision);
         sink.raw(b"}");
         Some(())
     }
@@ -149,10 +162,7 @@ impl PlainRequest for PutRequest {
     fn write_plain(&self, sink: &mut impl Sink) -> Option<()> {
         string_field(sink, b"{", b"\"key\":", &self.key);
         string_field(sink, b",", b"\"value\":", &self.value);
-        if self.lease != 0 {
-            sink.raw(b",\"lease\":");
-            integer(sink, self.lease);
-        }
+        nonzero_integer_field(sink, b"\"lease\":", self.lease);
         sink.raw(b"}");
         Some(())
     }
@@ -161,9 +171,7 @@ impl PlainRequest for PutRequest {
 impl PlainRequest for DeleteRangeRequest {
     fn write_plain(&self, sink: &mut impl Sink) -> Option<()> {
         string_field(sink, b"{", b"\"key\":", &self.key);
-        if let Some(end) = &self.range_end {
-            string_field(sink, b",", b"\"range_end\":", end);
-        }
+        optional_string_field(sink, b"\"range_end\":", self.range_end.as_deref());
         sink.raw(b"}");
         Some(())
     }
@@ -174,12 +182,9 @@ impl PlainRequest for Compare {
         string_field(sink, b"{", b"\"key\":", &self.key);
         string_field(sink, b",", b"\"target\":", self.target);
         string_field(sink, b",", b"\"result\":", self.result);
-        if let Some(revision) = &self.create_revision {
-            string_field(sink, b",", b"\"create_revision\":", revision);
-        }
-        if let Some(revision) = &self.mod_revision {
-            string_field(sink, b",", b"\"mod_revision\":", revision);
-        }
+        let (created, modified) = (&self.create_revision, &self.mod_revision);
+        optional_string_field(sink, b"\"create_revision\":", created.as_deref());
+        optional_string_field(sink, b"\"mod_revision\":", modified.as_deref());
         sink.raw(b"}");
         Some(())
     }
