@@ -106,8 +106,9 @@ async fn network_cycles(scheme: &str, addr: &str, resources: (&str, &str), case:
     .await;
     // Background work at the end of the cycles (lease revokes, the last
     // keep-alives) can leave more connections idle in the pool than are
-    // in use; the pool closes an idle one within two ticks of its 60 s
-    // idle timeout. A connection still held (a stream left open) stays.
+    // in use; the pool's timer closes an idle one within two ticks of its
+    // 60 s idle timeout (without that timer, 5 stayed open for good). A
+    // connection still held (a stream left open) stays.
     settles_within(Duration::from_secs(150), "connections", 4, async || {
         support::tcp_connections_to(port)
     })

@@ -15,7 +15,7 @@ use hyper::{Method, Request, StatusCode};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use self::endpoint::Endpoint;
 use crate::{Error, Result};
@@ -124,8 +124,12 @@ impl HttpClient {
         connector.set_keepalive_retries(Some(3));
         connector.enforce_http(false);
         let connector = tls_connector(tls, connector)?;
+        // Without a timer the pool evicts an idle connection only when a
+        // later request looks at it: after a burst, a store kept every
+        // connection it had opened, idle, for good.
         let client = Client::builder(TokioExecutor::new())
             .pool_idle_timeout(Duration::from_secs(60))
+            .pool_timer(TokioTimer::new())
             .build(connector);
         Ok(HttpClient {
             client,
