@@ -207,7 +207,11 @@ async fn oversized_endless_and_silent_replies_are_bounded() {
 /// server and the store live as long as the watch is used.
 async fn watch_on_fake_etcd(
     stream: impl Fn() -> Answer + Send + Sync + 'static,
-) -> (FakeServer, std::sync::Arc<dyn kvstore::Store>, kvstore::Watch) {
+) -> (
+    FakeServer,
+    std::sync::Arc<dyn kvstore::Store>,
+    kvstore::Watch,
+) {
     let server = FakeServer::start(move |_, line| {
         if line.starts_with("POST /v3/watch") {
             stream()
@@ -226,7 +230,10 @@ async fn watch_on_fake_etcd(
 #[tokio::test]
 async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
     let (_server, _store, mut watch) = watch_on_fake_etcd(|| {
-        Answer::new(200, "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":5}}]}}\n")
+        Answer::new(
+            200,
+            "{\"result\":{\"created\":true}}\n{\"result\":{\"events\":[{\"kv\":{\"key\":5}}]}}\n",
+        )
     })
     .await;
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
