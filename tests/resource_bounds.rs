@@ -138,3 +138,34 @@ async fn etcd_cycles_leave_nothing() {
     };
     network_cycles("etcd", &addr, ("/v3/lease/leases", "leases"), "etcd-cycles").await;
 }
+
+/// A burst of requests leaves idle connections in the pool; they close
+/// once idle for the pool's 60 s timeout (checked every 60 s). Without the
+/// pool's timer, hyper-util closes an idle connection only when a later
+/// request looks at it, and these stayed open for good.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_close_after_a_burst() {
+    // Not the etcd 3.5 server of `etcd_cycles_leave_nothing`: connections
+    // are counted by port, in this process.
+    let Some(addr) = support::server_addr("KV_ETCD_ADDR", "idle_connections_close_after_a_burst")
+    else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let store = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    let prefix = unique("idle-burst");
+    let burst = (0..16).map(|i| {
+        let (store, key) = (store.clone(), format!("{prefix}/{i}"));
+        async move { store.get(&key).await.unwrap() }
+    });
+    futures::future::join_all(burst).await;
+    let opened = support::tcp_connections_to(port);
+    assert!(opened > 1, "the burst opened {opened} connection(s)");
+    settles_within(
+        Duration::from_secs(150),
+        "idle connections",
+        0,
+        async || support::tcp_connections_to(port),
+    )
+    .await;
+}
