@@ -161,8 +161,9 @@ async fn idle_connections_close_after_a_burst() {
     futures::future::join_all(burst).await;
     let opened = support::tcp_connections_to(port);
     assert!(opened > 1, "the burst opened {opened} connection(s)");
+    // Two ticks at most: 120 s measured, with room for a loaded machine.
     settles_within(
-        Duration::from_secs(150),
+        Duration::from_secs(200),
         "idle connections",
         0,
         async || support::tcp_connections_to(port),
