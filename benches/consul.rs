@@ -12,6 +12,8 @@
 //! Run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/paired.rs"]
+mod paired;
 #[path = "support/parsed_baseline.rs"]
 mod parsed_baseline;
 #[path = "support/watch_limit.rs"]
@@ -23,8 +25,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
-    bare_client, bare_request, bench_concurrent, bench_watch_group, configure, keys, runtime,
-    server_addr,
+    bare_client, bare_request, bench_against, bench_concurrent, bench_watch_group, configure, keys,
+    runtime, server_addr,
 };
 
 fn consul(c: &mut Criterion) {
@@ -53,100 +55,130 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
         }
     });
     for concurrency in [1, 32] {
-        let mut group = c.benchmark_group(format!("{backend}/get"));
-        configure(&mut group);
         let (s, k) = (store.clone(), keys.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k) = (s.clone(), k.clone());
-            async move {
-                s.get(&k[i % k.len()]).await.unwrap().unwrap();
-            }
-        });
-        let (b, k, a) = (bare.clone(), keys.clone(), addr.clone());
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let (b, uri) = (b.clone(), format!("http://{a}/v1/kv/{}", k[i % k.len()]));
-            async move {
-                bare_request(&b, Method::GET, &uri, Bytes::new()).await;
-            }
-        });
-        group.finish();
+        let (b, k2, a) = (bare.clone(), keys.clone(), addr.clone());
+        bench_against(
+            c,
+            &rt,
+            &format!("{backend}/get"),
+            concurrency,
+            move |i| {
+                let (s, k) = (s.clone(), k.clone());
+                async move {
+                    s.get(&k[i % k.len()]).await.unwrap().unwrap();
+                }
+            },
+            move |i| {
+                let (b, uri) = (b.clone(), format!("http://{a}/v1/kv/{}", k2[i % k2.len()]));
+                async move {
+                    bare_request(&b, Method::GET, &uri, Bytes::new()).await;
+                }
+            },
+        );
 
-        let mut group = c.benchmark_group(format!("{backend}/put"));
-        configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k, v) = (s.clone(), k.clone(), v.clone());
-            async move {
-                s.put(&k[i % k.len()], v).await.unwrap();
-            }
-        });
-        let (b, k, a, v) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let (b, uri, v) = (
-                b.clone(),
-                format!("http://{a}/v1/kv/{}", k[i % k.len()]),
-                v.clone(),
-            );
-            async move {
-                bare_request(&b, Method::PUT, &uri, v).await;
-            }
-        });
-        group.finish();
+        let (b, k2, a, v2) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
+        bench_against(
+            c,
+            &rt,
+            &format!("{backend}/put"),
+            concurrency,
+            move |i| {
+                let (s, k, v) = (s.clone(), k.clone(), v.clone());
+                async move {
+                    s.put(&k[i % k.len()], v).await.unwrap();
+                }
+            },
+            move |i| {
+                let (b, uri, v) = (
+                    b.clone(),
+                    format!("http://{a}/v1/kv/{}", k2[i % k2.len()]),
+                    v2.clone(),
+                );
+                async move {
+                    bare_request(&b, Method::PUT, &uri, v).await;
+                }
+            },
+        );
 
-        let mut group = c.benchmark_group(format!("{backend}/get_range"));
+        let id = format!("{backend}/get_range");
+        let mut group = c.benchmark_group(&id);
         configure(&mut group);
         let s = store.clone();
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |_| {
+        let kvstore_op = move |_| {
             let s = s.clone();
             async move {
                 assert_eq!(s.get_range("kvbench/consul/").await.unwrap().len(), 100);
             }
-        });
+        };
+        let ran = bench_concurrent(&mut group, &rt, "kvstore", concurrency, kvstore_op.clone());
         let (b, uri) = (
             bare.clone(),
             format!("http://{addr}/v1/kv/kvbench/consul/?recurse"),
         );
         let (b2, uri2) = (b.clone(), uri.clone());
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
+        let baseline = move |_| {
             let (b, uri) = (b.clone(), uri.clone());
             async move {
                 bare_request(&b, Method::GET, &uri, Bytes::new()).await;
             }
-        });
+        };
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, baseline.clone());
         // The same request, plus what any client must do with the reply:
         // parse it (serde_json) and decode the values from base64.
-        bench_concurrent(&mut group, &rt, "baseline_parsed", concurrency, move |_| {
+        let parsed = move |_| {
             let (b, uri) = (b2.clone(), uri2.clone());
             async move {
                 let body = bare_request(&b, Method::GET, &uri, Bytes::new()).await;
                 assert_eq!(parsed_baseline::parse_consul_listing(&body).len(), 100);
             }
-        });
+        };
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "baseline_parsed",
+            concurrency,
+            parsed.clone(),
+        );
         group.finish();
+        if ran {
+            paired::compare(&rt, &id, concurrency, &kvstore_op, "baseline", &baseline);
+            paired::compare(
+                &rt,
+                &id,
+                concurrency,
+                &kvstore_op,
+                "baseline_parsed",
+                &parsed,
+            );
+        }
 
         // A compare-and-set that fails its check (the version is stale):
         // the same request and answer on both sides.
-        let mut group = c.benchmark_group(format!("{backend}/atomic_put"));
-        configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k, v) = (s.clone(), k.clone(), v.clone());
-            async move {
-                assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
-            }
-        });
-        let (b, k, a, v) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let (b, uri, v) = (
-                b.clone(),
-                format!("http://{a}/v1/kv/{}?cas=1", k[i % k.len()]),
-                v.clone(),
-            );
-            async move {
-                bare_request(&b, Method::PUT, &uri, v).await;
-            }
-        });
-        group.finish();
+        let (b, k2, a, v2) = (bare.clone(), keys.clone(), addr.clone(), value.clone());
+        bench_against(
+            c,
+            &rt,
+            &format!("{backend}/atomic_put"),
+            concurrency,
+            move |i| {
+                let (s, k, v) = (s.clone(), k.clone(), v.clone());
+                async move {
+                    assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
+                }
+            },
+            move |i| {
+                let (b, uri, v) = (
+                    b.clone(),
+                    format!("http://{a}/v1/kv/{}?cas=1", k2[i % k2.len()]),
+                    v2.clone(),
+                );
+                async move {
+                    bare_request(&b, Method::PUT, &uri, v).await;
+                }
+            },
+        );
 
         let (b, a) = (bare.clone(), addr.clone());
         bench_watch_group(c, &rt, backend, store.clone(), concurrency, move |key| {

@@ -7,6 +7,8 @@
 //! least any client must do to hand out 100 pairs.
 #![allow(missing_docs, unreachable_pub)]
 
+#[path = "support/paired.rs"]
+mod paired;
 #[path = "support/parsed_baseline.rs"]
 mod parsed_baseline;
 #[path = "support/watch_limit.rs"]
@@ -20,8 +22,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
-    bare_client, bare_request, bench_concurrent, bench_watch_group, configure, keys, runtime,
-    server_addr,
+    bare_client, bare_request, bench_against, bench_concurrent, bench_watch_group, configure, keys,
+    runtime, server_addr,
 };
 
 fn etcd(c: &mut Criterion) {
@@ -41,65 +43,73 @@ fn etcd(c: &mut Criterion) {
         }
     });
     for concurrency in [1, 32] {
-        let mut group = c.benchmark_group("etcd/get");
-        configure(&mut group);
         let (s, k) = (store.clone(), keys.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k) = (s.clone(), k.clone());
-            async move {
-                s.get(&k[i % k.len()]).await.unwrap().unwrap();
-            }
-        });
-        let (b, k, uri) = (
+        let (b, k2, uri) = (
             bare.clone(),
             keys.clone(),
             format!("http://{addr}/v3/kv/range"),
         );
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let body = format!(r#"{{"key":"{}"}}"#, BASE64.encode(&k[i % k.len()]));
-            let (b, uri) = (b.clone(), uri.clone());
-            async move {
-                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-            }
-        });
-        group.finish();
+        bench_against(
+            c,
+            &rt,
+            "etcd/get",
+            concurrency,
+            move |i| {
+                let (s, k) = (s.clone(), k.clone());
+                async move {
+                    s.get(&k[i % k.len()]).await.unwrap().unwrap();
+                }
+            },
+            move |i| {
+                let body = format!(r#"{{"key":"{}"}}"#, BASE64.encode(&k2[i % k2.len()]));
+                let (b, uri) = (b.clone(), uri.clone());
+                async move {
+                    bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+                }
+            },
+        );
 
-        let mut group = c.benchmark_group("etcd/put");
-        configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k, v) = (s.clone(), k.clone(), v.clone());
-            async move {
-                s.put(&k[i % k.len()], v).await.unwrap();
-            }
-        });
-        let (b, k, uri, v) = (
+        let (b, k2, uri, v2) = (
             bare.clone(),
             keys.clone(),
             format!("http://{addr}/v3/kv/put"),
             BASE64.encode(&value),
         );
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let body = format!(
-                r#"{{"key":"{}","value":"{v}"}}"#,
-                BASE64.encode(&k[i % k.len()])
-            );
-            let (b, uri) = (b.clone(), uri.clone());
-            async move {
-                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-            }
-        });
-        group.finish();
+        bench_against(
+            c,
+            &rt,
+            "etcd/put",
+            concurrency,
+            move |i| {
+                let (s, k, v) = (s.clone(), k.clone(), v.clone());
+                async move {
+                    s.put(&k[i % k.len()], v).await.unwrap();
+                }
+            },
+            move |i| {
+                let body = format!(
+                    r#"{{"key":"{}","value":"{v2}"}}"#,
+                    BASE64.encode(&k2[i % k2.len()])
+                );
+                let (b, uri) = (b.clone(), uri.clone());
+                async move {
+                    bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+                }
+            },
+        );
 
-        let mut group = c.benchmark_group("etcd/get_range");
+        let id = "etcd/get_range";
+        let mut group = c.benchmark_group(id);
         configure(&mut group);
         let s = store.clone();
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |_| {
+        let kvstore_op = move |_| {
             let s = s.clone();
             async move {
                 assert_eq!(s.get_range("kvbench/etcd/").await.unwrap().len(), 100);
             }
-        });
+        };
+        let ran = bench_concurrent(&mut group, &rt, "kvstore", concurrency, kvstore_op.clone());
         let (b, uri) = (bare.clone(), format!("http://{addr}/v3/kv/range"));
         let body = format!(
             r#"{{"key":"{}","range_end":"{}"}}"#,
@@ -107,51 +117,73 @@ fn etcd(c: &mut Criterion) {
             BASE64.encode("kvbench/etcd0")
         );
         let (b2, uri2, body2) = (b.clone(), uri.clone(), body.clone());
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |_| {
+        let baseline = move |_| {
             let (b, uri, body) = (b.clone(), uri.clone(), body.clone());
             async move {
                 bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
             }
-        });
+        };
+        bench_concurrent(&mut group, &rt, "baseline", concurrency, baseline.clone());
         // The same request, plus what any client must do with the reply:
         // parse it (serde_json) and decode keys and values from base64.
-        bench_concurrent(&mut group, &rt, "baseline_parsed", concurrency, move |_| {
+        let parsed = move |_| {
             let (b, uri, body) = (b2.clone(), uri2.clone(), body2.clone());
             async move {
                 let reply = bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
                 assert_eq!(parsed_baseline::parse_etcd_range(&reply).len(), 100);
             }
-        });
+        };
+        bench_concurrent(
+            &mut group,
+            &rt,
+            "baseline_parsed",
+            concurrency,
+            parsed.clone(),
+        );
         group.finish();
+        if ran {
+            paired::compare(&rt, id, concurrency, &kvstore_op, "baseline", &baseline);
+            paired::compare(
+                &rt,
+                id,
+                concurrency,
+                &kvstore_op,
+                "baseline_parsed",
+                &parsed,
+            );
+        }
 
         // A compare-and-set that fails its check (the version is stale):
         // the same transaction on both sides.
-        let mut group = c.benchmark_group("etcd/atomic_put");
-        configure(&mut group);
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
-        bench_concurrent(&mut group, &rt, "kvstore", concurrency, move |i| {
-            let (s, k, v) = (s.clone(), k.clone(), v.clone());
-            async move {
-                assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
-            }
-        });
-        let (b, k, uri, v) = (
+        let (b, k2, uri, v2) = (
             bare.clone(),
             keys.clone(),
             format!("http://{addr}/v3/kv/txn"),
             BASE64.encode(&value),
         );
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, move |i| {
-            let key = BASE64.encode(&k[i % k.len()]);
-            let body = format!(
-                r#"{{"compare":[{{"key":"{key}","target":"MOD","result":"EQUAL","mod_revision":"1"}}],"success":[{{"request_put":{{"key":"{key}","value":"{v}"}}}}]}}"#
-            );
-            let (b, uri) = (b.clone(), uri.clone());
-            async move {
-                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-            }
-        });
-        group.finish();
+        bench_against(
+            c,
+            &rt,
+            "etcd/atomic_put",
+            concurrency,
+            move |i| {
+                let (s, k, v) = (s.clone(), k.clone(), v.clone());
+                async move {
+                    assert!(!s.atomic_put(&k[i % k.len()], v, Some(1)).await.unwrap());
+                }
+            },
+            move |i| {
+                let key = BASE64.encode(&k2[i % k2.len()]);
+                let body = format!(
+                    r#"{{"compare":[{{"key":"{key}","target":"MOD","result":"EQUAL","mod_revision":"1"}}],"success":[{{"request_put":{{"key":"{key}","value":"{v2}"}}}}]}}"#
+                );
+                let (b, uri) = (b.clone(), uri.clone());
+                async move {
+                    bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
+                }
+            },
+        );
 
         let (b, a) = (bare.clone(), addr.clone());
         bench_watch_group(c, &rt, "etcd", store.clone(), concurrency, move |key| {

@@ -8,7 +8,10 @@
 //!   `tokio::sync::broadcast` channel.
 //!
 //! Run with `cargo bench --bench memory`.
-#![allow(missing_docs)]
+#![allow(missing_docs, unreachable_pub)]
+
+#[path = "support/paired.rs"]
+mod paired;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -94,7 +97,9 @@ fn get_and_put(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("memory/get");
     let mut i = 0;
+    let mut get_ran = false;
     group.bench_function("kvstore", |b| {
+        get_ran = true;
         b.to_async(&rt).iter(|| {
             i = (i + 7) % KEYS;
             let (store, k) = (&store, &keys[i]);
@@ -116,9 +121,45 @@ fn get_and_put(c: &mut Criterion) {
         })
     });
     group.finish();
+    if get_ran {
+        let kvstore_get = |i: usize| {
+            let (store, k) = (&store, &keys[i * 7 % KEYS]);
+            async move {
+                store.get(k).await.unwrap();
+            }
+        };
+        paired::compare(
+            &rt,
+            "memory/get",
+            1,
+            &kvstore_get,
+            "baseline",
+            &|i: usize| {
+                let (bare, k) = (&bare, &keys[i * 7 % KEYS]);
+                async move {
+                    bare.get(k).await;
+                }
+            },
+        );
+        paired::compare(
+            &rt,
+            "memory/get",
+            1,
+            &kvstore_get,
+            "baseline_dyn",
+            &|i: usize| {
+                let (bare, k) = (&bare_dyn, &keys[i * 7 % KEYS]);
+                async move {
+                    bare.get(k).await;
+                }
+            },
+        );
+    }
 
     let mut group = c.benchmark_group("memory/put");
+    let mut put_ran = false;
     group.bench_function("kvstore", |b| {
+        put_ran = true;
         b.to_async(&rt).iter(|| {
             i = (i + 7) % KEYS;
             let (store, k, v) = (&store, &keys[i], value.clone());
@@ -140,6 +181,34 @@ fn get_and_put(c: &mut Criterion) {
         })
     });
     group.finish();
+    if put_ran {
+        let kvstore_put = |i: usize| {
+            let (store, k, v) = (&store, &keys[i * 7 % KEYS], value.clone());
+            async move { store.put(k, v).await.unwrap() }
+        };
+        paired::compare(
+            &rt,
+            "memory/put",
+            1,
+            &kvstore_put,
+            "baseline",
+            &|i: usize| {
+                let (bare, k, v) = (&bare, &keys[i * 7 % KEYS], value.clone());
+                async move { bare.put(k, v).await }
+            },
+        );
+        paired::compare(
+            &rt,
+            "memory/put",
+            1,
+            &kvstore_put,
+            "baseline_dyn",
+            &|i: usize| {
+                let (bare, k, v) = (&bare_dyn, &keys[i * 7 % KEYS], value.clone());
+                async move { bare.put(k, v).await }
+            },
+        );
+    }
 }
 
 /// Counts deliveries and wakes the bench when every watcher has one.

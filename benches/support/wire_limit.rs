@@ -8,12 +8,14 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use criterion::{BenchmarkGroup, BenchmarkId, measurement::WallTime};
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, measurement::WallTime};
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+
+use crate::paired;
 
 pub type Bare = Client<HttpConnector, Full<Bytes>>;
 
@@ -67,18 +69,22 @@ pub fn runtime() -> tokio::runtime::Runtime {
 }
 
 /// Benchmarks `op` with `concurrency` calls in flight per iteration; the
-/// reported time is per batch, so ops/s = concurrency / time.
+/// reported time is per batch, so ops/s = concurrency / time. Whether it
+/// ran: not when filtered out on the command line.
 pub fn bench_concurrent<F, Fut>(
     group: &mut BenchmarkGroup<'_, WallTime>,
     rt: &tokio::runtime::Runtime,
     name: &str,
     concurrency: usize,
     op: F,
-) where
+) -> bool
+where
     F: Fn(usize) -> Fut + Clone + 'static,
     Fut: std::future::Future<Output = ()> + 'static,
 {
+    let mut ran = false;
     group.bench_function(BenchmarkId::new(name, concurrency), |b| {
+        ran = true;
         b.to_async(rt).iter_custom(|iters| {
             let op = op.clone();
             async move {
@@ -91,6 +97,34 @@ pub fn bench_concurrent<F, Fut>(
             }
         })
     });
+    ran
+}
+
+/// One row of a table: `kvstore` and `baseline` timed by criterion in the
+/// group `id`, then side by side in alternating blocks
+/// ([`paired::compare`]). Both are called with a request index,
+/// `concurrency` at a time.
+pub fn bench_against<A, FA, B, FB>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    concurrency: usize,
+    kvstore: A,
+    baseline: B,
+) where
+    A: Fn(usize) -> FA + Clone + 'static,
+    FA: std::future::Future<Output = ()> + 'static,
+    B: Fn(usize) -> FB + Clone + 'static,
+    FB: std::future::Future<Output = ()> + 'static,
+{
+    let mut group = c.benchmark_group(id);
+    configure(&mut group);
+    let ran = bench_concurrent(&mut group, rt, "kvstore", concurrency, kvstore.clone());
+    bench_concurrent(&mut group, rt, "baseline", concurrency, baseline.clone());
+    group.finish();
+    if ran {
+        paired::compare(rt, id, concurrency, &kvstore, "baseline", &baseline);
+    }
 }
 
 pub fn configure(group: &mut BenchmarkGroup<'_, WallTime>) {
