@@ -18,9 +18,45 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
     let mut reader = PlainReader::new(body);
     // One object per entry (a key with a brace in it only over-reserves).
     let mut entries = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
-    reader.array(|reader| entry(reader).map(|e| entries.push(e)))?;
+    // The layout of an entry is tried first on the next one.
+    let mut indented = false;
+    reader.array(|reader| entry(reader, &mut indented).map(|e| entries.push(e)))?;
     reader.at_end().then_some(entries)
 }
+
+/// How Consul lays an entry out, field by field, up to each value:
+/// compactly, or indented (`-dev` agents, and `?pretty`). Whitespace
+/// before each part is skipped; within a part it must be exactly this.
+struct Layout {
+    lock_index: &'static [u8],
+    key: &'static [u8],
+    flags: &'static [u8],
+    value: &'static [u8],
+    session: &'static [u8],
+    create_index: &'static [u8],
+    modify_index: &'static [u8],
+}
+
+const COMPACT: Layout = Layout {
+    lock_index: b"{\"LockIndex\":",
+    key: b",\"Key\":",
+    flags: b",\"Flags\":",
+    value: b",\"Value\":",
+    session: b",\"Session\":",
+    create_index: b",\"CreateIndex\":",
+    modify_index: b",\"ModifyIndex\":",
+};
+
+/// An entry of an indented listing, one level deep.
+const INDENTED: Layout = Layout {
+    lock_index: b"{\n        \"LockIndex\":",
+    key: b",\n        \"Key\":",
+    flags: b",\n        \"Flags\":",
+    value: b",\n        \"Value\":",
+    session: b",\n        \"Session\":",
+    create_index: b",\n        \"CreateIndex\":",
+    modify_index: b",\n        \"ModifyIndex\":",
+};
 
 field_names! {
     /// The fields of an entry, in the order Consul writes them.
@@ -35,39 +71,51 @@ field_names! {
     }
 }
 
-/// One entry: as Consul writes it if it can, field by field if not.
-fn entry(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
-    let mut attempt = reader.clone();
-    if let Some(entry) = compact_entry(&mut attempt) {
-        *reader = attempt;
-        return Some(entry);
+/// One entry: as Consul lays it out if it can (indented when `indented`,
+/// else compactly; then the other way, which `indented` then follows),
+/// field by field if not.
+fn entry(reader: &mut PlainReader<'_>, indented: &mut bool) -> Option<KvEntry> {
+    for indent in [*indented, !*indented] {
+        let mut attempt = reader.clone();
+        // Each layout a constant of its own call: its literals compare as
+        // constants (a few word compares each).
+        let entry = match indent {
+            false => laid_out_entry(&mut attempt, &COMPACT),
+            true => laid_out_entry(&mut attempt, &INDENTED),
+        };
+        if let Some(entry) = entry {
+            *reader = attempt;
+            *indented = indent;
+            return Some(entry);
+        }
     }
     entry_by_fields(reader)
 }
 
-/// An entry exactly as Consul writes it: compact, every field in its
-/// place, `Session` only while a lock holds the key. A third of the cost
-/// of reading it field by field (callgrind), where each name is matched
-/// and dispatched on.
-fn compact_entry(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
-    reader.literal(b"{\"LockIndex\":")?;
+/// An entry exactly as Consul lays it out: every field in its place,
+/// `Session` only while a lock holds the key. A third of the cost of
+/// reading it field by field (callgrind), where each name is matched and
+/// dispatched on.
+#[inline(always)]
+fn laid_out_entry(reader: &mut PlainReader<'_>, layout: &Layout) -> Option<KvEntry> {
+    reader.literal(layout.lock_index)?;
     reader.integer()?;
-    reader.literal(b",\"Key\":")?;
+    reader.literal(layout.key)?;
     let key = reader.plain_string()?;
-    reader.literal(b",\"Flags\":")?;
+    reader.literal(layout.flags)?;
     reader.integer()?;
-    reader.literal(b",\"Value\":")?;
+    reader.literal(layout.value)?;
     let value = match reader.optional_bytes()? {
         None => None,
         Some(text) => Some(base64_bytes::decode(text).ok()?),
     };
-    let session = match reader.consume(b",\"Session\":") {
+    let session = match reader.consume(layout.session) {
         true => reader.optional_string()?.map(str::to_owned),
         false => None,
     };
-    reader.literal(b",\"CreateIndex\":")?;
+    reader.literal(layout.create_index)?;
     reader.integer()?;
-    reader.literal(b",\"ModifyIndex\":")?;
+    reader.literal(layout.modify_index)?;
     let modify_index = reader.integer()?;
     reader.literal(b"}")?;
     Some(KvEntry {
@@ -143,6 +191,23 @@ mod tests {
         let entries = decode(compact.as_bytes()).unwrap_or_default();
         assert_eq!(entries[0].value.as_deref(), Some(&b"hello"[..]));
         assert_eq!(entries[1].session.as_deref(), Some("5f0c"));
+    }
+
+    #[test]
+    fn reads_each_layout_consul_writes_without_looking_at_names() {
+        let compact = r#"{"LockIndex":1,"Key":"a/2","Flags":0,"Value":null,"Session":"5f0c","CreateIndex":20,"ModifyIndex":20}"#;
+        let indented = "{\n        \"LockIndex\": 1,\n        \"Key\": \"a/2\",\n        \"Flags\": 0,\n        \"Value\": null,\n        \"Session\": \"5f0c\",\n        \"CreateIndex\": 20,\n        \"ModifyIndex\": 20\n    }";
+        for (layout, other, text) in [
+            (&COMPACT, &INDENTED, compact),
+            (&INDENTED, &COMPACT, indented),
+        ] {
+            let mut reader = PlainReader::new(text.as_bytes());
+            let entry = laid_out_entry(&mut reader, layout).expect(text);
+            assert!(reader.at_end(), "{text}");
+            assert_eq!((entry.key.as_str(), entry.modify_index), ("a/2", 20));
+            assert_eq!(entry.session.as_deref(), Some("5f0c"));
+            assert!(laid_out_entry(&mut PlainReader::new(text.as_bytes()), other).is_none());
+        }
     }
 
     #[test]
