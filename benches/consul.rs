@@ -25,8 +25,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
-    bare_client, bare_request, bench_against, bench_concurrent, bench_watch_group, configure, keys,
-    runtime, server_addr,
+    bare_client, bare_request, bench_against, bench_listing, bench_watch_group, keys, runtime,
+    server_addr,
 };
 
 fn consul(c: &mut Criterion) {
@@ -101,57 +101,29 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
             },
         );
 
-        let id = format!("{backend}/get_range");
-        let mut group = c.benchmark_group(&id);
-        configure(&mut group);
         let s = store.clone();
-        let kvstore_op = move |_| {
-            let s = s.clone();
-            async move {
-                assert_eq!(s.get_range("kvbench/consul/").await.unwrap().len(), 100);
-            }
-        };
-        let ran = bench_concurrent(&mut group, &rt, "kvstore", concurrency, kvstore_op.clone());
         let (b, uri) = (
             bare.clone(),
             format!("http://{addr}/v1/kv/kvbench/consul/?recurse"),
         );
-        let (b2, uri2) = (b.clone(), uri.clone());
-        let baseline = move |_| {
-            let (b, uri) = (b.clone(), uri.clone());
-            async move {
-                bare_request(&b, Method::GET, &uri, Bytes::new()).await;
-            }
-        };
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, baseline.clone());
-        // The same request, plus what any client must do with the reply:
-        // parse it (serde_json) and decode the values from base64.
-        let parsed = move |_| {
-            let (b, uri) = (b2.clone(), uri2.clone());
-            async move {
-                let body = bare_request(&b, Method::GET, &uri, Bytes::new()).await;
-                assert_eq!(parsed_baseline::parse_consul_listing(&body).len(), 100);
-            }
-        };
-        bench_concurrent(
-            &mut group,
+        bench_listing(
+            c,
             &rt,
-            "baseline_parsed",
+            &format!("{backend}/get_range"),
             concurrency,
-            parsed.clone(),
+            move |_| {
+                let s = s.clone();
+                async move {
+                    assert_eq!(s.get_range("kvbench/consul/").await.unwrap().len(), 100);
+                }
+            },
+            move || {
+                let (b, uri) = (b.clone(), uri.clone());
+                async move { bare_request(&b, Method::GET, &uri, Bytes::new()).await }
+            },
+            |body| parsed_baseline::parse_consul_listing(body).len(),
+            |body| parsed_baseline::scan_consul_listing(body).len(),
         );
-        group.finish();
-        if ran {
-            paired::compare(&rt, &id, concurrency, &kvstore_op, "baseline", &baseline);
-            paired::compare(
-                &rt,
-                &id,
-                concurrency,
-                &kvstore_op,
-                "baseline_parsed",
-                &parsed,
-            );
-        }
 
         // A compare-and-set that fails its check (the version is stale):
         // the same request and answer on both sides.

@@ -22,8 +22,8 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use hyper::Method;
 use wire_limit::{
-    bare_client, bare_request, bench_against, bench_concurrent, bench_watch_group, configure, keys,
-    runtime, server_addr,
+    bare_client, bare_request, bench_against, bench_listing, bench_watch_group, keys, runtime,
+    server_addr,
 };
 
 fn etcd(c: &mut Criterion) {
@@ -99,59 +99,31 @@ fn etcd(c: &mut Criterion) {
             },
         );
 
-        let id = "etcd/get_range";
-        let mut group = c.benchmark_group(id);
-        configure(&mut group);
         let s = store.clone();
-        let kvstore_op = move |_| {
-            let s = s.clone();
-            async move {
-                assert_eq!(s.get_range("kvbench/etcd/").await.unwrap().len(), 100);
-            }
-        };
-        let ran = bench_concurrent(&mut group, &rt, "kvstore", concurrency, kvstore_op.clone());
         let (b, uri) = (bare.clone(), format!("http://{addr}/v3/kv/range"));
-        let body = format!(
+        let body = Bytes::from(format!(
             r#"{{"key":"{}","range_end":"{}"}}"#,
             BASE64.encode("kvbench/etcd/"),
             BASE64.encode("kvbench/etcd0")
-        );
-        let (b2, uri2, body2) = (b.clone(), uri.clone(), body.clone());
-        let baseline = move |_| {
-            let (b, uri, body) = (b.clone(), uri.clone(), body.clone());
-            async move {
-                bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-            }
-        };
-        bench_concurrent(&mut group, &rt, "baseline", concurrency, baseline.clone());
-        // The same request, plus what any client must do with the reply:
-        // parse it (serde_json) and decode keys and values from base64.
-        let parsed = move |_| {
-            let (b, uri, body) = (b2.clone(), uri2.clone(), body2.clone());
-            async move {
-                let reply = bare_request(&b, Method::POST, &uri, Bytes::from(body)).await;
-                assert_eq!(parsed_baseline::parse_etcd_range(&reply).len(), 100);
-            }
-        };
-        bench_concurrent(
-            &mut group,
+        ));
+        bench_listing(
+            c,
             &rt,
-            "baseline_parsed",
+            "etcd/get_range",
             concurrency,
-            parsed.clone(),
+            move |_| {
+                let s = s.clone();
+                async move {
+                    assert_eq!(s.get_range("kvbench/etcd/").await.unwrap().len(), 100);
+                }
+            },
+            move || {
+                let (b, uri, body) = (b.clone(), uri.clone(), body.clone());
+                async move { bare_request(&b, Method::POST, &uri, body).await }
+            },
+            |reply| parsed_baseline::parse_etcd_range(reply).len(),
+            |reply| parsed_baseline::scan_etcd_range(reply).len(),
         );
-        group.finish();
-        if ran {
-            paired::compare(&rt, id, concurrency, &kvstore_op, "baseline", &baseline);
-            paired::compare(
-                &rt,
-                id,
-                concurrency,
-                &kvstore_op,
-                "baseline_parsed",
-                &parsed,
-            );
-        }
 
         // A compare-and-set that fails its check (the version is stale):
         // the same transaction on both sides.

@@ -14,7 +14,8 @@
 //! `put`, `atomic_put` (a CAS whose check fails) and `get_range` (100
 //! keys), `SIDE` `kvstore`, `bare` or (for `get_range`) `parsed`: the bare
 //! request plus its reply read by serde_json and base64 as a plain client
-//! reads it. Keys live under `request-cost/`.
+//! reads it, or `scanned`: the reply read by hand, each pair found by its
+//! field names. Keys live under `request-cost/`.
 
 #[path = "../benches/support/parsed_baseline.rs"]
 mod parsed_baseline;
@@ -108,7 +109,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, operation, side, count, rest @ ..] = args.as_slice() else {
         eprintln!(
-            "usage: request_cost URL get|put|atomic_put|get_range kvstore|bare|parsed COUNT [IN_FLIGHT]"
+            "usage: request_cost URL get|put|atomic_put|get_range kvstore|bare|parsed|scanned COUNT [IN_FLIGHT]"
         );
         std::process::exit(2);
     };
@@ -167,6 +168,14 @@ async fn main() {
                         }
                         ("parsed", _) => {
                             std::hint::black_box(parsed_baseline::parse_consul_listing(&body));
+                        }
+                        // `scanned`: the reply read by hand, the least any
+                        // client must do to hand out its pairs.
+                        ("scanned", "etcd") => {
+                            std::hint::black_box(parsed_baseline::scan_etcd_range(&body));
+                        }
+                        ("scanned", _) => {
+                            std::hint::black_box(parsed_baseline::scan_consul_listing(&body));
                         }
                         _ => drop(std::hint::black_box(body)),
                     }

@@ -11,10 +11,12 @@
 //! the rounds that a pause hit anyway.
 //!
 //! Prints one line per comparison, read by `scripts/bench`:
-//! `paired <id>/<side>/<concurrency>: ratio <median> q1 <..> q3 <..> totals <..> rounds <n>`,
+//! `paired <id>/<side>/<concurrency>: ratio <median> q1 <..> q3 <..> totals <..> rounds <n> p50 <ours> <theirs>`,
 //! where a round's ratio is kvstore's throughput over the side's (above 1:
-//! kvstore is faster), q1/q3 the quartiles of the rounds, and totals the
-//! ratio of the whole time each side took.
+//! kvstore is faster), q1/q3 the quartiles of the rounds, totals the ratio
+//! of the whole time each side took, and p50 each side's median batch in
+//! µs: a latency where a batch is one call at a time, or (the watch rows)
+//! one change of all the keys.
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -45,12 +47,13 @@ pub fn compare<A, FA, B, FB>(
     B: Fn(usize) -> FB,
     FB: Future<Output = ()>,
 {
-    let (ratios, totals) = rt.block_on(async {
+    let (ratios, totals, mut batches) = rt.block_on(async {
         let mut turns = Turns {
             concurrency,
             repeats: 1,
             next: 0,
             turn: 0,
+            batches: (Vec::new(), Vec::new()),
         };
         // A batch of one group of calls each, until the warm-up is over;
         // then as many groups per batch as make it last BATCH_TIME, and as
@@ -63,6 +66,7 @@ pub fn compare<A, FA, B, FB>(
             pairs += 1;
         }
         let per_group = warm_up / (2 * pairs);
+        turns.batches = (Vec::new(), Vec::new());
         turns.repeats = times(BATCH_TIME, per_group);
         let pairs_per_round = times(ROUND_TIME, per_group * 2 * turns.repeats as u32);
 
@@ -79,18 +83,24 @@ pub fn compare<A, FA, B, FB>(
             totals.0 += round.0;
             totals.1 += round.1;
         }
-        (ratios, totals)
+        (ratios, totals, turns.batches)
     });
     let mut ratios = ratios;
     ratios.sort_by(f64::total_cmp);
     let at = |q: usize| ratios[(ratios.len() - 1) * q / 100];
+    let p50 = |times: &mut Vec<Duration>| {
+        times.sort();
+        times[times.len() / 2].as_secs_f64() * 1e6
+    };
     println!(
-        "paired {id}/{name}/{concurrency}: ratio {:.3} q1 {:.3} q3 {:.3} totals {:.3} rounds {}",
+        "paired {id}/{name}/{concurrency}: ratio {:.3} q1 {:.3} q3 {:.3} totals {:.3} rounds {} p50 {:.1} {:.1}",
         at(50),
         at(25),
         at(75),
         totals.1.as_secs_f64() / totals.0.as_secs_f64(),
-        ratios.len()
+        ratios.len(),
+        p50(&mut batches.0),
+        p50(&mut batches.1),
     );
 }
 
@@ -108,6 +118,8 @@ struct Turns {
     next: usize,
     /// Which side goes first in the next pair of batches.
     turn: u32,
+    /// How long each batch took, ours and theirs.
+    batches: (Vec<Duration>, Vec<Duration>),
 }
 
 impl Turns {
@@ -122,13 +134,16 @@ impl Turns {
         FB: Future<Output = ()>,
     {
         self.turn += 1;
-        if self.turn % 2 == 0 {
+        let (a, b) = if self.turn % 2 == 0 {
             let a = self.batch(ours).await;
             (a, self.batch(theirs).await)
         } else {
             let b = self.batch(theirs).await;
             (self.batch(ours).await, b)
-        }
+        };
+        self.batches.0.push(a);
+        self.batches.1.push(b);
+        (a, b)
     }
 
     async fn batch<F, Fut>(&mut self, op: &F) -> Duration

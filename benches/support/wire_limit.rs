@@ -162,8 +162,52 @@ pub fn signal_events(
 
 static NEXT_VALUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
-/// Put → event received: each iteration writes `concurrency` keys at once
-/// (through `store`) and waits until each key's watcher has signalled.
+/// One side of the watch rows: `keys` written through `store`, each seen by
+/// the watcher behind its receiver (kvstore's or a bare one).
+#[derive(Clone)]
+pub struct Notifier {
+    store: Arc<dyn kvstore::Store>,
+    keys: Arc<Vec<String>>,
+    receivers: Arc<Vec<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>>>,
+}
+
+impl Notifier {
+    pub fn new(
+        store: Arc<dyn kvstore::Store>,
+        keys: Vec<String>,
+        receivers: Vec<tokio::sync::mpsc::UnboundedReceiver<()>>,
+    ) -> Self {
+        Notifier {
+            store,
+            keys: Arc::new(keys),
+            receivers: Arc::new(receivers.into_iter().map(tokio::sync::Mutex::new).collect()),
+        }
+    }
+
+    /// One change: every key written at once, until each key's watcher has
+    /// signalled; how long that took.
+    pub async fn change(&self) -> Duration {
+        let start = Instant::now();
+        futures::future::join_all((0..self.keys.len()).map(|i| self.notify(i))).await;
+        start.elapsed()
+    }
+
+    /// Key `i` (modulo the keys) written, until its watcher has signalled.
+    pub async fn notify(&self, i: usize) {
+        let i = i % self.keys.len();
+        let mut receiver = self.receivers[i].lock().await;
+        while receiver.try_recv().is_ok() {}
+        // Always a new value: Consul reports no event for a write of the
+        // value a key already has.
+        let value = Bytes::from(NEXT_VALUE.fetch_add(1, Ordering::Relaxed).to_string());
+        let (put, _) =
+            futures::future::join(self.store.put(&self.keys[i], value), receiver.recv()).await;
+        put.unwrap();
+    }
+}
+
+/// Put → event received: each iteration is one [`Notifier::change`] of
+/// `concurrency` keys at once.
 ///
 /// Besides criterion's estimate, every change's latency is kept and their
 /// p50 and p99 printed as `latency <id>: p50 <µs> p99 <µs> n <count>` (at 32
@@ -173,41 +217,19 @@ pub fn bench_notify(
     rt: &tokio::runtime::Runtime,
     id: &str,
     name: &str,
-    store: Arc<dyn kvstore::Store>,
-    keys: Vec<String>,
-    receivers: Vec<tokio::sync::mpsc::UnboundedReceiver<()>>,
-) {
-    let concurrency = keys.len();
-    let receivers = Arc::new(tokio::sync::Mutex::new(receivers));
-    let keys = Arc::new(keys);
+    notifier: &Notifier,
+) -> bool {
+    let concurrency = notifier.keys.len();
     let latencies = Arc::new(std::sync::Mutex::new(Vec::new()));
     group.bench_function(BenchmarkId::new(name, concurrency), |b| {
         b.to_async(rt).iter_custom(|iters| {
-            let (store, keys, receivers) = (store.clone(), keys.clone(), receivers.clone());
-            let latencies = latencies.clone();
+            let (notifier, latencies) = (notifier.clone(), latencies.clone());
             async move {
-                let mut receivers = receivers.lock().await;
                 let mut total = Duration::ZERO;
                 for _ in 0..iters {
-                    for rx in receivers.iter_mut() {
-                        while rx.try_recv().is_ok() {}
-                    }
-                    let start = Instant::now();
-                    // Always a new value: Consul reports no event for a
-                    // write of the value a key already has.
-                    let value = Bytes::from(NEXT_VALUE.fetch_add(1, Ordering::Relaxed).to_string());
-                    let puts = keys.iter().map(|k| store.put(k, value.clone()));
-                    let (puts, _) = futures::future::join(
-                        futures::future::join_all(puts),
-                        futures::future::join_all(receivers.iter_mut().map(|rx| rx.recv())),
-                    )
-                    .await;
-                    let latency = start.elapsed();
+                    let latency = notifier.change().await;
                     total += latency;
                     latencies.lock().unwrap().push(latency);
-                    for put in puts {
-                        put.unwrap();
-                    }
                 }
                 total
             }
@@ -215,7 +237,7 @@ pub fn bench_notify(
     });
     let mut latencies = latencies.lock().unwrap();
     if latencies.is_empty() {
-        return; // filtered out on the command line
+        return false; // filtered out on the command line
     }
     latencies.sort();
     let at = |q: usize| latencies[(latencies.len() - 1) * q / 100].as_secs_f64() * 1e6;
@@ -225,6 +247,7 @@ pub fn bench_notify(
         at(99),
         latencies.len()
     );
+    true
 }
 
 /// The watch group of a network bench: `concurrency` keys watched through
@@ -262,31 +285,34 @@ pub fn bench_watch_group(
     });
     let all: Vec<String> = watched.iter().chain(&bare_watched).cloned().collect();
     let id = format!("{backend}/watch");
-    bench_notify(
-        &mut group,
-        rt,
-        &id,
-        "kvstore",
-        store.clone(),
-        watched,
-        receivers,
-    );
+    let ours = Notifier::new(store.clone(), watched, receivers);
+    let ran = bench_notify(&mut group, rt, &id, "kvstore", &ours);
     let receivers = rt.block_on(async {
         let receivers: Vec<_> = bare_watched.iter().cloned().map(&bare_watcher).collect();
         // Let the bare watchers make their first request before any put.
         tokio::time::sleep(Duration::from_millis(300)).await;
         receivers
     });
-    bench_notify(
-        &mut group,
-        rt,
-        &id,
-        "baseline",
-        store.clone(),
-        bare_watched,
-        receivers,
-    );
+    let theirs = Notifier::new(store.clone(), bare_watched, receivers);
+    bench_notify(&mut group, rt, &id, "baseline", &theirs);
     group.finish();
+    if ran {
+        // A batch of `concurrency` calls is one change of all the keys.
+        let notify = |notifier: Notifier| {
+            move |i: usize| {
+                let notifier = notifier.clone();
+                async move { notifier.notify(i).await }
+            }
+        };
+        paired::compare(
+            rt,
+            &id,
+            concurrency,
+            &notify(ours),
+            "baseline",
+            &notify(theirs),
+        );
+    }
     // Every watcher is dropped now, but Consul keeps an abandoned blocking
     // query (and its connection) open until its wait ends or its key
     // changes; a few runs in a row would reach its 200 connections per
@@ -303,4 +329,56 @@ pub fn bench_watch_group(
             store.delete(key).await.unwrap();
         }
     });
+}
+
+/// The `get_range` row: kvstore's listing beside the same bare request
+/// (`request`, which returns the reply's body) reading nothing of its reply
+/// (`baseline`), read by serde (`baseline_parsed`, with `parse`) and read
+/// by hand (`baseline_scanned`, with `scan`); `parse` and `scan` return how
+/// many pairs they found, which must be the bench's 100.
+#[allow(clippy::too_many_arguments, reason = "a table row, named in full")]
+pub fn bench_listing<A, FA, R, FR>(
+    c: &mut Criterion,
+    rt: &tokio::runtime::Runtime,
+    id: &str,
+    concurrency: usize,
+    kvstore: A,
+    request: R,
+    parse: fn(&[u8]) -> usize,
+    scan: fn(&[u8]) -> usize,
+) where
+    A: Fn(usize) -> FA + Clone + 'static,
+    FA: std::future::Future<Output = ()> + 'static,
+    R: Fn() -> FR + Clone + 'static,
+    FR: std::future::Future<Output = Bytes> + 'static,
+{
+    let side = |read: Option<fn(&[u8]) -> usize>| {
+        let request = request.clone();
+        move |_: usize| {
+            let reply = request();
+            async move {
+                let reply = reply.await;
+                if let Some(read) = read {
+                    assert_eq!(read(&reply), 100);
+                }
+            }
+        }
+    };
+    let mut group = c.benchmark_group(id);
+    configure(&mut group);
+    let ran = bench_concurrent(&mut group, rt, "kvstore", concurrency, kvstore.clone());
+    let sides = [
+        ("baseline", side(None)),
+        ("baseline_parsed", side(Some(parse))),
+        ("baseline_scanned", side(Some(scan))),
+    ];
+    for (name, op) in &sides {
+        bench_concurrent(&mut group, rt, name, concurrency, op.clone());
+    }
+    group.finish();
+    if ran {
+        for (name, op) in &sides {
+            paired::compare(rt, id, concurrency, &kvstore, name, op);
+        }
+    }
 }
