@@ -5,9 +5,11 @@
 //! - `consul`: the tests' `-dev` agent (`KV_CONSUL_ADDR`), which pretty-prints
 //!   every reply, so decoding weighs about twice as much there.
 //!
-//! `get_range` has a second reference, `baseline_parsed`: the bare request
-//! plus parsing its reply with serde_json and decoding the values, the least
-//! any client must do to hand out 100 pairs.
+//! `get_range` has two more references: the bare request plus its reply
+//! read by serde_json (`baseline_parsed`), or scanned by hand
+//! (`baseline_scanned`, the least any client must do to hand out 100 pairs);
+//! values decoded from base64 in both. Every row is also measured paired
+//! (`support/paired.rs`): both sides in turns over the same seconds.
 //!
 //! Run with `scripts/bench` or `cargo bench --bench consul`.
 #![allow(missing_docs, unreachable_pub)]

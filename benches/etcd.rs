@@ -2,9 +2,11 @@
 //! bare hyper client), side by side in one run. Needs `KV_ETCD35_ADDR` (see
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
 //!
-//! `get_range` has a second reference, `baseline_parsed`: the bare request
-//! plus parsing its reply with serde_json and decoding keys and values, the
-//! least any client must do to hand out 100 pairs.
+//! `get_range` has two more references: the bare request plus its reply
+//! read by serde_json (`baseline_parsed`), or scanned by hand
+//! (`baseline_scanned`, the least any client must do to hand out 100 pairs);
+//! keys and values decoded from base64 in both. Every row is also measured
+//! paired (`support/paired.rs`): both sides in turns over the same seconds.
 #![allow(missing_docs, unreachable_pub)]
 
 #[path = "support/paired.rs"]
