@@ -258,7 +258,9 @@ fn put_observed_by_watchers(c: &mut Criterion) {
                 });
             }
         });
+        let mut ran = false;
         group.bench_function(BenchmarkId::new("kvstore", watchers), |b| {
+            ran = true;
             b.to_async(&rt).iter_custom(|iters| {
                 let (store, arrivals) = (store.clone(), arrivals.clone());
                 async move {
@@ -310,6 +312,33 @@ fn put_observed_by_watchers(c: &mut Criterion) {
                 }
             })
         });
+        if ran {
+            let kvstore_op = |_: usize| {
+                let (store, arrivals) = (&store, &arrivals);
+                async move {
+                    store
+                        .put("bench/watched", Bytes::from_static(b"v"))
+                        .await
+                        .unwrap();
+                    arrivals.wait_all().await;
+                }
+            };
+            let baseline_op = |n: usize| {
+                let (bare, tx, arrivals) = (&bare, &tx, &arrivals);
+                async move {
+                    bare.put("bench/watched", Bytes::from_static(b"v")).await;
+                    let event = KvEvent::Put(KvPair {
+                        key: "bench/watched".to_owned(),
+                        value: Bytes::from_static(b"v"),
+                        version: n as u64 + 1,
+                    });
+                    tx.send(Arc::new(event)).unwrap();
+                    arrivals.wait_all().await;
+                }
+            };
+            let row = format!("memory/put_to_all_watchers/baseline/{watchers}");
+            paired::compare_as(&rt, &row, 1, &kvstore_op, &baseline_op);
+        }
     }
     group.finish();
 }

@@ -47,6 +47,24 @@ pub fn compare<A, FA, B, FB>(
     B: Fn(usize) -> FB,
     FB: Future<Output = ()>,
 {
+    let row = format!("{id}/{name}/{concurrency}");
+    compare_as(rt, &row, concurrency, ours, theirs);
+}
+
+/// [`compare`], printed as `row` (`<id>/<side>/<parameter>`, when the
+/// row's parameter is not the calls at once).
+pub fn compare_as<A, FA, B, FB>(
+    rt: &tokio::runtime::Runtime,
+    row: &str,
+    concurrency: usize,
+    ours: &A,
+    theirs: &B,
+) where
+    A: Fn(usize) -> FA,
+    FA: Future<Output = ()>,
+    B: Fn(usize) -> FB,
+    FB: Future<Output = ()>,
+{
     let (ratios, totals, mut batches) = rt.block_on(async {
         let mut turns = Turns {
             concurrency,
@@ -93,7 +111,7 @@ pub fn compare<A, FA, B, FB>(
         times[times.len() / 2].as_secs_f64() * 1e6
     };
     println!(
-        "paired {id}/{name}/{concurrency}: ratio {:.3} q1 {:.3} q3 {:.3} totals {:.3} rounds {} p50 {:.1} {:.1}",
+        "paired {row}: ratio {:.3} q1 {:.3} q3 {:.3} totals {:.3} rounds {} p50 {:.1} {:.1}",
         at(50),
         at(25),
         at(75),
