@@ -68,7 +68,8 @@ pub(crate) fn scan_consul_listing(body: &[u8]) -> Vec<(String, Vec<u8>, u64)> {
         [b"\"Key\":" as &[u8], b"\"Value\":", b"\"ModifyIndex\":"].map(Finder::new)
     });
     let [key_name, value_name, index_name] = &*NAMES;
-    let mut pairs = Vec::new();
+    // One object per entry: room for every pair at once.
+    let mut pairs = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
     let mut at = 0;
     while let Some(key) = after(body, at, key_name) {
         let entry = &body[..memchr::memchr(b'}', &body[key..]).map_or(body.len(), |e| key + e)];
@@ -89,7 +90,8 @@ pub(crate) fn scan_etcd_range(reply: &[u8]) -> Vec<(String, Vec<u8>, i64)> {
         [b"\"key\":" as &[u8], b"\"value\":", b"\"mod_revision\":"].map(Finder::new)
     });
     let [key_name, value_name, revision_name] = &*NAMES;
-    let mut pairs = Vec::new();
+    // One object per kv (and one for the header): room for every pair.
+    let mut pairs = Vec::with_capacity(memchr::memchr_iter(b'{', reply).count());
     let mut at = 0;
     while let Some(key) = after(reply, at, key_name) {
         let entry = &reply[..memchr::memchr(b'}', &reply[key..]).map_or(reply.len(), |e| key + e)];
