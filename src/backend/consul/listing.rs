@@ -10,7 +10,9 @@
 //! caller uses serde_json, which then also names what is wrong.
 
 use super::wire::KvEntry;
-use crate::base64_bytes;
+use bytes::Bytes;
+
+use crate::base64_bytes::ValueBatch;
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
@@ -20,8 +22,45 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
     let mut entries = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
     // The layout of an entry is tried first on the next one.
     let mut indented = false;
-    reader.array(|reader| entry(reader, &mut indented).map(|e| entries.push(e)))?;
-    reader.at_end().then_some(entries)
+    let mut values = ValueBatch::with_capacity(entries.capacity());
+    reader.array(|reader| {
+        let (entry, value) = entry(reader, &mut indented)?;
+        values.push(value);
+        entries.push(entry);
+        Some(())
+    })?;
+    reader.at_end().then_some(())?;
+    // Each entry with a value holds a placeholder until now.
+    let values = values.decode().ok()?;
+    for (slot, value) in entries
+        .iter_mut()
+        .filter_map(|e| e.value.as_mut())
+        .zip(values)
+    {
+        *slot = value;
+    }
+    Some(entries)
+}
+
+/// An entry whose value, if it has one, is still base64 (the placeholder
+/// `Some(Bytes::new())` in the entry): a listing's values are decoded
+/// together, into shared buffers.
+type PendingEntry<'a> = (KvEntry, Option<&'a [u8]>);
+
+/// The entry for `key` and the rest, its value pending.
+fn pending<'a>(
+    key: &str,
+    value: Option<&'a [u8]>,
+    modify_index: u64,
+    session: Option<String>,
+) -> PendingEntry<'a> {
+    let entry = KvEntry {
+        key: key.to_owned(),
+        value: value.map(|_| Bytes::new()),
+        modify_index,
+        session,
+    };
+    (entry, value)
 }
 
 /// How Consul lays an entry out, field by field, up to each value:
@@ -74,7 +113,7 @@ field_names! {
 /// One entry: as Consul lays it out if it can (indented when `indented`,
 /// else compactly; then the other way, which `indented` then follows),
 /// field by field if not.
-fn entry(reader: &mut PlainReader<'_>, indented: &mut bool) -> Option<KvEntry> {
+fn entry<'a>(reader: &mut PlainReader<'a>, indented: &mut bool) -> Option<PendingEntry<'a>> {
     for indent in [*indented, !*indented] {
         let mut attempt = reader.clone();
         // Each layout a constant of its own call: its literals compare as
@@ -97,7 +136,7 @@ fn entry(reader: &mut PlainReader<'_>, indented: &mut bool) -> Option<KvEntry> {
 /// reading it field by field (callgrind), where each name is matched and
 /// dispatched on.
 #[inline(always)]
-fn laid_out_entry(reader: &mut PlainReader<'_>, layout: &Layout) -> Option<KvEntry> {
+fn laid_out_entry<'a>(reader: &mut PlainReader<'a>, layout: &Layout) -> Option<PendingEntry<'a>> {
     reader.literal(layout.lock_index)?;
     reader.integer()?;
     reader.literal(layout.key)?;
@@ -105,10 +144,7 @@ fn laid_out_entry(reader: &mut PlainReader<'_>, layout: &Layout) -> Option<KvEnt
     reader.literal(layout.flags)?;
     reader.integer()?;
     reader.literal(layout.value)?;
-    let value = match reader.optional_bytes()? {
-        None => None,
-        Some(text) => Some(base64_bytes::decode(text).ok()?),
-    };
+    let value = reader.optional_bytes()?;
     let session = match reader.consume(layout.session) {
         true => reader.optional_string()?.map(str::to_owned),
         false => None,
@@ -118,28 +154,18 @@ fn laid_out_entry(reader: &mut PlainReader<'_>, layout: &Layout) -> Option<KvEnt
     reader.literal(layout.modify_index)?;
     let modify_index = reader.integer()?;
     reader.literal(b"}")?;
-    Some(KvEntry {
-        key: key.to_owned(),
-        value,
-        modify_index,
-        session,
-    })
+    Some(pending(key, value, modify_index, session))
 }
 
 /// An entry read field by field, in any order.
-fn entry_by_fields(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
+fn entry_by_fields<'a>(reader: &mut PlainReader<'a>) -> Option<PendingEntry<'a>> {
     let (mut key, mut value, mut modify_index, mut session) = (None, None, None, None);
     reader.object_in_order::<Field>(|reader, name| {
         // A field twice is an error to serde: leave it to serde.
         match name {
-            Ok(Field::Key) if key.is_none() => key = Some(reader.plain_string()?.to_owned()),
-            Ok(Field::Value) if value.is_none() => {
-                // Base64 is ASCII: decoding it checks what UTF-8 would.
-                value = Some(match reader.optional_bytes()? {
-                    None => None,
-                    Some(text) => Some(base64_bytes::decode(text).ok()?),
-                });
-            }
+            Ok(Field::Key) if key.is_none() => key = Some(reader.plain_string()?),
+            // Base64 is ASCII: decoding it checks what UTF-8 would.
+            Ok(Field::Value) if value.is_none() => value = Some(reader.optional_bytes()?),
             Ok(Field::ModifyIndex) if modify_index.is_none() => {
                 modify_index = Some(reader.integer()?)
             }
@@ -156,16 +182,19 @@ fn entry_by_fields(reader: &mut PlainReader<'_>) -> Option<KvEntry> {
         }
         Some(())
     })?;
-    Some(KvEntry {
-        key: key?,
-        value: value.flatten(),
-        modify_index: modify_index?,
-        session: session.flatten(),
-    })
+    Some(pending(
+        key?,
+        value.flatten(),
+        modify_index?,
+        session.flatten(),
+    ))
 }
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::STANDARD;
+
     use super::*;
 
     fn serde(body: &str) -> Option<Vec<KvEntry>> {
@@ -194,6 +223,37 @@ mod tests {
     }
 
     #[test]
+    fn reads_a_long_listing_as_serde_does() {
+        // Values of every length around the shared buffers' limits, a
+        // non-canonical one among them, null ones, in a few thousand
+        // entries: several buffers, each value its own bytes.
+        let mut body = String::from("[");
+        for i in 0..3000usize {
+            let len = [0, 1, 2, 3, 13, 511, 512, 513, 4096][i % 9] + i % 3;
+            let value = match i % 11 {
+                0 => "null".to_owned(),
+                // Non-zero trailing bits: only the engine's decoder decides.
+                5 => "\"aGk=\"".replace("aGk=", "aGl="),
+                _ => format!("\"{}\"", STANDARD.encode(vec![i as u8; len])),
+            };
+            if i > 0 {
+                body.push(',');
+            }
+            body.push_str(&format!(
+                r#"{{"LockIndex":0,"Key":"a/{i:05}","Flags":0,"Value":{value},"CreateIndex":1,"ModifyIndex":{}}}"#,
+                i + 1
+            ));
+        }
+        body.push(']');
+        // serde_json rejects it, so the fast path must give up.
+        assert_eq!((decode(body.as_bytes()), serde(&body)), (None, None));
+        let body = body.replace("\"aGl=\"", "\"aGk=\"");
+        let fast = decode(body.as_bytes()).expect("the plain shape");
+        assert_eq!(Some(&fast), serde(&body).as_ref());
+        assert_eq!(fast[1].value.as_deref(), Some(&[1u8, 1][..]));
+    }
+
+    #[test]
     fn reads_each_layout_consul_writes_without_looking_at_names() {
         let compact = r#"{"LockIndex":1,"Key":"a/2","Flags":0,"Value":null,"Session":"5f0c","CreateIndex":20,"ModifyIndex":20}"#;
         let indented = "{\n        \"LockIndex\": 1,\n        \"Key\": \"a/2\",\n        \"Flags\": 0,\n        \"Value\": null,\n        \"Session\": \"5f0c\",\n        \"CreateIndex\": 20,\n        \"ModifyIndex\": 20\n    }";
@@ -202,8 +262,9 @@ mod tests {
             (&INDENTED, &COMPACT, indented),
         ] {
             let mut reader = PlainReader::new(text.as_bytes());
-            let entry = laid_out_entry(&mut reader, layout).expect(text);
+            let (entry, value) = laid_out_entry(&mut reader, layout).expect(text);
             assert!(reader.at_end(), "{text}");
+            assert_eq!(value, None);
             assert_eq!((entry.key.as_str(), entry.modify_index), ("a/2", 20));
             assert_eq!(entry.session.as_deref(), Some("5f0c"));
             assert!(laid_out_entry(&mut PlainReader::new(text.as_bytes()), other).is_none());

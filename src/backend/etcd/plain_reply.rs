@@ -10,7 +10,9 @@
 
 use super::stream::{WatchEvent, WatchLine, WatchResult};
 use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
-use crate::base64_bytes;
+use bytes::Bytes;
+
+use crate::base64_bytes::{self, ValueBatch};
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// How deep a value kvstore does not use may nest and still be skipped
@@ -113,7 +115,7 @@ fn skip_field<F>(reader: &mut PlainReader<'_>, name: Result<F, &[u8]>) -> Option
 
 /// One key-value: as the gateway writes it if it can, field by field if
 /// not.
-fn key_value(reader: &mut PlainReader<'_>) -> Option<KeyValue> {
+fn key_value<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue<'a>> {
     let mut attempt = reader.clone();
     if let Some(kv) = compact_key_value(&mut attempt) {
         *reader = attempt;
@@ -128,10 +130,42 @@ fn base64(reader: &mut PlainReader<'_>) -> Option<Vec<u8>> {
     base64_bytes::decode_vec(reader.plain_bytes()?).ok()
 }
 
+/// A key-value read with [`key_value`], its value decoded by itself.
+fn decoded((mut kv, value): PendingKeyValue<'_>) -> Option<KeyValue> {
+    if let Some(text) = value {
+        kv.value = base64_bytes::decode(text).ok()?;
+    }
+    Some(kv)
+}
+
+/// A key-value whose value, if it has one, is still base64 (`value` is
+/// empty until then): the values of a reply are decoded together, into
+/// shared buffers.
+type PendingKeyValue<'a> = (KeyValue, Option<&'a [u8]>);
+
+/// The key-values read with [`key_value`], their values decoded.
+fn with_values(pending: Vec<PendingKeyValue<'_>>) -> Option<Vec<KeyValue>> {
+    let mut batch = ValueBatch::with_capacity(pending.len());
+    let mut kvs = Vec::with_capacity(pending.len());
+    for (kv, value) in pending {
+        batch.push(value);
+        kvs.push((kv, value.is_some()));
+    }
+    let mut values = batch.decode().ok()?.into_iter();
+    kvs.into_iter()
+        .map(|(mut kv, pending)| {
+            if pending {
+                kv.value = values.next()?;
+            }
+            Some(kv)
+        })
+        .collect()
+}
+
 /// A key-value exactly as the gateway writes it: compact, every field in
 /// its place, `value` left out when empty and `lease` when there is none.
 /// Cheaper than matching and dispatching on each name (callgrind).
-fn compact_key_value(reader: &mut PlainReader<'_>) -> Option<KeyValue> {
+fn compact_key_value<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue<'a>> {
     reader.literal(b"{\"key\":")?;
     let key = base64(reader)?;
     reader.literal(b",\"create_revision\":")?;
@@ -141,42 +175,44 @@ fn compact_key_value(reader: &mut PlainReader<'_>) -> Option<KeyValue> {
     reader.literal(b",\"version\":")?;
     reader.int64()?;
     let value = match reader.consume(b",\"value\":") {
-        true => base64(reader)?,
-        false => Vec::new(),
+        true => Some(reader.plain_bytes()?),
+        false => None,
     };
     let lease = match reader.consume(b",\"lease\":") {
         true => reader.int64()?,
         false => 0,
     };
     reader.literal(b"}")?;
-    Some(KeyValue {
+    let kv = KeyValue {
         key,
-        value,
+        value: Bytes::new(),
         mod_revision,
         create_revision,
         lease,
-    })
+    };
+    Some((kv, value))
 }
 
 /// A key-value read field by field, in any order.
-fn key_value_by_fields(reader: &mut PlainReader<'_>) -> Option<KeyValue> {
+fn key_value_by_fields<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue<'a>> {
     let (mut key, mut value) = (None, None);
     let (mut mod_revision, mut create_revision, mut lease) = (None, None, None);
     reader.object_in_order(|reader, name| match name {
         Ok(KvField::Key) => once(&mut key, base64(reader)),
-        Ok(KvField::Value) => once(&mut value, base64(reader)),
+        Ok(KvField::Value) => once(&mut value, reader.plain_bytes()),
         Ok(KvField::ModRevision) => once(&mut mod_revision, reader.int64()),
         Ok(KvField::CreateRevision) => once(&mut create_revision, reader.int64()),
         Ok(KvField::Lease) => once(&mut lease, reader.int64()),
         _ => skip_field(reader, name),
     })?;
-    Some(KeyValue {
+    let kv = KeyValue {
         key: key.unwrap_or_default(),
-        value: value.unwrap_or_default(),
+        value: Bytes::new(),
         mod_revision: mod_revision.unwrap_or_default(),
         create_revision: create_revision.unwrap_or_default(),
         lease: lease.unwrap_or_default(),
-    })
+    };
+    Some((kv, value))
 }
 
 impl PlainReply for RangeResponse {
@@ -191,7 +227,7 @@ impl PlainReply for RangeResponse {
                 Ok(ReplyField::Kvs) => {
                     let mut list = Vec::with_capacity(objects.saturating_sub(2));
                     let read = reader.array(|reader| key_value(reader).map(|kv| list.push(kv)));
-                    once(&mut kvs, read.map(|()| list))
+                    once(&mut kvs, read.and_then(|()| with_values(list)))
                 }
                 _ => skip_field(reader, name),
             })?;
@@ -293,7 +329,7 @@ fn watch_event(reader: &mut PlainReader<'_>) -> Option<WatchEvent> {
     let (mut kind, mut kv) = (None, None);
     reader.object_in_order(|reader, name| match name {
         Ok(EventField::Type) => once(&mut kind, reader.plain_string().map(str::to_owned)),
-        Ok(EventField::Kv) => once(&mut kv, key_value(reader)),
+        Ok(EventField::Kv) => once(&mut kv, key_value(reader).and_then(decoded)),
         _ => skip_field(reader, name),
     })?;
     Some(WatchEvent { kind, kv: kv? })
@@ -368,7 +404,7 @@ mod tests {
     fn reads_ranges_as_serde_does() {
         let fast = RangeResponse::read_plain(RANGE.as_bytes()).expect("the plain shape");
         assert_eq!(fast.header.revision, 13449);
-        assert_eq!(fast.kvs[0].value, b"hello");
+        assert_eq!(fast.kvs[0].value, &b"hello"[..]);
         assert_eq!(fast.kvs[1].lease, 7587);
         assert!(fast.kvs[1].value.is_empty());
         for body in [

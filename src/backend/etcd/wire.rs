@@ -71,6 +71,13 @@ fn base64_bytes<'de, D: Deserializer<'de>>(
     deserializer.deserialize_any(Base64Bytes)
 }
 
+/// A base64 value, as [`Bytes`] (that own exactly the decoded bytes).
+fn base64_value<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<Bytes, D::Error> {
+    base64_bytes(deserializer).map(Bytes::from)
+}
+
 // ----- requests -----
 
 #[derive(Debug, Serialize)]
@@ -182,8 +189,8 @@ pub(super) struct KeyValue {
     #[serde(default, deserialize_with = "base64_bytes")]
     pub(super) key: Vec<u8>,
     /// Decoded from base64; absent for an empty value.
-    #[serde(default, deserialize_with = "base64_bytes")]
-    pub(super) value: Vec<u8>,
+    #[serde(default, deserialize_with = "base64_value")]
+    pub(super) value: Bytes,
     #[serde(default, deserialize_with = "int64")]
     pub(super) mod_revision: i64,
     #[serde(default, deserialize_with = "int64")]
@@ -212,7 +219,7 @@ impl KeyValue {
         let version = self.version()?;
         Ok(KvPair {
             key: String::from_utf8(self.key).map_err(|_| not_utf8())?,
-            value: Bytes::from(self.value),
+            value: self.value,
             version,
         })
     }
