@@ -164,6 +164,12 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every key that starts with `prefix` (a plain string prefix), sorted by key.
     /// An empty vector when none does. The empty prefix lists every key.
+    ///
+    /// On Consul and etcd, the short values of one listing share buffers
+    /// of at most 4 KiB (a value of more than 512 bytes has its own): a
+    /// value kept long after the rest are dropped keeps its buffer alive.
+    /// `Bytes::copy_from_slice(&pair.value)` gives it one of its own. The
+    /// same holds for the values in the events of a Consul `watch_range`.
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>>;
 
     /// Deletes every key that starts with `prefix`. The empty prefix is refused
