@@ -11,6 +11,7 @@
 //! non-zero trailing bits) goes to the engine, which decides and names
 //! the error, so the result is always the engine's.
 
+use base64::DecodeError;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
@@ -49,15 +50,18 @@ pub(crate) fn decode_vec(text: &[u8]) -> Result<Vec<u8>, base64::DecodeError> {
 /// The base64 values of one reply, decoded together once it is read, into
 /// shared buffers of exactly their size: a listing's short values cost two
 /// allocations per [`ValueBatch::CHUNK`] bytes instead of one each (with
-/// its `free`, ~300 instructions a value under glibc; callgrind).
+/// its `free`, ~300 instructions a value under glibc; callgrind). A reply
+/// of fewer than [`ValueBatch::WORTH_IT`] entries decodes each value by
+/// itself, as a batch would cost it more than it saves.
 ///
 /// A value kept after its listing is dropped keeps its whole buffer alive:
 /// at most `CHUNK` bytes of values (`Bytes::copy_from_slice` detaches it).
 /// A value longer than [`ValueBatch::MAX_PACKED`], or the only one of its
-/// batch, gets a buffer of its own.
+/// run, gets a buffer of its own.
 #[derive(Default)]
 pub(crate) struct ValueBatch<'a> {
-    texts: Vec<&'a [u8]>,
+    /// One slot per entry: its value's text, `None` if it has no value.
+    slots: Vec<Option<&'a [u8]>>,
 }
 
 impl<'a> ValueBatch<'a> {
@@ -65,63 +69,71 @@ impl<'a> ValueBatch<'a> {
     pub(crate) const CHUNK: usize = 4096;
     /// The longest value that shares a buffer.
     pub(crate) const MAX_PACKED: usize = 512;
+    /// The fewest entries worth a batch.
+    pub(crate) const WORTH_IT: usize = 4;
 
-    /// A batch with room for `values` texts.
-    pub(crate) fn with_capacity(values: usize) -> Self {
-        ValueBatch {
-            texts: Vec::with_capacity(values),
-        }
+    /// A batch for a reply of `entries` entries, or `None` if there are
+    /// too few to be worth one.
+    pub(crate) fn for_entries(entries: usize) -> Option<Self> {
+        (entries >= Self::WORTH_IT).then(|| ValueBatch {
+            slots: Vec::with_capacity(entries),
+        })
     }
 
-    /// Queues a value's base64 text, if it has one; [`ValueBatch::decode`]
-    /// returns the values in the order they were pushed.
+    /// Queues the next entry's value: its base64 text, `None` if it has no
+    /// value.
     pub(crate) fn push(&mut self, text: Option<&'a [u8]>) {
-        if let Some(text) = text {
-            self.texts.push(text);
-        }
+        self.slots.push(text);
     }
 
-    /// Every queued value decoded, as [`decode`] would: an error if any one
-    /// is not padded standard base64.
-    pub(crate) fn decode(self) -> Result<Vec<Bytes>, base64::DecodeError> {
-        let texts = &self.texts[..];
-        let mut values = Vec::with_capacity(texts.len());
+    /// Decodes every queued value, as [`decode`] would, and hands each to
+    /// `each` in the order they were pushed (`None` for an entry without a
+    /// value). An error if any text is not padded standard base64 (the
+    /// values before it may have been handed out).
+    pub(crate) fn decode(self, mut each: impl FnMut(Option<Bytes>)) -> Result<(), DecodeError> {
+        let slots = &self.slots[..];
         let mut start = 0;
-        while start < texts.len() {
-            // The run of short values that fills the next buffer.
-            let (mut end, mut total) = (start, 0);
-            while let Some(len) = texts
-                .get(end)
-                .and_then(|text| canonical_len(text))
-                .map(|(len, _)| len)
-                .filter(|&len| len <= Self::MAX_PACKED && total + len <= Self::CHUNK)
-            {
+        while start < slots.len() {
+            // The run of short values (and entries without one) that fills
+            // the next buffer.
+            let (mut end, mut total, mut texts) = (start, 0, 0);
+            while let Some(len) = slots.get(end).and_then(|slot| match slot {
+                None => Some(0),
+                Some(text) => canonical_len(text)
+                    .map(|(len, _)| len)
+                    .filter(|&len| len <= Self::MAX_PACKED && total + len <= Self::CHUNK),
+            }) {
                 total += len;
+                texts += usize::from(slots[end].is_some());
                 end += 1;
             }
-            if end - start >= 2 && decode_shared(&texts[start..end], total, &mut values) {
+            if texts >= 2 && decode_shared(&slots[start..end], total, &mut each) {
                 start = end;
                 continue;
             }
             // A value by itself, or a run with a text that is not canonical
             // base64: each value alone, and the engine names any error.
             let end = end.max(start + 1);
-            for text in &texts[start..end] {
-                values.push(decode(text)?);
+            for slot in &slots[start..end] {
+                each(slot.map(decode).transpose()?);
             }
             start = end;
         }
-        Ok(values)
+        Ok(())
     }
 }
 
-/// Decodes `texts` (`total` bytes once decoded) into one buffer and pushes
-/// a slice of it per value onto `values`; false, having pushed nothing, if
-/// a text is not canonical base64.
-fn decode_shared(texts: &[&[u8]], total: usize, values: &mut Vec<Bytes>) -> bool {
+/// Decodes the `slots`' texts (`total` bytes once decoded) into one buffer
+/// and hands a slice of it per slot to `each`; false, having handed out
+/// nothing, if a text is not canonical base64.
+fn decode_shared(
+    slots: &[Option<&[u8]>],
+    total: usize,
+    each: &mut impl FnMut(Option<Bytes>),
+) -> bool {
     let mut buffer = vec![0; total];
     let mut at = 0;
-    for text in texts {
+    for text in slots.iter().flatten() {
         let Some((len, padding)) = canonical_len(text) else {
             return false;
         };
@@ -135,10 +147,12 @@ fn decode_shared(texts: &[&[u8]], total: usize, values: &mut Vec<Bytes>) -> bool
     }
     let buffer = Bytes::from(buffer);
     let mut at = 0;
-    for text in texts {
-        let len = canonical_len(text).map_or(0, |(len, _)| len);
-        values.push(buffer.slice(at..at + len));
-        at += len;
+    for slot in slots {
+        each(slot.map(|text| {
+            let len = canonical_len(text).map_or(0, |(len, _)| len);
+            at += len;
+            buffer.slice(at - len..at)
+        }));
     }
     true
 }
@@ -272,34 +286,46 @@ mod tests {
         }
     }
 
+    /// The values of `slots`, through a batch.
+    fn batched(slots: &[Option<&[u8]>]) -> Result<Vec<Option<Bytes>>, DecodeError> {
+        let mut batch =
+            ValueBatch::for_entries(slots.len().max(ValueBatch::WORTH_IT)).expect("enough entries");
+        slots.iter().for_each(|&slot| batch.push(slot));
+        let mut values = Vec::new();
+        batch.decode(|value| values.push(value))?;
+        Ok(values)
+    }
+
     #[test]
     fn a_batch_decodes_each_value_as_decode_does_sharing_buffers() {
         let lens = [0, 1, 2, 3, 13, 200, 511, 512, 513, 3000, 5000, 7, 7, 7];
-        let texts: Vec<String> = (0..400)
-            .map(|i| STANDARD.encode(vec![i as u8; lens[i % lens.len()]]))
+        let texts: Vec<Option<String>> = (0..400)
+            .map(|i| (i % 17 != 3).then(|| STANDARD.encode(vec![i as u8; lens[i % lens.len()]])))
             .collect();
-        let mut batch = ValueBatch::with_capacity(texts.len());
-        texts
+        let slots: Vec<Option<&[u8]>> = texts
             .iter()
-            .for_each(|text| batch.push(Some(text.as_bytes())));
-        let values = batch.decode().expect("base64");
-        assert_eq!(values.len(), texts.len());
-        for (value, text) in values.iter().zip(&texts) {
-            assert_eq!(value, &decode(text.as_bytes()).expect("base64"));
+            .map(|t| t.as_deref().map(str::as_bytes))
+            .collect();
+        let values = batched(&slots).expect("base64");
+        assert_eq!(values.len(), slots.len());
+        for (value, slot) in values.iter().zip(&slots) {
+            let expected = slot.map(|text| decode(text).expect("base64"));
+            assert_eq!(value, &expected);
         }
         // Short neighbours share a buffer: each starts where the last ends.
-        let [a, b, ..] = &values[1..] else { panic!() };
+        let [Some(a), Some(b), ..] = &values[1..] else {
+            panic!()
+        };
         assert_eq!(a.as_ptr().wrapping_add(a.len()), b.as_ptr());
+        assert!(ValueBatch::for_entries(ValueBatch::WORTH_IT - 1).is_none());
 
         // One text the engine rejects, anywhere in a run: the batch fails
         // with the engine's error.
         for at in [0, 5, 399] {
-            let mut batch = ValueBatch::default();
-            for (i, text) in texts.iter().enumerate() {
-                batch.push(Some(if i == at { b"aGl=" } else { text.as_bytes() }));
-            }
+            let mut bad = slots.clone();
+            bad[at] = Some(b"aGl=");
             assert_eq!(
-                batch.decode().err(),
+                batched(&bad).err(),
                 STANDARD.decode("aGl=").err(),
                 "at {at}"
             );

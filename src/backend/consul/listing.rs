@@ -10,9 +10,7 @@
 //! caller uses serde_json, which then also names what is wrong.
 
 use super::wire::KvEntry;
-use bytes::Bytes;
-
-use crate::base64_bytes::ValueBatch;
+use crate::base64_bytes::{self, ValueBatch};
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
@@ -22,32 +20,36 @@ pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
     let mut entries = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
     // The layout of an entry is tried first on the next one.
     let mut indented = false;
-    let mut values = ValueBatch::with_capacity(entries.capacity());
+    // Several values are decoded together once the reply is read; a few,
+    // one by one as they come.
+    let mut batch = ValueBatch::for_entries(entries.capacity());
     reader.array(|reader| {
-        let (entry, value) = entry(reader, &mut indented)?;
-        values.push(value);
+        let (mut entry, value) = entry(reader, &mut indented)?;
+        match &mut batch {
+            Some(batch) => batch.push(value),
+            None => entry.value = value.map(base64_bytes::decode).transpose().ok()?,
+        }
         entries.push(entry);
         Some(())
     })?;
     reader.at_end().then_some(())?;
-    // Each entry with a value holds a placeholder until now.
-    let values = values.decode().ok()?;
-    for (slot, value) in entries
-        .iter_mut()
-        .filter_map(|e| e.value.as_mut())
-        .zip(values)
-    {
-        *slot = value;
+    if let Some(batch) = batch {
+        let mut slots = entries.iter_mut();
+        batch
+            .decode(|value| {
+                if let Some(entry) = slots.next() {
+                    entry.value = value;
+                }
+            })
+            .ok()?;
     }
     Some(entries)
 }
 
-/// An entry whose value, if it has one, is still base64 (the placeholder
-/// `Some(Bytes::new())` in the entry): a listing's values are decoded
-/// together, into shared buffers.
+/// An entry and its value's base64 text, not yet decoded.
 type PendingEntry<'a> = (KvEntry, Option<&'a [u8]>);
 
-/// The entry for `key` and the rest, its value pending.
+/// The entry for `key` and the rest, its value not yet decoded.
 fn pending<'a>(
     key: &str,
     value: Option<&'a [u8]>,
@@ -56,7 +58,7 @@ fn pending<'a>(
 ) -> PendingEntry<'a> {
     let entry = KvEntry {
         key: key.to_owned(),
-        value: value.map(|_| Bytes::new()),
+        value: None,
         modify_index,
         session,
     };

@@ -138,28 +138,39 @@ fn decoded((mut kv, value): PendingKeyValue<'_>) -> Option<KeyValue> {
     Some(kv)
 }
 
-/// A key-value whose value, if it has one, is still base64 (`value` is
-/// empty until then): the values of a reply are decoded together, into
-/// shared buffers.
+/// A key-value (its `value` empty) and its value's base64 text, not yet
+/// decoded.
 type PendingKeyValue<'a> = (KeyValue, Option<&'a [u8]>);
 
-/// The key-values read with [`key_value`], their values decoded.
-fn with_values(pending: Vec<PendingKeyValue<'_>>) -> Option<Vec<KeyValue>> {
-    let mut batch = ValueBatch::with_capacity(pending.len());
-    let mut kvs = Vec::with_capacity(pending.len());
-    for (kv, value) in pending {
-        batch.push(value);
-        kvs.push((kv, value.is_some()));
-    }
-    let mut values = batch.decode().ok()?.into_iter();
-    kvs.into_iter()
-        .map(|(mut kv, pending)| {
-            if pending {
-                kv.value = values.next()?;
+/// The array of key-values of a range reply of `entries` entries: several
+/// values are decoded together once the array is read, a few one by one
+/// as they come.
+fn key_values(reader: &mut PlainReader<'_>, entries: usize) -> Option<Vec<KeyValue>> {
+    let mut kvs = Vec::with_capacity(entries);
+    let mut batch = ValueBatch::for_entries(entries);
+    reader.array(|reader| {
+        let (kv, value) = key_value(reader)?;
+        let kv = match &mut batch {
+            Some(batch) => {
+                batch.push(value);
+                kv
             }
-            Some(kv)
-        })
-        .collect()
+            None => decoded((kv, value))?,
+        };
+        kvs.push(kv);
+        Some(())
+    })?;
+    if let Some(batch) = batch {
+        let mut slots = kvs.iter_mut();
+        batch
+            .decode(|value| {
+                if let (Some(kv), Some(value)) = (slots.next(), value) {
+                    kv.value = value;
+                }
+            })
+            .ok()?;
+    }
+    Some(kvs)
 }
 
 /// A key-value exactly as the gateway writes it: compact, every field in
@@ -225,9 +236,7 @@ impl PlainReply for RangeResponse {
             reader.object_in_order(|reader, name| match name {
                 Ok(ReplyField::Header) => once(&mut head, header(reader)),
                 Ok(ReplyField::Kvs) => {
-                    let mut list = Vec::with_capacity(objects.saturating_sub(2));
-                    let read = reader.array(|reader| key_value(reader).map(|kv| list.push(kv)));
-                    once(&mut kvs, read.and_then(|()| with_values(list)))
+                    once(&mut kvs, key_values(reader, objects.saturating_sub(2)))
                 }
                 _ => skip_field(reader, name),
             })?;
