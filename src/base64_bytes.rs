@@ -242,8 +242,12 @@ fn decode_canonical(text: &[u8], padding: usize, out: &mut [u8]) -> bool {
         if word & ((1 << spare) - 1) != 0 {
             return false;
         }
-        let bytes = (word >> spare).to_be_bytes();
-        out[whole / 4 * 3..].copy_from_slice(&bytes[4 - (kept - 1)..]);
+        // One or two bytes, stored one by one: a `copy_from_slice` of an
+        // unknown length is a call to `memcpy`.
+        let bytes = (word >> spare).to_le_bytes();
+        for (slot, byte) in out[whole / 4 * 3..].iter_mut().rev().zip(bytes) {
+            *slot = byte;
+        }
     }
     seen & INVALID & !0x3F == 0
 }

@@ -1,5 +1,6 @@
 //! JSON parsing of what servers send.
 
+pub(crate) mod compact;
 pub(crate) mod plain;
 
 use serde::Deserialize;
