@@ -6,8 +6,9 @@ use std::time::Duration;
 use bytes::Bytes;
 use hyper::{Method, StatusCode};
 
+use super::entries::Entries;
 use super::keys::{kv_path, query_value};
-use super::wire::{self, KvEntry, SessionCreate, SessionCreated};
+use super::wire::{self, SessionCreate, SessionCreated};
 use crate::http::{HttpClient, HttpReply, HttpRequest};
 use crate::{Error, Result};
 
@@ -20,7 +21,7 @@ pub(super) fn long_poll_timeout(wait: Duration, timeout: Duration) -> Duration {
 /// A KV read: the entries and the `X-Consul-Index` they were read at.
 #[derive(Debug)]
 pub(super) struct Listing {
-    pub(super) entries: Vec<KvEntry>,
+    pub(super) entries: Entries,
     pub(super) index: u64,
 }
 
@@ -127,7 +128,7 @@ impl ConsulClient {
             }),
             StatusCode::NOT_FOUND => Ok(Listing {
                 index: wire::consul_index(&reply)?,
-                entries: Vec::new(),
+                entries: Entries::default(),
             }),
             _ => Err(wire::classify(&reply, operation, Some(key))),
         }

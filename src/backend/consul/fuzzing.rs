@@ -5,6 +5,7 @@ use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{HeaderMap, HeaderValue};
 
+use super::entries::Entries;
 use super::keys::{check_key, check_prefix, kv_path};
 use super::wire::{self, KvEntry};
 use crate::http::HttpReply;
@@ -25,7 +26,7 @@ pub(crate) fn reply(status: u16, index: &[u8], body: &[u8]) {
     let _ = wire::consul_index(&reply);
     let _ = wire::parse_bool(&reply, "fuzz");
     let _ = wire::classify(&reply, "fuzz", Some("key"));
-    let by_serde = wire::parse_json::<Vec<KvEntry>>(&reply, "fuzz");
+    let by_serde = wire::parse_json::<Vec<KvEntry>>(&reply, "fuzz").map(Entries::from);
     // The fast path may give up, but what it accepts serde_json reads the same.
     if let Some(fast) = super::listing::decode(body) {
         assert_eq!(
@@ -35,9 +36,7 @@ pub(crate) fn reply(status: u16, index: &[u8], body: &[u8]) {
         );
     }
     if let Ok(entries) = by_serde {
-        for entry in entries {
-            let _ = entry.into_pair();
-        }
+        let _ = entries.into_sorted_pairs(|_| true);
     }
 }
 

@@ -9,62 +9,81 @@
 //! value, a field twice, a malformed number) it gives up and [`decode`]'s
 //! caller uses serde_json, which then also names what is wrong.
 
-use super::wire::KvEntry;
+use bytes::Bytes;
+
+use super::entries::Entries;
+use crate::KvPair;
 use crate::base64_bytes::{self, ValueBatch};
 use crate::json::compact::CompactReader;
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// The entries of `body`, or `None` when it is not in the plain shape.
-pub(super) fn decode(body: &[u8]) -> Option<Vec<KvEntry>> {
+pub(super) fn decode(body: &[u8]) -> Option<Entries> {
     // JSON is UTF-8 (RFC 8259): checked once, keys need no check of their own.
     let mut reader = PlainReader::from_text(std::str::from_utf8(body).ok()?);
     // One object per entry (a key with a brace in it only over-reserves).
-    let mut entries = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
+    let mut pairs = Vec::with_capacity(memchr::memchr_iter(b'{', body).count());
+    let mut sessions = Vec::new();
     // The layout of an entry is tried first on the next one.
     let mut indented = false;
     // Several values are decoded together once the reply is read; a few,
     // one by one as they come.
-    let mut batch = ValueBatch::for_entries(entries.capacity());
+    let mut batch = ValueBatch::for_entries(pairs.capacity());
     reader.array(|reader| {
-        let (mut entry, value) = entry(reader, &mut indented)?;
+        let mut entry = entry(reader, &mut indented)?;
         match &mut batch {
-            Some(batch) => batch.push(value),
-            None => entry.value = value.map(base64_bytes::decode).transpose().ok()?,
+            Some(batch) => batch.push(entry.value),
+            None => {
+                if let Some(text) = entry.value {
+                    entry.pair.value = base64_bytes::decode(text).ok()?;
+                }
+            }
         }
-        entries.push(entry);
+        if let Some(session) = entry.session {
+            sessions.push((pairs.len(), session.to_owned()));
+        }
+        pairs.push(entry.pair);
         Some(())
     })?;
     reader.at_end().then_some(())?;
     if let Some(batch) = batch {
-        let mut slots = entries.iter_mut();
+        let mut slots = pairs.iter_mut();
         batch
             .decode(|value| {
-                if let Some(entry) = slots.next() {
-                    entry.value = value;
+                if let (Some(pair), Some(value)) = (slots.next(), value) {
+                    pair.value = value;
                 }
             })
             .ok()?;
     }
-    Some(entries)
+    Some(Entries { pairs, sessions })
 }
 
-/// An entry and its value's base64 text, not yet decoded.
-type PendingEntry<'a> = (KvEntry, Option<&'a [u8]>);
+/// An entry read, its value's base64 text not yet decoded.
+struct PendingEntry<'a> {
+    /// The entry's pair, with an empty value for now.
+    pair: KvPair,
+    value: Option<&'a [u8]>,
+    session: Option<&'a str>,
+}
 
 /// The entry for `key` and the rest, its value not yet decoded.
 fn pending<'a>(
     key: &str,
     value: Option<&'a [u8]>,
     modify_index: u64,
-    session: Option<String>,
+    session: Option<&'a str>,
 ) -> PendingEntry<'a> {
-    let entry = KvEntry {
+    let pair = KvPair {
         key: key.to_owned(),
-        value: None,
-        modify_index,
-        session,
+        value: Bytes::new(),
+        version: modify_index,
     };
-    (entry, value)
+    PendingEntry {
+        pair,
+        value,
+        session,
+    }
 }
 
 /// How an indented entry is laid out (`-dev` agents, and `?pretty`),
@@ -154,7 +173,7 @@ fn compact_entry<'a>(reader: &mut CompactReader<'a>) -> Option<PendingEntry<'a>>
         true if reader.consume(b"null") => None,
         true => {
             reader.tag(b"\"")?;
-            Some(reader.plain_string()?.to_owned())
+            Some(reader.plain_string()?)
         }
     };
     reader.tag(b",\"CreateIndex\":")?;
@@ -179,7 +198,7 @@ fn indented_entry<'a>(reader: &mut PlainReader<'a>) -> Option<PendingEntry<'a>> 
     reader.literal(layout.value)?;
     let value = reader.optional_bytes()?;
     let session = match reader.consume(layout.session) {
-        true => reader.optional_string()?.map(str::to_owned),
+        true => reader.optional_string()?,
         false => None,
     };
     reader.literal(layout.create_index)?;
@@ -203,7 +222,7 @@ fn entry_by_fields<'a>(reader: &mut PlainReader<'a>) -> Option<PendingEntry<'a>>
                 modify_index = Some(reader.integer()?)
             }
             Ok(Field::Session) if session.is_none() => {
-                session = Some(reader.optional_string()?.map(str::to_owned));
+                session = Some(reader.optional_string()?);
             }
             Ok(Field::Key | Field::Value | Field::ModifyIndex | Field::Session) => return None,
             Ok(Field::LockIndex | Field::Flags | Field::CreateIndex) => reader.skip_value()?,
@@ -228,10 +247,13 @@ mod tests {
     use base64::Engine as _;
     use base64::engine::general_purpose::STANDARD;
 
+    use super::super::wire::KvEntry;
     use super::*;
 
-    fn serde(body: &str) -> Option<Vec<KvEntry>> {
-        serde_json::from_str(body).ok()
+    fn serde(body: &str) -> Option<Entries> {
+        serde_json::from_str::<Vec<KvEntry>>(body)
+            .ok()
+            .map(Entries::from)
     }
 
     /// The fast path either agrees with serde_json or gives up.
@@ -251,8 +273,8 @@ mod tests {
             assert_eq!(Some(fast), serde(body), "{body}");
         }
         let entries = decode(compact.as_bytes()).unwrap_or_default();
-        assert_eq!(entries[0].value.as_deref(), Some(&b"hello"[..]));
-        assert_eq!(entries[1].session.as_deref(), Some("5f0c"));
+        assert_eq!(entries.pairs[0].value, &b"hello"[..]);
+        assert_eq!(entries.sessions, [(1, "5f0c".to_owned())]);
     }
 
     #[test]
@@ -283,7 +305,7 @@ mod tests {
         let body = body.replace("\"aGl=\"", "\"aGk=\"");
         let fast = decode(body.as_bytes()).expect("the plain shape");
         assert_eq!(Some(&fast), serde(&body).as_ref());
-        assert_eq!(fast[1].value.as_deref(), Some(&[1u8, 1][..]));
+        assert_eq!(fast.pairs[1].value, &[1u8, 1][..]);
     }
 
     #[test]
@@ -299,11 +321,11 @@ mod tests {
             .zip([(compact, indented), (indented, compact)])
         {
             let mut reader = PlainReader::new(text.as_bytes());
-            let (entry, value) = read(&mut reader).expect(text);
+            let entry = read(&mut reader).expect(text);
             assert!(reader.at_end(), "{text}");
-            assert_eq!(value, None);
-            assert_eq!((entry.key.as_str(), entry.modify_index), ("a/2", 20));
-            assert_eq!(entry.session.as_deref(), Some("5f0c"));
+            assert_eq!(entry.value, None);
+            assert_eq!((entry.pair.key.as_str(), entry.pair.version), ("a/2", 20));
+            assert_eq!(entry.session, Some("5f0c"));
             assert!(read(&mut PlainReader::new(other.as_bytes())).is_none());
         }
     }

@@ -72,8 +72,7 @@ async fn monitor(
         match result {
             Ok(listing) => {
                 backoff.reset();
-                let ours =
-                    listing.entries.first().and_then(|e| e.session.as_deref()) == Some(id.as_str());
+                let ours = listing.entries.first_session() == Some(id.as_str());
                 if !ours {
                     tracing::info!("the consul lock key was deleted or taken; the lock is lost");
                     lost.cancel();
@@ -144,12 +143,8 @@ async fn attempt(
             // The acquire write's ModifyIndex is the fencing token: Consul's
             // index grows across holders even when the key is deleted between.
             let listing = inner.client.read(key, false, None).await?;
-            let held = listing
-                .entries
-                .into_iter()
-                .next()
-                .filter(|e| e.session.as_deref() == Some(&id));
-            if let Some(entry) = held {
+            let ours = listing.entries.first_session() == Some(id.as_str());
+            if let Some(pair) = listing.entries.into_first()?.filter(|_| ours) {
                 let (stop, lost) = kept.tokens();
                 tokio::spawn(monitor(
                     inner.clone(),
@@ -158,7 +153,7 @@ async fn attempt(
                     stop,
                     lost,
                 ));
-                return Ok(Some(kept.into_lock(key, id, entry.modify_index)));
+                return Ok(Some(kept.into_lock(key, id, pair.version)));
             }
             continue; // deleted or taken right after: try again
         }
@@ -183,7 +178,7 @@ async fn wait_until_free(inner: &Arc<Inner>, key: &str, backoff: &mut Backoff) -
             )
             .await?
         };
-        let held = listing.entries.first().is_some_and(|e| e.session.is_some());
+        let held = listing.entries.first_session().is_some();
         if !held {
             if index == 0 {
                 // Free at once, yet our acquire just failed: another

@@ -11,6 +11,7 @@
 //!   watch on the same key or prefix ([`watch`]).
 
 mod client;
+mod entries;
 #[cfg(feature = "fuzzing")]
 pub(crate) mod fuzzing;
 mod keys;
@@ -80,10 +81,7 @@ impl ConsulStore {
 
     async fn get_pair(&self, key: &str) -> Result<Option<KvPair>> {
         let listing = self.inner.client.read(key, false, None).await?;
-        match listing.entries.into_iter().next() {
-            Some(entry) => Ok(Some(entry.into_pair()?)),
-            None => Ok(None),
-        }
+        listing.entries.into_first()
     }
 
     async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
@@ -177,7 +175,9 @@ impl Store for ConsulStore {
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
         check_prefix(prefix)?;
         let listing = self.inner.client.read(prefix, true, None).await?;
-        wire::sorted_pairs(listing.entries, |key| key.starts_with(prefix))
+        listing
+            .entries
+            .into_sorted_pairs(|key| key.starts_with(prefix))
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

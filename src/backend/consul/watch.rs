@@ -135,7 +135,7 @@ fn read_args(target: &WatchTarget) -> (&str, bool) {
 }
 
 fn into_pairs(listing: Listing, target: &WatchTarget) -> Result<Vec<KvPair>> {
-    super::wire::sorted_pairs(listing.entries, |found| match target {
+    listing.entries.into_sorted_pairs(|found| match target {
         WatchTarget::Key(key) => found == key,
         WatchTarget::Prefix(prefix) => found.starts_with(prefix.as_str()),
     })

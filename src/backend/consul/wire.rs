@@ -5,10 +5,12 @@ use hyper::StatusCode;
 use hyper::header::HeaderName;
 use serde::{Deserialize, Serialize};
 
+use super::entries::Entries;
 use crate::http::HttpReply;
-use crate::{Error, KvPair, Result};
+use crate::{Error, Result};
 
-/// One entry of a `GET /v1/kv/...` reply.
+/// One entry of a `GET /v1/kv/...` reply, as serde_json reads it (when
+/// [`super::listing`]'s fast path gives up); kept as [`Entries`].
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KvEntry {
@@ -21,41 +23,6 @@ pub(super) struct KvEntry {
     /// Absent unless the key is held by a session.
     #[serde(default)]
     pub(super) session: Option<String>,
-}
-
-impl KvEntry {
-    pub(super) fn into_pair(self) -> Result<KvPair> {
-        if self.modify_index == 0 {
-            return Err(Error::MalformedReply(format!(
-                "{:?} has ModifyIndex 0",
-                self.key
-            )));
-        }
-        Ok(KvPair {
-            key: self.key,
-            value: self.value.unwrap_or_default(),
-            version: self.modify_index,
-        })
-    }
-}
-
-/// The pairs of the `entries` whose key `keep` accepts, sorted by key.
-/// Consul lists keys in order already, so sorting is rarely more than
-/// the check that they are.
-pub(super) fn sorted_pairs(
-    entries: Vec<KvEntry>,
-    keep: impl Fn(&str) -> bool,
-) -> Result<Vec<KvPair>> {
-    let mut pairs = entries
-        .into_iter()
-        .filter(|entry| keep(&entry.key))
-        .map(KvEntry::into_pair)
-        .collect::<Result<Vec<_>>>()?;
-    if !pairs.is_sorted_by(|a, b| a.key <= b.key) {
-        // Keys are unique: an unstable sort orders them the same.
-        pairs.sort_unstable_by(|a, b| a.key.cmp(&b.key));
-    }
-    Ok(pairs)
 }
 
 /// Decodes a base64 string straight from the reply's bytes (no intermediate
@@ -117,10 +84,10 @@ pub(super) struct SessionCreated {
 
 /// The entries of a KV read: [`super::listing`]'s fast path for the shape
 /// Consul writes, serde_json for anything else.
-pub(super) fn parse_entries(reply: &HttpReply, operation: &str) -> Result<Vec<KvEntry>> {
+pub(super) fn parse_entries(reply: &HttpReply, operation: &str) -> Result<Entries> {
     match super::listing::decode(&reply.body) {
         Some(entries) => Ok(entries),
-        None => parse_json(reply, operation),
+        None => parse_json::<Vec<KvEntry>>(reply, operation).map(Entries::from),
     }
 }
 
@@ -223,7 +190,7 @@ mod tests {
             r#"[{"LockIndex":0,"Key":"k","Flags":3304740253564472344,"Value":null,"CreateIndex":1,"ModifyIndex":18446744073709551615}]"#,
         )
         .unwrap();
-        let pair = entries.into_iter().next().unwrap().into_pair().unwrap();
+        let pair = Entries::from(entries).into_first().unwrap().unwrap();
         assert_eq!(pair.value, Bytes::new());
         assert_eq!(pair.version, u64::MAX);
     }
@@ -235,10 +202,7 @@ mod tests {
             r#"[{"Key":"a","Value":"Pz8\/Pw==","ModifyIndex":2},{"Key":"b","ModifyIndex":3}]"#,
         )
         .unwrap();
-        let pairs: Vec<KvPair> = entries
-            .into_iter()
-            .map(|e| e.into_pair().unwrap())
-            .collect();
+        let pairs = Entries::from(entries).into_sorted_pairs(|_| true).unwrap();
         assert_eq!(pairs[0].value, Bytes::from_static(b"????"));
         assert_eq!(pairs[1].value, Bytes::new());
     }
