@@ -13,6 +13,7 @@ use super::wire::{Header, HeaderOnly, KeyValue, RangeResponse, TxnResponse};
 use bytes::Bytes;
 
 use crate::base64_bytes::{self, ValueBatch};
+use crate::json::compact::CompactReader;
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
 /// How deep a value kvstore does not use may nest and still be skipped
@@ -116,9 +117,7 @@ fn skip_field<F>(reader: &mut PlainReader<'_>, name: Result<F, &[u8]>) -> Option
 /// One key-value: as the gateway writes it if it can, field by field if
 /// not.
 fn key_value<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue<'a>> {
-    let mut attempt = reader.clone();
-    if let Some(kv) = compact_key_value(&mut attempt) {
-        *reader = attempt;
+    if let Some(kv) = reader.compact(compact_key_value) {
         return Some(kv);
     }
     key_value_by_fields(reader)
@@ -174,26 +173,29 @@ fn key_values(reader: &mut PlainReader<'_>, entries: usize) -> Option<Vec<KeyVal
 }
 
 /// A key-value exactly as the gateway writes it: compact, every field in
-/// its place, `value` left out when empty and `lease` when there is none.
-/// Cheaper than matching and dispatching on each name (callgrind).
-fn compact_key_value<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue<'a>> {
-    reader.literal(b"{\"key\":")?;
-    let key = base64(reader)?;
-    reader.literal(b",\"create_revision\":")?;
-    let create_revision = reader.int64()?;
-    reader.literal(b",\"mod_revision\":")?;
-    let mod_revision = reader.int64()?;
-    reader.literal(b",\"version\":")?;
-    reader.int64()?;
-    let value = match reader.consume(b",\"value\":") {
-        true => Some(reader.plain_bytes()?),
+/// its place, numbers quoted, `value` left out when empty and `lease` when
+/// there is none. Each step is a few word compares (callgrind: a third of
+/// reading it with whitespace skipped before every part).
+#[inline(always)]
+fn compact_key_value<'a>(reader: &mut CompactReader<'a>) -> Option<PendingKeyValue<'a>> {
+    reader.tag(b"{\"key\":\"")?;
+    // Base64 is ASCII: decoding it checks what UTF-8 and JSON would.
+    let key = base64_bytes::decode_vec(reader.base64_text()?).ok()?;
+    reader.tag(b",\"create_revision\":\"")?;
+    let create_revision = quoted_int64(reader)?;
+    reader.tag(b",\"mod_revision\":\"")?;
+    let mod_revision = quoted_int64(reader)?;
+    reader.tag(b",\"version\":\"")?;
+    quoted_int64(reader)?;
+    let value = match reader.consume(b",\"value\":\"") {
+        true => Some(reader.base64_text()?),
         false => None,
     };
-    let lease = match reader.consume(b",\"lease\":") {
-        true => reader.int64()?,
+    let lease = match reader.consume(b",\"lease\":\"") {
+        true => quoted_int64(reader)?,
         false => 0,
     };
-    reader.literal(b"}")?;
+    reader.tag(b"}")?;
     let kv = KeyValue {
         key,
         value: Bytes::new(),
@@ -202,6 +204,15 @@ fn compact_key_value<'a>(reader: &mut PlainReader<'a>) -> Option<PendingKeyValue
         lease,
     };
     Some((kv, value))
+}
+
+/// The rest of a quoted int64 whose opening quote is consumed: digits (no
+/// sign, no leading zero) and the closing quote.
+#[inline(always)]
+fn quoted_int64(reader: &mut CompactReader<'_>) -> Option<i64> {
+    let value = i64::try_from(reader.integer()?).ok()?;
+    reader.tag(b"\"")?;
+    Some(value)
 }
 
 /// A key-value read field by field, in any order.
