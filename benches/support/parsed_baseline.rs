@@ -75,7 +75,7 @@ pub(crate) fn scan_consul_listing(body: &[u8]) -> Vec<(String, Vec<u8>, u64)> {
         let entry = &body[..memchr::memchr(b'}', &body[key..]).map_or(body.len(), |e| key + e)];
         let value = after(entry, key, value_name)
             .filter(|&v| entry[skip_space(entry, v)] == b'"')
-            .map_or_else(Vec::new, |v| BASE64.decode(string_at(entry, v)).unwrap());
+            .map_or_else(Vec::new, |v| BASE64.decode(bytes_at(entry, v)).unwrap());
         let index = after(entry, key, index_name).map_or(0, |i| number_at(entry, i));
         pairs.push((string_at(entry, key).to_owned(), value, index));
         at = entry.len();
@@ -96,11 +96,11 @@ pub(crate) fn scan_etcd_range(reply: &[u8]) -> Vec<(String, Vec<u8>, i64)> {
     while let Some(key) = after(reply, at, key_name) {
         let entry = &reply[..memchr::memchr(b'}', &reply[key..]).map_or(reply.len(), |e| key + e)];
         let value = after(entry, key, value_name)
-            .map_or_else(Vec::new, |v| BASE64.decode(string_at(entry, v)).unwrap());
+            .map_or_else(Vec::new, |v| BASE64.decode(bytes_at(entry, v)).unwrap());
         // int64s are sent as strings: skip the quote.
         let revision = after(entry, key, revision_name)
             .map_or(0, |r| number_at(entry, skip_space(entry, r) + 1));
-        let key = String::from_utf8(BASE64.decode(string_at(entry, key)).unwrap()).unwrap();
+        let key = String::from_utf8(BASE64.decode(bytes_at(entry, key)).unwrap()).unwrap();
         pairs.push((key, value, i64::try_from(revision).unwrap()));
         at = entry.len();
     }
@@ -120,11 +120,17 @@ fn skip_space(body: &[u8], mut at: usize) -> usize {
     at
 }
 
-/// The string that starts at `at` (after spaces), without its quotes.
-fn string_at(body: &[u8], at: usize) -> &str {
+/// The bytes of the string that starts at `at` (after spaces), without
+/// its quotes: base64 text needs no UTF-8 check.
+fn bytes_at(body: &[u8], at: usize) -> &[u8] {
     let start = skip_space(body, at) + 1;
     let len = memchr::memchr(b'"', &body[start..]).unwrap();
-    std::str::from_utf8(&body[start..start + len]).unwrap()
+    &body[start..start + len]
+}
+
+/// The string that starts at `at` (after spaces), without its quotes.
+fn string_at(body: &[u8], at: usize) -> &str {
+    std::str::from_utf8(bytes_at(body, at)).unwrap()
 }
 
 /// The digits that start at `at` (after spaces).

@@ -39,7 +39,8 @@ impl<'a> CompactReader<'a> {
     /// come next, exactly.
     #[inline(always)]
     pub(crate) fn tag(&mut self, word: &[u8]) -> Option<()> {
-        starts_with_name(self.rest, word).then(|| self.advance(word.len()))
+        let (head, rest) = self.rest.split_at_checked(word.len())?;
+        starts_with_name(head, word).then(|| self.rest = rest)
     }
 
     /// Consumes `word` when it comes next; false, consuming nothing, if not.
@@ -48,26 +49,23 @@ impl<'a> CompactReader<'a> {
         self.tag(word).is_some()
     }
 
-    #[inline(always)]
-    fn advance(&mut self, len: usize) {
-        self.rest = self.rest.get(len..).unwrap_or_default();
-    }
-
     /// Moves past an unsigned integer as JSON writes it (no leading zero),
     /// of any length: a field nobody reads, which serde_json would skip
     /// whatever its size. A fraction or exponent is left for the next
     /// step to refuse.
     #[inline(always)]
     pub(crate) fn skip_integer(&mut self) -> Option<()> {
-        self.digits().map(|digits| self.advance(digits.len()))
+        let (_, rest) = self.digits()?;
+        self.rest = rest;
+        Some(())
     }
 
     /// An unsigned integer of at most 19 digits (so it fits a `u64`), as
     /// JSON writes it. A longer one is left to serde_json.
     #[inline(always)]
     pub(crate) fn integer(&mut self) -> Option<u64> {
-        let digits = self.digits().filter(|digits| digits.len() <= 19)?;
-        self.advance(digits.len());
+        let (digits, rest) = self.digits().filter(|(digits, _)| digits.len() <= 19)?;
+        self.rest = rest;
         Some(
             digits
                 .iter()
@@ -75,14 +73,14 @@ impl<'a> CompactReader<'a> {
         )
     }
 
-    /// The digits that come next: at least one, and only one if the first
-    /// is 0 (JSON has no leading zeros).
+    /// The digits that come next (at least one, and only one if the first
+    /// is 0: JSON has no leading zeros), and what follows them.
     #[inline(always)]
-    fn digits(&self) -> Option<&'a [u8]> {
+    fn digits(&self) -> Option<(&'a [u8], &'a [u8])> {
         let len = self.rest.iter().take_while(|b| b.is_ascii_digit()).count();
-        let digits = self.rest.get(..len)?;
+        let (digits, rest) = self.rest.split_at_checked(len)?;
         match digits {
-            [b'1'..=b'9', ..] | [b'0'] => Some(digits),
+            [b'1'..=b'9', ..] | [b'0'] => Some((digits, rest)),
             _ => None,
         }
     }
