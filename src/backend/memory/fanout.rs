@@ -88,8 +88,7 @@ impl Fanout {
 
     /// Adds `change` to the ring and wakes every waiting receiver.
     pub(super) fn send(&self, change: Change) {
-        let mut to_wake = self.to_wake.lock().unwrap_or_else(|e| e.into_inner());
-        {
+        let only = {
             let mut ring = self.ring();
             if ring.changes.len() == ring.capacity {
                 ring.changes.pop_front();
@@ -97,9 +96,23 @@ impl Fanout {
             }
             ring.changes.push_back(change);
             ring.round += 1;
-            to_wake.extend(ring.waiting.drain());
-        }
-        for waker in to_wake.drain(..) {
+            match ring.waiting.len() {
+                0 => return,
+                // One watch on a key is the common case: its waker needs no
+                // list, nor the list's lock.
+                1 => ring.waiting.drain().next(),
+                _ => {
+                    let mut to_wake = self.to_wake.lock().unwrap_or_else(|e| e.into_inner());
+                    to_wake.extend(ring.waiting.drain());
+                    drop(ring);
+                    for waker in to_wake.drain(..) {
+                        waker.wake();
+                    }
+                    return;
+                }
+            }
+        };
+        if let Some(waker) = only {
             waker.wake();
         }
     }
