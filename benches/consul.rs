@@ -7,7 +7,8 @@
 //!
 //! `get_range` has two more references: the bare request plus its reply
 //! read by serde_json (`baseline_parsed`), or scanned by hand
-//! (`baseline_scanned`, the least any client must do to hand out 100 pairs);
+//! (`baseline_scanned`: the "minimal parsing", a lean client
+//! written by hand);
 //! values decoded from base64 in both. Every row is also measured paired
 //! (`support/paired.rs`): both sides in turns over the same seconds.
 //!

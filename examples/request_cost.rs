@@ -169,8 +169,8 @@ async fn main() {
                         ("parsed", _) => {
                             std::hint::black_box(parsed_baseline::parse_consul_listing(&body));
                         }
-                        // `scanned`: the reply read by hand, the least any
-                        // client must do to hand out its pairs.
+                        // `scanned`: the reply read by hand, as a lean
+                        // client does to hand out its pairs.
                         ("scanned", "etcd") => {
                             std::hint::black_box(parsed_baseline::scan_etcd_range(&body));
                         }

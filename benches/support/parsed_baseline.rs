@@ -1,9 +1,10 @@
 //! The two parsing references of the `get_range` benches, beside the bare
 //! request that reads nothing of its reply:
 //! - `baseline_parsed`: the reply read as a plain serde client reads it;
-//! - `baseline_scanned`: the reply read by hand, the least any client must
-//!   do to hand out 100 pairs (find each key, value and version, decode the
-//!   base64), with none of the checks a library owes its users.
+//! - `baseline_scanned`: the reply read by hand, the issue's "minimal
+//!   parsing": a lean client written for this one reply, handing out the
+//!   same 100 pairs (find each key, value and version, decode the base64),
+//!   with none of the checks a library owes its users.
 //!
 //! Shared by the benches and `examples/request_cost.rs`.
 #![allow(dead_code, reason = "each includer reads one server's replies")]
@@ -59,9 +60,10 @@ pub(crate) fn parse_etcd_range(reply: &[u8]) -> Vec<(String, Vec<u8>, i64)> {
         .collect()
 }
 
-/// A Consul listing read by hand, the least a client can do to hand out
-/// its pairs: each entry's key, value (decoded) and `ModifyIndex`, found by
-/// their field names; nothing else looked at, nothing checked beyond UTF-8.
+/// A Consul listing read by hand, as a lean client does to hand out its
+/// pairs: each entry's key, value (decoded) and `ModifyIndex`, found by
+/// their field names; nothing else looked at, nothing checked beyond the
+/// keys' UTF-8.
 /// Assumes what the bench's keys are: no escapes, no `}` in a key.
 pub(crate) fn scan_consul_listing(body: &[u8]) -> Vec<(String, Vec<u8>, u64)> {
     static NAMES: LazyLock<[Finder<'static>; 3]> = LazyLock::new(|| {
