@@ -1,4 +1,4 @@
-//! kvstore on Consul beside the wire limit (the same requests through a bare
+//! kvmesh on Consul beside the wire limit (the same requests through a bare
 //! hyper client), side by side in one run, on two agents:
 //! - `consul-server`: a server in production mode (`KV_CONSUL_SERVER_ADDR`,
 //!   started by `scripts/servers up --bench`): compact JSON, as users see;
@@ -47,7 +47,7 @@ fn consul(c: &mut Criterion) {
 fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
     let rt = runtime();
     let store = rt
-        .block_on(kvstore::connect(&format!("consul://{addr}")))
+        .block_on(kvmesh::connect(&format!("consul://{addr}")))
         .unwrap();
     let bare = bare_client();
     let keys = keys("kvbench/consul/", 100);

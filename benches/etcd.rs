@@ -1,4 +1,4 @@
-//! kvstore on etcd beside the wire limit (the same gateway requests through a
+//! kvmesh on etcd beside the wire limit (the same gateway requests through a
 //! bare hyper client), side by side in one run. Needs `KV_ETCD35_ADDR` (see
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
 //!
@@ -35,7 +35,7 @@ fn etcd(c: &mut Criterion) {
     };
     let rt = runtime();
     let store = rt
-        .block_on(kvstore::connect(&format!("etcd://{addr}")))
+        .block_on(kvmesh::connect(&format!("etcd://{addr}")))
         .unwrap();
     let bare = bare_client();
     let keys = keys("kvbench/etcd/", 100);

@@ -2,7 +2,7 @@
 //! - `get` / `put` through `Arc<dyn Store>` vs the same data in a bare
 //!   `RwLock<BTreeMap>` (the floor for an in-process map), and vs that bare
 //!   map behind an `async-trait` object (`baseline_dyn`: what the `Store`
-//!   trait's boxed futures cost by themselves, before any kvstore code);
+//!   trait's boxed futures cost by themselves, before any kvmesh code);
 //! - one `put` observed by 1, 100 and 10,000 watchers vs the same write to
 //!   the bare map followed by the same fan-out through a bare
 //!   `tokio::sync::broadcast` channel.
@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use futures::StreamExt;
-use kvstore::{Bytes, KvEvent, KvPair, Store, WatchOptions};
+use kvmesh::{Bytes, KvEvent, KvPair, Store, WatchOptions};
 use tokio::sync::{Notify, broadcast};
 
 const KEYS: usize = 1_000;
@@ -82,7 +82,7 @@ fn runtime() -> tokio::runtime::Runtime {
 
 fn get_and_put(c: &mut Criterion) {
     let rt = runtime();
-    let store: Arc<dyn Store> = rt.block_on(kvstore::connect("memory://")).unwrap();
+    let store: Arc<dyn Store> = rt.block_on(kvmesh::connect("memory://")).unwrap();
     let bare = BareMap::default();
     let bare_dyn: Arc<dyn DynMap> = Arc::new(BareMap::default());
     let keys: Vec<String> = (0..KEYS).map(key).collect();
@@ -98,7 +98,7 @@ fn get_and_put(c: &mut Criterion) {
     let mut group = c.benchmark_group("memory/get");
     let mut i = 0;
     let mut get_ran = false;
-    group.bench_function("kvstore", |b| {
+    group.bench_function("kvmesh", |b| {
         get_ran = true;
         b.to_async(&rt).iter(|| {
             i = (i + 7) % KEYS;
@@ -122,7 +122,7 @@ fn get_and_put(c: &mut Criterion) {
     });
     group.finish();
     if get_ran {
-        let kvstore_get = |i: usize| {
+        let kvmesh_get = |i: usize| {
             let (store, k) = (&store, &keys[i * 7 % KEYS]);
             async move {
                 store.get(k).await.unwrap();
@@ -132,7 +132,7 @@ fn get_and_put(c: &mut Criterion) {
             &rt,
             "memory/get",
             1,
-            &kvstore_get,
+            &kvmesh_get,
             "baseline",
             &|i: usize| {
                 let (bare, k) = (&bare, &keys[i * 7 % KEYS]);
@@ -145,7 +145,7 @@ fn get_and_put(c: &mut Criterion) {
             &rt,
             "memory/get",
             1,
-            &kvstore_get,
+            &kvmesh_get,
             "baseline_dyn",
             &|i: usize| {
                 let (bare, k) = (&bare_dyn, &keys[i * 7 % KEYS]);
@@ -158,7 +158,7 @@ fn get_and_put(c: &mut Criterion) {
 
     let mut group = c.benchmark_group("memory/put");
     let mut put_ran = false;
-    group.bench_function("kvstore", |b| {
+    group.bench_function("kvmesh", |b| {
         put_ran = true;
         b.to_async(&rt).iter(|| {
             i = (i + 7) % KEYS;
@@ -182,7 +182,7 @@ fn get_and_put(c: &mut Criterion) {
     });
     group.finish();
     if put_ran {
-        let kvstore_put = |i: usize| {
+        let kvmesh_put = |i: usize| {
             let (store, k, v) = (&store, &keys[i * 7 % KEYS], value.clone());
             async move { store.put(k, v).await.unwrap() }
         };
@@ -190,7 +190,7 @@ fn get_and_put(c: &mut Criterion) {
             &rt,
             "memory/put",
             1,
-            &kvstore_put,
+            &kvmesh_put,
             "baseline",
             &|i: usize| {
                 let (bare, k, v) = (&bare, &keys[i * 7 % KEYS], value.clone());
@@ -201,7 +201,7 @@ fn get_and_put(c: &mut Criterion) {
             &rt,
             "memory/put",
             1,
-            &kvstore_put,
+            &kvmesh_put,
             "baseline_dyn",
             &|i: usize| {
                 let (bare, k, v) = (&bare_dyn, &keys[i * 7 % KEYS], value.clone());
@@ -238,7 +238,7 @@ fn put_observed_by_watchers(c: &mut Criterion) {
         .measurement_time(Duration::from_secs(5));
     for watchers in [1usize, 100, 10_000] {
         let rt = runtime();
-        let store: Arc<dyn Store> = rt.block_on(kvstore::connect("memory://")).unwrap();
+        let store: Arc<dyn Store> = rt.block_on(kvmesh::connect("memory://")).unwrap();
         let arrivals = Arc::new(Arrivals {
             count: AtomicUsize::new(0),
             expected: watchers,
@@ -259,7 +259,7 @@ fn put_observed_by_watchers(c: &mut Criterion) {
             }
         });
         let mut ran = false;
-        group.bench_function(BenchmarkId::new("kvstore", watchers), |b| {
+        group.bench_function(BenchmarkId::new("kvmesh", watchers), |b| {
             ran = true;
             b.to_async(&rt).iter_custom(|iters| {
                 let (store, arrivals) = (store.clone(), arrivals.clone());
@@ -313,7 +313,7 @@ fn put_observed_by_watchers(c: &mut Criterion) {
             })
         });
         if ran {
-            let kvstore_op = |_: usize| {
+            let kvmesh_op = |_: usize| {
                 let (store, arrivals) = (&store, &arrivals);
                 async move {
                     store
@@ -337,7 +337,7 @@ fn put_observed_by_watchers(c: &mut Criterion) {
                 }
             };
             let row = format!("memory/put_to_all_watchers/baseline/{watchers}");
-            paired::compare_as(&rt, &row, 1, &kvstore_op, &baseline_op);
+            paired::compare_as(&rt, &row, 1, &kvmesh_op, &baseline_op);
         }
     }
     group.finish();

@@ -6,11 +6,11 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::discovery::{Discovery, MemberEvent, Node};
+use kvmesh::discovery::{Discovery, MemberEvent, Node};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let discovery = Discovery::new(kvstore::connect("memory://").await?);
+    let discovery = Discovery::new(kvmesh::connect("memory://").await?);
     let mut members = discovery.watch_members("web").await?;
     let watcher = tokio::spawn(async move {
         for _ in 0..4 {

@@ -6,10 +6,10 @@
 //!
 //! ```sh
 //! cargo build --release --example fanout_cost
-//! target/release/examples/fanout_cost kvstore 10000
+//! target/release/examples/fanout_cost kvmesh 10000
 //! ```
 //!
-//! Arguments: `SIDE COUNT`, with `SIDE` `kvstore` or `bare`.
+//! Arguments: `SIDE COUNT`, with `SIDE` `kvmesh` or `bare`.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -17,7 +17,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use futures::StreamExt;
-use kvstore::{Bytes, KvEvent, KvPair, Store, WatchOptions};
+use kvmesh::{Bytes, KvEvent, KvPair, Store, WatchOptions};
 use tokio::sync::{Notify, broadcast};
 
 const KEY: &str = "bench/watched";
@@ -40,8 +40,8 @@ impl Arrival {
     }
 }
 
-async fn kvstore_puts(count: u64, arrival: Arc<Arrival>) {
-    let store: Arc<dyn Store> = kvstore::connect("memory://").await.expect("connect");
+async fn kvmesh_puts(count: u64, arrival: Arc<Arrival>) {
+    let store: Arc<dyn Store> = kvmesh::connect("memory://").await.expect("connect");
     let mut watch = store
         .watch(KEY, WatchOptions::after(0))
         .await
@@ -88,14 +88,14 @@ async fn bare_puts(count: u64, arrival: Arc<Arrival>) {
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [side, count] = args.as_slice() else {
-        eprintln!("usage: fanout_cost kvstore|bare COUNT");
+        eprintln!("usage: fanout_cost kvmesh|bare COUNT");
         std::process::exit(2);
     };
     let count: u64 = count.parse().expect("COUNT is a number");
     let arrival = Arc::new(Arrival::default());
     let started = Instant::now();
     match side.as_str() {
-        "kvstore" => kvstore_puts(count, arrival.clone()).await,
+        "kvmesh" => kvmesh_puts(count, arrival.clone()).await,
         _ => bare_puts(count, arrival.clone()).await,
     }
     assert_eq!(arrival.count.load(Ordering::Acquire) as u64, count);

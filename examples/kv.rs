@@ -1,4 +1,4 @@
-//! `kv`: a command line for any kvstore URL.
+//! `kv`: a command line for any kvmesh URL.
 //!
 //! ```text
 //! cargo run --example kv -- --url etcd://127.0.0.1:2379 put config/replicas 3
@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use futures::StreamExt;
-use kvstore::discovery::Discovery;
-use kvstore::{Bytes, KvEvent, PutOptions, Store, WatchOptions};
+use kvmesh::discovery::Discovery;
+use kvmesh::{Bytes, KvEvent, PutOptions, Store, WatchOptions};
 
 #[derive(Parser)]
 #[command(
@@ -67,7 +67,7 @@ enum Command {
         #[arg(last = true, required = true)]
         command: Vec<String>,
     },
-    /// Lists a service's registered nodes (kvstore::discovery).
+    /// Lists a service's registered nodes (kvmesh::discovery).
     Members { service: String },
 }
 
@@ -93,7 +93,7 @@ fn text(value: &[u8]) -> String {
 }
 
 async fn run(cli: Cli) -> Result<ExitCode, Box<dyn std::error::Error>> {
-    let store = kvstore::connect(&cli.url).await?;
+    let store = kvmesh::connect(&cli.url).await?;
     match cli.command {
         Command::Get { key } => match store.get(&key).await? {
             Some(pair) => println!("{}", text(&pair.value)),

@@ -1,4 +1,4 @@
-//! A tour of kvstore on the embedded store: put/get, a range watch printing
+//! A tour of kvmesh on the embedded store: put/get, a range watch printing
 //! events as they happen, a compare-and-swap update, and a lock.
 //!
 //! Run with `cargo run --example quickstart`. Point it at another backend with
@@ -7,12 +7,12 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::{Bytes, KvEvent, WatchOptions};
+use kvmesh::{Bytes, KvEvent, WatchOptions};
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let url = std::env::var("KV_URL").unwrap_or_else(|_| "memory://".to_owned());
-    let store = kvstore::connect(&url).await?;
+    let store = kvmesh::connect(&url).await?;
     println!("connected to {url}");
 
     // 1. Put and get.

@@ -1,4 +1,4 @@
-//! What one request costs the client, kvstore against the same request sent
+//! What one request costs the client, kvmesh against the same request sent
 //! by hand on a bare hyper-util client: made to be counted by
 //! `valgrind --tool=callgrind`, whose instruction counts hold steady where
 //! times on a shared machine do not. `scripts/request-cost` runs it for every
@@ -6,13 +6,13 @@
 //!
 //! ```sh
 //! cargo build --release --example request_cost
-//! target/release/examples/request_cost consul://127.0.0.1:18800 get kvstore 3200 32
+//! target/release/examples/request_cost consul://127.0.0.1:18800 get kvmesh 3200 32
 //! ```
 //!
 //! Arguments: `URL OPERATION SIDE COUNT [IN_FLIGHT]`, with `URL` a
 //! `consul://` or `etcd://` server on loopback, `OPERATION` one of `get`,
 //! `put`, `atomic_put` (a CAS whose check fails) and `get_range` (100
-//! keys), `SIDE` `kvstore`, `bare` or (for `get_range`) `parsed`: the bare
+//! keys), `SIDE` `kvmesh`, `bare` or (for `get_range`) `parsed`: the bare
 //! request plus its reply read by serde_json and base64 as a plain client
 //! reads it, or `scanned`: the reply read by hand, each pair found by its
 //! field names. Keys live under `request-cost/`.
@@ -31,7 +31,7 @@ use hyper::Method;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use kvstore::Store;
+use kvmesh::Store;
 
 const VALUE: &[u8] = b"10.0.0.1:7000";
 const KEYS: usize = 32;
@@ -87,7 +87,7 @@ fn bare_request(server: &str, addr: &str, operation: &str, key: &str) -> BareReq
     }
 }
 
-async fn kvstore_request(store: &dyn Store, operation: &str, key: &str) {
+async fn kvmesh_request(store: &dyn Store, operation: &str, key: &str) {
     match operation {
         "get" => assert!(store.get(key).await.expect("get").is_some()),
         "put" => store
@@ -109,7 +109,7 @@ async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let [url, operation, side, count, rest @ ..] = args.as_slice() else {
         eprintln!(
-            "usage: request_cost URL get|put|atomic_put|get_range kvstore|bare|parsed|scanned COUNT [IN_FLIGHT]"
+            "usage: request_cost URL get|put|atomic_put|get_range kvmesh|bare|parsed|scanned COUNT [IN_FLIGHT]"
         );
         std::process::exit(2);
     };
@@ -120,7 +120,7 @@ async fn main() {
     let (server, addr) = url
         .split_once("://")
         .expect("URL is consul://... or etcd://...");
-    let store: Arc<dyn Store> = kvstore::connect(url).await.expect("connect");
+    let store: Arc<dyn Store> = kvmesh::connect(url).await.expect("connect");
     let keys: Vec<String> = (0..KEYS).map(|i| format!("request-cost/k{i:04}")).collect();
     for key in &keys {
         store
@@ -151,7 +151,7 @@ async fn main() {
             let index = (round * in_flight + slot) % KEYS;
             let (store, bare, key, request) = (&store, &bare, &keys[index], &requests[index]);
             async move {
-                if side != "kvstore" {
+                if side != "kvmesh" {
                     let http = hyper::Request::builder()
                         .method(request.method.clone())
                         .uri(&request.uri)
@@ -180,7 +180,7 @@ async fn main() {
                         _ => drop(std::hint::black_box(body)),
                     }
                 } else {
-                    kvstore_request(store.as_ref(), operation, key).await;
+                    kvmesh_request(store.as_ref(), operation, key).await;
                 }
             }
         }))

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
-use kvstore::{Store, Watch, WatchOptions};
+use kvmesh::{Store, Watch, WatchOptions};
 
 /// Resident memory of this process, in bytes (Linux).
 fn resident_bytes() -> u64 {
@@ -141,7 +141,7 @@ async fn layout(store: &std::sync::Arc<dyn Store>, port: u16, name: &str, keys: 
 }
 
 #[tokio::main]
-async fn main() -> kvstore::Result<()> {
+async fn main() -> kvmesh::Result<()> {
     let mut args = std::env::args().skip(1);
     let url = args.next().unwrap_or_else(|| "memory://".into());
     let mut watches = 10_000usize;
@@ -160,7 +160,7 @@ async fn main() -> kvstore::Result<()> {
         .and_then(|hostport| hostport.rsplit(':').next())
         .and_then(|p| p.parse().ok())
         .unwrap_or(0);
-    let store = kvstore::connect(&url).await?;
+    let store = kvmesh::connect(&url).await?;
     let side = (watches as f64).sqrt().round() as usize;
     println!("{url}: {watches} watches");
     println!(

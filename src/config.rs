@@ -32,7 +32,7 @@ impl Backend {
 ///
 /// ```
 /// use std::time::Duration;
-/// let config = kvstore::Config::default().with_timeout(Duration::from_secs(3));
+/// let config = kvmesh::Config::default().with_timeout(Duration::from_secs(3));
 /// assert_eq!(config.timeout, Duration::from_secs(3));
 /// ```
 #[derive(Clone)]

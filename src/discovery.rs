@@ -8,12 +8,12 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kvstore::Result<()> {
+//! # async fn main() -> kvmesh::Result<()> {
 //! use std::time::Duration;
 //! use futures::StreamExt;
-//! use kvstore::discovery::{Discovery, MemberEvent, Node};
+//! use kvmesh::discovery::{Discovery, MemberEvent, Node};
 //!
-//! let discovery = Discovery::new(kvstore::connect("memory://").await?);
+//! let discovery = Discovery::new(kvmesh::connect("memory://").await?);
 //! let mut members = discovery.watch_members("web").await?;
 //! let node = Node::new("web-1", "10.0.0.1:8080");
 //! let registration = discovery.register("web", node.clone(), Duration::from_secs(30)).await?;
@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 use crate::{Error, KvEvent, PutOptions, Result, Store, WatchOptions};
 
 /// Where registrations live unless [`Discovery::with_root`] says otherwise.
-pub const DEFAULT_ROOT: &str = "kvstore/discovery/";
+pub const DEFAULT_ROOT: &str = "kvmesh/discovery/";
 
 /// One registered node of a service.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -3,11 +3,11 @@
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kvstore::Result<()> {
-//! use kvstore::Bytes;
-//! use kvstore::election::Election;
+//! # async fn main() -> kvmesh::Result<()> {
+//! use kvmesh::Bytes;
+//! use kvmesh::election::Election;
 //!
-//! let election = Election::new(kvstore::connect("memory://").await?);
+//! let election = Election::new(kvmesh::connect("memory://").await?);
 //! let leadership = election.campaign("scheduler", Bytes::from("node-a")).await?;
 //! assert_eq!(election.leader("scheduler").await?, Some(Bytes::from("node-a")));
 //! leadership.resign().await?;
@@ -26,7 +26,7 @@ use futures::{Stream, StreamExt};
 use crate::{Error, KvEvent, Lock, Result, Store, WatchOptions};
 
 /// Where elections live unless [`Election::with_root`] says otherwise.
-pub const DEFAULT_ROOT: &str = "kvstore/election/";
+pub const DEFAULT_ROOT: &str = "kvmesh/election/";
 
 /// Elections on one store.
 #[derive(Debug, Clone)]

@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-/// The result type of every fallible kvstore call.
+/// The result type of every fallible kvmesh call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A boxed error from below kvstore (an I/O or HTTP error), kept as a source.
+/// A boxed error from below kvmesh (an I/O or HTTP error), kept as a source.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, told apart by variant.
@@ -14,11 +14,11 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// their userinfo or query string.
 ///
 /// ```
-/// use kvstore::Error;
+/// use kvmesh::Error;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() {
-/// let store = kvstore::connect("memory://").await.unwrap();
+/// let store = kvmesh::connect("memory://").await.unwrap();
 /// match store.get("").await {
 ///     Err(Error::InvalidKey { .. }) => {} // an empty key is refused, never "everything"
 ///     other => panic!("unexpected: {other:?}"),
@@ -124,7 +124,7 @@ pub enum Error {
         message: String,
     },
 
-    /// The store answered something kvstore cannot understand.
+    /// The store answered something kvmesh cannot understand.
     #[error("unexpected reply from the store: {0}")]
     MalformedReply(String),
 

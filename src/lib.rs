@@ -1,18 +1,18 @@
 //! One async API over distributed key/value stores: Consul, etcd, and an
 //! embedded in-process store.
 //!
-//! Services use kvstore to register machines in a cluster, keep cluster
+//! Services use kvmesh to register machines in a cluster, keep cluster
 //! metadata, watch it change and take distributed locks. Every backend
 //! implements the same [`Store`] trait with the same semantics, so code written
 //! against `memory://` in a test runs unchanged against Consul or etcd.
 //!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
-//! # async fn main() -> kvstore::Result<()> {
+//! # async fn main() -> kvmesh::Result<()> {
 //! use futures::StreamExt;
-//! use kvstore::{Bytes, KvEvent, WatchOptions};
+//! use kvmesh::{Bytes, KvEvent, WatchOptions};
 //!
-//! let store = kvstore::connect("memory://").await?;
+//! let store = kvmesh::connect("memory://").await?;
 //! store.put("cluster/nodes/a", Bytes::from("10.0.0.1:7000")).await?;
 //!
 //! // A watch yields the current state first, then every change.
@@ -71,8 +71,8 @@ pub use crate::watch::Watch;
 /// backend takes no endpoints; each call makes a new, empty store.
 ///
 /// ```
-/// use kvstore::{Backend, Config};
-/// let store = kvstore::create_store(Backend::Memory, &[], Config::default()).unwrap();
+/// use kvmesh::{Backend, Config};
+/// let store = kvmesh::create_store(Backend::Memory, &[], Config::default()).unwrap();
 /// ```
 pub fn create_store(
     backend: Backend,
@@ -102,10 +102,10 @@ pub fn create_store(
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kvstore::Result<()> {
-/// let store = kvstore::connect("memory://?history=100").await?;
+/// # async fn main() -> kvmesh::Result<()> {
+/// let store = kvmesh::connect("memory://?history=100").await?;
 /// assert!(store.get_range("").await?.is_empty());
-/// assert!(kvstore::connect("memory://?colour=blue").await.is_err()); // unknown options are refused
+/// assert!(kvmesh::connect("memory://?colour=blue").await.is_err()); // unknown options are refused
 /// # Ok(())
 /// # }
 /// ```

@@ -21,10 +21,10 @@ pub(crate) trait LockReleaser: Send + Sync + 'static {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kvstore::Result<()> {
-/// use kvstore::Bytes;
+/// # async fn main() -> kvmesh::Result<()> {
+/// use kvmesh::Bytes;
 ///
-/// let store = kvstore::connect("memory://").await?;
+/// let store = kvmesh::connect("memory://").await?;
 /// let lock = store.acquire("locks/db-migration", Bytes::from("node-a")).await?;
 /// // Another caller cannot take it now.
 /// assert!(store.try_acquire("locks/db-migration", Bytes::from("node-b")).await?.is_none());

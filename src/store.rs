@@ -67,11 +67,11 @@ impl PutOptions {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")]
-    /// # async fn main() -> kvstore::Result<()> {
+    /// # async fn main() -> kvmesh::Result<()> {
     /// use std::time::Duration;
-    /// use kvstore::{Bytes, PutOptions};
+    /// use kvmesh::{Bytes, PutOptions};
     ///
-    /// let store = kvstore::connect("memory://").await?;
+    /// let store = kvmesh::connect("memory://").await?;
     /// store
     ///     .put_with("nodes/a", Bytes::from("10.0.0.1"), PutOptions::ttl(Duration::from_secs(30)))
     ///     .await?;
@@ -112,10 +112,10 @@ impl WatchOptions {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kvstore::Result<()> {
-/// use kvstore::Bytes;
+/// # async fn main() -> kvmesh::Result<()> {
+/// use kvmesh::Bytes;
 ///
-/// let store = kvstore::connect("memory://").await?;
+/// let store = kvmesh::connect("memory://").await?;
 /// store.put("config/color", Bytes::from("blue")).await?;
 /// let pair = store.get("config/color").await?.expect("just written");
 /// assert_eq!(pair.value, "blue");

@@ -15,11 +15,11 @@ use crate::{Error, Result};
 /// `ca_file`, `cert_file`, `key_file` and `tls_server_name`.
 ///
 /// ```
-/// use kvstore::{Config, TlsConfig};
+/// use kvmesh::{Config, TlsConfig};
 ///
 /// let tls = TlsConfig::default()
-///     .with_ca_file("/etc/kvstore/ca.pem")
-///     .with_client_certificate("/etc/kvstore/client.pem", "/etc/kvstore/client-key.pem");
+///     .with_ca_file("/etc/kvmesh/ca.pem")
+///     .with_client_certificate("/etc/kvmesh/client.pem", "/etc/kvmesh/client-key.pem");
 /// let config = Config::default().with_tls(tls);
 /// assert!(config.tls.is_some());
 /// ```

@@ -210,11 +210,11 @@ impl Drop for Registration {
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
-/// # async fn main() -> kvstore::Result<()> {
+/// # async fn main() -> kvmesh::Result<()> {
 /// use futures::StreamExt;
-/// use kvstore::{Bytes, KvEvent, WatchOptions};
+/// use kvmesh::{Bytes, KvEvent, WatchOptions};
 ///
-/// let store = kvstore::connect("memory://").await?;
+/// let store = kvmesh::connect("memory://").await?;
 /// let mut watch = store.watch_range("jobs/", WatchOptions::default()).await?;
 /// store.put("jobs/1", Bytes::from("queued")).await?;
 /// match watch.next().await {

@@ -1,4 +1,4 @@
-//! What a server must never be able to do to kvstore: every broken reply a
+//! What a server must never be able to do to kvmesh: every broken reply a
 //! scripted fake server can produce — truncated JSON, wrong types, absurd
 //! numbers, a missing header, a 10 GB Content-Length, an endless chunked
 //! body, no answer at all — is a typed error in bounded time and memory,
@@ -10,16 +10,16 @@ mod support;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt;
-use kvstore::{Bytes, Error, KvEvent, KvPair, WatchOptions};
+use kvmesh::{Bytes, Error, KvEvent, KvPair, WatchOptions};
 use support::fake_http::{Answer, FakeServer, Framing};
 
 /// A store on a fake server that answers every request with `answer()`.
 async fn store_on(
     scheme: &str,
     answer: fn() -> Answer,
-) -> (std::sync::Arc<dyn kvstore::Store>, FakeServer) {
+) -> (std::sync::Arc<dyn kvmesh::Store>, FakeServer) {
     let server = FakeServer::start(move |_, _| answer()).await;
-    let store = kvstore::connect(&format!("{scheme}://{}?timeout=2s", server.addr))
+    let store = kvmesh::connect(&format!("{scheme}://{}?timeout=2s", server.addr))
         .await
         .unwrap();
     (store, server)
@@ -207,11 +207,7 @@ async fn oversized_endless_and_silent_replies_are_bounded() {
 /// server and the store live as long as the watch is used.
 async fn watch_on_fake_etcd(
     stream: impl Fn() -> Answer + Send + Sync + 'static,
-) -> (
-    FakeServer,
-    std::sync::Arc<dyn kvstore::Store>,
-    kvstore::Watch,
-) {
+) -> (FakeServer, std::sync::Arc<dyn kvmesh::Store>, kvmesh::Watch) {
     let server = FakeServer::start(move |_, line| {
         if line.starts_with("POST /v3/watch") {
             stream()
@@ -220,7 +216,7 @@ async fn watch_on_fake_etcd(
         }
     })
     .await;
-    let store = kvstore::connect(&format!("etcd://{}", server.addr))
+    let store = kvmesh::connect(&format!("etcd://{}", server.addr))
         .await
         .unwrap();
     let watch = store.watch("k", WatchOptions::default()).await.unwrap();
@@ -283,7 +279,7 @@ async fn watch_lines_that_arrive_in_pieces_are_joined() {
 
 #[tokio::test]
 async fn writes_to_a_dead_server_fail_promptly() {
-    let store = kvstore::connect("etcd://127.0.0.1:1?timeout=1s")
+    let store = kvmesh::connect("etcd://127.0.0.1:1?timeout=1s")
         .await
         .unwrap();
     let started = Instant::now();

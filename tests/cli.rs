@@ -8,7 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 use support::unique;
 
-use kvstore::discovery::{Discovery, Node};
+use kvmesh::discovery::{Discovery, Node};
 
 /// `target/<profile>/examples/kv`, as `cargo build --examples` leaves it
 /// (`cargo test` builds examples as test harnesses, under another name).
@@ -144,7 +144,7 @@ async fn members_and_watch() {
     let root = unique("cli-members");
     // `kv members` reads the default discovery root; register there under a unique service.
     let service = root.replace('/', "_");
-    let store = kvstore::connect(&url).await.unwrap();
+    let store = kvmesh::connect(&url).await.unwrap();
     let node = Node::new("n1", "10.1.1.1:80").with_meta("zone", "z");
     let registration = Discovery::new(store.clone())
         .register(&service, node, Duration::from_secs(30))
@@ -162,7 +162,7 @@ async fn members_and_watch() {
     let mut lines = BufReader::new(watch.stdout.take().unwrap()).lines();
     tokio::time::sleep(Duration::from_millis(500)).await;
     store
-        .put(&format!("{root}k"), kvstore::Bytes::from("v"))
+        .put(&format!("{root}k"), kvmesh::Bytes::from("v"))
         .await
         .unwrap();
     let line = tokio::task::spawn_blocking(move || lines.next())

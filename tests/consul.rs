@@ -24,8 +24,8 @@ fn consul_url(test: &str) -> Option<String> {
 
 async fn consul_ctx(case: &str) -> Option<Ctx> {
     let url = consul_url(case)?;
-    let store = kvstore::connect(&url).await.expect("consul:// opens");
-    let other = kvstore::connect(&url).await.expect("consul:// opens");
+    let store = kvmesh::connect(&url).await.expect("consul:// opens");
+    let other = kvmesh::connect(&url).await.expect("consul:// opens");
     Some(Ctx::new(store, case, CONSUL).with_other(other))
 }
 

@@ -13,13 +13,13 @@ use std::time::Duration;
 use support::unique;
 
 use futures::StreamExt;
-use kvstore::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
+use kvmesh::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn store(test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
     let addr = support::server_addr("KV_CONSUL_ADDR", test)?;
-    let store = kvstore::connect(&format!("consul://{addr}?{options}"))
+    let store = kvmesh::connect(&format!("consul://{addr}?{options}"))
         .await
         .unwrap();
     Some((store, addr))
@@ -32,7 +32,7 @@ async fn a_dead_first_endpoint_fails_over() {
         return;
     };
     // Port 1 on loopback refuses connections at once.
-    let store = kvstore::connect(&format!("consul://127.0.0.1:1,{addr}"))
+    let store = kvmesh::connect(&format!("consul://127.0.0.1:1,{addr}"))
         .await
         .unwrap();
     let key = unique("failover") + "k";
@@ -40,7 +40,7 @@ async fn a_dead_first_endpoint_fails_over() {
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, "v");
 
     // Every endpoint dead: a typed, prompt error.
-    let dead = kvstore::connect("consul://127.0.0.1:1,127.0.0.1:2?timeout=2s")
+    let dead = kvmesh::connect("consul://127.0.0.1:1,127.0.0.1:2?timeout=2s")
         .await
         .unwrap();
     match dead.get("k").await {
@@ -60,7 +60,7 @@ async fn tokens_are_checked_and_never_shown() {
     };
     let key = unique("acl") + "k";
 
-    let anonymous = kvstore::connect(&format!("consul://{addr}")).await.unwrap();
+    let anonymous = kvmesh::connect(&format!("consul://{addr}")).await.unwrap();
     assert!(matches!(
         anonymous.get(&key).await,
         Err(Error::PermissionDenied(_))
@@ -75,7 +75,7 @@ async fn tokens_are_checked_and_never_shown() {
     ));
 
     let wrong_secret = "not-the-token-5e7a";
-    let wrong = kvstore::connect(&format!("consul://{addr}?token={wrong_secret}"))
+    let wrong = kvmesh::connect(&format!("consul://{addr}?token={wrong_secret}"))
         .await
         .unwrap();
     let error = wrong.put(&key, Bytes::from("x")).await.unwrap_err();
@@ -88,10 +88,10 @@ async fn tokens_are_checked_and_never_shown() {
         assert!(!shown.contains(wrong_secret), "the token leaked: {shown}");
     }
 
-    let right = kvstore::create_store(
-        kvstore::Backend::Consul,
+    let right = kvmesh::create_store(
+        kvmesh::Backend::Consul,
         &[&addr],
-        kvstore::Config::default().with_token(token.clone()),
+        kvmesh::Config::default().with_token(token.clone()),
     )
     .unwrap();
     right.put(&key, Bytes::from("allowed")).await.unwrap();
@@ -163,7 +163,7 @@ async fn ttl_puts_leave_no_orphaned_sessions() {
     let Some((store, addr)) = store("ttl_puts_leave_no_orphaned_sessions", "").await else {
         return;
     };
-    let before = sessions_named(&addr, "kvstore-ttl").await;
+    let before = sessions_named(&addr, "kvmesh-ttl").await;
     let key = unique("sessions") + "k";
     for i in 0..100u64 {
         // Mostly the same TTL (renewed), sometimes another (replaced).
@@ -173,7 +173,7 @@ async fn ttl_puts_leave_no_orphaned_sessions() {
             .await
             .unwrap();
     }
-    let during = sessions_named(&addr, "kvstore-ttl").await;
+    let during = sessions_named(&addr, "kvmesh-ttl").await;
     assert_eq!(
         during.difference(&before).count(),
         1,
@@ -181,7 +181,7 @@ async fn ttl_puts_leave_no_orphaned_sessions() {
     );
     store.put(&key, Bytes::from("permanent")).await.unwrap();
     assert_eq!(
-        sessions_named(&addr, "kvstore-ttl").await,
+        sessions_named(&addr, "kvmesh-ttl").await,
         before,
         "a plain put frees the session"
     );
@@ -196,7 +196,7 @@ async fn ttl_puts_leave_no_orphaned_sessions() {
         .unwrap();
     store.delete(&key).await.unwrap();
     assert_eq!(
-        sessions_named(&addr, "kvstore-ttl").await,
+        sessions_named(&addr, "kvmesh-ttl").await,
         before,
         "a delete frees the session"
     );
@@ -208,7 +208,7 @@ async fn locks_leave_no_sessions_behind() {
     let Some((store, addr)) = store("locks_leave_no_sessions_behind", "lock_ttl=5s").await else {
         return;
     };
-    let before = sessions_named(&addr, "kvstore-lock").await;
+    let before = sessions_named(&addr, "kvmesh-lock").await;
     let key = unique("lock-sessions") + "lock";
     for _ in 0..20 {
         let acquire = store.acquire(&key, Bytes::from("x"));
@@ -228,7 +228,7 @@ async fn locks_leave_no_sessions_behind() {
     }
     // Drops clean up in the background: give them a moment.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while sessions_named(&addr, "kvstore-lock").await != before {
+    while sessions_named(&addr, "kvmesh-lock").await != before {
         assert!(
             tokio::time::Instant::now() < deadline,
             "lock sessions left behind"
@@ -247,7 +247,7 @@ async fn lock_holder_child() {
     ) else {
         return; // not a child: nothing to do
     };
-    let store = kvstore::connect(&format!("consul://{addr}?lock_ttl=2s"))
+    let store = kvmesh::connect(&format!("consul://{addr}?lock_ttl=2s"))
         .await
         .unwrap();
     let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
@@ -324,7 +324,7 @@ async fn an_index_that_goes_backwards_resets_the_watch() {
         _ => answer(91, entry("v2", 60), 60_000),
     })
     .await;
-    let store = kvstore::connect(&format!("consul://{}", server.addr))
+    let store = kvmesh::connect(&format!("consul://{}", server.addr))
         .await
         .unwrap();
     let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
@@ -372,10 +372,10 @@ async fn a_watch_cut_off_resumes_with_the_final_state() {
         return;
     };
     let proxy = support::proxy::FaultProxy::start(&addr).await;
-    let watcher = kvstore::connect(&format!("consul://{}?timeout=2s", proxy.addr))
+    let watcher = kvmesh::connect(&format!("consul://{}?timeout=2s", proxy.addr))
         .await
         .unwrap();
-    let store = kvstore::connect(&format!("consul://{addr}")).await.unwrap();
+    let store = kvmesh::connect(&format!("consul://{addr}")).await.unwrap();
     let dir = unique("cut-watch");
     store
         .put(&format!("{dir}a"), Bytes::from("1"))
@@ -475,7 +475,7 @@ async fn dropped_watches_do_not_pile_up_queries_at_consul() {
     };
     let consul_port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
     let proxy = support::proxy::FaultProxy::start(&addr).await;
-    let store = kvstore::connect(&format!("consul://{}", proxy.addr))
+    let store = kvmesh::connect(&format!("consul://{}", proxy.addr))
         .await
         .unwrap();
     let prefix = unique("churn");

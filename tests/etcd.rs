@@ -21,8 +21,8 @@ const ETCD: BackendTraits = BackendTraits {
 async fn ctx(var: &str, case: &str) -> Option<Ctx> {
     let addr = support::server_addr(var, case)?;
     let url = format!("etcd://{addr}?lock_ttl=3s");
-    let store = kvstore::connect(&url).await.expect("etcd:// opens");
-    let other = kvstore::connect(&url).await.expect("etcd:// opens");
+    let store = kvmesh::connect(&url).await.expect("etcd:// opens");
+    let other = kvmesh::connect(&url).await.expect("etcd:// opens");
     Some(Ctx::new(store, case, ETCD).with_other(other))
 }
 

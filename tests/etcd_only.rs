@@ -11,13 +11,13 @@ use std::time::Duration;
 use support::unique;
 
 use futures::StreamExt;
-use kvstore::{Bytes, KvEvent, PutOptions, Store, Watch, WatchOptions};
+use kvmesh::{Bytes, KvEvent, PutOptions, Store, Watch, WatchOptions};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 async fn store(var: &str, test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
     let addr = support::server_addr(var, test)?;
-    let store = kvstore::connect(&format!("etcd://{addr}?{options}"))
+    let store = kvmesh::connect(&format!("etcd://{addr}?{options}"))
         .await
         .unwrap();
     Some((store, addr))
@@ -46,10 +46,10 @@ async fn a_live_watch_cut_off_during_a_compaction_yields_the_difference() {
     };
     // The watch talks through a proxy that can cut it off; writes go direct.
     let proxy = support::proxy::FaultProxy::start(&addr).await;
-    let watcher = kvstore::connect(&format!("etcd://{}", proxy.addr))
+    let watcher = kvmesh::connect(&format!("etcd://{}", proxy.addr))
         .await
         .unwrap();
-    let store = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
     let dir = unique("compaction");
     let key = |name: &str| format!("{dir}{name}");
     for name in ["kept", "changed", "deleted"] {
@@ -133,7 +133,7 @@ async fn resuming_from_a_compacted_version_is_an_error_not_a_gap() {
     )
     .await;
     match store.watch(&key, WatchOptions::after(old)).await {
-        Err(kvstore::Error::Compacted { requested, .. }) => assert_eq!(requested, old),
+        Err(kvmesh::Error::Compacted { requested, .. }) => assert_eq!(requested, old),
         other => panic!("expected Compacted, got {other:?}"),
     }
     // Resuming from a version that is still there works.
@@ -279,7 +279,7 @@ async fn lock_holder_child() {
     ) else {
         return; // not a child: nothing to do
     };
-    let store = kvstore::connect(&format!("etcd://{addr}?lock_ttl=2s"))
+    let store = kvmesh::connect(&format!("etcd://{addr}?lock_ttl=2s"))
         .await
         .unwrap();
     let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
@@ -343,19 +343,19 @@ async fn auth_right_and_wrong_passwords() {
     };
     let key = unique("auth") + "k";
 
-    let anonymous = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    let anonymous = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
     assert!(matches!(
         anonymous.get(&key).await,
-        Err(kvstore::Error::PermissionDenied(_))
+        Err(kvmesh::Error::PermissionDenied(_))
     ));
 
     let wrong_secret = "wrong-pw-91c2";
-    let wrong = kvstore::connect(&format!("etcd://{user}:{wrong_secret}@{addr}"))
+    let wrong = kvmesh::connect(&format!("etcd://{user}:{wrong_secret}@{addr}"))
         .await
         .unwrap();
     let error = wrong.put(&key, Bytes::from("x")).await.unwrap_err();
     assert!(
-        matches!(error, kvstore::Error::PermissionDenied(_)),
+        matches!(error, kvmesh::Error::PermissionDenied(_)),
         "{error:?}"
     );
     for shown in [
@@ -369,8 +369,8 @@ async fn auth_right_and_wrong_passwords() {
         );
     }
 
-    let config = kvstore::Config::default().with_credentials(user, password.clone());
-    let right = kvstore::create_store(kvstore::Backend::Etcd, &[&addr], config).unwrap();
+    let config = kvmesh::Config::default().with_credentials(user, password.clone());
+    let right = kvmesh::create_store(kvmesh::Backend::Etcd, &[&addr], config).unwrap();
     assert!(!format!("{right:?}").contains(&password));
     right.put(&key, Bytes::from("1")).await.unwrap();
     let mut watch = right.watch(&key, WatchOptions::default()).await.unwrap();
@@ -434,7 +434,7 @@ async fn a_dead_first_endpoint_fails_over() {
     else {
         return;
     };
-    let store = kvstore::connect(&format!("etcd://127.0.0.1:1,{addr}"))
+    let store = kvmesh::connect(&format!("etcd://127.0.0.1:1,{addr}"))
         .await
         .unwrap();
     let key = unique("failover") + "k";

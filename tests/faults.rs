@@ -1,4 +1,4 @@
-//! Network faults between kvstore and a real server, through the loopback
+//! Network faults between kvmesh and a real server, through the loopback
 //! fault proxy (`tests/support/proxy.rs`), on Consul and on etcd (3.5):
 //! - a reply cut mid-body: a read is retried and succeeds; a write fails with
 //!   `Error::OutcomeUnknown` (and was in fact applied);
@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kvstore::{Error, KvEvent, Store, WatchOptions};
+use kvmesh::{Error, KvEvent, Store, WatchOptions};
 use support::proxy::FaultProxy;
 use support::{server_addr, unique};
 
@@ -56,14 +56,14 @@ async fn stores(
     options: &str,
 ) -> (FaultProxy, std::sync::Arc<dyn Store>) {
     let proxy = FaultProxy::start(addr).await;
-    let proxied = kvstore::connect(&format!("{scheme}://{}?{options}", proxy.addr))
+    let proxied = kvmesh::connect(&format!("{scheme}://{}?{options}", proxy.addr))
         .await
         .expect("connect through the proxy");
     (proxy, proxied)
 }
 
 async fn direct(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
-    kvstore::connect(&format!("{scheme}://{addr}"))
+    kvmesh::connect(&format!("{scheme}://{addr}"))
         .await
         .expect("connect")
 }
@@ -103,7 +103,7 @@ async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
     let key = format!("{}k", unique("cut-write"));
     store.put(&key, Bytes::from("v1")).await.unwrap();
 
-    let expect_unknown = |what: &str, result: kvstore::Result<bool>| match result {
+    let expect_unknown = |what: &str, result: kvmesh::Result<bool>| match result {
         Err(error @ Error::OutcomeUnknown { .. }) => {
             assert!(!error.is_retryable(), "{error}");
             assert!(
@@ -136,7 +136,7 @@ async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
 }
 
 /// Waits up to `limit` for the next event.
-async fn next_event(watch: &mut kvstore::Watch, limit: Duration) -> KvEvent {
+async fn next_event(watch: &mut kvmesh::Watch, limit: Duration) -> KvEvent {
     tokio::time::timeout(limit, watch.next())
         .await
         .expect("an event in time")

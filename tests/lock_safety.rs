@@ -8,12 +8,12 @@ mod support;
 
 use std::time::Duration;
 
-use kvstore::Bytes;
+use kvmesh::Bytes;
 
 const ROUNDS: usize = 100;
 
 /// Appends `line` to the log key with a CAS loop.
-async fn append(store: &dyn kvstore::Store, log: &str, line: &str) {
+async fn append(store: &dyn kvmesh::Store, log: &str, line: &str) {
     loop {
         let current = store.get(log).await.unwrap();
         let (mut text, previous) = match current {
@@ -45,7 +45,7 @@ async fn lock_safety_child() {
         return; // not a child: nothing to do
     };
     let log = format!("{key}-log");
-    let store = kvstore::connect(&url).await.unwrap();
+    let store = kvmesh::connect(&url).await.unwrap();
     let pid = std::process::id();
     println!("READY");
     for _ in 0..ROUNDS {
@@ -93,7 +93,7 @@ async fn safety(url: String, test: &str) {
         assert!(status.success(), "a surviving holder failed");
     }
 
-    let store = kvstore::connect(&url).await.unwrap();
+    let store = kvmesh::connect(&url).await.unwrap();
     let log = store
         .get(&format!("{key}-log"))
         .await

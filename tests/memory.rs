@@ -6,7 +6,7 @@ mod conformance;
 use conformance::{BackendTraits, Ctx};
 
 async fn memory_ctx(case: &str) -> Option<Ctx> {
-    let store = kvstore::connect("memory://")
+    let store = kvmesh::connect("memory://")
         .await
         .expect("memory:// always opens");
     Some(Ctx::new(store, case, BackendTraits::MEMORY))
@@ -19,14 +19,14 @@ conformance::suite!(
 
 mod memory_only {
     use futures::StreamExt;
-    use kvstore::{Bytes, Error, KvEvent, WatchOptions};
+    use kvmesh::{Bytes, Error, KvEvent, WatchOptions};
 
     use crate::conformance::next_event;
 
     #[tokio::test]
     async fn each_connect_is_a_new_store_and_clones_share_one() {
-        let a = kvstore::connect("memory://").await.unwrap();
-        let b = kvstore::connect("memory://").await.unwrap();
+        let a = kvmesh::connect("memory://").await.unwrap();
+        let b = kvmesh::connect("memory://").await.unwrap();
         a.put("k", Bytes::from("a")).await.unwrap();
         assert_eq!(b.get("k").await.unwrap(), None);
         let a2 = a.clone();
@@ -35,7 +35,7 @@ mod memory_only {
 
     #[tokio::test]
     async fn after_older_than_the_history_yields_the_difference() {
-        let store = kvstore::connect("memory://?history=2").await.unwrap();
+        let store = kvmesh::connect("memory://?history=2").await.unwrap();
         store.put("d/keep", Bytes::from("1")).await.unwrap(); // v1
         store.put("d/gone", Bytes::from("2")).await.unwrap(); // v2
         let start = store.get("d/gone").await.unwrap().unwrap().version;
@@ -69,7 +69,7 @@ mod memory_only {
 
     #[tokio::test]
     async fn unrecoverable_history_is_an_error_not_a_gap() {
-        let store = kvstore::connect("memory://?history=0").await.unwrap();
+        let store = kvmesh::connect("memory://?history=0").await.unwrap();
         for i in 0..1_100 {
             let key = format!("t/{i}");
             store.put(&key, Bytes::new()).await.unwrap();
@@ -83,7 +83,7 @@ mod memory_only {
 
     #[tokio::test]
     async fn a_slow_range_watcher_beyond_the_history_still_converges() {
-        let store = kvstore::connect("memory://?history=8").await.unwrap();
+        let store = kvmesh::connect("memory://?history=8").await.unwrap();
         let mut watch = store
             .watch_range("s/", WatchOptions::default())
             .await

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use support::unique;
 
-use kvstore::{Bytes, Store, WatchOptions};
+use kvmesh::{Bytes, Store, WatchOptions};
 
 const CYCLES: usize = 10_000;
 
@@ -65,7 +65,7 @@ async fn cycle(store: &Arc<dyn Store>, prefix: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_cycles_leave_nothing() {
-    let store = kvstore::connect("memory://").await.unwrap();
+    let store = kvmesh::connect("memory://").await.unwrap();
     let tasks = alive_tasks();
     cycle(&store, "").await;
     settles("tasks", tasks, async || alive_tasks()).await;
@@ -92,7 +92,7 @@ async fn count(addr: &str, path: &str, field: &str) -> usize {
 
 async fn network_cycles(scheme: &str, addr: &str, resources: (&str, &str), case: &str) {
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let store = kvstore::connect(&format!("{scheme}://{addr}?lock_ttl=10s"))
+    let store = kvmesh::connect(&format!("{scheme}://{addr}?lock_ttl=10s"))
         .await
         .unwrap();
     let (path, field) = resources;
@@ -152,7 +152,7 @@ async fn idle_connections_close_after_a_burst() {
         return;
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let store = kvstore::connect(&format!("etcd://{addr}")).await.unwrap();
+    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
     let prefix = unique("idle-burst");
     let burst = (0..16).map(|i| {
         let (store, key) = (store.clone(), format!("{prefix}/{i}"));

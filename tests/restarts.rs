@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kvstore::{KvEvent, Lock, Store, Watch, WatchOptions};
+use kvmesh::{KvEvent, Lock, Store, Watch, WatchOptions};
 use support::{server_addr, unique};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
@@ -54,8 +54,8 @@ struct Live {
 
 /// Sets up everything live on `url`.
 async fn go_live(url: &str, case: &str) -> Live {
-    let store = kvstore::connect(url).await.expect("connect");
-    let other = kvstore::connect(url).await.expect("connect");
+    let store = kvmesh::connect(url).await.expect("connect");
+    let other = kvmesh::connect(url).await.expect("connect");
     let dir = unique(case);
     let key = format!("{dir}key");
     let data = format!("{dir}data/");

@@ -1,4 +1,4 @@
-//! Secrets never leave kvstore: the Consul token, the etcd password and the
+//! Secrets never leave kvmesh: the Consul token, the etcd password and the
 //! etcd token appear in no `Display`, no `Debug` and no `tracing` output,
 //! even at TRACE level, whether the credentials are right or wrong.
 
@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::{Bytes, Config, WatchOptions};
+use kvmesh::{Bytes, Config, WatchOptions};
 
 /// Collects everything written by the tracing subscriber.
 #[derive(Clone, Default)]
@@ -60,19 +60,19 @@ async fn no_secret_in_display_debug_or_traces() {
         (token.as_str(), password.as_str()),
         ("wrong-token-x1", "wrong-pw-x1"),
     ] {
-        let consul_store = kvstore::create_store(
-            kvstore::Backend::Consul,
+        let consul_store = kvmesh::create_store(
+            kvmesh::Backend::Consul,
             &[&consul],
             Config::default().with_token(consul_token),
         )
         .unwrap();
-        let etcd_store = kvstore::create_store(
-            kvstore::Backend::Etcd,
+        let etcd_store = kvmesh::create_store(
+            kvmesh::Backend::Etcd,
             &[&etcd],
             Config::default().with_credentials(&user, etcd_password),
         )
         .unwrap();
-        let url_store = kvstore::connect(&format!("etcd://{user}:{etcd_password}@{etcd}"))
+        let url_store = kvmesh::connect(&format!("etcd://{user}:{etcd_password}@{etcd}"))
             .await
             .unwrap();
         for store in [&consul_store, &etcd_store, &url_store] {

@@ -1,5 +1,5 @@
 //! Smoke tests of the real servers that `scripts/servers up` starts: write a
-//! key and read it back over plain HTTP through hyper, with no kvstore code in
+//! key and read it back over plain HTTP through hyper, with no kvmesh code in
 //! the way. If these fail, the backend tests cannot mean anything.
 
 mod support;

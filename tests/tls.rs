@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kvstore::{Backend, Config, Error, KvEvent, TlsConfig, WatchOptions};
+use kvmesh::{Backend, Config, Error, KvEvent, TlsConfig, WatchOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -20,7 +20,7 @@ use support::{server_addr, unique};
 use tokio::process::{Child, Command};
 
 /// The name in the server certificate (and only that: no IP address).
-const SERVER_NAME: &str = "kvstore-test-server";
+const SERVER_NAME: &str = "kvmesh-test-server";
 
 struct Pki {
     dir: PathBuf,
@@ -37,10 +37,10 @@ impl Pki {
             .join(format!("tls-{case}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let pki = Pki { dir };
-        let ca = pki.authority("ca", "kvstore test CA");
+        let ca = pki.authority("ca", "kvmesh test CA");
         pki.authority("wrong-ca", "an unrelated CA");
         pki.leaf(&ca, "server", SERVER_NAME, true);
-        pki.leaf(&ca, "client", "kvstore-test-client", false);
+        pki.leaf(&ca, "client", "kvmesh-test-client", false);
         pki
     }
 
@@ -105,8 +105,8 @@ fn store(
     backend: Backend,
     addr: &str,
     tls: TlsConfig,
-) -> kvstore::Result<std::sync::Arc<dyn kvstore::Store>> {
-    kvstore::create_store(
+) -> kvmesh::Result<std::sync::Arc<dyn kvmesh::Store>> {
+    kvmesh::create_store(
         backend,
         &[addr],
         Config::default()
@@ -122,7 +122,7 @@ async fn wait_until_up(child: &mut Child, backend: Backend, addr: &str, pki: &Pk
         if let Some(status) = child.try_wait().unwrap() {
             panic!("the {backend:?} TLS server exited during start-up: {status}");
         }
-        if client.get("kvstore-tls/ready").await.is_ok() {
+        if client.get("kvmesh-tls/ready").await.is_ok() {
             return;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -168,7 +168,7 @@ async fn start_consul(binary: &str, pki: &Pki) -> (Child, String) {
     let file = |name: &str| pki.path(name).display().to_string();
     let mut child = Command::new(binary)
         .env("CHECKPOINT_DISABLE", "1")
-        .args(["agent", "-dev", "-node", "kvstore-tls", "-bind", "127.0.0.1"])
+        .args(["agent", "-dev", "-node", "kvmesh-tls", "-bind", "127.0.0.1"])
         .args(["-client", "127.0.0.1", "-dns-port", "-1", "-grpc-port", "-1"])
         .arg(format!("-server-port={server}"))
         .arg(format!("-serf-lan-port={lan}"))
@@ -215,13 +215,13 @@ async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
         pki.path("client.pem").display(),
         pki.path("client-key.pem").display()
     );
-    let by_url = kvstore::connect(&url).await.unwrap();
+    let by_url = kvmesh::connect(&url).await.unwrap();
     assert_eq!(
         by_url.get(&key).await.unwrap().expect("present").value,
         Bytes::from("over TLS")
     );
 
-    let expect_tls = |what: &str, result: kvstore::Result<Option<kvstore::KvPair>>| match result {
+    let expect_tls = |what: &str, result: kvmesh::Result<Option<kvmesh::KvPair>>| match result {
         Err(Error::Tls { message }) => {
             assert!(!message.is_empty());
             eprintln!("{what}: Error::Tls: {message}");
@@ -262,7 +262,7 @@ async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
         other => panic!("no client certificate: expected an error, got {other:?}"),
     }
     // Plain HTTP to the HTTPS port is refused too, promptly.
-    let plain = kvstore::create_store(
+    let plain = kvmesh::create_store(
         backend,
         &[addr],
         Config::default().with_timeout(Duration::from_secs(3)),
@@ -313,7 +313,7 @@ fn bad_tls_settings_are_invalid_arguments() {
         }
     }
     assert!(matches!(
-        kvstore::create_store(Backend::Consul, &["127.0.0.1:1"], Config::default()).map(|_| ()),
+        kvmesh::create_store(Backend::Consul, &["127.0.0.1:1"], Config::default()).map(|_| ()),
         Ok(())
     ));
 }

@@ -1,4 +1,4 @@
-//! Paired measurement: kvstore and a baseline timed batch by batch, in
+//! Paired measurement: kvmesh and a baseline timed batch by batch, in
 //! turns, over the same seconds.
 //!
 //! criterion times each side in its own window, seconds apart. On a shared
@@ -12,8 +12,8 @@
 //!
 //! Prints one line per comparison, read by `scripts/bench`:
 //! `paired <id>/<side>/<concurrency>: ratio <median> q1 <..> q3 <..> totals <..> rounds <n> p50 <ours> <theirs>`,
-//! where a round's ratio is kvstore's throughput over the side's (above 1:
-//! kvstore is faster), q1/q3 the quartiles of the rounds, totals the ratio
+//! where a round's ratio is kvmesh's throughput over the side's (above 1:
+//! kvmesh is faster), q1/q3 the quartiles of the rounds, totals the ratio
 //! of the whole time each side took, and p50 each side's median batch in
 //! µs: a latency where a batch is one call at a time, or (the watch rows)
 //! one change of all the keys.

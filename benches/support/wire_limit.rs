@@ -1,4 +1,4 @@
-//! The baseline of the network benches: the same request as kvstore sends,
+//! The baseline of the network benches: the same request as kvmesh sends,
 //! hand-written, through a bare pooled hyper-util client, with minimal
 //! handling of the reply (status check, body collected). The wire limit of
 //! an HTTP/1.1 design.
@@ -100,7 +100,7 @@ where
     ran
 }
 
-/// One row of a table: `kvstore` and `baseline` timed by criterion in the
+/// One row of a table: `kvmesh` and `baseline` timed by criterion in the
 /// group `id`, then side by side in alternating blocks
 /// ([`paired::compare`]). Both are called with a request index,
 /// `concurrency` at a time.
@@ -109,7 +109,7 @@ pub fn bench_against<A, FA, B, FB>(
     rt: &tokio::runtime::Runtime,
     id: &str,
     concurrency: usize,
-    kvstore: A,
+    kvmesh: A,
     baseline: B,
 ) where
     A: Fn(usize) -> FA + Clone + 'static,
@@ -119,11 +119,11 @@ pub fn bench_against<A, FA, B, FB>(
 {
     let mut group = c.benchmark_group(id);
     configure(&mut group);
-    let ran = bench_concurrent(&mut group, rt, "kvstore", concurrency, kvstore.clone());
+    let ran = bench_concurrent(&mut group, rt, "kvmesh", concurrency, kvmesh.clone());
     bench_concurrent(&mut group, rt, "baseline", concurrency, baseline.clone());
     group.finish();
     if ran {
-        paired::compare(rt, id, concurrency, &kvstore, "baseline", &baseline);
+        paired::compare(rt, id, concurrency, &kvmesh, "baseline", &baseline);
     }
 }
 
@@ -138,11 +138,11 @@ pub fn keys(prefix: &str, n: usize) -> Arc<Vec<String>> {
     Arc::new((0..n).map(|i| format!("{prefix}{i:04}")).collect())
 }
 
-/// A kvstore watch turned into a signal per event, like the bare watchers
+/// A kvmesh watch turned into a signal per event, like the bare watchers
 /// (both sides pay the same channel hop). The first `initial` events (the
 /// watch's initial state) are skipped.
 pub fn signal_events(
-    mut watch: kvstore::Watch,
+    mut watch: kvmesh::Watch,
     initial: usize,
 ) -> tokio::sync::mpsc::UnboundedReceiver<()> {
     use futures::StreamExt as _;
@@ -163,17 +163,17 @@ pub fn signal_events(
 static NEXT_VALUE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 /// One side of the watch rows: `keys` written through `store`, each seen by
-/// the watcher behind its receiver (kvstore's or a bare one).
+/// the watcher behind its receiver (kvmesh's or a bare one).
 #[derive(Clone)]
 pub struct Notifier {
-    store: Arc<dyn kvstore::Store>,
+    store: Arc<dyn kvmesh::Store>,
     keys: Arc<Vec<String>>,
     receivers: Arc<Vec<tokio::sync::Mutex<tokio::sync::mpsc::UnboundedReceiver<()>>>>,
 }
 
 impl Notifier {
     pub fn new(
-        store: Arc<dyn kvstore::Store>,
+        store: Arc<dyn kvmesh::Store>,
         keys: Vec<String>,
         receivers: Vec<tokio::sync::mpsc::UnboundedReceiver<()>>,
     ) -> Self {
@@ -251,13 +251,13 @@ pub fn bench_notify(
 }
 
 /// The watch group of a network bench: `concurrency` keys watched through
-/// kvstore beside as many watched by `bare_watcher`, each side on its own
+/// kvmesh beside as many watched by `bare_watcher`, each side on its own
 /// keys, put → event measured on both.
 pub fn bench_watch_group(
     c: &mut criterion::Criterion,
     rt: &tokio::runtime::Runtime,
     backend: &str,
-    store: Arc<dyn kvstore::Store>,
+    store: Arc<dyn kvmesh::Store>,
     concurrency: usize,
     bare_watcher: impl Fn(String) -> tokio::sync::mpsc::UnboundedReceiver<()>,
 ) {
@@ -276,7 +276,7 @@ pub fn bench_watch_group(
         }
         for key in &watched {
             let watch = store
-                .watch(key, kvstore::WatchOptions::default())
+                .watch(key, kvmesh::WatchOptions::default())
                 .await
                 .unwrap();
             receivers.push(signal_events(watch, 1));
@@ -286,7 +286,7 @@ pub fn bench_watch_group(
     let all: Vec<String> = watched.iter().chain(&bare_watched).cloned().collect();
     let id = format!("{backend}/watch");
     let ours = Notifier::new(store.clone(), watched, receivers);
-    let ran = bench_notify(&mut group, rt, &id, "kvstore", &ours);
+    let ran = bench_notify(&mut group, rt, &id, "kvmesh", &ours);
     let receivers = rt.block_on(async {
         let receivers: Vec<_> = bare_watched.iter().cloned().map(&bare_watcher).collect();
         // Let the bare watchers make their first request before any put.
@@ -331,7 +331,7 @@ pub fn bench_watch_group(
     });
 }
 
-/// The `get_range` row: kvstore's listing beside the same bare request
+/// The `get_range` row: kvmesh's listing beside the same bare request
 /// (`request`, which returns the reply's body) reading nothing of its reply
 /// (`baseline`), read by serde (`baseline_parsed`, with `parse`) and read
 /// by hand (`baseline_scanned`, with `scan`); `parse` and `scan` return how
@@ -342,7 +342,7 @@ pub fn bench_listing<A, FA, R, FR>(
     rt: &tokio::runtime::Runtime,
     id: &str,
     concurrency: usize,
-    kvstore: A,
+    kvmesh: A,
     request: R,
     parse: fn(&[u8]) -> usize,
     scan: fn(&[u8]) -> usize,
@@ -366,7 +366,7 @@ pub fn bench_listing<A, FA, R, FR>(
     };
     let mut group = c.benchmark_group(id);
     configure(&mut group);
-    let ran = bench_concurrent(&mut group, rt, "kvstore", concurrency, kvstore.clone());
+    let ran = bench_concurrent(&mut group, rt, "kvmesh", concurrency, kvmesh.clone());
     let sides = [
         ("baseline", side(None)),
         ("baseline_parsed", side(Some(parse))),
@@ -378,7 +378,7 @@ pub fn bench_listing<A, FA, R, FR>(
     group.finish();
     if ran {
         for (name, op) in &sides {
-            paired::compare(rt, id, concurrency, &kvstore, name, op);
+            paired::compare(rt, id, concurrency, &kvmesh, name, op);
         }
     }
 }

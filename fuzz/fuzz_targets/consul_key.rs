@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|key: &str| {
-    kvstore::fuzzing::consul_key(key);
+    kvmesh::fuzzing::consul_key(key);
 });

@@ -12,5 +12,5 @@ fuzz_target!(|data: &[u8]| {
         Some(end) => (&rest[..end], &rest[end + 1..]),
         None => (&b"1"[..], rest),
     };
-    kvstore::fuzzing::consul_reply(status, index, body);
+    kvmesh::fuzzing::consul_reply(status, index, body);
 });

@@ -9,6 +9,6 @@ fuzz_target!(|data: &[u8]| {
         None => (data, &b""[..]),
     };
     if let Ok(key) = std::str::from_utf8(key) {
-        kvstore::fuzzing::etcd_key(key, other);
+        kvmesh::fuzzing::etcd_key(key, other);
     }
 });

@@ -8,5 +8,5 @@ fuzz_target!(|data: &[u8]| {
         return;
     };
     let status = 100 + u16::from_le_bytes(*status) % 500;
-    kvstore::fuzzing::etcd_reply(status, body);
+    kvmesh::fuzzing::etcd_reply(status, body);
 });

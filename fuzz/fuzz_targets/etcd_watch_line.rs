@@ -4,5 +4,5 @@
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|line: &[u8]| {
-    kvstore::fuzzing::etcd_watch_line(line);
+    kvmesh::fuzzing::etcd_watch_line(line);
 });

@@ -181,7 +181,7 @@ impl<'a> PlainReader<'a> {
         }
     }
 
-    /// A field kvstore does not use: a scalar only.
+    /// A field kvmesh does not use: a scalar only.
     pub(crate) fn skip_value(&mut self) -> Option<()> {
         match self.peek()? {
             b'"' => self.plain_bytes().filter(|b| is_utf8(b)).map(drop),

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use kvstore::{Bytes, Error, PutOptions, WatchOptions};
+use kvmesh::{Bytes, Error, PutOptions, WatchOptions};
 
 use super::Ctx;
 
@@ -44,7 +44,7 @@ pub async fn missing_keys(ctx: Ctx) {
 }
 
 pub async fn empty_key_is_invalid_everywhere(ctx: Ctx) {
-    fn invalid<T: std::fmt::Debug>(result: kvstore::Result<T>) {
+    fn invalid<T: std::fmt::Debug>(result: kvmesh::Result<T>) {
         assert!(
             matches!(result, Err(Error::InvalidKey { .. })),
             "got {result:?}"
@@ -204,7 +204,7 @@ pub async fn range_is_a_plain_string_prefix(ctx: Ctx) {
             .await
             .unwrap();
     }
-    let keys = |pairs: Vec<kvstore::KvPair>| -> Vec<String> {
+    let keys = |pairs: Vec<kvmesh::KvPair>| -> Vec<String> {
         pairs
             .into_iter()
             .map(|p| p.key.trim_start_matches(&ctx.prefix).to_owned())

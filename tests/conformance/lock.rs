@@ -4,12 +4,12 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use kvstore::{Bytes, Error};
+use kvmesh::{Bytes, Error};
 
 use super::Ctx;
 
 /// Polls `try_acquire` until it succeeds within the backend's release lag.
-async fn try_acquire_soon(ctx: &Ctx, key: &str) -> kvstore::Lock {
+async fn try_acquire_soon(ctx: &Ctx, key: &str) -> kvmesh::Lock {
     let deadline = tokio::time::Instant::now() + ctx.traits.release_lag + Duration::from_secs(5);
     loop {
         if let Some(lock) = ctx

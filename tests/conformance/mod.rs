@@ -20,7 +20,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::{KvEvent, Store, Watch};
+use kvmesh::{KvEvent, Store, Watch};
 
 /// What one case runs against.
 pub struct Ctx {

@@ -3,13 +3,13 @@
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::Bytes;
-use kvstore::discovery::{Discovery, MemberEvent, Node};
-use kvstore::election::Election;
+use kvmesh::Bytes;
+use kvmesh::discovery::{Discovery, MemberEvent, Node};
+use kvmesh::election::Election;
 
 use super::Ctx;
 
-async fn next_member(members: &mut kvstore::discovery::MemberStream) -> MemberEvent {
+async fn next_member(members: &mut kvmesh::discovery::MemberStream) -> MemberEvent {
     match tokio::time::timeout(super::EVENT_DEADLINE, members.next()).await {
         Ok(Some(Ok(event))) => event,
         other => panic!("expected a membership event, got {other:?}"),
@@ -51,7 +51,7 @@ pub async fn discovery_registers_refreshes_and_leaves(ctx: Ctx) {
     }
     assert!(matches!(
         discovery.register("a/b", node, ttl).await,
-        Err(kvstore::Error::InvalidArgument(_))
+        Err(kvmesh::Error::InvalidArgument(_))
     ));
 }
 

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use kvstore::{Bytes, KvEvent, PutOptions, WatchOptions};
+use kvmesh::{Bytes, KvEvent, PutOptions, WatchOptions};
 
 use super::{Ctx, assert_ended, assert_quiet, events_until, next_event};
 

@@ -4,9 +4,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvstore::{Bytes, KvEvent, Store, WatchOptions};
+use kvmesh::{Bytes, KvEvent, Store, WatchOptions};
 
-async fn next(watch: &mut kvstore::Watch, what: &str) -> KvEvent {
+async fn next(watch: &mut kvmesh::Watch, what: &str) -> KvEvent {
     match tokio::time::timeout(Duration::from_secs(30), watch.next()).await {
         Ok(Some(Ok(event))) => event,
         other => panic!("{what}: expected an event, got {other:?}"),

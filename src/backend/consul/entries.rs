@@ -1,4 +1,4 @@
-//! The entries of a KV read as kvstore keeps them: the pairs it hands out,
+//! The entries of a KV read as kvmesh keeps them: the pairs it hands out,
 //! and apart from them the few sessions that hold keys.
 
 use super::wire::KvEntry;

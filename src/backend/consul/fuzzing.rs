@@ -10,7 +10,7 @@ use super::keys::{check_key, check_prefix, kv_path};
 use super::wire::{self, KvEntry};
 use crate::http::HttpReply;
 
-/// Decodes `body` as every Consul reply kvstore reads, with `index` as the
+/// Decodes `body` as every Consul reply kvmesh reads, with `index` as the
 /// `X-Consul-Index` header and `status` as the status. Errors are fine;
 /// panics are bugs.
 pub(crate) fn reply(status: u16, index: &[u8], body: &[u8]) {

@@ -4,7 +4,7 @@
 //! cannot be stored as given: `a//b`, `/a`, `a/./b` and `a/../b` are
 //! redirected (or, percent-encoded, silently written to *another* key), and
 //! Consul 1.22 refuses leading and trailing spaces and control characters.
-//! kvstore refuses those keys with [`Error::InvalidKey`] before any request,
+//! kvmesh refuses those keys with [`Error::InvalidKey`] before any request,
 //! and percent-encodes everything else, so that `?`, `#`, `%` and friends
 //! never change the request.
 

@@ -1,8 +1,8 @@
-//! The fast path of decoding a `GET /v1/kv/...` reply, the one body kvstore
+//! The fast path of decoding a `GET /v1/kv/...` reply, the one body kvmesh
 //! reads often and in bulk (every `get_range` and every watch round).
 //!
 //! serde_json spends most of a listing on matching the six field names of
-//! every entry and skipping the three kvstore does not use. This reads the
+//! every entry and skipping the three kvmesh does not use. This reads the
 //! shape Consul writes (an array of flat objects whose strings have no
 //! escapes) straight from the bytes. It accepts only what serde_json accepts
 //! too, and yields the same entries; on anything else (an escape, a nested

@@ -118,7 +118,7 @@ async fn attempt(
     let ttl = inner.config.lock_ttl;
     let id = inner
         .client
-        .create_session("kvstore-lock", ttl, "delete")
+        .create_session("kvmesh-lock", ttl, "delete")
         .await?;
     outage.reached();
     let kept = KeptLifetime::start(

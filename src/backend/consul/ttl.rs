@@ -63,7 +63,7 @@ impl TtlSessions {
                 return Ok(());
             }
         }
-        let id = client.create_session("kvstore-ttl", ttl, "delete").await?;
+        let id = client.create_session("kvmesh-ttl", ttl, "delete").await?;
         if let Some(old) = &previous {
             // Let go of the key (keeping it) before the new session takes it,
             // then drop the old session, which now holds nothing to delete.

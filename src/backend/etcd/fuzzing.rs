@@ -11,7 +11,7 @@ use super::plain_reply::PlainReply;
 use super::wire::{self, HeaderOnly, RangeResponse, TxnResponse};
 use crate::http::HttpReply;
 
-/// Decodes `body` as the gateway replies kvstore reads. Errors are fine;
+/// Decodes `body` as the gateway replies kvmesh reads. Errors are fine;
 /// panics are bugs.
 pub(crate) fn reply(status: u16, body: &[u8]) {
     let reply = HttpReply {

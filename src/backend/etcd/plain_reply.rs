@@ -1,4 +1,4 @@
-//! The fast path of reading the replies kvstore gets most: ranges (every
+//! The fast path of reading the replies kvmesh gets most: ranges (every
 //! `get`, `exists` and `get_range`), puts and transactions.
 //!
 //! etcd's gateway writes flat JSON whose numbers are quoted strings, and
@@ -16,7 +16,7 @@ use crate::base64_bytes::{self, ValueBatch};
 use crate::json::compact::CompactReader;
 use crate::json::plain::{PlainReader, field_names, is_utf8};
 
-/// How deep a value kvstore does not use may nest and still be skipped
+/// How deep a value kvmesh does not use may nest and still be skipped
 /// here (a txn's responses are 4 deep).
 const SKIP_DEPTH: usize = 8;
 
@@ -86,7 +86,7 @@ field_names! {
         Kv = "kv",
     }
 
-    /// The fields of range, put and txn replies that kvstore reads.
+    /// The fields of range, put and txn replies that kvmesh reads.
     ReplyField {
         Header = "header",
         Kvs = "kvs",
@@ -105,7 +105,7 @@ fn header(reader: &mut PlainReader<'_>) -> Option<Header> {
     })
 }
 
-/// A field kvstore does not read (serde_json checks that a name is UTF-8;
+/// A field kvmesh does not read (serde_json checks that a name is UTF-8;
 /// the names in the field lists are).
 fn skip_field<F>(reader: &mut PlainReader<'_>, name: Result<F, &[u8]>) -> Option<()> {
     if let Err(name) = name {
@@ -300,7 +300,7 @@ fn boolean(reader: &mut PlainReader<'_>) -> Option<bool> {
 
 /// A watch line: a result (an event batch, a progress notification, a
 /// creation). A stream error, a cancellation or a compaction are left to
-/// serde_json: they are rare, and some hold values kvstore reads as JSON.
+/// serde_json: they are rare, and some hold values kvmesh reads as JSON.
 impl PlainReply for WatchLine {
     fn read_plain(body: &[u8]) -> Option<Self> {
         whole(body, |reader| {

@@ -1,4 +1,4 @@
-//! The fast path of writing the requests kvstore sends most: ranges, puts,
+//! The fast path of writing the requests kvmesh sends most: ranges, puts,
 //! deletes and transactions.
 //!
 //! serde_json writes each of their strings through its escaping loop and
