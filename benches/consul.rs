@@ -5,11 +5,8 @@
 //! - `consul`: the tests' `-dev` agent (`KV_CONSUL_ADDR`), which pretty-prints
 //!   every reply, so decoding weighs about twice as much there.
 //!
-//! `get_range` has two more references: the bare request plus its reply
-//! read by serde_json (`baseline_parsed`), or scanned by hand
-//! (`baseline_scanned`: the "minimal parsing", a lean client
-//! written by hand);
-//! values decoded from base64 in both. Every row is also measured paired
+//! `get_range` has one more reference: the bare request plus its reply
+//! read by serde_json (`baseline_parsed`), values decoded from base64. Every row is also measured paired
 //! (`support/paired.rs`): both sides in turns over the same seconds.
 //!
 //! Run with `scripts/bench` or `cargo bench --bench consul`.
@@ -125,7 +122,6 @@ fn bench_agent(c: &mut Criterion, backend: &str, addr: String) {
                 async move { bare_request(&b, Method::GET, &uri, Bytes::new()).await }
             },
             |body| parsed_baseline::parse_consul_listing(body).len(),
-            |body| parsed_baseline::scan_consul_listing(body).len(),
         );
 
         // A compare-and-set that fails its check (the version is stale):

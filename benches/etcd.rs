@@ -2,11 +2,9 @@
 //! bare hyper client), side by side in one run. Needs `KV_ETCD35_ADDR` (see
 //! `scripts/servers`); run with `scripts/bench` or `cargo bench --bench etcd`.
 //!
-//! `get_range` has two more references: the bare request plus its reply
-//! read by serde_json (`baseline_parsed`), or scanned by hand
-//! (`baseline_scanned`: the "minimal parsing", a lean client
-//! written by hand);
-//! keys and values decoded from base64 in both. Every row is also measured
+//! `get_range` has one more reference: the bare request plus its reply
+//! read by serde_json (`baseline_parsed`), keys and values decoded from
+//! base64. Every row is also measured
 //! paired (`support/paired.rs`): both sides in turns over the same seconds.
 #![allow(missing_docs, unreachable_pub)]
 
@@ -125,7 +123,6 @@ fn etcd(c: &mut Criterion) {
                 async move { bare_request(&b, Method::POST, &uri, body).await }
             },
             |reply| parsed_baseline::parse_etcd_range(reply).len(),
-            |reply| parsed_baseline::scan_etcd_range(reply).len(),
         );
 
         // A compare-and-set that fails its check (the version is stale):

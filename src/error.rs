@@ -5,8 +5,10 @@ use std::time::Duration;
 /// The result type of every fallible kvmesh call.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-/// A boxed error from below kvmesh (an I/O or HTTP error), kept as a source.
-pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+/// An error from below kvmesh (an I/O, HTTP or JSON error), kept as a
+/// [`std::error::Error::source`]. Shared, so that an [`Error`] can be cloned
+/// (one failure reported to several watches keeps its variant and cause).
+pub type SourceError = std::sync::Arc<dyn std::error::Error + Send + Sync + 'static>;
 
 /// Everything that can go wrong, told apart by variant.
 ///
@@ -25,7 +27,7 @@ pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
 /// }
 /// # }
 /// ```
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
     /// The key cannot be stored as given (empty, or a shape the backend cannot
@@ -68,7 +70,7 @@ pub enum Error {
         message: String,
         /// The underlying I/O or HTTP error, if any.
         #[source]
-        source: Option<BoxError>,
+        source: Option<SourceError>,
     },
 
     /// The store refused the credentials or the operation.
@@ -112,7 +114,7 @@ pub enum Error {
         message: String,
         /// The underlying I/O or HTTP error, if any.
         #[source]
-        source: Option<BoxError>,
+        source: Option<SourceError>,
     },
 
     /// TLS failed: the server's certificate does not chain to a trusted CA or
@@ -125,8 +127,25 @@ pub enum Error {
     },
 
     /// The store answered something kvmesh cannot understand.
-    #[error("unexpected reply from the store: {0}")]
-    MalformedReply(String),
+    #[error("unexpected reply from the store: {message}")]
+    MalformedReply {
+        /// What was wrong, without secrets.
+        message: String,
+        /// The decoding error, if any.
+        #[source]
+        source: Option<SourceError>,
+    },
+
+    /// The store refused the request because it is overloaded (Consul's
+    /// 429 "too many connections/requests"). Retryable: try again later.
+    /// Idempotent requests were already retried with backoff.
+    #[error("{operation}: the store is overloaded: {message}")]
+    Overloaded {
+        /// What was being done.
+        operation: &'static str,
+        /// What the store said.
+        message: String,
+    },
 
     /// A watch asked for history the store no longer has, and the changes it
     /// missed (deletions in particular) cannot be reconstructed.
@@ -143,7 +162,29 @@ impl Error {
     /// True for errors that may go away when the same call is tried again
     /// (timeouts, an unreachable store).
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Error::Timeout { .. } | Error::Unreachable { .. })
+        matches!(
+            self,
+            Error::Timeout { .. } | Error::Unreachable { .. } | Error::Overloaded { .. }
+        )
+    }
+
+    /// A [`Error::MalformedReply`] without a source.
+    pub(crate) fn malformed(message: impl Into<String>) -> Self {
+        Error::MalformedReply {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A [`Error::MalformedReply`] for a reply that failed to decode.
+    pub(crate) fn undecodable(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Error::MalformedReply {
+            message: message.into(),
+            source: Some(std::sync::Arc::new(source)),
+        }
     }
 
     pub(crate) fn invalid_key(key: &str, reason: impl Into<String>) -> Self {

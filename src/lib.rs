@@ -43,11 +43,7 @@ mod config;
 pub mod discovery;
 pub mod election;
 mod error;
-#[cfg(feature = "fuzzing")]
-#[doc(hidden)]
-pub mod fuzzing;
 mod http;
-mod json;
 mod key;
 mod lock;
 mod store;
@@ -59,7 +55,7 @@ use std::sync::Arc;
 pub use bytes::Bytes;
 
 pub use crate::config::{Backend, Config};
-pub use crate::error::{BoxError, Error, Result};
+pub use crate::error::{Error, Result, SourceError};
 pub use crate::lock::Lock;
 pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
 pub use crate::tls::TlsConfig;

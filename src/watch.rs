@@ -16,7 +16,7 @@ use futures::Stream;
 use futures::stream::BoxStream;
 use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
-use crate::{Error, KvEvent, Result};
+use crate::{KvEvent, Result};
 
 /// What a watch is filed under: one exact key, or one prefix.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -300,19 +300,6 @@ impl Stream for Watch {
                 Poll::Pending
             }
         }
-    }
-}
-
-/// A copy of an upstream's fatal error for each of its watches.
-pub(crate) fn copy_error(error: &Error) -> Error {
-    match error {
-        Error::PermissionDenied(m) => Error::PermissionDenied(m.clone()),
-        Error::InvalidKey { key, reason } => Error::InvalidKey {
-            key: key.clone(),
-            reason: reason.clone(),
-        },
-        Error::InvalidArgument(m) => Error::InvalidArgument(m.clone()),
-        other => Error::MalformedReply(other.to_string()),
     }
 }
 

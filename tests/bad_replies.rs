@@ -51,7 +51,7 @@ async fn expect_get_error(
 }
 
 fn malformed(e: &Error) -> bool {
-    matches!(e, Error::MalformedReply(_))
+    matches!(e, Error::MalformedReply { .. })
 }
 
 #[tokio::test]
@@ -233,7 +233,7 @@ async fn a_malformed_watch_line_ends_the_watch_with_an_error() {
     })
     .await;
     match tokio::time::timeout(Duration::from_secs(10), watch.next()).await {
-        Ok(Some(Err(Error::MalformedReply(_)))) => {}
+        Ok(Some(Err(Error::MalformedReply { .. }))) => {}
         other => panic!("expected a MalformedReply, got {other:?}"),
     }
     assert!(

@@ -333,10 +333,9 @@ pub fn bench_watch_group(
 
 /// The `get_range` row: kvmesh's listing beside the same bare request
 /// (`request`, which returns the reply's body) reading nothing of its reply
-/// (`baseline`), read by serde (`baseline_parsed`, with `parse`) and read
-/// by hand (`baseline_scanned`, with `scan`); `parse` and `scan` return how
-/// many pairs they found, which must be the bench's 100.
-#[allow(clippy::too_many_arguments, reason = "a table row, named in full")]
+/// (`baseline`), and read as a plain serde client reads it
+/// (`baseline_parsed`, with `parse`, which returns how many pairs it
+/// found: the bench's 100).
 pub fn bench_listing<A, FA, R, FR>(
     c: &mut Criterion,
     rt: &tokio::runtime::Runtime,
@@ -345,7 +344,6 @@ pub fn bench_listing<A, FA, R, FR>(
     kvmesh: A,
     request: R,
     parse: fn(&[u8]) -> usize,
-    scan: fn(&[u8]) -> usize,
 ) where
     A: Fn(usize) -> FA + Clone + 'static,
     FA: std::future::Future<Output = ()> + 'static,
@@ -370,7 +368,6 @@ pub fn bench_listing<A, FA, R, FR>(
     let sides = [
         ("baseline", side(None)),
         ("baseline_parsed", side(Some(parse))),
-        ("baseline_scanned", side(Some(scan))),
     ];
     for (name, op) in &sides {
         bench_concurrent(&mut group, rt, name, concurrency, op.clone());

@@ -293,7 +293,7 @@ impl HttpClient {
                 .and_then(|v| v.parse::<u64>().ok());
             if announced.is_some_and(|n| n > self.max_reply_bytes as u64) {
                 return Err(Failure {
-                    error: Error::MalformedReply(format!(
+                    error: Error::malformed(format!(
                         "the reply to {} announces {} bytes, more than the {} allowed",
                         request.operation,
                         announced.unwrap_or_default(),
@@ -375,7 +375,7 @@ fn request_error(operation: &str, error: hyper_util::client::legacy::Error) -> E
     }
     Error::Unreachable {
         message: format!("{operation} failed: {}", connection_error(&error)),
-        source: Some(Box::new(error)),
+        source: Some(std::sync::Arc::new(error)),
     }
 }
 
@@ -408,13 +408,13 @@ fn reply_body_error(
     error: Box<dyn std::error::Error + Send + Sync>,
 ) -> Error {
     if error.is::<http_body_util::LengthLimitError>() {
-        return Error::MalformedReply(format!(
+        return Error::malformed(format!(
             "the reply to {operation} is larger than {limit} bytes"
         ));
     }
     Error::Unreachable {
         message: format!("the reply to {operation} was cut off: {error}"),
-        source: Some(error),
+        source: Some(std::sync::Arc::from(error)),
     }
 }
 

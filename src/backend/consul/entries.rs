@@ -73,7 +73,7 @@ impl Entries {
 /// A stored key's `ModifyIndex` is never 0: a 0 is a reply to refuse.
 fn check_version(pair: &KvPair) -> Result<()> {
     match pair.version {
-        0 => Err(Error::MalformedReply(format!(
+        0 => Err(Error::malformed(format!(
             "{:?} has ModifyIndex 0",
             pair.key
         ))),
@@ -120,10 +120,13 @@ mod tests {
     #[test]
     fn a_zero_modify_index_is_refused_where_it_is_handed_out() {
         let zero = || Entries::from(vec![entry("a", 0, None), entry("b", 1, None)]);
-        assert!(matches!(zero().into_first(), Err(Error::MalformedReply(_))));
+        assert!(matches!(
+            zero().into_first(),
+            Err(Error::MalformedReply { .. })
+        ));
         assert!(matches!(
             zero().into_sorted_pairs(|_| true),
-            Err(Error::MalformedReply(_))
+            Err(Error::MalformedReply { .. })
         ));
         // A pair left out is not handed out.
         assert_eq!(zero().into_sorted_pairs(|key| key == "b").unwrap().len(), 1);

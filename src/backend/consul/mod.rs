@@ -12,10 +12,7 @@
 
 mod client;
 mod entries;
-#[cfg(feature = "fuzzing")]
-pub(crate) mod fuzzing;
 mod keys;
-mod listing;
 mod lock;
 mod long_polls;
 mod ttl;
@@ -100,7 +97,7 @@ impl Store for ConsulStore {
             return Ok(());
         }
         if !client.put(key, value, Write::Plain).await? {
-            return Err(Error::MalformedReply(format!(
+            return Err(Error::malformed(format!(
                 "Consul answered false to a plain write of {key:?}"
             )));
         }
@@ -157,7 +154,7 @@ impl Store for ConsulStore {
         check_key(key)?;
         lock::acquire(&self.inner, key, value, true)
             .await?
-            .ok_or_else(|| Error::MalformedReply("acquire ended without the lock".into()))
+            .ok_or_else(|| Error::malformed("acquire ended without the lock"))
     }
 
     #[tracing::instrument(level = "debug", skip(self, value))]

@@ -300,7 +300,7 @@ impl Subscriber {
             match published {
                 Published::Nothing => {}
                 Published::Snapshot(snapshot) => self.apply(&snapshot),
-                Published::Failed(error) => return Err(crate::watch::copy_error(&error)),
+                Published::Failed(error) => return Err((*error).clone()),
             }
         }
     }

@@ -9,57 +9,19 @@ use super::entries::Entries;
 use crate::http::HttpReply;
 use crate::{Error, Result};
 
-/// One entry of a `GET /v1/kv/...` reply, as serde_json reads it (when
-/// [`super::listing`]'s fast path gives up); kept as [`Entries`].
+/// One entry of a `GET /v1/kv/...` reply; kept as [`Entries`].
 #[derive(Debug, PartialEq, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub(super) struct KvEntry {
     pub(super) key: String,
     /// Standard base64 on the wire, decoded while parsing; `null` for an
     /// empty value.
-    #[serde(default, deserialize_with = "base64_value")]
+    #[serde(default, deserialize_with = "crate::base64_bytes::optional")]
     pub(super) value: Option<Bytes>,
     pub(super) modify_index: u64,
     /// Absent unless the key is held by a session.
     #[serde(default)]
     pub(super) session: Option<String>,
-}
-
-/// Decodes a base64 string straight from the reply's bytes (no intermediate
-/// `String`); `null` is `None`.
-fn base64_value<'de, D: serde::Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Option<Bytes>, D::Error> {
-    struct Base64Value;
-    impl<'de> serde::de::Visitor<'de> for Base64Value {
-        type Value = Option<Bytes>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a base64 string or null")
-        }
-
-        fn visit_none<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Self::Value, E> {
-            Ok(None)
-        }
-
-        fn visit_some<D: serde::Deserializer<'de>>(
-            self,
-            deserializer: D,
-        ) -> std::result::Result<Self::Value, D::Error> {
-            deserializer.deserialize_str(self)
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Self::Value, E> {
-            crate::base64_bytes::decode(text.as_bytes())
-                .map(Some)
-                .map_err(|e| E::custom(format!("a value is not base64: {e}")))
-        }
-    }
-    deserializer.deserialize_option(Base64Value)
 }
 
 /// `PUT /v1/session/create` body.
@@ -82,13 +44,9 @@ pub(super) struct SessionCreated {
     pub(super) id: String,
 }
 
-/// The entries of a KV read: [`super::listing`]'s fast path for the shape
-/// Consul writes, serde_json for anything else.
+/// The entries of a KV read.
 pub(super) fn parse_entries(reply: &HttpReply, operation: &str) -> Result<Entries> {
-    match super::listing::decode(&reply.body) {
-        Some(entries) => Ok(entries),
-        None => parse_json::<Vec<KvEntry>>(reply, operation).map(Entries::from),
-    }
+    parse_json::<Vec<KvEntry>>(reply, operation).map(Entries::from)
 }
 
 /// Parses a JSON body, naming the operation on failure.
@@ -96,12 +54,15 @@ pub(super) fn parse_json<'a, T: Deserialize<'a>>(
     reply: &'a HttpReply,
     operation: &str,
 ) -> Result<T> {
-    crate::json::from_bytes(&reply.body).map_err(|e| {
-        Error::MalformedReply(format!(
-            "{operation}: {e} (status {}, body {:?})",
-            reply.status.as_u16(),
-            reply.excerpt()
-        ))
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        Error::undecodable(
+            format!(
+                "{operation}: cannot decode the reply (status {}, body {:?})",
+                reply.status.as_u16(),
+                reply.excerpt()
+            ),
+            e,
+        )
     })
 }
 
@@ -110,7 +71,7 @@ pub(super) fn parse_bool(reply: &HttpReply, operation: &str) -> Result<bool> {
     match reply.body.trim_ascii() {
         b"true" => Ok(true),
         b"false" => Ok(false),
-        _ => Err(Error::MalformedReply(format!(
+        _ => Err(Error::malformed(format!(
             "{operation}: expected true or false, got {:?}",
             reply.excerpt()
         ))),
@@ -122,9 +83,9 @@ pub(super) fn consul_index(reply: &HttpReply) -> Result<u64> {
     static X_CONSUL_INDEX: HeaderName = HeaderName::from_static("x-consul-index");
     let text = reply
         .header(&X_CONSUL_INDEX)
-        .ok_or_else(|| Error::MalformedReply("the reply has no X-Consul-Index header".into()))?;
+        .ok_or_else(|| Error::malformed("the reply has no X-Consul-Index header"))?;
     text.parse()
-        .map_err(|_| Error::MalformedReply(format!("X-Consul-Index {text:?} is not a number")))
+        .map_err(|_| Error::malformed(format!("X-Consul-Index {text:?} is not a number")))
 }
 
 /// Turns a non-success reply into the error it means. `key` is the key the
@@ -166,7 +127,7 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
             source: None,
         };
     }
-    Error::MalformedReply(format!(
+    Error::malformed(format!(
         "{operation}: unexpected status {}: {body}",
         status.as_u16()
     ))
@@ -254,7 +215,7 @@ mod tests {
         let garbage = reply(200, "[{\"Key\":");
         assert!(matches!(
             parse_json::<Vec<KvEntry>>(&garbage, "get"),
-            Err(Error::MalformedReply(_))
+            Err(Error::MalformedReply { .. })
         ));
     }
 }

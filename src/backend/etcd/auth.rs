@@ -34,16 +34,11 @@ pub(super) struct AuthenticateRequest {
     password: String,
 }
 
-/// Written by serde_json, which escapes what a name or password may hold.
-impl super::plain_request::PlainRequest for AuthenticateRequest {}
-
 #[derive(Deserialize)]
 pub(super) struct AuthenticateResponse {
     #[serde(default)]
     pub(super) token: String,
 }
-
-impl super::plain_reply::PlainReply for AuthenticateResponse {}
 
 impl Credentials {
     pub(super) fn new(username: String, password: String) -> Self {
@@ -82,11 +77,10 @@ impl Credentials {
             password: self.password.clone(),
         })
         .await?;
-        let mut token = HeaderValue::from_str(&reply.token).map_err(|_| {
-            Error::MalformedReply("etcd sent a token that is not a header value".into())
-        })?;
+        let mut token = HeaderValue::from_str(&reply.token)
+            .map_err(|_| Error::malformed("etcd sent a token that is not a header value"))?;
         if reply.token.is_empty() {
-            return Err(Error::MalformedReply("etcd sent an empty token".into()));
+            return Err(Error::malformed("etcd sent an empty token"));
         }
         token.set_sensitive(true);
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());

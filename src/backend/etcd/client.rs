@@ -7,11 +7,11 @@ use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
 use serde::de::DeserializeOwned;
 
-use super::auth::{AuthenticateResponse, Credentials, is_invalid_token};
+use serde::Serialize;
+
+use super::auth::{AuthenticateResponse, Credentials};
 use super::keys::prefix_end;
-use super::plain_reply::PlainReply;
-use super::plain_request::PlainRequest;
-use super::wire::{self, b64};
+use super::wire::{self, Refusal, b64, code};
 use crate::http::{HttpClient, HttpRequest};
 use crate::{Error, KvPair, Result};
 
@@ -54,14 +54,18 @@ impl EtcdClient {
             return Ok(Vec::new());
         };
         let authenticate = |request: super::auth::AuthenticateRequest| async move {
-            self.send::<_, AuthenticateResponse>(
+            let body = serde_json::to_vec(&request).map_err(|e| {
+                Error::InvalidArgument(format!("etcd authenticate: cannot encode: {e}"))
+            })?;
+            self.send::<AuthenticateResponse>(
                 "/v3/auth/authenticate",
-                &request,
+                Bytes::from(body),
                 &[],
                 true,
                 "etcd authenticate",
             )
-            .await
+            .await?
+            .map_err(|refusal| refusal.error)
         };
         Ok(vec![credentials.header(authenticate).await?])
     }
@@ -75,48 +79,59 @@ impl EtcdClient {
 
     /// POSTs `request` to `path` and parses the reply, authenticating again
     /// once if etcd says the token is no longer valid.
-    pub(super) async fn call<Q: PlainRequest, R: DeserializeOwned + PlainReply>(
+    pub(super) async fn call<Q: Serialize, R: DeserializeOwned>(
         &self,
         path: &str,
         request: &Q,
         idempotent: bool,
         operation: &'static str,
     ) -> Result<R> {
+        self.call_checked(path, request, idempotent, operation)
+            .await?
+            .map_err(|refusal| refusal.error)
+    }
+
+    /// Like [`EtcdClient::call`], but what etcd refused comes back as a
+    /// [`Refusal`] with its gRPC code, for callers that expect some refusals.
+    pub(super) async fn call_checked<Q: Serialize, R: DeserializeOwned>(
+        &self,
+        path: &str,
+        request: &Q,
+        idempotent: bool,
+        operation: &'static str,
+    ) -> Result<std::result::Result<R, Refusal>> {
+        let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
+            Error::InvalidArgument(format!("{operation}: cannot encode the request: {e}"))
+        })?);
         let headers = self.auth_headers().await?;
         match self
-            .send(path, request, &headers, idempotent, operation)
-            .await
+            .send(path, body.clone(), &headers, idempotent, operation)
+            .await?
         {
-            Err(Error::PermissionDenied(message))
-                if self.credentials.is_some() && is_invalid_token(0, &message) =>
-            {
+            Err(refusal) if self.credentials.is_some() && refusal.invalid_token => {
                 tracing::debug!("etcd auth token expired; authenticating again");
                 self.forget_token();
                 let headers = self.auth_headers().await?;
-                self.send(path, request, &headers, idempotent, operation)
-                    .await
+                self.send(path, body, &headers, idempotent, operation).await
             }
-            other => other,
+            other => Ok(other),
         }
     }
 
-    async fn send<Q: PlainRequest, R: DeserializeOwned + PlainReply>(
+    async fn send<R: DeserializeOwned>(
         &self,
         path: &str,
-        request: &Q,
+        body: Bytes,
         headers: &[(HeaderName, HeaderValue)],
         idempotent: bool,
         operation: &'static str,
-    ) -> Result<R> {
-        let body = request.to_json().map_err(|e| {
-            Error::InvalidArgument(format!("{operation}: cannot encode the request: {e}"))
-        })?;
+    ) -> Result<std::result::Result<R, Refusal>> {
         let reply = self
             .http
             .send(&HttpRequest {
                 method: Method::POST,
                 path,
-                body: Bytes::from(body),
+                body,
                 idempotent,
                 timeout: self.timeout,
                 operation,
@@ -124,9 +139,9 @@ impl EtcdClient {
             })
             .await?;
         if reply.status != StatusCode::OK {
-            return Err(wire::classify(&reply, operation));
+            return Ok(Err(Refusal::of(&reply, operation)));
         }
-        wire::parse_reply(&reply, operation)
+        wire::parse(&reply, operation).map(Ok)
     }
 
     /// The pairs of a key or prefix (sorted by key), and the revision read at.
@@ -157,6 +172,32 @@ impl EtcdClient {
         Ok((pairs, reply.header.revision))
     }
 
+    /// Like [`EtcdClient::range`] at `revision`, which etcd may have
+    /// compacted away or not have reached yet.
+    pub(super) async fn range_at(&self, key: &str, prefix: bool, revision: i64) -> Result<RangeAt> {
+        let (key, range_end) = range_of(key, prefix);
+        let request = wire::RangeRequest {
+            key,
+            range_end,
+            revision,
+        };
+        let reply = self
+            .call_checked::<_, wire::RangeResponse>("/v3/kv/range", &request, true, "etcd range")
+            .await?;
+        match reply {
+            Ok(reply) => Ok(RangeAt::Read(
+                reply
+                    .kvs
+                    .into_iter()
+                    .map(wire::KeyValue::into_pair)
+                    .collect::<Result<Vec<_>>>()?,
+            )),
+            Err(refusal) if refusal.is_compacted() => Ok(RangeAt::Compacted),
+            Err(refusal) if refusal.is_future_revision() => Ok(RangeAt::Future),
+            Err(refusal) => Err(refusal.error),
+        }
+    }
+
     /// The raw entry of one key (with its lease and create revision), and
     /// the revision read at.
     pub(super) async fn range_raw(&self, key: &str) -> Result<(Vec<wire::KeyValue>, i64)> {
@@ -172,35 +213,64 @@ impl EtcdClient {
         Ok((reply.kvs, reply.header.revision))
     }
 
-    /// Writes `key`; returns the revision of the write.
-    pub(super) async fn put(&self, key: &str, value: &[u8], lease: i64) -> Result<i64> {
+    /// Writes `key` with `lease` (0: none). With `prev_kv`, returns the
+    /// lease the replaced value had (0: none, or no value).
+    pub(super) async fn put(
+        &self,
+        key: &str,
+        value: &[u8],
+        lease: i64,
+        prev_kv: bool,
+    ) -> Result<i64> {
         let request = wire::PutRequest {
             key: b64(key),
             value: b64(value),
             lease,
+            prev_kv,
         };
-        let reply: wire::HeaderOnly = self.call("/v3/kv/put", &request, true, "etcd put").await?;
-        Ok(reply.header.revision)
+        let reply: wire::PutResponse = self
+            .call("/v3/kv/put", &request, true, "etcd put")
+            .await
+            .map_err(|e| wire::with_value_size(e, value.len()))?;
+        Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
     }
 
-    /// Deletes a key or every key under a prefix; returns how many.
-    pub(super) async fn delete(&self, key: &str, prefix: bool) -> Result<i64> {
+    /// Deletes a key or every key under a prefix. With `prev_kv`, returns
+    /// the leases the deleted values had.
+    pub(super) async fn delete(&self, key: &str, prefix: bool, prev_kv: bool) -> Result<Vec<i64>> {
         let (key, range_end) = range_of(key, prefix);
         let reply: wire::DeleteRangeResponse = self
             .call(
                 "/v3/kv/deleterange",
-                &wire::DeleteRangeRequest { key, range_end },
+                &wire::DeleteRangeRequest {
+                    key,
+                    range_end,
+                    prev_kv,
+                },
                 true,
                 "etcd delete",
             )
             .await?;
-        Ok(reply.deleted)
+        Ok(leases_of(&reply.prev_kvs))
     }
 
-    /// Runs `request`; true when its comparisons held.
-    pub(super) async fn txn(&self, request: &wire::TxnRequest) -> Result<bool> {
+    /// Runs `request`: whether its comparisons held, and the leases of the
+    /// values its writes replaced or deleted (where they asked for them).
+    pub(super) async fn txn(&self, request: &wire::TxnRequest) -> Result<TxnOutcome> {
         let reply: wire::TxnResponse = self.call("/v3/kv/txn", request, false, "etcd txn").await?;
-        Ok(reply.succeeded)
+        let mut replaced_leases = Vec::new();
+        for response in &reply.responses {
+            if let Some(put) = &response.response_put {
+                replaced_leases.extend(put.prev_kv.iter().map(|kv| kv.lease).filter(|l| *l != 0));
+            }
+            if let Some(delete) = &response.response_delete_range {
+                replaced_leases.extend(leases_of(&delete.prev_kvs));
+            }
+        }
+        Ok(TxnOutcome {
+            succeeded: reply.succeeded,
+            replaced_leases,
+        })
     }
 
     /// Grants a lease of at least `ttl` (whole seconds, rounded up; etcd
@@ -214,7 +284,7 @@ impl EtcdClient {
             .call("/v3/lease/grant", &request, false, "etcd lease grant")
             .await?;
         if reply.id == 0 {
-            return Err(Error::MalformedReply("etcd granted lease 0".into()));
+            return Err(Error::malformed("etcd granted lease 0"));
         }
         Ok(reply.id)
     }
@@ -222,17 +292,18 @@ impl EtcdClient {
     /// Revokes a lease (deleting its keys). A lease already gone is fine.
     pub(super) async fn revoke_lease(&self, id: i64) -> Result<()> {
         let request = wire::LeaseIdRequest { id: id.to_string() };
-        match self
-            .call::<_, wire::HeaderOnly>("/v3/lease/revoke", &request, true, "etcd lease revoke")
-            .await
-        {
+        let reply = self
+            .call_checked::<_, wire::HeaderOnly>(
+                "/v3/lease/revoke",
+                &request,
+                true,
+                "etcd lease revoke",
+            )
+            .await?;
+        match reply {
             Ok(_) => Ok(()),
-            Err(Error::MalformedReply(m) | Error::InvalidArgument(m))
-                if m.contains("lease not found") =>
-            {
-                Ok(())
-            }
-            Err(e) => Err(e),
+            Err(refusal) if refusal.code == code::NOT_FOUND => Ok(()),
+            Err(refusal) => Err(refusal.error),
         }
     }
 
@@ -249,4 +320,27 @@ impl EtcdClient {
             .await?;
         Ok(reply.result.is_some_and(|r| r.ttl > 0))
     }
+}
+
+/// A read at a past revision.
+#[derive(Debug)]
+pub(super) enum RangeAt {
+    Read(Vec<KvPair>),
+    /// etcd compacted that revision away.
+    Compacted,
+    /// The revision is ahead of etcd's.
+    Future,
+}
+
+/// What a txn did.
+#[derive(Debug)]
+pub(super) struct TxnOutcome {
+    pub(super) succeeded: bool,
+    /// Leases of the values the txn's writes replaced or deleted.
+    pub(super) replaced_leases: Vec<i64>,
+}
+
+/// The non-zero leases of `kvs`.
+fn leases_of(kvs: &[wire::KeyValue]) -> Vec<i64> {
+    kvs.iter().map(|kv| kv.lease).filter(|l| *l != 0).collect()
 }

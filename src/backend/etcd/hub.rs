@@ -278,7 +278,7 @@ async fn run(inner: Arc<Inner>, upstream: Arc<Upstream>) {
                 }
                 Err(error) => error,
             },
-            Err(Interruption::Compacted) => match current_revision(&inner, &upstream).await {
+            Err(Interruption::Compacted(_)) => match current_revision(&inner, &upstream).await {
                 Ok(revision) => {
                     tracing::info!(
                         revision,

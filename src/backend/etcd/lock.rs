@@ -72,10 +72,12 @@ async fn attempt(inner: &Arc<Inner>, key: &str, value: &Bytes, lease: i64) -> Re
                 key: b64(key),
                 value: b64(value),
                 lease,
+                prev_kv: false,
             })],
             failure: vec![],
         })
-        .await?;
+        .await?
+        .succeeded;
     let (kvs, revision) = inner.client.range_raw(key).await?;
     let Some(kv) = kvs.into_iter().next() else {
         return Ok(Attempt::Free);

@@ -4,10 +4,10 @@
 //! - A key's version is its `mod_revision`; prefixes are `[prefix, range_end)`.
 //! - CAS goes through `txn` (create-only: `create_revision == 0`; swap:
 //!   `mod_revision == v`), and so does `atomic_delete`.
-//! - A TTL key is put with a lease of its own; the lease is revoked when the
-//!   key is written again or deleted through this store, so leases do not
-//!   pile up. etcd rounds TTLs to whole seconds and raises those below its
-//!   minimum (about 2 s).
+//! - A TTL key is put with a lease of its own; the lease is revoked when
+//!   etcd says a write through this store replaced or deleted that value
+//!   ([`ttl`]), so leases do not pile up. etcd rounds TTLs to whole seconds
+//!   and raises those below its minimum (about 2 s).
 //! - Watches are long `POST /v3/watch` streams, shared by the watches of a
 //!   key, prefix or directory ([`hub`]), that resume from the next revision
 //!   ([`stream`], [`watch`]); locks are leases kept alive by one keepalive POST
@@ -15,20 +15,16 @@
 
 mod auth;
 mod client;
-#[cfg(feature = "fuzzing")]
-pub(crate) mod fuzzing;
 mod hub;
 mod keys;
 mod lock;
-mod plain_reply;
-mod plain_request;
 mod stream;
+mod ttl;
 mod watch;
 mod wire;
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -50,8 +46,8 @@ pub(crate) struct Inner {
     registry: WatchRegistry,
     /// The shared watch streams.
     hub: hub::Hub,
-    /// The lease of each TTL key this store wrote.
-    ttl_leases: Mutex<HashMap<String, i64>>,
+    /// The leases of the TTL keys this store wrote.
+    ttl_leases: ttl::TtlLeases,
 }
 
 impl fmt::Debug for EtcdStore {
@@ -84,35 +80,15 @@ impl EtcdStore {
                 config,
                 registry: WatchRegistry::default(),
                 hub: hub::Hub::default(),
-                ttl_leases: Mutex::new(HashMap::new()),
+                ttl_leases: ttl::TtlLeases::default(),
             }),
         })
     }
 
-    fn leases(&self) -> std::sync::MutexGuard<'_, HashMap<String, i64>> {
-        self.inner
-            .ttl_leases
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Revokes the leases of TTL keys this store wrote that `key` (or, with
-    /// `prefix`, every key under it) no longer uses.
-    async fn drop_leases(&self, key: &str, prefix: bool) -> Result<()> {
-        let leases: Vec<i64> = {
-            let mut leases = self.leases();
-            if prefix {
-                let keys: Vec<String> = leases
-                    .keys()
-                    .filter(|k| k.starts_with(key))
-                    .cloned()
-                    .collect();
-                keys.iter().filter_map(|k| leases.remove(k)).collect()
-            } else {
-                leases.remove(key).into_iter().collect()
-            }
-        };
-        for lease in leases {
+    /// Revokes those of `replaced` (the leases of values a write replaced
+    /// or deleted) that this store granted for TTL keys.
+    async fn revoke_replaced(&self, replaced: impl IntoIterator<Item = i64>) -> Result<()> {
+        for lease in self.inner.ttl_leases.take_ours(replaced) {
             self.inner.client.revoke_lease(lease).await?;
         }
         Ok(())
@@ -129,8 +105,12 @@ impl Store for EtcdStore {
     #[tracing::instrument(level = "debug", skip(self, value), fields(len = value.len()))]
     async fn put(&self, key: &str, value: Bytes) -> Result<()> {
         check_key(key)?;
-        self.inner.client.put(key, &value, 0).await?;
-        self.drop_leases(key, false).await
+        let replaced = self
+            .inner
+            .client
+            .put(key, &value, 0, self.inner.ttl_leases.any())
+            .await?;
+        self.revoke_replaced([replaced]).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
@@ -140,15 +120,17 @@ impl Store for EtcdStore {
             return self.put(key, value).await;
         };
         let lease = self.inner.client.grant_lease(ttl).await?;
-        if let Err(error) = self.inner.client.put(key, &value, lease).await {
-            let _ = self.inner.client.revoke_lease(lease).await;
-            return Err(error);
+        // Ours before the write, so that a racing write that replaces it
+        // revokes it.
+        self.inner.ttl_leases.add(lease, ttl);
+        match self.inner.client.put(key, &value, lease, true).await {
+            Ok(replaced) => self.revoke_replaced([replaced]).await,
+            Err(error) => {
+                self.inner.ttl_leases.take_ours([lease]);
+                let _ = self.inner.client.revoke_lease(lease).await;
+                Err(error)
+            }
         }
-        let previous = self.leases().insert(key.to_owned(), lease);
-        if let Some(previous) = previous {
-            self.inner.client.revoke_lease(previous).await?;
-        }
-        Ok(())
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -161,8 +143,10 @@ impl Store for EtcdStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        self.inner.client.delete(key, false).await?;
-        self.drop_leases(key, false).await
+        let replaced = (self.inner.client)
+            .delete(key, false, self.inner.ttl_leases.any())
+            .await?;
+        self.revoke_replaced(replaced).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -208,8 +192,10 @@ impl Store for EtcdStore {
     #[tracing::instrument(level = "debug", skip(self))]
     async fn delete_range(&self, prefix: &str) -> Result<()> {
         check_delete_prefix(prefix)?;
-        self.inner.client.delete(prefix, true).await?;
-        self.drop_leases(prefix, true).await
+        let replaced = (self.inner.client)
+            .delete(prefix, true, self.inner.ttl_leases.any())
+            .await?;
+        self.revoke_replaced(replaced).await
     }
 
     async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
@@ -235,8 +221,9 @@ impl Store for EtcdStore {
             key: b64(key),
             value: b64(&value),
             lease: 0,
+            prev_kv: self.inner.ttl_leases.any(),
         });
-        let swapped = self
+        let outcome = self
             .inner
             .client
             .txn(&TxnRequest {
@@ -244,11 +231,10 @@ impl Store for EtcdStore {
                 success: vec![put],
                 failure: vec![],
             })
-            .await?;
-        if swapped {
-            self.drop_leases(key, false).await?;
-        }
-        Ok(swapped)
+            .await
+            .map_err(|e| wire::with_value_size(e, value.len()))?;
+        self.revoke_replaced(outcome.replaced_leases).await?;
+        Ok(outcome.succeeded)
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -258,7 +244,7 @@ impl Store for EtcdStore {
             return Ok(false);
         }
         let (range_key, range_end) = range_of(key, false);
-        let deleted = self
+        let outcome = self
             .inner
             .client
             .txn(&TxnRequest {
@@ -266,13 +252,12 @@ impl Store for EtcdStore {
                 success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
                     key: range_key,
                     range_end,
+                    prev_kv: self.inner.ttl_leases.any(),
                 })],
                 failure: vec![],
             })
             .await?;
-        if deleted {
-            self.drop_leases(key, false).await?;
-        }
-        Ok(deleted)
+        self.revoke_replaced(outcome.replaced_leases).await?;
+        Ok(outcome.succeeded)
     }
 }

@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use super::client::range_of;
-use super::plain_reply::PlainReply;
 use super::wire::{self, Header, KeyValue, code};
 use crate::backoff::Backoff;
 use crate::http::HttpRequest;
@@ -67,8 +66,8 @@ pub(super) struct WatchResult {
     pub(super) created: bool,
     #[serde(default)]
     pub(super) canceled: bool,
-    #[serde(default)]
-    pub(super) compact_revision: Option<serde_json::Value>,
+    #[serde(default, deserialize_with = "wire::int64")]
+    pub(super) compact_revision: i64,
     #[serde(default)]
     pub(super) cancel_reason: String,
     #[serde(default)]
@@ -93,40 +92,6 @@ pub(super) struct StreamError {
     message: String,
 }
 
-fn json_int(value: &Option<serde_json::Value>) -> i64 {
-    match value {
-        Some(serde_json::Value::String(s)) => s.parse().unwrap_or(0),
-        Some(serde_json::Value::Number(n)) => n.as_i64().unwrap_or(0),
-        _ => 0,
-    }
-}
-
-/// Decodes one watch line as the stream does, events included (for
-/// fuzzing), after checking that the fast path either gives up or reads
-/// what serde_json reads.
-#[cfg(feature = "fuzzing")]
-pub(super) fn decode_line(line: &[u8]) {
-    let by_serde = crate::json::from_bytes::<WatchLine>(line.trim_ascii());
-    if let Some(fast) = WatchLine::read_plain(line.trim_ascii()) {
-        assert_eq!(
-            by_serde.as_ref().ok(),
-            Some(&fast),
-            "the fast path disagrees"
-        );
-    }
-    let Ok(parsed) = by_serde else {
-        return;
-    };
-    if let Some(result) = parsed.result {
-        let _ = json_int(&result.compact_revision);
-        for event in result.events {
-            let _ = event.kv.key_text();
-            let _ = event.kv.version();
-            let _ = event.kv.into_pair();
-        }
-    }
-}
-
 /// The key and whether it is a prefix.
 pub(super) fn key_and_prefix(target: &WatchTarget) -> (&str, bool) {
     match target {
@@ -148,9 +113,10 @@ pub(super) fn into_event(event: WatchEvent) -> Result<KvEvent> {
 /// Why a stream stopped for good (it retries everything else itself).
 #[derive(Debug)]
 pub(super) enum Interruption {
-    /// The server dropped the revisions the stream needs: its owner re-reads
-    /// and calls [`WatchStream::restart_at`].
-    Compacted,
+    /// The server dropped the revisions the stream needs (the oldest it
+    /// still has is given): its owner re-reads and calls
+    /// [`WatchStream::restart_at`].
+    Compacted(i64),
     /// The watch cannot go on.
     Fatal(Error),
 }
@@ -222,9 +188,9 @@ impl WatchStream {
                     self.disconnect();
                     tokio::time::sleep(delay).await;
                 }
-                Err(Failure::Compacted) => {
+                Err(Failure::Compacted(oldest)) => {
                     self.disconnect();
-                    return Err(Interruption::Compacted);
+                    return Err(Interruption::Compacted(oldest));
                 }
                 Err(Failure::Fatal(error)) => return Err(Interruption::Fatal(error)),
             }
@@ -330,7 +296,7 @@ impl WatchStream {
             }
             self.buffer = buffer;
             if self.buffer.len() > MAX_LINE {
-                return Err(Failure::Fatal(Error::MalformedReply(format!(
+                return Err(Failure::Fatal(Error::malformed(format!(
                     "an etcd watch line is longer than {MAX_LINE} bytes"
                 ))));
             }
@@ -342,7 +308,7 @@ impl WatchStream {
     /// Handles every whole line of `text`; returns how many bytes they take.
     fn handle_lines(&mut self, text: &[u8]) -> std::result::Result<usize, Failure> {
         let mut read = 0;
-        while let Some(end) = memchr::memchr(b'\n', &text[read..]) {
+        while let Some(end) = text[read..].iter().position(|b| *b == b'\n') {
             self.handle_line(&text[read..read + end])?;
             read += end + 1;
         }
@@ -354,15 +320,11 @@ impl WatchStream {
         if line.is_empty() {
             return Ok(());
         }
-        let parsed = match WatchLine::read_plain(line) {
-            Some(parsed) => Ok(parsed),
-            None => crate::json::from_bytes::<WatchLine>(line),
-        };
-        let parsed = parsed.map_err(|e| {
-            Failure::Fatal(Error::MalformedReply(format!(
-                "etcd watch line: {e}: {:?}",
-                crate::http::excerpt(line)
-            )))
+        let parsed: WatchLine = serde_json::from_slice(line).map_err(|e| {
+            Failure::Fatal(Error::undecodable(
+                format!("etcd watch line {:?}", crate::http::excerpt(line)),
+                e,
+            ))
         })?;
         if let Some(error) = parsed.error {
             if super::auth::is_invalid_token(error.grpc_code, &error.message) {
@@ -383,8 +345,8 @@ impl WatchStream {
             return Ok(());
         };
         if result.canceled {
-            if json_int(&result.compact_revision) > 0 {
-                return Err(Failure::Compacted);
+            if result.compact_revision > 0 {
+                return Err(Failure::Compacted(result.compact_revision));
             }
             let reason = if result.cancel_reason.is_empty() {
                 "no reason given".into()
@@ -440,8 +402,8 @@ impl WatchStream {
 enum Failure {
     /// Reconnect from `next_rev`.
     Retry(String),
-    /// The server dropped the revisions this stream needs.
-    Compacted,
+    /// The server dropped the revisions this stream needs; the oldest it has.
+    Compacted(i64),
     /// The watch cannot go on.
     Fatal(Error),
 }

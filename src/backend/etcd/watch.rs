@@ -23,6 +23,7 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Inner;
+use super::client::RangeAt;
 use super::hub::{Published, Subscription, key_of};
 use super::stream::{Interruption, WatchStream, into_event, key_and_prefix};
 use crate::watch::WatchTarget;
@@ -113,20 +114,16 @@ async fn open_after(inner: &Arc<Inner>, target: WatchTarget, after: u64) -> Resu
     // What the caller had at `after`, for a later compaction's difference.
     // If etcd compacted past it, deletions since cannot be known: say so
     // rather than leave a silent gap.
-    let (pairs, _) = match inner.client.range(key, prefix, after.max(1)).await {
-        Ok(read) => read,
-        Err(error) if error.to_string().contains("compacted") => {
-            let (_, now) = inner.client.range(key, prefix, 0).await?;
+    let pairs = match inner.client.range_at(key, prefix, after.max(1)).await? {
+        RangeAt::Read(pairs) => pairs,
+        RangeAt::Compacted => {
             return Err(Error::Compacted {
                 requested: after as u64,
-                oldest: u64::try_from(now).unwrap_or(0),
+                oldest: oldest_revision(inner, &target, after + 1).await?,
             });
         }
         // `after` is ahead of the store: everything now is known.
-        Err(error) if error.to_string().contains("future revision") => {
-            inner.client.range(key, prefix, 0).await?
-        }
-        Err(error) => return Err(error),
+        RangeAt::Future => inner.client.range(key, prefix, 0).await?.0,
     };
     let subscription = inner.hub.subscribe(inner, &target, after + 1);
     let source = if subscription.from <= after + 1 {
@@ -140,6 +137,21 @@ async fn open_after(inner: &Arc<Inner>, target: WatchTarget, after: u64) -> Resu
         .known
         .extend(pairs.into_iter().map(|p: KvPair| (p.key, p.version)));
     Ok(watch)
+}
+
+/// The oldest revision etcd still has, which only a watch from a compacted
+/// revision tells (its cancel carries `compact_revision`).
+async fn oldest_revision(inner: &Arc<Inner>, target: &WatchTarget, from: i64) -> Result<u64> {
+    let mut stream = WatchStream::new(inner.clone(), target.clone(), from);
+    match stream.next_batch().await {
+        Err(Interruption::Compacted(oldest)) => Ok(u64::try_from(oldest).unwrap_or(0)),
+        Err(Interruption::Fatal(error)) => Err(error),
+        // Not compacted after all (a race with the read): nothing is older
+        // than what it replays.
+        Ok(events) => Ok(events
+            .first()
+            .map_or(0, |e| u64::try_from(e.kv.mod_revision).unwrap_or(0))),
+    }
 }
 
 fn version_of(event: &KvEvent) -> u64 {
@@ -198,13 +210,13 @@ impl EtcdWatch {
                     let events = batch.into_iter().map(into_event).collect::<Result<_>>()?;
                     Ok(Step::Events(events))
                 }
-                Err(Interruption::Compacted) => Ok(Step::Resync),
+                Err(Interruption::Compacted(_)) => Ok(Step::Resync),
                 Err(Interruption::Fatal(error)) => Err(error),
             },
             Source::Shared(subscription) => match subscription.rx.recv().await {
                 Ok(Published::Events { events, next_rev }) => Ok(Step::Shared(events, next_rev)),
                 Ok(Published::Resync) => Ok(Step::Resync),
-                Ok(Published::Failed(error)) => Err(crate::watch::copy_error(&error)),
+                Ok(Published::Failed(error)) => Err((*error).clone()),
                 // Behind by more than the backlog, or (never while this
                 // watch is a member) an upstream that ended.
                 Err(RecvError::Lagged(_) | RecvError::Closed) => Ok(Step::Behind),

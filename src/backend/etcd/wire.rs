@@ -3,10 +3,7 @@
 //! replies (int64 fields arrive as strings; zero values are omitted).
 
 use bytes::Bytes;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize};
-
-use super::plain_reply::PlainReply;
 
 use crate::http::HttpReply;
 use crate::{Error, KvPair, Result};
@@ -18,7 +15,9 @@ pub(super) fn b64(bytes: impl AsRef<[u8]>) -> String {
 
 /// An int64 that may come as a JSON string or number; absent or `null`
 /// means 0. Read by a visitor: no buffering, no allocation.
-fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<i64, D::Error> {
+pub(super) fn int64<'de, D: Deserializer<'de>>(
+    deserializer: D,
+) -> std::result::Result<i64, D::Error> {
     struct Int64;
     impl serde::de::Visitor<'_> for Int64 {
         type Value = i64;
@@ -47,37 +46,6 @@ fn int64<'de, D: Deserializer<'de>>(deserializer: D) -> std::result::Result<i64,
     deserializer.deserialize_any(Int64)
 }
 
-/// Base64 bytes, decoded straight from the reply (no intermediate `String`).
-fn base64_bytes<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Vec<u8>, D::Error> {
-    struct Base64Bytes;
-    impl serde::de::Visitor<'_> for Base64Bytes {
-        type Value = Vec<u8>;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("a base64 string")
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<Vec<u8>, E> {
-            crate::base64_bytes::decode_vec(text.as_bytes())
-                .map_err(|e| E::custom(format!("etcd sent bytes that are not base64: {e}")))
-        }
-
-        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<Vec<u8>, E> {
-            Ok(Vec::new())
-        }
-    }
-    deserializer.deserialize_any(Base64Bytes)
-}
-
-/// A base64 value, as [`Bytes`] (that own exactly the decoded bytes).
-fn base64_value<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<Bytes, D::Error> {
-    base64_bytes(deserializer).map(Bytes::from)
-}
-
 // ----- requests -----
 
 #[derive(Debug, Serialize)]
@@ -96,6 +64,9 @@ pub(super) struct PutRequest {
     pub(super) value: String,
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) lease: i64,
+    /// Ask for the value being replaced (to learn its lease).
+    #[serde(skip_serializing_if = "is_false")]
+    pub(super) prev_kv: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -103,6 +74,9 @@ pub(super) struct DeleteRangeRequest {
     pub(super) key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) range_end: Option<String>,
+    /// Ask for the deleted values (to learn their leases).
+    #[serde(skip_serializing_if = "is_false")]
+    pub(super) prev_kv: bool,
 }
 
 #[derive(Debug, Serialize)]
@@ -175,6 +149,10 @@ fn is_zero(n: &i64) -> bool {
     *n == 0
 }
 
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
 // ----- replies -----
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
@@ -186,10 +164,10 @@ pub(super) struct Header {
 #[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct KeyValue {
     /// Decoded from base64 (UTF-8 is checked when it becomes a `String`).
-    #[serde(default, deserialize_with = "base64_bytes")]
-    pub(super) key: Vec<u8>,
+    #[serde(default, deserialize_with = "crate::base64_bytes::bytes")]
+    pub(super) key: Bytes,
     /// Decoded from base64; absent for an empty value.
-    #[serde(default, deserialize_with = "base64_value")]
+    #[serde(default, deserialize_with = "crate::base64_bytes::bytes")]
     pub(super) value: Bytes,
     #[serde(default, deserialize_with = "int64")]
     pub(super) mod_revision: i64,
@@ -211,14 +189,14 @@ impl KeyValue {
             .ok()
             .filter(|v| *v > 0)
             .ok_or_else(|| {
-                Error::MalformedReply(format!("etcd sent mod_revision {}", self.mod_revision))
+                Error::malformed(format!("etcd sent mod_revision {}", self.mod_revision))
             })
     }
 
     pub(super) fn into_pair(self) -> Result<KvPair> {
         let version = self.version()?;
         Ok(KvPair {
-            key: String::from_utf8(self.key).map_err(|_| not_utf8())?,
+            key: self.key_text()?,
             value: self.value,
             version,
         })
@@ -226,7 +204,7 @@ impl KeyValue {
 }
 
 fn not_utf8() -> Error {
-    Error::MalformedReply("etcd sent a key that is not UTF-8".into())
+    Error::malformed("etcd sent a key that is not UTF-8")
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
@@ -243,17 +221,43 @@ pub(super) struct HeaderOnly {
     pub(super) header: Header,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub(super) struct PutResponse {
+    /// Present when asked for and the key existed.
+    #[serde(default)]
+    pub(super) prev_kv: Option<KeyValue>,
+}
+
+#[derive(Debug, Default, Deserialize, PartialEq)]
 pub(super) struct DeleteRangeResponse {
     #[serde(default, deserialize_with = "int64")]
     pub(super) deleted: i64,
+    /// Present when asked for.
+    #[serde(default)]
+    pub(super) prev_kvs: Vec<KeyValue>,
 }
 
 #[derive(Debug, Deserialize, PartialEq)]
 pub(super) struct TxnResponse {
+    #[serde(default)]
+    pub(super) header: Header,
     /// Omitted when false.
     #[serde(default)]
     pub(super) succeeded: bool,
+    /// One per operation of the branch that ran.
+    #[serde(default)]
+    pub(super) responses: Vec<ResponseOp>,
+}
+
+/// One operation's reply inside a txn.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub(super) struct ResponseOp {
+    #[serde(default)]
+    pub(super) response_put: Option<PutResponse>,
+    #[serde(default)]
+    pub(super) response_delete_range: Option<DeleteRangeResponse>,
+    #[serde(default)]
+    pub(super) response_range: Option<RangeResponse>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -264,17 +268,12 @@ pub(super) struct LeaseGrantResponse {
     pub(super) ttl: i64,
 }
 
-impl PlainReply for DeleteRangeResponse {}
-impl PlainReply for LeaseGrantResponse {}
-
 /// `/v3/lease/keepalive` answers `{"result": {...}}`.
 #[derive(Debug, Deserialize)]
 pub(super) struct KeepAliveResponse {
     #[serde(default)]
     pub(super) result: Option<LeaseGrantResponse>,
 }
-
-impl PlainReply for KeepAliveResponse {}
 
 /// The error body: `{"error": "...", "code": N, "message": "..."}` (key
 /// order differs between builds).
@@ -288,32 +287,24 @@ pub(super) struct ErrorBody {
     pub(super) error: String,
 }
 
-/// Reads a reply body: by [`PlainReply`]'s fast path when it can, else
-/// (or when the fast path gives up) by serde_json.
-pub(super) fn parse_reply<T: DeserializeOwned + PlainReply>(
-    reply: &HttpReply,
-    operation: &str,
-) -> Result<T> {
-    match T::read_plain(&reply.body) {
-        Some(parsed) => Ok(parsed),
-        None => parse(reply, operation),
-    }
-}
-
 /// Parses a JSON reply body with serde_json.
 pub(super) fn parse<'a, T: Deserialize<'a>>(reply: &'a HttpReply, operation: &str) -> Result<T> {
-    crate::json::from_bytes(&reply.body).map_err(|e| {
-        Error::MalformedReply(format!(
-            "{operation}: {e} (status {}, body {:?})",
-            reply.status.as_u16(),
-            reply.excerpt()
-        ))
+    serde_json::from_slice(&reply.body).map_err(|e| {
+        Error::undecodable(
+            format!(
+                "{operation}: cannot decode the reply (status {}, body {:?})",
+                reply.status.as_u16(),
+                reply.excerpt()
+            ),
+            e,
+        )
     })
 }
 
 /// gRPC status codes that etcd errors carry.
 pub(super) mod code {
     pub(crate) const INVALID_ARGUMENT: i32 = 3;
+    pub(crate) const NOT_FOUND: i32 = 5;
     pub(crate) const PERMISSION_DENIED: i32 = 7;
     pub(crate) const FAILED_PRECONDITION: i32 = 9;
     pub(crate) const OUT_OF_RANGE: i32 = 11;
@@ -322,21 +313,51 @@ pub(super) mod code {
     pub(crate) const UNAUTHENTICATED: i32 = 16;
 }
 
-/// Turns an error reply into the error it means, by its gRPC code (the HTTP
-/// status differs between builds: 412 vs 400 for the same error).
+/// What etcd refused, with its gRPC code, before it becomes an [`Error`]:
+/// callers that expect a refusal (a lease already gone, a compacted
+/// revision) decide by `code`, never by an error's text.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) code: i32,
+    /// etcd's own message.
+    pub(super) message: String,
+    /// The auth token expired or is unknown: authenticate again.
+    pub(super) invalid_token: bool,
+    /// What the refusal means to a caller that did not expect it.
+    pub(super) error: Error,
+}
+
+impl Refusal {
+    /// Reads an error reply (`{"error", "code", "message"}`; the HTTP
+    /// status differs between builds, 412 vs 400 for the same error).
+    pub(super) fn of(reply: &HttpReply, operation: &str) -> Self {
+        let body: ErrorBody = serde_json::from_slice(&reply.body).unwrap_or_default();
+        let message = [body.message, body.error]
+            .into_iter()
+            .find(|m| !m.is_empty())
+            .unwrap_or_else(|| reply.excerpt());
+        Refusal {
+            code: body.code,
+            invalid_token: super::auth::is_invalid_token(body.code, &message),
+            error: classify_code(body.code, &message, operation, reply.status.as_u16()),
+            message,
+        }
+    }
+
+    /// etcd no longer has the revision asked for.
+    pub(super) fn is_compacted(&self) -> bool {
+        self.code == code::OUT_OF_RANGE && self.message.contains("compacted")
+    }
+
+    /// The revision asked for is ahead of etcd's.
+    pub(super) fn is_future_revision(&self) -> bool {
+        self.code == code::OUT_OF_RANGE && self.message.contains("future revision")
+    }
+}
+
+/// Turns an error reply into the error it means, by its gRPC code.
 pub(super) fn classify(reply: &HttpReply, operation: &str) -> Error {
-    let body: ErrorBody = crate::json::from_bytes(&reply.body).unwrap_or_default();
-    let message = if body.message.is_empty() {
-        body.error.clone()
-    } else {
-        body.message.clone()
-    };
-    let text = if message.is_empty() {
-        reply.excerpt()
-    } else {
-        message
-    };
-    classify_code(body.code, &text, operation, reply.status.as_u16())
+    Refusal::of(reply, operation).error
 }
 
 pub(super) fn classify_code(grpc_code: i32, message: &str, operation: &str, status: u16) -> Error {
@@ -350,20 +371,44 @@ pub(super) fn classify_code(grpc_code: i32, message: &str, operation: &str, stat
         {
             Error::PermissionDenied(format!("{operation}: {message}"))
         }
-        code::INVALID_ARGUMENT | code::OUT_OF_RANGE | code::FAILED_PRECONDITION => {
-            if message.contains("request is too large") {
-                Error::ValueTooLarge { size: 0, limit: 0 }
-            } else {
-                Error::InvalidArgument(format!("{operation}: {message}"))
+        _ if message.contains("request is too large") || message.contains("larger than max") => {
+            Error::ValueTooLarge {
+                size: 0, // the caller knows the value's size: see `with_value_size`
+                limit: size_limit(message),
             }
+        }
+        code::INVALID_ARGUMENT | code::OUT_OF_RANGE | code::FAILED_PRECONDITION => {
+            Error::InvalidArgument(format!("{operation}: {message}"))
         }
         code::UNAVAILABLE | code::INTERNAL => Error::Unreachable {
             message: format!("{operation}: {message}"),
             source: None,
         },
-        _ => Error::MalformedReply(format!(
+        _ => Error::malformed(format!(
             "{operation}: status {status}, code {grpc_code}: {message}"
         )),
+    }
+}
+
+/// etcd's request limit: the `M` of gRPC's "larger than max (N vs. M)",
+/// else `--max-request-bytes`' default, 1.5 MiB.
+fn size_limit(message: &str) -> usize {
+    message
+        .split(" vs. ")
+        .nth(1)
+        .and_then(|rest| rest.split(')').next())
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(MAX_REQUEST_BYTES)
+}
+
+/// etcd's default `--max-request-bytes`.
+pub(super) const MAX_REQUEST_BYTES: usize = 1536 * 1024;
+
+/// A [`Error::ValueTooLarge`] from etcd carries no size: it is the value's.
+pub(super) fn with_value_size(error: Error, size: usize) -> Error {
+    match error {
+        Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge { size, limit },
+        other => other,
     }
 }
 
@@ -396,6 +441,7 @@ mod tests {
                 key: b64("k"),
                 value: b64("v"),
                 lease: 0,
+                prev_kv: false,
             })],
             failure: vec![],
         };

@@ -1,21 +1,22 @@
-//! The memory store's watch channels: one [`Fanout`] per watched key and per
-//! watched prefix, created by the first watch and dropped with the last, so a
-//! change wakes only the watches it concerns.
+//! The memory store's watch channels: one broadcast channel per watched key
+//! and per watched prefix, created by the first watch and dropped with the
+//! last, so a change wakes only the watches it concerns. A watch that falls
+//! more than the channel's capacity behind is told it lagged and catches up
+//! from the history instead.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
 
-use super::fanout::Fanout;
-pub(super) use super::fanout::{ChangeReceiver, Received};
+use tokio::sync::broadcast;
+
 use super::state::{Change, KeyHasher};
 use crate::watch::WatchTarget;
 
-/// Changes buffered per channel before a slow watcher lags and catches up
-/// from the history instead.
+/// Changes buffered per channel before a slow watcher lags.
 const CHANNEL_CAPACITY: usize = 8;
 
-/// A target's channel, shared with its receivers.
-type ChangeSender = Arc<Fanout>;
+type ChangeSender = broadcast::Sender<Change>;
+/// What a watch reads its target's changes from.
+pub(super) type ChangeReceiver = broadcast::Receiver<Change>;
 
 #[derive(Default)]
 pub(super) struct Channels {
@@ -31,7 +32,8 @@ impl Channels {
     pub(super) fn send(&self, change: &Change) {
         if !self.keys.is_empty() {
             if let Some(tx) = self.keys.get(&*change.key) {
-                tx.send(change.clone());
+                // No receiver left is not an error: the channel goes soon.
+                let _ = tx.send(change.clone());
             }
         }
         for &len in self.prefix_lengths.keys() {
@@ -39,7 +41,7 @@ impl Channels {
                 break;
             }
             if let Some(tx) = change.key.get(..len).and_then(|p| self.prefixes.get(p)) {
-                tx.send(change.clone());
+                let _ = tx.send(change.clone());
             }
         }
     }
@@ -52,8 +54,7 @@ impl Channels {
         if let Some(tx) = channels.get(name) {
             return tx.subscribe();
         }
-        let tx = Fanout::new(CHANNEL_CAPACITY);
-        let rx = tx.subscribe();
+        let (tx, rx) = broadcast::channel(CHANNEL_CAPACITY);
         channels.insert(name.clone(), tx);
         if let WatchTarget::Prefix(prefix) = target {
             *self.prefix_lengths.entry(prefix.len()).or_default() += 1;

@@ -7,7 +7,6 @@
 //! write so that building a store needs no runtime.
 
 mod channels;
-mod fanout;
 mod lock;
 mod state;
 mod watch;

@@ -1,17 +1,16 @@
-//! Watches on the memory store: no task per watch, just a stream that polls
-//! its target's [`super::fanout::Fanout`] directly and catches up from the
-//! history when it lags.
+//! Watches on the memory store: no task per watch, just a stream that reads
+//! its target's broadcast channel and catches up from the history when it
+//! lags.
 
 use std::collections::VecDeque;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, ready};
 
-use futures::Stream;
+use futures::StreamExt;
 use futures::stream::BoxStream;
+use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
-use super::channels::{ChangeReceiver, Received};
+use super::channels::ChangeReceiver;
 use super::state::Change;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
@@ -60,14 +59,19 @@ pub(super) fn open(
         },
     };
     drop(state);
-    Ok(Box::pin(MemoryWatch {
+    let watch = MemoryWatch {
         shared: shared.clone(),
         target,
         rx: Some(rx),
         pending: pending.into(),
         seen,
         ended: false,
-    }))
+    };
+    Ok(futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next_event().await?;
+        Some((event, watch))
+    })
+    .boxed())
 }
 
 impl MemoryWatch {
@@ -78,6 +82,34 @@ impl MemoryWatch {
         })
     }
 
+    /// The next event; `None` once the watch has ended.
+    async fn next_event(&mut self) -> Option<Result<KvEvent>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            match self.rx.as_mut()?.recv().await {
+                Ok(change) => {
+                    if let Some(event) = self.live(change) {
+                        return Some(Ok(event));
+                    }
+                }
+                Err(RecvError::Lagged(missed)) => {
+                    if let Err(e) = self.catch_up(missed) {
+                        // Not even the tombstones reach back: say so, and end.
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
+                }
+                // The channel goes only once no watch holds a receiver.
+                Err(RecvError::Closed) => return None,
+            }
+        }
+    }
+
     fn catch_up(&mut self, missed: u64) -> Result<()> {
         tracing::debug!(missed, "memory watch fell behind; catching up from history");
         let state = self.shared.read();
@@ -85,38 +117,5 @@ impl MemoryWatch {
         self.seen = state.revision();
         self.pending.extend(changes);
         Ok(())
-    }
-}
-
-impl Stream for MemoryWatch {
-    type Item = Result<KvEvent>;
-
-    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        loop {
-            if this.ended {
-                return Poll::Ready(None);
-            }
-            if let Some(event) = this.pending.pop_front() {
-                return Poll::Ready(Some(Ok(event)));
-            }
-            let Some(rx) = this.rx.as_mut() else {
-                return Poll::Ready(None);
-            };
-            match ready!(rx.poll_recv(cx)) {
-                Received::Change(change) => {
-                    if let Some(event) = this.live(change) {
-                        return Poll::Ready(Some(Ok(event)));
-                    }
-                }
-                Received::Lagged(missed) => {
-                    if let Err(e) = this.catch_up(missed) {
-                        // Not even the tombstones reach back: say so, and end.
-                        this.ended = true;
-                        return Poll::Ready(Some(Err(e)));
-                    }
-                }
-            }
-        }
     }
 }
