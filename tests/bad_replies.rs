@@ -287,3 +287,38 @@ async fn writes_to_a_dead_server_fail_promptly() {
     assert!(error.is_retryable(), "{error:?}");
     assert!(started.elapsed() < Duration::from_secs(8));
 }
+
+/// A 429 (Consul's "too many connections" or a rate limit) is retried with
+/// backoff for idempotent requests, then is `Overloaded`, retryable, never
+/// `Unreachable`; a write that is not idempotent is `Overloaded` at once.
+#[tokio::test]
+async fn overloaded_servers_are_retried_then_named() {
+    let refusals = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let seen = refusals.clone();
+    let server = FakeServer::start(move |_, _| {
+        if seen.fetch_add(1, std::sync::atomic::Ordering::SeqCst) < 2 {
+            Answer::new(429, "Your IP is issuing too many concurrent connections")
+        } else {
+            consul_ok("[]")
+        }
+    })
+    .await;
+    let store = kvmesh::connect(&format!("consul://{}", server.addr))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get("k").await.unwrap(),
+        None,
+        "two 429s, then an answer"
+    );
+
+    let (store, _server) = store_on("consul", || Answer::new(429, "slow down")).await;
+    match store.get("k").await {
+        Err(e @ Error::Overloaded { .. }) => assert!(e.is_retryable()),
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+    match store.atomic_put("k", Bytes::from("v"), None).await {
+        Err(Error::Overloaded { .. }) => {}
+        other => panic!("expected Overloaded, got {other:?}"),
+    }
+}

@@ -170,3 +170,85 @@ async fn idle_connections_close_after_a_burst() {
     )
     .await;
 }
+
+/// 2,000 requests at once through one store while 100 watches are open:
+/// every one succeeds, and the store never holds more connections to the
+/// server than its documented bound (48 for requests, plus Consul's 64
+/// blocking queries or etcd's one stream per watched prefix). Consul
+/// refuses a client more than 200 (429): unbounded, this burst opened
+/// ~2,000.
+async fn burst_under_watches(store: Arc<dyn Store>, port: u16, prefix: &str, bound: usize) {
+    let mut watches = Vec::new();
+    for i in 0..100 {
+        let watch = store
+            .watch_range(&format!("{prefix}w{i}/"), WatchOptions::default())
+            .await
+            .unwrap();
+        watches.push(watch);
+    }
+    let most = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let sampler = {
+        let most = most.clone();
+        tokio::spawn(async move {
+            loop {
+                let now = support::tcp_connections_to(port);
+                most.fetch_max(now, std::sync::atomic::Ordering::Relaxed);
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        })
+    };
+    let requests = (0..2_000).map(|i| {
+        let (store, key) = (store.clone(), format!("{prefix}k{}", i % 200));
+        tokio::spawn(async move {
+            if i % 2 == 0 {
+                store.put(&key, Bytes::from("v")).await
+            } else {
+                store.delete(&key).await
+            }
+        })
+    });
+    for (i, done) in futures::future::join_all(requests)
+        .await
+        .into_iter()
+        .enumerate()
+    {
+        done.unwrap()
+            .unwrap_or_else(|e| panic!("request {i} of the burst failed: {e:?}"));
+    }
+    sampler.abort();
+    let most = most.load(std::sync::atomic::Ordering::Relaxed);
+    eprintln!("at most {most} connections to port {port} (bound {bound})");
+    assert!(most <= bound, "{most} connections, more than {bound}");
+    drop(watches);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_burst_stays_within_the_connection_bound() {
+    // The production-mode server: no other case of this binary uses it, so
+    // every connection to its port is this case's.
+    let test = "consul_burst_stays_within_the_connection_bound";
+    let Some(addr) = support::server_addr("KV_CONSUL_SERVER_ADDR", test) else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let store = kvmesh::connect(&format!("consul://{addr}")).await.unwrap();
+    burst_under_watches(store, port, &unique("consul-burst"), 48 + 64).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_burst_stays_within_the_connection_bound() {
+    // The auth server: no other case of this binary uses it.
+    let test = "etcd_burst_stays_within_the_connection_bound";
+    let (Some(addr), Some(user), Some(password)) = (
+        support::server_addr("KV_ETCD_AUTH_ADDR", test),
+        support::server_addr("KV_ETCD_AUTH_USER", test),
+        support::server_addr("KV_ETCD_AUTH_PASSWORD", test),
+    ) else {
+        return;
+    };
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let config = kvmesh::Config::default().with_credentials(user, password);
+    let store = kvmesh::create_store(kvmesh::Backend::Etcd, &[&addr], config).unwrap();
+    // One stream per watched prefix, plus the requests' 48.
+    burst_under_watches(store, port, &unique("etcd-burst"), 48 + 100).await;
+}

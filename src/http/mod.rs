@@ -1,6 +1,9 @@
 //! The one pooled HTTP/1.1 client that a network store, its clones and all
-//! of its watches share, with endpoint failover and bounded replies.
+//! of its watches share, with endpoint failover, bounded replies and a
+//! bounded number of connections.
 
+mod bounded;
+mod connect;
 mod endpoint;
 
 use std::fmt;
@@ -12,13 +15,31 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::header::{AsHeaderName, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, StatusCode};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
+use self::connect::{Pool, reply_body_error, request_error};
 use self::endpoint::Endpoint;
+use crate::backoff::Backoff;
 use crate::{Error, Result};
+
+/// The most connections a store holds to one endpoint for its ordinary
+/// requests; requests beyond it wait for one of them to come free.
+/// Long polls and watch streams have connections of their own, which each
+/// backend bounds ([`ConnectionLimits`]).
+pub(crate) const MAX_REQUEST_CONNECTIONS: usize = 48;
+
+/// How often an idempotent request refused with a 429 (overloaded) is sent
+/// again, with backoff, before it fails with [`Error::Overloaded`].
+const OVERLOAD_RETRIES: u32 = 4;
+
+/// How many connections a client may hold to each endpoint.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ConnectionLimits {
+    /// For ordinary requests.
+    pub(crate) requests: usize,
+    /// For long polls and watch streams (`HttpRequest::long_lived`,
+    /// [`HttpClient::open_stream`]).
+    pub(crate) long_lived: usize,
+}
 
 /// Replies larger than this are refused rather than buffered.
 pub(crate) const DEFAULT_MAX_REPLY_BYTES: usize = 64 * 1024 * 1024;
@@ -37,6 +58,9 @@ pub(crate) struct HttpRequest<'a> {
     pub(crate) operation: &'static str,
     /// Headers of this request only (credentials: never logged).
     pub(crate) headers: &'a [(HeaderName, HeaderValue)],
+    /// A long poll, held open by the server: it gets a connection of the
+    /// long-lived pool, never one that ordinary requests wait for.
+    pub(crate) long_lived: bool,
 }
 
 /// A whole reply.
@@ -72,7 +96,8 @@ pub(crate) fn excerpt(body: &[u8]) -> String {
 
 /// The pooled client. Cloning is not needed: a store holds it in an `Arc`.
 pub(crate) struct HttpClient {
-    client: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    requests: Pool,
+    long_lived: Pool,
     endpoints: Vec<Endpoint>,
     /// The endpoint that answered last; requests start there.
     preferred: AtomicUsize,
@@ -104,6 +129,7 @@ impl HttpClient {
         endpoints: &[&str],
         secret_headers: Vec<(HeaderName, HeaderValue)>,
         tls: Option<&crate::TlsConfig>,
+        limits: ConnectionLimits,
     ) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument(
@@ -114,25 +140,9 @@ impl HttpClient {
             .iter()
             .map(|e| Endpoint::parse(e, tls.is_some()))
             .collect::<Result<Vec<_>>>()?;
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        connector.set_connect_timeout(Some(Duration::from_secs(5)));
-        // Long polls and watch streams can be silent for minutes: let TCP
-        // notice a peer that is gone.
-        connector.set_keepalive(Some(Duration::from_secs(30)));
-        connector.set_keepalive_interval(Some(Duration::from_secs(10)));
-        connector.set_keepalive_retries(Some(3));
-        connector.enforce_http(false);
-        let connector = tls_connector(tls, connector)?;
-        // Without a timer the pool evicts an idle connection only when a
-        // later request looks at it: after a burst, a store kept every
-        // connection it had opened, idle, for good.
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(60))
-            .pool_timer(TokioTimer::new())
-            .build(connector);
         Ok(HttpClient {
-            client,
+            requests: connect::pool(tls, limits.requests)?,
+            long_lived: connect::pool(tls, limits.long_lived)?,
             endpoints,
             preferred: AtomicUsize::new(0),
             secret_headers,
@@ -147,7 +157,32 @@ impl HttpClient {
     /// same endpoint first (a cut is usually the connection's fault, not the
     /// server's). A write that was sent but whose reply was lost is
     /// [`Error::OutcomeUnknown`].
+    ///
+    /// A 429 (the server is overloaded, or this host holds too many
+    /// connections to it) is retried with backoff when the request is
+    /// idempotent, and is otherwise [`Error::Overloaded`].
     pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
+        let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
+        let mut retries = 0;
+        loop {
+            let reply = self.send_once(request).await?;
+            if reply.status != StatusCode::TOO_MANY_REQUESTS {
+                return Ok(reply);
+            }
+            if !request.idempotent || retries == OVERLOAD_RETRIES {
+                return Err(Error::Overloaded {
+                    operation: request.operation,
+                    message: format!("{} answered 429: {}", request.operation, reply.excerpt()),
+                });
+            }
+            retries += 1;
+            let delay = backoff.next_delay();
+            tracing::debug!(?delay, "the server answered 429; trying again");
+            tokio::time::sleep(delay).await;
+        }
+    }
+
+    async fn send_once(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
         let count = self.endpoints.len();
         let path = request_path(request)?;
         let mut index = self.preferred.load(Ordering::Relaxed) % count;
@@ -210,7 +245,7 @@ impl HttpClient {
             let index = (first + attempt) % count;
             let http_request = self.build(index, request, &path)?;
             let head =
-                tokio::time::timeout(request.timeout, self.client.request(http_request)).await;
+                tokio::time::timeout(request.timeout, self.long_lived.request(http_request)).await;
             last_error = Some(match head {
                 Ok(Ok(response))
                     if !(response.status().is_server_error() && attempt + 1 < count) =>
@@ -275,7 +310,12 @@ impl HttpClient {
         })?;
         let started = Instant::now();
         let exchange = async {
-            let response = self.client.request(http_request).await.map_err(|e| {
+            let pool = if request.long_lived {
+                &self.long_lived
+            } else {
+                &self.requests
+            };
+            let response = pool.request(http_request).await.map_err(|e| {
                 let nothing_sent = e.is_connect();
                 Failure {
                     error: request_error(request.operation, e),
@@ -363,90 +403,6 @@ impl Failure {
             other => other,
         }
     }
-}
-
-/// A failed request: [`Error::Tls`] when TLS is what failed, else
-/// [`Error::Unreachable`].
-fn request_error(operation: &str, error: hyper_util::client::legacy::Error) -> Error {
-    if let Some(message) = crate::tls::tls_failure(&error) {
-        return Error::Tls {
-            message: format!("{operation}: {message}"),
-        };
-    }
-    Error::Unreachable {
-        message: format!("{operation} failed: {}", connection_error(&error)),
-        source: Some(std::sync::Arc::new(error)),
-    }
-}
-
-fn connection_error(error: &hyper_util::client::legacy::Error) -> String {
-    use std::error::Error as _;
-    let mut text = error.to_string();
-    let mut source = error.source();
-    let mut unsolicited = false;
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        unsolicited |= cause
-            .downcast_ref::<hyper::Error>()
-            .is_some_and(|e| e.to_string().contains("unexpected message"));
-        source = cause.source();
-    }
-    if unsolicited {
-        text.push_str(UNSOLICITED_REPLY_HINT);
-    }
-    text
-}
-
-/// What a reply sent before any request usually means.
-const UNSOLICITED_REPLY_HINT: &str = " (the server answered before it was asked: Consul does \
-     so, with a 429, to a client over its limits.http_max_conns_per_client connections)";
-
-fn reply_body_error(
-    operation: &str,
-    limit: usize,
-    error: Box<dyn std::error::Error + Send + Sync>,
-) -> Error {
-    if error.is::<http_body_util::LengthLimitError>() {
-        return Error::malformed(format!(
-            "the reply to {operation} is larger than {limit} bytes"
-        ));
-    }
-    Error::Unreachable {
-        message: format!("the reply to {operation} was cut off: {error}"),
-        source: Some(std::sync::Arc::from(error)),
-    }
-}
-
-/// Wraps `connector` in TLS when `tls` is set. Without it the connector
-/// speaks plain HTTP only (every endpoint is `http://`).
-fn tls_connector(
-    tls: Option<&crate::TlsConfig>,
-    connector: HttpConnector,
-) -> Result<HttpsConnector<HttpConnector>> {
-    let client_config = match tls {
-        Some(tls) => tls.client_config()?,
-        None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth(),
-    };
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(client_config)
-        .https_or_http();
-    let builder = match tls.and_then(|t| t.server_name.clone()) {
-        Some(name) => {
-            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
-                Error::InvalidArgument(format!("TLS server name {name:?} is not a DNS name or IP"))
-            })?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => builder,
-    };
-    Ok(builder.enable_http1().wrap_connector(connector))
 }
 
 /// The request's path and query, checked once for all its attempts.

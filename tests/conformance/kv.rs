@@ -407,3 +407,30 @@ pub async fn wait_until_gone(ctx: &Ctx, key: &str, ttl: Duration) {
         tokio::time::sleep(ttl / 10).await;
     }
 }
+
+/// Concurrent TTL writes of one key through one store never conflict and
+/// never delete it: the last write wins and the key lives on with its TTL.
+pub async fn concurrent_ttl_writes_of_one_key_keep_it(ctx: Ctx) {
+    const WRITERS: usize = 12;
+    let ttl = Duration::from_secs(6).max(ctx.traits.min_ttl);
+    for round in 0..3 {
+        let key = ctx.key(&format!("ttl-race-{round}"));
+        let writes = (0..WRITERS).map(|i| {
+            let (store, key) = (ctx.store.clone(), key.clone());
+            tokio::spawn(async move {
+                store
+                    .put_with(&key, Bytes::from(format!("v{i}")), PutOptions::ttl(ttl))
+                    .await
+            })
+        });
+        for write in futures::future::join_all(writes).await {
+            write
+                .unwrap()
+                .expect("a TTL write through one store never conflicts");
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let pair = ctx.store.get(&key).await.unwrap();
+        let pair = pair.unwrap_or_else(|| panic!("round {round}: the key was deleted"));
+        assert!(pair.value.starts_with(b"v"), "{pair:?}");
+    }
+}

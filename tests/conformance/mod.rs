@@ -150,6 +150,7 @@ macro_rules! suite {
             kv::cas_counter_loses_no_update,
             kv::ttl_key_expires,
             kv::plain_put_makes_a_ttl_key_permanent,
+            kv::concurrent_ttl_writes_of_one_key_keep_it,
             watch::key_watch_initial_state_then_changes,
             watch::watch_on_a_missing_key_reports_its_creation,
             watch::after_yields_only_later_changes,

@@ -83,6 +83,7 @@ impl ConsulClient {
                 timeout,
                 operation,
                 headers: &[],
+                long_lived: false,
             })
             .await
     }
@@ -119,7 +120,17 @@ impl ConsulClient {
         });
         let operation = if recurse { "consul list" } else { "consul get" };
         let reply = self
-            .call(Method::GET, &path, Bytes::new(), true, timeout, operation)
+            .http
+            .send(&HttpRequest {
+                method: Method::GET,
+                path: &path,
+                body: Bytes::new(),
+                idempotent: true,
+                timeout,
+                operation,
+                headers: &[],
+                long_lived: block.is_some(),
+            })
             .await?;
         match reply.status {
             StatusCode::OK => Ok(Listing {

@@ -27,7 +27,7 @@ use hyper::header::{HeaderName, HeaderValue};
 
 use self::client::{ConsulClient, Write};
 use self::keys::{check_key, check_prefix};
-use crate::http::HttpClient;
+use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::watch::{WatchRegistry, WatchTarget};
 use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
 
@@ -63,7 +63,11 @@ impl ConsulStore {
             value.set_sensitive(true);
             headers.push((HeaderName::from_static("x-consul-token"), value));
         }
-        let http = HttpClient::new(endpoints, headers, config.tls.as_ref())?;
+        let limits = ConnectionLimits {
+            requests: MAX_REQUEST_CONNECTIONS,
+            long_lived: long_polls::MAX_LONG_POLLS,
+        };
+        let http = HttpClient::new(endpoints, headers, config.tls.as_ref(), limits)?;
         let client = ConsulClient::new(http, config.datacenter.clone(), config.timeout);
         Ok(ConsulStore {
             inner: Arc::new(Inner {

@@ -10,12 +10,17 @@
 //! Sessions never pile up: a TTL write of a key this store already tracks
 //! renews its session (same TTL) or replaces it (destroying the old one); a
 //! plain write or a delete of a tracked key releases and destroys its session.
+//!
+//! The TTL writes of one key through one store take turns ([`Turns`]): two
+//! of them racing would each make a session and one would find the key
+//! held by the other's. In turn, the last write wins, with its TTL.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::sync::OwnedMutexGuard;
 
 use super::client::{ConsulClient, Write};
 use crate::{Error, Result};
@@ -31,6 +36,49 @@ struct TtlSession {
 #[derive(Debug, Default)]
 pub(super) struct TtlSessions {
     by_key: Mutex<HashMap<String, TtlSession>>,
+    turns: Turns,
+}
+
+/// One turn at a time per key, for the writes that change its session.
+#[derive(Debug, Default)]
+struct Turns {
+    keys: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+/// A key's turn; the next writer of the key goes once it is dropped.
+struct Turn<'a> {
+    turns: &'a Turns,
+    key: String,
+    guard: Option<OwnedMutexGuard<()>>,
+}
+
+impl Turns {
+    fn keys(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<tokio::sync::Mutex<()>>>> {
+        self.keys.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    async fn take(&self, key: &str) -> Turn<'_> {
+        let lock = self.keys().entry(key.to_owned()).or_default().clone();
+        Turn {
+            turns: self,
+            key: key.to_owned(),
+            guard: Some(lock.lock_owned().await),
+        }
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        drop(self.guard.take());
+        let mut keys = self.turns.keys();
+        // Only the map's own reference left: nobody waits for this key.
+        if keys
+            .get(&self.key)
+            .is_some_and(|l| Arc::strong_count(l) == 1)
+        {
+            keys.remove(&self.key);
+        }
+    }
 }
 
 impl TtlSessions {
@@ -51,6 +99,7 @@ impl TtlSessions {
         value: Bytes,
         ttl: Duration,
     ) -> Result<()> {
+        let _turn = self.turns.take(key).await;
         let previous = self.get(key);
         if let Some(session) = previous.as_ref().filter(|s| s.ttl == ttl) {
             // Same TTL: renewing restarts the clock; acquiring with the same
@@ -92,6 +141,10 @@ impl TtlSessions {
         key: &str,
         value: &Bytes,
     ) -> Result<bool> {
+        if self.get(key).is_none() {
+            return Ok(false); // the common case: no turn to wait for
+        }
+        let _turn = self.turns.take(key).await;
         let Some(session) = self.lock().remove(key) else {
             return Ok(false);
         };

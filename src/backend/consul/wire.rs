@@ -121,7 +121,7 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
     if body.contains("Invalid Session TTL") {
         return Error::InvalidArgument(format!("{operation}: Consul refused the TTL: {body}"));
     }
-    if status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS {
+    if status.is_server_error() {
         return Error::Unreachable {
             message: format!("{operation}: Consul answered {}: {body}", status.as_u16()),
             source: None,

@@ -136,6 +136,7 @@ impl EtcdClient {
                 timeout: self.timeout,
                 operation,
                 headers,
+                long_lived: false,
             })
             .await?;
         if reply.status != StatusCode::OK {

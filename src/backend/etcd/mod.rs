@@ -30,7 +30,7 @@ use bytes::Bytes;
 
 use self::client::{EtcdClient, range_of};
 use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, b64};
-use crate::http::HttpClient;
+use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::key::{check_delete_prefix, check_key};
 use crate::watch::{WatchRegistry, WatchTarget};
 use crate::{Config, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
@@ -61,7 +61,13 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     pub(crate) fn new(endpoints: &[&str], config: Config) -> Result<Self> {
-        let http = HttpClient::new(endpoints, Vec::new(), config.tls.as_ref())?;
+        // Watch streams are bounded by the hub (one per watched prefix or
+        // directory), not here: etcd sets no per-client connection limit.
+        let limits = ConnectionLimits {
+            requests: MAX_REQUEST_CONNECTIONS,
+            long_lived: tokio::sync::Semaphore::MAX_PERMITS,
+        };
+        let http = HttpClient::new(endpoints, Vec::new(), config.tls.as_ref(), limits)?;
         let credentials = match (&config.username, &config.password) {
             (Some(user), password) => Some(auth::Credentials::new(
                 user.clone(),

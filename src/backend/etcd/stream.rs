@@ -231,6 +231,7 @@ impl WatchStream {
                     timeout: self.inner.config.timeout,
                     operation: "etcd watch",
                     headers: &headers,
+                    long_lived: true,
                 })
                 .await;
             match opened {
