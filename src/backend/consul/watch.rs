@@ -22,7 +22,9 @@
 //! without `index`, never `index=0` afterwards (floored at 1), reset when the
 //! index goes backwards, a return is not proof of a change (an unchanged
 //! snapshot is not published, and throttled), and jittered
-//! backoff on errors.
+//! backoff on errors. After a failed query the next read is plain (no
+//! index): an agent that came back empty would otherwise hold a query on
+//! the old, higher index for its whole wait.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
@@ -230,8 +232,17 @@ async fn run_upstream(inner: Arc<Inner>, target: WatchTarget, tx: watch::Sender<
             }
             Err(error) => {
                 let delay = backoff.next_delay();
-                tracing::warn!(%error, ?delay, index, "consul watch query failed; retrying from the last index");
+                tracing::warn!(%error, ?delay, index, "consul watch query failed; re-reading");
                 next_poll = Instant::now() + delay;
+                // The agent may have come back empty or restored from an
+                // older snapshot, its index far below ours: a blocking
+                // query on our index would then sleep its whole wait. The
+                // next read is plain, and its snapshot a new generation
+                // that each watch diffs against what it delivered.
+                if index > 0 {
+                    index = 0;
+                    generation += 1;
+                }
             }
         }
     }
