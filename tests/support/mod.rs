@@ -2,6 +2,7 @@
 #![allow(dead_code, unreachable_pub)]
 
 pub mod fake_http;
+pub mod linearizability;
 pub mod proxy;
 pub mod shared_watches;
 
