@@ -4,7 +4,7 @@
 //! before it gives it back, appending to a shared key with CAS. The log must
 //! show no two live holders at once and fencing tokens that only grow.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 
@@ -70,7 +70,7 @@ async fn safety(url: String, test: &str) {
     let mut children: Vec<std::process::Child> = (0..3)
         .map(|_| {
             support::spawn_child_test(
-                "lock_safety_child",
+                "lock_safety::lock_safety_child",
                 &[("KV_SAFETY_URL", &url), ("KV_SAFETY_KEY", &key)],
             )
         })

@@ -7,7 +7,7 @@
 //!
 //! The agent is this test's own, on ports no other test uses.
 
-mod support;
+use crate::support;
 
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};

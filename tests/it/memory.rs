@@ -1,7 +1,7 @@
 //! The conformance suite on the embedded memory store, on tokio's paused
 //! clock so that TTL and timing cases are instant and deterministic.
 
-mod conformance;
+use crate::conformance;
 
 use conformance::{BackendTraits, Ctx};
 

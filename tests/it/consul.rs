@@ -1,8 +1,8 @@
 //! The conformance suite against the real Consul that `scripts/servers`
 //! starts (`KV_CONSUL_ADDR`), plus Consul-specific cases.
 
-mod conformance;
-mod support;
+use crate::conformance;
+use crate::support;
 
 use std::time::Duration;
 

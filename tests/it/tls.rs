@@ -4,7 +4,7 @@
 //! checks that the right CA and name work (with mTLS) while a wrong CA, a
 //! wrong name or a missing client certificate fail with `Error::Tls`.
 
-mod support;
+use crate::support;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -2,7 +2,7 @@
 //! etcd token appear in no `Display`, no `Debug` and no `tracing` output,
 //! even at TRACE level, whether the credentials are right or wrong.
 
-mod support;
+use crate::support;
 
 use std::io::Write;
 use std::sync::{Arc, Mutex};

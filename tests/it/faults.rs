@@ -5,7 +5,7 @@
 //! - a stalled connection (open, silent): a watch notices within its
 //!   `stall_timeout`, opens a new connection and delivers the change.
 
-mod support;
+use crate::support;
 
 use std::time::Duration;
 

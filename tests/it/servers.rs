@@ -2,7 +2,7 @@
 //! key and read it back over plain HTTP through hyper, with no kvmesh code in
 //! the way. If these fail, the backend tests cannot mean anything.
 
-mod support;
+use crate::support;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;

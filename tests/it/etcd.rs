@@ -1,8 +1,8 @@
 //! The conformance suite against both real etcd servers that
 //! `scripts/servers` starts: 3.4 (`KV_ETCD_ADDR`) and 3.5 (`KV_ETCD35_ADDR`).
 
-mod conformance;
-mod support;
+use crate::conformance;
+use crate::support;
 
 use std::time::Duration;
 
@@ -27,8 +27,8 @@ async fn ctx(var: &str, case: &str) -> Option<Ctx> {
 }
 
 mod etcd34 {
-    async fn etcd34_ctx(case: &str) -> Option<crate::Ctx> {
-        crate::ctx("KV_ETCD_ADDR", case).await
+    async fn etcd34_ctx(case: &str) -> Option<crate::etcd::Ctx> {
+        crate::etcd::ctx("KV_ETCD_ADDR", case).await
     }
     crate::conformance::suite!(
         factory = etcd34_ctx,
@@ -37,8 +37,8 @@ mod etcd34 {
 }
 
 mod etcd35 {
-    async fn etcd35_ctx(case: &str) -> Option<crate::Ctx> {
-        crate::ctx("KV_ETCD35_ADDR", case).await
+    async fn etcd35_ctx(case: &str) -> Option<crate::etcd::Ctx> {
+        crate::etcd::ctx("KV_ETCD35_ADDR", case).await
     }
     crate::conformance::suite!(
         factory = etcd35_ctx,

@@ -5,7 +5,7 @@
 //! never a panic. (Only the fake can produce these on demand; the real
 //! servers are tested everywhere else.)
 
-mod support;
+use crate::support;
 
 use std::time::{Duration, Instant};
 

@@ -1,7 +1,7 @@
 //! The `kv` example, run as a user runs it: the built binary against the
 //! real servers, checking its output and exit codes.
 
-mod support;
+use crate::support;
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Output, Stdio};
