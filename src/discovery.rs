@@ -63,6 +63,7 @@ impl Node {
     }
 
     /// Adds a label.
+    #[must_use]
     pub fn with_meta(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
         self.meta.insert(key.into(), value.into());
         self
@@ -224,6 +225,7 @@ async fn refresh(
 }
 
 /// A live registration: refreshed until dropped or deregistered.
+#[must_use = "dropping a Registration deregisters the node"]
 pub struct Registration {
     key: String,
     node: Node,

@@ -93,6 +93,7 @@ impl Election {
 }
 
 /// This caller's term as leader.
+#[must_use = "dropping a Leadership resigns it"]
 pub struct Leadership {
     lock: Lock,
     value: Bytes,

@@ -48,6 +48,7 @@ mod key;
 mod lock;
 mod store;
 mod tls;
+mod url;
 mod watch;
 
 use std::sync::Arc;
@@ -106,7 +107,7 @@ pub fn create_store(
 /// # }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
-    let (url, config) = config::parse_url(url)?;
+    let (url, config) = url::parse_url(url)?;
     let endpoints: Vec<&str> = url.endpoints.iter().map(String::as_str).collect();
     create_store(url.backend, &endpoints, config)
 }

@@ -35,6 +35,7 @@ pub(crate) trait LockReleaser: Send + Sync + 'static {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping a Lock releases it"]
 pub struct Lock {
     key: String,
     session: String,

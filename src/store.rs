@@ -129,7 +129,9 @@ impl WatchOptions {
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
     /// Writes `value` to `key`, making the key permanent (no TTL).
-    async fn put(&self, key: &str, value: Bytes) -> Result<()>;
+    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+        self.put_with(key, value, PutOptions::default()).await
+    }
 
     /// Writes `value` to `key` with options (a TTL).
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()>;
@@ -141,7 +143,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     async fn delete(&self, key: &str) -> Result<()>;
 
     /// True when the key exists.
-    async fn exists(&self, key: &str) -> Result<bool>;
+    async fn exists(&self, key: &str) -> Result<bool> {
+        Ok(self.get(key).await?.is_some())
+    }
 
     /// Watches one key: see [`WatchOptions`] for what comes first. A missing
     /// key is not an error: its creation is reported when it happens.
@@ -164,12 +168,6 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Every key that starts with `prefix` (a plain string prefix), sorted by key.
     /// An empty vector when none does. The empty prefix lists every key.
-    ///
-    /// On Consul and etcd, the short values of one listing share buffers
-    /// of at most 4 KiB (a value of more than 512 bytes has its own): a
-    /// value kept long after the rest are dropped keeps its buffer alive.
-    /// `Bytes::copy_from_slice(&pair.value)` gives it one of its own. The
-    /// same holds for the values in the events of a Consul `watch_range`.
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>>;
 
     /// Deletes every key that starts with `prefix`. The empty prefix is refused

@@ -43,12 +43,14 @@ pub struct TlsConfig {
 impl TlsConfig {
     /// Trusts the CA certificate(s) in this PEM file instead of the
     /// platform's roots.
+    #[must_use]
     pub fn with_ca_file(mut self, path: impl Into<PathBuf>) -> Self {
         self.ca_file = Some(path.into());
         self
     }
 
     /// Presents this client certificate chain and key (PEM files).
+    #[must_use]
     pub fn with_client_certificate(
         mut self,
         cert_file: impl Into<PathBuf>,
@@ -60,6 +62,7 @@ impl TlsConfig {
     }
 
     /// Checks the server's certificate against this name.
+    #[must_use]
     pub fn with_server_name(mut self, name: impl Into<String>) -> Self {
         self.server_name = Some(name.into());
         self

@@ -226,6 +226,7 @@ impl Drop for Registration {
 /// # Ok(())
 /// # }
 /// ```
+#[must_use = "dropping a Watch ends it"]
 pub struct Watch {
     events: Option<BoxStream<'static, Result<KvEvent>>>,
     cancelled: Pin<Box<WaitForCancellationFutureOwned>>,

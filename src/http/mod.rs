@@ -5,6 +5,9 @@
 mod bounded;
 mod connect;
 mod endpoint;
+mod reply;
+
+pub(crate) use self::reply::{HttpReply, excerpt};
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -12,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, Limited};
-use hyper::header::{AsHeaderName, CONTENT_LENGTH, HOST, HeaderMap, HeaderName, HeaderValue};
+use hyper::header::{CONTENT_LENGTH, HOST, HeaderName, HeaderValue};
 use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, StatusCode};
 
@@ -61,37 +64,6 @@ pub(crate) struct HttpRequest<'a> {
     /// A long poll, held open by the server: it gets a connection of the
     /// long-lived pool, never one that ordinary requests wait for.
     pub(crate) long_lived: bool,
-}
-
-/// A whole reply.
-#[derive(Debug)]
-pub(crate) struct HttpReply {
-    pub(crate) status: StatusCode,
-    pub(crate) headers: HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-impl HttpReply {
-    /// A header as text, if present and valid. A `&'static HeaderName`
-    /// is looked up without parsing its name.
-    pub(crate) fn header(&self, name: impl AsHeaderName) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The start of the body, for error messages.
-    pub(crate) fn excerpt(&self) -> String {
-        excerpt(&self.body)
-    }
-}
-
-/// At most 200 bytes of `body`, lossily as text.
-pub(crate) fn excerpt(body: &[u8]) -> String {
-    let cut = &body[..body.len().min(200)];
-    let mut text = String::from_utf8_lossy(cut).into_owned();
-    if body.len() > cut.len() {
-        text.push('…');
-    }
-    text
 }
 
 /// The pooled client. Cloning is not needed: a store holds it in an `Arc`.

@@ -135,7 +135,7 @@ impl ConsulClient {
         match reply.status {
             StatusCode::OK => Ok(Listing {
                 index: wire::consul_index(&reply)?,
-                entries: wire::parse_entries(&reply, operation)?,
+                entries: super::entries::parse(&reply, operation)?,
             }),
             StatusCode::NOT_FOUND => Ok(Listing {
                 index: wire::consul_index(&reply)?,

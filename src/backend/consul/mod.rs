@@ -85,16 +85,9 @@ impl ConsulStore {
         listing.entries.into_first()
     }
 
-    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
-        let events = watch::open(&self.inner, target.clone(), options).await?;
-        Ok(Watch::new(events, self.inner.registry.register(target)))
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for ConsulStore {
+    /// A write without TTL.
     #[tracing::instrument(level = "debug", skip(self, value), fields(len = value.len()))]
-    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+    async fn put_plain(&self, key: &str, value: Bytes) -> Result<()> {
         check_key(key)?;
         let client = &self.inner.client;
         if self.inner.ttl.make_permanent(client, key, &value).await? {
@@ -108,11 +101,19 @@ impl Store for ConsulStore {
         Ok(())
     }
 
+    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
+        let events = watch::open(&self.inner, target.clone(), options).await?;
+        Ok(Watch::new(events, self.inner.registry.register(target)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ConsulStore {
     #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         check_key(key)?;
         match options.ttl {
-            None => self.put(key, value).await,
+            None => self.put_plain(key, value).await,
             Some(ttl) => {
                 self.inner
                     .ttl
@@ -133,12 +134,6 @@ impl Store for ConsulStore {
         check_key(key)?;
         self.inner.client.delete(key, false, None).await?;
         self.inner.ttl.forget(&self.inner.client, key, false).await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn exists(&self, key: &str) -> Result<bool> {
-        check_key(key)?;
-        Ok(self.get_pair(key).await?.is_some())
     }
 
     async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {

@@ -5,7 +5,6 @@ use hyper::StatusCode;
 use hyper::header::HeaderName;
 use serde::{Deserialize, Serialize};
 
-use super::entries::Entries;
 use crate::http::HttpReply;
 use crate::{Error, Result};
 
@@ -42,11 +41,6 @@ pub(super) struct SessionCreate<'a> {
 pub(super) struct SessionCreated {
     #[serde(rename = "ID")]
     pub(super) id: String,
-}
-
-/// The entries of a KV read.
-pub(super) fn parse_entries(reply: &HttpReply, operation: &str) -> Result<Entries> {
-    parse_json::<Vec<KvEntry>>(reply, operation).map(Entries::from)
 }
 
 /// Parses a JSON body, naming the operation on failure.
@@ -135,6 +129,7 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
 
 #[cfg(test)]
 mod tests {
+    use super::super::entries::Entries;
     use super::*;
 
     fn reply(status: u16, body: &'static str) -> HttpReply {

@@ -87,8 +87,3 @@ impl Credentials {
         Ok((AUTHORIZATION, token))
     }
 }
-
-/// True when etcd refused a request because its token is no longer valid.
-pub(super) fn is_invalid_token(code: i32, message: &str) -> bool {
-    code == super::wire::code::UNAUTHENTICATED || message.contains("invalid auth token")
-}

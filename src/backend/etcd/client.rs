@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use super::auth::{AuthenticateResponse, Credentials};
 use super::keys::prefix_end;
-use super::wire::{self, Refusal, b64, code};
+use super::refusal::{self, Refusal, code};
+use super::wire::{self, b64};
 use crate::http::{HttpClient, HttpRequest};
 use crate::{Error, KvPair, Result};
 
@@ -232,7 +233,7 @@ impl EtcdClient {
         let reply: wire::PutResponse = self
             .call("/v3/kv/put", &request, true, "etcd put")
             .await
-            .map_err(|e| wire::with_value_size(e, value.len()))?;
+            .map_err(|e| refusal::with_value_size(e, value.len()))?;
         Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
     }
 

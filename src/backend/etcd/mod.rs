@@ -18,6 +18,7 @@ mod client;
 mod hub;
 mod keys;
 mod lock;
+mod refusal;
 mod stream;
 mod ttl;
 mod watch;
@@ -29,6 +30,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use self::client::{EtcdClient, range_of};
+use self::refusal::with_value_size;
 use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, b64};
 use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::key::{check_delete_prefix, check_key};
@@ -100,16 +102,9 @@ impl EtcdStore {
         Ok(())
     }
 
-    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
-        let events = watch::open(&self.inner, target.clone(), options).await?;
-        Ok(Watch::new(events, self.inner.registry.register(target)))
-    }
-}
-
-#[async_trait::async_trait]
-impl Store for EtcdStore {
+    /// A write without TTL.
     #[tracing::instrument(level = "debug", skip(self, value), fields(len = value.len()))]
-    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
+    async fn put_plain(&self, key: &str, value: Bytes) -> Result<()> {
         check_key(key)?;
         let replaced = self
             .inner
@@ -119,11 +114,19 @@ impl Store for EtcdStore {
         self.revoke_replaced([replaced]).await
     }
 
+    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
+        let events = watch::open(&self.inner, target.clone(), options).await?;
+        Ok(Watch::new(events, self.inner.registry.register(target)))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for EtcdStore {
     #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         check_key(key)?;
         let Some(ttl) = options.ttl else {
-            return self.put(key, value).await;
+            return self.put_plain(key, value).await;
         };
         let lease = self.inner.client.grant_lease(ttl).await?;
         // Ours before the write, so that a racing write that replaces it
@@ -153,11 +156,6 @@ impl Store for EtcdStore {
             .delete(key, false, self.inner.ttl_leases.any())
             .await?;
         self.revoke_replaced(replaced).await
-    }
-
-    #[tracing::instrument(level = "debug", skip(self))]
-    async fn exists(&self, key: &str) -> Result<bool> {
-        Ok(self.get(key).await?.is_some())
     }
 
     async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
@@ -238,7 +236,7 @@ impl Store for EtcdStore {
                 failure: vec![],
             })
             .await
-            .map_err(|e| wire::with_value_size(e, value.len()))?;
+            .map_err(|e| with_value_size(e, value.len()))?;
         self.revoke_replaced(outcome.replaced_leases).await?;
         Ok(outcome.succeeded)
     }

@@ -22,11 +22,11 @@ use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{HeaderName, HeaderValue};
 use hyper::{Method, StatusCode};
-use serde::{Deserialize, Serialize};
 
 use super::Inner;
 use super::client::range_of;
-use super::wire::{self, Header, KeyValue, code};
+use super::refusal::{self, code};
+use super::wire::{CreateRequest, WatchEvent, WatchLine, WatchRequest};
 use crate::backoff::Backoff;
 use crate::http::HttpRequest;
 use crate::watch::WatchTarget;
@@ -34,63 +34,6 @@ use crate::{Error, KvEvent, Result};
 
 /// A watch reply line larger than this is refused.
 const MAX_LINE: usize = 64 * 1024 * 1024;
-
-#[derive(Debug, Serialize)]
-struct WatchRequest {
-    create_request: CreateRequest,
-}
-
-#[derive(Debug, Serialize)]
-struct CreateRequest {
-    key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    range_end: Option<String>,
-    start_revision: String,
-    progress_notify: bool,
-}
-
-/// One line of a watch stream.
-#[derive(Debug, Deserialize, PartialEq)]
-pub(super) struct WatchLine {
-    #[serde(default)]
-    pub(super) result: Option<WatchResult>,
-    #[serde(default)]
-    pub(super) error: Option<StreamError>,
-}
-
-#[derive(Debug, Default, Deserialize, PartialEq)]
-pub(super) struct WatchResult {
-    #[serde(default)]
-    pub(super) header: Header,
-    #[serde(default)]
-    pub(super) created: bool,
-    #[serde(default)]
-    pub(super) canceled: bool,
-    #[serde(default, deserialize_with = "wire::int64")]
-    pub(super) compact_revision: i64,
-    #[serde(default)]
-    pub(super) cancel_reason: String,
-    #[serde(default)]
-    pub(super) fragment: bool,
-    #[serde(default)]
-    pub(super) events: Vec<WatchEvent>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-pub(super) struct WatchEvent {
-    /// Absent for a PUT (the zero value).
-    #[serde(default, rename = "type")]
-    pub(super) kind: Option<String>,
-    pub(super) kv: KeyValue,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-pub(super) struct StreamError {
-    #[serde(default, alias = "code")]
-    grpc_code: i32,
-    #[serde(default)]
-    message: String,
-}
 
 /// The key and whether it is a prefix.
 pub(super) fn key_and_prefix(target: &WatchTarget) -> (&str, bool) {
@@ -252,7 +195,7 @@ impl WatchStream {
                         headers: Default::default(),
                         body,
                     };
-                    let error = wire::classify(&reply, "etcd watch");
+                    let error = refusal::classify(&reply, "etcd watch");
                     if !error.is_retryable() {
                         return Err(error);
                     }
@@ -328,13 +271,13 @@ impl WatchStream {
             ))
         })?;
         if let Some(error) = parsed.error {
-            if super::auth::is_invalid_token(error.grpc_code, &error.message) {
+            if refusal::is_invalid_token(error.grpc_code, &error.message) {
                 self.inner.client.forget_token();
                 return Err(Failure::Retry("the auth token expired".into()));
             }
             return match error.grpc_code {
                 code::UNAVAILABLE | code::INTERNAL => Err(Failure::Retry(error.message)),
-                other => Err(Failure::Fatal(wire::classify_code(
+                other => Err(Failure::Fatal(refusal::classify_code(
                     other,
                     &error.message,
                     "etcd watch",
@@ -354,14 +297,14 @@ impl WatchStream {
             } else {
                 result.cancel_reason
             };
-            if super::auth::is_invalid_token(0, &reason) {
+            if refusal::is_invalid_token(0, &reason) {
                 self.inner.client.forget_token();
                 return Err(Failure::Retry(reason));
             }
             if reason.contains("no leader") {
                 return Err(Failure::Retry(reason));
             }
-            return Err(Failure::Fatal(wire::classify_code(
+            return Err(Failure::Fatal(refusal::classify_code(
                 if reason.contains("permission denied") {
                     code::PERMISSION_DENIED
                 } else {

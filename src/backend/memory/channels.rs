@@ -8,7 +8,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use tokio::sync::broadcast;
 
-use super::state::{Change, KeyHasher};
+use super::change::{Change, KeyHasher};
 use crate::watch::WatchTarget;
 
 /// Changes buffered per channel before a slow watcher lags.

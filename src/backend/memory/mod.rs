@@ -6,6 +6,7 @@
 //! next expiry (the shape of mini-redis `db.rs`), spawned on the first TTL
 //! write so that building a store needs no runtime.
 
+mod change;
 mod channels;
 mod lock;
 mod state;
@@ -129,16 +130,11 @@ impl fmt::Debug for MemoryStore {
 
 #[async_trait::async_trait]
 impl Store for MemoryStore {
-    async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        check_key(key)?;
-        self.shared.write_purged().set(key, value, None);
-        Ok(())
-    }
-
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         check_key(key)?;
         let Some(ttl) = options.ttl else {
-            return self.put(key, value).await;
+            self.shared.write_purged().set(key, value, None);
+            return Ok(());
         };
         if ttl.is_zero() {
             return Err(Error::InvalidArgument(

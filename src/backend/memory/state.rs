@@ -14,6 +14,7 @@ use bytes::Bytes;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::change::{Change, Entry, Key, KeyHasher};
 use super::channels::{ChangeReceiver, Channels};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, KvPair, Result};
@@ -23,63 +24,6 @@ use crate::{Error, KvEvent, KvPair, Result};
 /// deletions.
 const TOMBSTONES_PER_HISTORY_SLOT: usize = 10;
 const MIN_TOMBSTONES: usize = 1_000;
-
-/// Keys are shared between the data, the ordered index, the history and the
-/// watch channels: a write of an existing key allocates nothing.
-type Key = Arc<str>;
-
-/// A fast seeded hasher for the key indexes: point reads hash every key.
-pub(super) type KeyHasher = foldhash::fast::RandomState;
-
-/// One change, as kept in the history and sent to watchers: cheap to clone
-/// (two reference counts), turned into a [`KvEvent`] only on delivery.
-#[derive(Debug, Clone)]
-pub(super) struct Change {
-    pub(super) key: Key,
-    /// `None` for a deletion.
-    pub(super) value: Option<Bytes>,
-    pub(super) version: u64,
-}
-
-impl Change {
-    /// The event of this change, for a watcher.
-    pub(super) fn into_event(self) -> KvEvent {
-        let key = String::from(&*self.key);
-        match self.value {
-            Some(value) => KvEvent::Put(KvPair {
-                key,
-                value,
-                version: self.version,
-            }),
-            None => KvEvent::Delete {
-                key,
-                version: self.version,
-            },
-        }
-    }
-
-    /// The event of this change, which stays in the history.
-    pub(super) fn to_event(&self) -> KvEvent {
-        self.clone().into_event()
-    }
-}
-
-struct Entry {
-    /// The map's own key, kept here so an update needs one lookup.
-    key: Key,
-    value: Bytes,
-    version: u64,
-    expires_at: Option<Instant>,
-}
-
-impl Entry {
-    fn is_live(&self, now: &mut Option<Instant>) -> bool {
-        match self.expires_at {
-            None => true,
-            Some(at) => at > *now.get_or_insert_with(Instant::now),
-        }
-    }
-}
 
 /// The holder of a lock: its session and the token cancelled when it ends.
 pub(super) struct Holder {

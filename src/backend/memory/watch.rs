@@ -10,8 +10,8 @@ use futures::stream::BoxStream;
 use tokio::sync::broadcast::error::RecvError;
 
 use super::Shared;
+use super::change::Change;
 use super::channels::ChangeReceiver;
-use super::state::Change;
 use crate::watch::WatchTarget;
 use crate::{KvEvent, Result, WatchOptions};
 

@@ -1,0 +1,36 @@
+//! A whole HTTP reply, as the backends read it.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+use hyper::header::{AsHeaderName, HeaderMap};
+
+/// A whole reply.
+#[derive(Debug)]
+pub(crate) struct HttpReply {
+    pub(crate) status: StatusCode,
+    pub(crate) headers: HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl HttpReply {
+    /// A header as text, if present and valid. A `&'static HeaderName`
+    /// is looked up without parsing its name.
+    pub(crate) fn header(&self, name: impl AsHeaderName) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The start of the body, for error messages.
+    pub(crate) fn excerpt(&self) -> String {
+        excerpt(&self.body)
+    }
+}
+
+/// At most 200 bytes of `body`, lossily as text.
+pub(crate) fn excerpt(body: &[u8]) -> String {
+    let cut = &body[..body.len().min(200)];
+    let mut text = String::from_utf8_lossy(cut).into_owned();
+    if body.len() > cut.len() {
+        text.push('…');
+    }
+    text
+}

@@ -1,0 +1,255 @@
+//! The `connect` URL format: `scheme://host:port[,host:port...][?options]`.
+
+use std::time::Duration;
+
+use crate::{Backend, Config, Error, Result};
+
+/// A parsed `connect` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct StoreUrl {
+    pub(crate) backend: Backend,
+    pub(crate) endpoints: Vec<String>,
+}
+
+/// Splits `scheme://host:port[,host:port...][?name=value&...]` into the backend,
+/// its endpoints and a [`Config`]. Errors never echo the URL, which may carry
+/// credentials.
+pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
+    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
+        Error::InvalidArgument(
+            "a store URL looks like memory://, consul://host:port or etcd://host:port".into(),
+        )
+    })?;
+    let (backend, https) = match scheme {
+        "memory" => (Backend::Memory, false),
+        "consul" => (Backend::Consul, false),
+        "etcd" => (Backend::Etcd, false),
+        "consul+https" => (Backend::Consul, true),
+        "etcd+https" => (Backend::Etcd, true),
+        other => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown scheme {other:?} (known: memory, consul, etcd, consul+https, etcd+https)"
+            )));
+        }
+    };
+    let (authority, query) = rest.split_once('?').unwrap_or((rest, ""));
+    let authority = authority.trim_end_matches('/');
+    let mut config = Config::from_env();
+    if https {
+        config.tls = Some(crate::TlsConfig::default());
+    }
+    // `user:password@host:port,...`: the credentials apply to every endpoint.
+    let authority = match authority.rsplit_once('@') {
+        None => authority,
+        Some((userinfo, hosts)) => {
+            let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+            config.username = Some(percent_decode("user name", user)?);
+            config.password = Some(percent_decode("password", password)?);
+            hosts
+        }
+    };
+    let endpoints: Vec<String> = authority
+        .split(',')
+        .filter(|e| !e.is_empty())
+        .map(str::to_owned)
+        .collect();
+    match backend {
+        Backend::Memory if !endpoints.is_empty() => {
+            return Err(Error::InvalidArgument(
+                "memory:// takes no host: each memory:// URL is a new, empty store".into(),
+            ));
+        }
+        Backend::Consul | Backend::Etcd if endpoints.is_empty() => {
+            return Err(Error::InvalidArgument(format!(
+                "{scheme}:// needs at least one host:port"
+            )));
+        }
+        _ => {}
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        set_option(&mut config, name, value)?;
+    }
+    Ok((StoreUrl { backend, endpoints }, config))
+}
+
+/// A percent-decoded query value. The error never repeats the value, which
+/// may be a secret.
+/// Applies one `name=value` option from a URL query string.
+fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
+    match name {
+        "timeout" => config.timeout = parse_duration(name, value)?,
+        "lock_ttl" => config.lock_ttl = parse_duration(name, value)?,
+        "stall_timeout" => config.stall_timeout = parse_duration(name, value)?,
+        "token" => config.token = Some(percent_decode(name, value)?),
+        "dc" => config.datacenter = Some(percent_decode(name, value)?),
+        "ca_file" | "cert_file" | "key_file" | "tls_server_name" => {
+            let Some(tls) = config.tls.as_mut() else {
+                return Err(Error::InvalidArgument(format!(
+                    "{name} needs TLS: use consul+https:// or etcd+https://"
+                )));
+            };
+            let value = percent_decode(name, value)?;
+            match name {
+                "ca_file" => tls.ca_file = Some(value.into()),
+                "cert_file" => tls.cert_file = Some(value.into()),
+                "key_file" => tls.key_file = Some(value.into()),
+                _ => tls.server_name = Some(value),
+            }
+        }
+        "history" => {
+            config.history = value.parse().map_err(|_| {
+                Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
+            })?
+        }
+        _ => {
+            return Err(Error::InvalidArgument(format!(
+                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, token, dc, ca_file, cert_file, key_file, tls_server_name)"
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn percent_decode(name: &str, value: &str) -> Result<String> {
+    percent_encoding::percent_decode_str(value)
+        .decode_utf8()
+        .map(|v| v.into_owned())
+        .map_err(|_| Error::InvalidArgument(format!("{name}: not valid percent-encoded UTF-8")))
+}
+
+/// Parses `250ms`, `5s`, `2m`, `1h` (a whole number and a unit).
+pub(crate) fn parse_duration(name: &str, text: &str) -> Result<Duration> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "{name}: {text:?} is not a duration like 250ms, 5s, 2m or 1h"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(invalid)?;
+    let (number, unit) = text.split_at(split);
+    let n: u64 = number.parse().map_err(|_| invalid())?;
+    let seconds = match unit {
+        "ms" => return Ok(Duration::from_millis(n)),
+        "s" => n,
+        "m" => n.checked_mul(60).ok_or_else(invalid)?,
+        "h" => n.checked_mul(3600).ok_or_else(invalid)?,
+        _ => return Err(invalid()),
+    };
+    Ok(Duration::from_secs(seconds))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn https_schemes_and_tls_options() {
+        let (url, config) = parse_url(
+            "etcd+https://h:1?ca_file=/ca.pem&cert_file=/c.pem&key_file=/k.pem&tls_server_name=etcd.local",
+        )
+        .unwrap();
+        assert_eq!(url.backend, Backend::Etcd);
+        let tls = config.tls.expect("TLS on");
+        assert_eq!(
+            tls.ca_file.as_deref(),
+            Some(std::path::Path::new("/ca.pem"))
+        );
+        assert_eq!(
+            tls.key_file.as_deref(),
+            Some(std::path::Path::new("/k.pem"))
+        );
+        assert_eq!(tls.server_name.as_deref(), Some("etcd.local"));
+        let (url, config) = parse_url("consul+https://h:1").unwrap();
+        assert_eq!(url.backend, Backend::Consul);
+        assert_eq!(config.tls, Some(crate::TlsConfig::default()));
+        // TLS options on a plain scheme are a mistake, not ignored.
+        assert!(parse_url("consul://h:1?ca_file=/ca.pem").is_err());
+        assert!(parse_url("memory+https://").is_err());
+    }
+
+    #[test]
+    fn stall_timeout_and_validation() {
+        let (_, config) = parse_url("consul://h:1?stall_timeout=30s").unwrap();
+        assert_eq!(config.stall_timeout, Duration::from_secs(30));
+        assert!(config.validate().is_ok());
+        assert!(
+            Config::default()
+                .with_stall_timeout(Duration::from_millis(10))
+                .validate()
+                .is_err()
+        );
+        assert!(
+            Config::default()
+                .with_timeout(Duration::ZERO)
+                .validate()
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn parses_endpoints_and_options() {
+        let (url, config) =
+            parse_url("consul://127.0.0.1:8500,127.0.0.1:8501/?timeout=250ms").unwrap();
+        assert_eq!(url.backend, Backend::Consul);
+        assert_eq!(url.endpoints, ["127.0.0.1:8500", "127.0.0.1:8501"]);
+        assert_eq!(config.timeout, Duration::from_millis(250));
+    }
+
+    #[test]
+    fn memory_takes_no_host_and_options_are_checked() {
+        assert!(parse_url("memory://").is_ok());
+        assert!(parse_url("memory://?history=5").is_ok());
+        assert!(matches!(
+            parse_url("memory://x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("memory://?timout=5s"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("redis://x"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("etcd://"),
+            Err(Error::InvalidArgument(_))
+        ));
+        assert!(matches!(
+            parse_url("nonsense"),
+            Err(Error::InvalidArgument(_))
+        ));
+    }
+
+    #[test]
+    fn tokens_are_read_and_never_shown() {
+        let (_, config) = parse_url("consul://h:1?token=s3cr%2Ft&dc=east").unwrap();
+        assert_eq!(config.token.as_deref(), Some("s3cr/t"));
+        assert_eq!(config.datacenter.as_deref(), Some("east"));
+        assert!(!format!("{config:?}").contains("s3cr"));
+    }
+
+    #[test]
+    fn userinfo_is_read_and_the_password_never_shown() {
+        let (url, config) = parse_url("etcd://root:p%40ss@127.0.0.1:2379,127.0.0.1:2380").unwrap();
+        assert_eq!(url.endpoints, ["127.0.0.1:2379", "127.0.0.1:2380"]);
+        assert_eq!(config.username.as_deref(), Some("root"));
+        assert_eq!(config.password.as_deref(), Some("p@ss"));
+        assert!(!format!("{config:?}").contains("p@ss"));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("t", "5s").unwrap(), Duration::from_secs(5));
+        assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(
+            parse_duration("t", "1h").unwrap(),
+            Duration::from_secs(3600)
+        );
+        for bad in ["", "5", "s", "5x", "-1s", "99999999999999999999s"] {
+            assert!(parse_duration("t", bad).is_err(), "{bad:?}");
+        }
+    }
+}
