@@ -43,6 +43,8 @@ mod config;
 pub mod discovery;
 pub mod election;
 mod error;
+mod ext;
+mod forward;
 mod http;
 mod key;
 mod lock;
@@ -57,6 +59,7 @@ pub use bytes::Bytes;
 
 pub use crate::config::{Backend, Config};
 pub use crate::error::{Error, Result, SourceError};
+pub use crate::ext::{JsonEvent, StoreExt};
 pub use crate::lock::Lock;
 pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
 pub use crate::tls::TlsConfig;
@@ -111,3 +114,8 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
     let endpoints: Vec<&str> = url.endpoints.iter().map(String::as_str).collect();
     create_store(url.backend, &endpoints, config)
 }
+
+/// The README's example, compiled and run by `cargo test --doc`.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

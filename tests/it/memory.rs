@@ -109,3 +109,94 @@ mod memory_only {
         assert!(!state.contains_key("s/0"));
     }
 }
+
+/// `StoreExt` and the pointer impls, as a user reaches for them.
+mod extensions {
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use futures::StreamExt as _;
+    use kvmesh::{JsonEvent, Store, StoreExt, WatchOptions};
+
+    async fn takes_any_store(store: impl Store) -> bool {
+        store.exists("a").await.unwrap()
+    }
+
+    #[tokio::test]
+    async fn json_values_updates_and_lock_deadlines() {
+        let store = kvmesh::connect("memory://").await.unwrap();
+        store.put_value("a", "1").await.unwrap();
+        assert!(
+            takes_any_store(store.clone()).await,
+            "Arc<dyn Store> is a Store"
+        );
+        assert!(takes_any_store(&store).await);
+
+        store.put_json("n", &vec![1, 2]).await.unwrap();
+        assert_eq!(
+            store.get_json::<Vec<u32>>("n").await.unwrap(),
+            Some(vec![1, 2])
+        );
+        assert!(
+            store
+                .get_json::<Vec<u32>>("missing")
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(matches!(
+            store.get_json::<u32>("a-not-json").await,
+            Ok(None)
+        ));
+        store.put_value("text", "not json").await.unwrap();
+        assert!(matches!(
+            store.get_json::<u32>("text").await,
+            Err(kvmesh::Error::MalformedReply { .. })
+        ));
+
+        let mut watch = store
+            .watch_json::<Vec<u32>>("n", WatchOptions::default())
+            .await
+            .unwrap();
+        match watch.next().await {
+            Some(Ok(JsonEvent::Put { value, .. })) => assert_eq!(value, [1, 2]),
+            other => panic!("{other:?}"),
+        }
+
+        // Concurrent updates lose nothing.
+        store.put_json("count", &0u32).await.unwrap();
+        let tasks = (0..8).map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                for _ in 0..20 {
+                    store
+                        .update("count", |old| {
+                            let n: u32 = serde_json::from_slice(old.unwrap()).unwrap();
+                            serde_json::to_vec(&(n + 1)).unwrap().into()
+                        })
+                        .await
+                        .unwrap();
+                }
+            })
+        });
+        for task in futures::future::join_all(tasks).await {
+            task.unwrap();
+        }
+        assert_eq!(store.get_json::<u32>("count").await.unwrap(), Some(160));
+
+        let held = store.acquire("lock", "me".into()).await.unwrap();
+        let waited = store
+            .acquire_timeout("lock", "you", Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(waited.is_none());
+        held.release().await.unwrap();
+        let got = store
+            .acquire_timeout("lock", "you", Duration::from_millis(50))
+            .await
+            .unwrap();
+        assert!(got.is_some());
+        let boxed: Box<dyn Store> = Box::new(Arc::clone(&store));
+        assert!(boxed.exists("lock").await.unwrap());
+    }
+}
