@@ -3,66 +3,82 @@
 
 use std::sync::Arc;
 
+use std::future::Future;
+use std::pin::Pin;
+
 use bytes::Bytes;
 
 use crate::{KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
 
+/// The future every async `Store` method returns (as `async-trait` writes it).
+type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
+
+// Written without `#[async_trait]`, which would box a second future around
+// the pointee's: each method hands back the pointee's own boxed future.
 macro_rules! forward_store {
     ($($pointer:ty),*) => {$(
-        #[async_trait::async_trait]
         impl<T: Store + ?Sized> Store for $pointer {
-            async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-                (**self).put(key, value).await
+            fn put<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes) -> Boxed<'f, ()>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).put(key, value)
             }
-            async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
-                (**self).put_with(key, value, options).await
+            fn put_with<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes, options: PutOptions) -> Boxed<'f, ()>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).put_with(key, value, options)
             }
-            async fn get(&self, key: &str) -> Result<Option<KvPair>> {
-                (**self).get(key).await
+            fn get<'a, 'b, 'f>(&'a self, key: &'b str) -> Boxed<'f, Option<KvPair>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).get(key)
             }
-            async fn delete(&self, key: &str) -> Result<()> {
-                (**self).delete(key).await
+            fn delete<'a, 'b, 'f>(&'a self, key: &'b str) -> Boxed<'f, ()>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).delete(key)
             }
-            async fn exists(&self, key: &str) -> Result<bool> {
-                (**self).exists(key).await
+            fn exists<'a, 'b, 'f>(&'a self, key: &'b str) -> Boxed<'f, bool>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).exists(key)
             }
-            async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
-                (**self).watch(key, options).await
+            fn watch<'a, 'b, 'f>(&'a self, key: &'b str, options: WatchOptions) -> Boxed<'f, Watch>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).watch(key, options)
             }
             fn cancel_watch(&self, key: &str) -> usize {
                 (**self).cancel_watch(key)
             }
-            async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
-                (**self).acquire(key, value).await
+            fn acquire<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes) -> Boxed<'f, Lock>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).acquire(key, value)
             }
-            async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
-                (**self).try_acquire(key, value).await
+            fn try_acquire<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes) -> Boxed<'f, Option<Lock>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).try_acquire(key, value)
             }
-            async fn release(&self, session: &str) -> Result<()> {
-                (**self).release(session).await
+            fn release<'a, 'b, 'f>(&'a self, session: &'b str) -> Boxed<'f, ()>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).release(session)
             }
-            async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
-                (**self).get_range(prefix).await
+            fn get_range<'a, 'b, 'f>(&'a self, prefix: &'b str) -> Boxed<'f, Vec<KvPair>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).get_range(prefix)
             }
-            async fn delete_range(&self, prefix: &str) -> Result<()> {
-                (**self).delete_range(prefix).await
+            fn delete_range<'a, 'b, 'f>(&'a self, prefix: &'b str) -> Boxed<'f, ()>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).delete_range(prefix)
             }
-            async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
-                (**self).watch_range(prefix, options).await
+            fn watch_range<'a, 'b, 'f>(&'a self, prefix: &'b str, options: WatchOptions) -> Boxed<'f, Watch>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).watch_range(prefix, options)
             }
             fn cancel_watch_range(&self, prefix: &str) -> usize {
                 (**self).cancel_watch_range(prefix)
             }
-            async fn atomic_put(
-                &self,
-                key: &str,
-                value: Bytes,
-                previous: Option<u64>,
-            ) -> Result<bool> {
-                (**self).atomic_put(key, value, previous).await
+            fn atomic_put<'a, 'b, 'f>(&'a self, key: &'b str, value: Bytes, previous: Option<u64>) -> Boxed<'f, bool>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).atomic_put(key, value, previous)
             }
-            async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
-                (**self).atomic_delete(key, previous).await
+            fn atomic_delete<'a, 'b, 'f>(&'a self, key: &'b str, previous: u64) -> Boxed<'f, bool>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).atomic_delete(key, previous)
             }
         }
     )*};
