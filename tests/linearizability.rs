@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kvmesh::{Bytes, Store};
 use support::linearizability::{Entry, Op, is_linearizable};
+use support::servers;
 
 const CLIENTS: usize = 4;
 const OPS_PER_CLIENT: usize = 120;
@@ -120,17 +121,6 @@ async fn check(stores: Vec<Arc<dyn Store>>, key: String, fault: impl Future<Outp
         checked.elapsed()
     );
     assert!(ok, "not linearizable: {history:#?}");
-}
-
-/// `scripts/servers <args>`.
-fn servers(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/servers");
-    let output = std::process::Command::new(script)
-        .args(args)
-        .output()
-        .expect("run scripts/servers");
-    assert!(output.status.success(), "scripts/servers {args:?} failed");
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 /// Kills the cluster's leader a moment into the run, revives it a moment later.

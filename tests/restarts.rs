@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use kvmesh::{KvEvent, Lock, Store, Watch, WatchOptions};
-use support::{server_addr, unique};
+use support::{server_addr, servers, unique};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
 
@@ -23,21 +23,6 @@ static SERIAL: Mutex<()> = Mutex::const_new(());
 
 const TIMEOUT: Duration = Duration::from_secs(2);
 const OPTIONS: &str = "timeout=2s&lock_ttl=2s&stall_timeout=5s";
-
-/// `scripts/servers <args>`; panics when it fails.
-fn servers(args: &[&str]) -> String {
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/servers");
-    let output = std::process::Command::new(script)
-        .args(args)
-        .output()
-        .expect("run scripts/servers");
-    assert!(
-        output.status.success(),
-        "scripts/servers {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// What a run did, for the checks after the fault.
 struct Live {

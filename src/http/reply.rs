@@ -3,6 +3,7 @@
 use bytes::Bytes;
 use hyper::StatusCode;
 use hyper::header::{AsHeaderName, HeaderMap};
+use serde::Deserialize;
 
 /// A whole reply.
 #[derive(Debug)]
@@ -17,6 +18,21 @@ impl HttpReply {
     /// is looked up without parsing its name.
     pub(crate) fn header(&self, name: impl AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body decoded as JSON; [`crate::Error::MalformedReply`] naming
+    /// `operation`, with serde's error as its source, when it does not decode.
+    pub(crate) fn json<'a, T: Deserialize<'a>>(&'a self, operation: &str) -> crate::Result<T> {
+        serde_json::from_slice(&self.body).map_err(|e| {
+            crate::Error::undecodable(
+                format!(
+                    "{operation}: cannot decode the reply (status {}, body {:?})",
+                    self.status.as_u16(),
+                    self.excerpt()
+                ),
+                e,
+            )
+        })
     }
 
     /// The start of the body, for error messages.

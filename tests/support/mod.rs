@@ -189,3 +189,18 @@ pub fn unique(case: &str) -> String {
         .unwrap_or_default();
     format!("kvtest/{case}/{}-{nanos}/", std::process::id())
 }
+
+/// `scripts/servers <args>`; panics when it fails.
+pub fn servers(args: &[&str]) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/servers");
+    let output = std::process::Command::new(script)
+        .args(args)
+        .output()
+        .expect("run scripts/servers");
+    assert!(
+        output.status.success(),
+        "scripts/servers {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}

@@ -226,7 +226,7 @@ impl ConsulClient {
             )
             .await?;
         let reply = Self::expect_ok(reply, "consul session create", None)?;
-        let created: SessionCreated = wire::parse_json(&reply, "consul session create")?;
+        let created: SessionCreated = reply.json("consul session create")?;
         Ok(created.id)
     }
 
@@ -281,8 +281,7 @@ impl ConsulClient {
             )
             .await?;
         let reply = Self::expect_ok(reply, "consul session info", None)?;
-        let sessions: Option<Vec<serde_json::Value>> =
-            wire::parse_json(&reply, "consul session info")?;
+        let sessions: Option<Vec<serde_json::Value>> = reply.json("consul session info")?;
         Ok(sessions.is_some_and(|s| !s.is_empty()))
     }
 

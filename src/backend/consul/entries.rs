@@ -1,13 +1,13 @@
 //! The entries of a KV read as kvmesh keeps them: the pairs it hands out,
 //! and apart from them the few sessions that hold keys.
 
-use super::wire::{KvEntry, parse_json};
+use super::wire::KvEntry;
 use crate::http::HttpReply;
 use crate::{Error, KvPair, Result};
 
 /// The entries of a KV read.
 pub(super) fn parse(reply: &HttpReply, operation: &str) -> Result<Entries> {
-    parse_json::<Vec<KvEntry>>(reply, operation).map(Entries::from)
+    reply.json::<Vec<KvEntry>>(operation).map(Entries::from)
 }
 
 /// The entries of a `GET /v1/kv/...` reply, in Consul's order.

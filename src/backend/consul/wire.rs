@@ -43,23 +43,6 @@ pub(super) struct SessionCreated {
     pub(super) id: String,
 }
 
-/// Parses a JSON body, naming the operation on failure.
-pub(super) fn parse_json<'a, T: Deserialize<'a>>(
-    reply: &'a HttpReply,
-    operation: &str,
-) -> Result<T> {
-    serde_json::from_slice(&reply.body).map_err(|e| {
-        Error::undecodable(
-            format!(
-                "{operation}: cannot decode the reply (status {}, body {:?})",
-                reply.status.as_u16(),
-                reply.excerpt()
-            ),
-            e,
-        )
-    })
-}
-
 /// Parses the `true` / `false` that Consul's KV writes answer.
 pub(super) fn parse_bool(reply: &HttpReply, operation: &str) -> Result<bool> {
     match reply.body.trim_ascii() {
@@ -209,7 +192,7 @@ mod tests {
         assert!(parse_bool(&reply(200, "maybe"), "put").is_err());
         let garbage = reply(200, "[{\"Key\":");
         assert!(matches!(
-            parse_json::<Vec<KvEntry>>(&garbage, "get"),
+            garbage.json::<Vec<KvEntry>>("get"),
             Err(Error::MalformedReply { .. })
         ));
     }

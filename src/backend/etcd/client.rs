@@ -143,7 +143,7 @@ impl EtcdClient {
         if reply.status != StatusCode::OK {
             return Ok(Err(Refusal::of(&reply, operation)));
         }
-        wire::parse(&reply, operation).map(Ok)
+        reply.json(operation).map(Ok)
     }
 
     /// The pairs of a key or prefix (sorted by key), and the revision read at.

@@ -22,6 +22,7 @@ mod refusal;
 mod stream;
 mod ttl;
 mod watch;
+mod watch_messages;
 mod wire;
 
 use std::fmt;

@@ -26,7 +26,7 @@ use hyper::{Method, StatusCode};
 use super::Inner;
 use super::client::range_of;
 use super::refusal::{self, code};
-use super::wire::{CreateRequest, WatchEvent, WatchLine, WatchRequest};
+use super::watch_messages::{CreateRequest, WatchEvent, WatchLine, WatchRequest};
 use crate::backoff::Backoff;
 use crate::http::HttpRequest;
 use crate::watch::WatchTarget;
