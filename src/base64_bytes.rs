@@ -8,6 +8,7 @@ use serde::Deserializer;
 use serde::de::Visitor;
 
 /// `bytes` as padded standard base64.
+#[cfg(feature = "etcd")]
 pub(crate) fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }
@@ -20,6 +21,7 @@ pub(crate) fn optional<'de, D: Deserializer<'de>>(
 }
 
 /// A base64 string; absent or `null` is empty.
+#[cfg(feature = "etcd")]
 pub(crate) fn bytes<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Bytes, D::Error> {
     optional(deserializer).map(Option::unwrap_or_default)
 }
@@ -53,7 +55,7 @@ impl<'de> Visitor<'de> for Base64 {
     }
 }
 
-#[cfg(test)]
+#[cfg(all(test, feature = "etcd"))]
 mod tests {
     use super::*;
 

@@ -37,7 +37,9 @@
 //!   the lock changes hands.
 
 mod backend;
+#[cfg(any(feature = "consul", feature = "etcd"))]
 mod backoff;
+#[cfg(any(feature = "consul", feature = "etcd"))]
 mod base64_bytes;
 mod config;
 pub mod discovery;
@@ -45,8 +47,11 @@ pub mod election;
 mod error;
 mod ext;
 mod forward;
+#[cfg(any(feature = "consul", feature = "etcd"))]
 mod http;
 mod key;
+#[cfg(any(feature = "consul", feature = "etcd"))]
+mod lifetime;
 mod lock;
 mod store;
 mod tls;
@@ -80,6 +85,12 @@ pub fn create_store(
     config: Config,
 ) -> Result<Arc<dyn Store>> {
     config.validate()?;
+    if config.tls.is_some() && !cfg!(feature = "tls") {
+        return Err(Error::Unsupported {
+            backend: backend.name(),
+            what: "TLS: this build of kvmesh left it out: enable the `tls` cargo feature".into(),
+        });
+    }
     match backend {
         Backend::Memory => {
             if !endpoints.is_empty() {
@@ -89,10 +100,20 @@ pub fn create_store(
             }
             Ok(Arc::new(backend::memory::MemoryStore::new(&config)))
         }
+        #[cfg(feature = "consul")]
         Backend::Consul => Ok(Arc::new(backend::consul::ConsulStore::new(
             endpoints, config,
         )?)),
+        #[cfg(feature = "etcd")]
         Backend::Etcd => Ok(Arc::new(backend::etcd::EtcdStore::new(endpoints, config)?)),
+        #[allow(unreachable_patterns)]
+        left_out => Err(Error::Unsupported {
+            backend: left_out.name(),
+            what: format!(
+                "this build of kvmesh left it out: enable the `{}` cargo feature",
+                left_out.name()
+            ),
+        }),
     }
 }
 

@@ -138,6 +138,7 @@ impl WatchRegistry {
 ///
 /// Used where a store cannot replay what happened: Consul's blocking-query
 /// results and etcd's re-read after a compaction.
+#[cfg(any(feature = "consul", feature = "etcd"))]
 pub(crate) fn difference(
     known: &mut std::collections::BTreeMap<String, u64>,
     current: &[crate::KvPair],
@@ -332,6 +333,7 @@ mod tests {
     }
 
     #[test]
+    #[cfg(any(feature = "consul", feature = "etcd"))]
     fn difference_yields_what_changed_in_version_order() {
         use crate::KvPair;
         let pair = |key: &str, version| KvPair {

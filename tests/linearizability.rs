@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use kvmesh::{Bytes, Store};
 use support::linearizability::{Entry, Op, is_linearizable};
+#[cfg(any(feature = "consul", feature = "etcd"))]
 use support::servers;
 
 const CLIENTS: usize = 4;
@@ -124,6 +125,7 @@ async fn check(stores: Vec<Arc<dyn Store>>, key: String, fault: impl Future<Outp
 }
 
 /// Kills the cluster's leader a moment into the run, revives it a moment later.
+#[cfg(any(feature = "consul", feature = "etcd"))]
 async fn kill_and_revive_the_leader(cluster: &'static str) {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let leader = tokio::task::spawn_blocking(move || servers(&["leader", cluster]))
@@ -140,6 +142,7 @@ async fn kill_and_revive_the_leader(cluster: &'static str) {
         .unwrap();
 }
 
+#[cfg(any(feature = "consul", feature = "etcd"))]
 async fn cluster_run(scheme: &str, var: &str, cluster: &'static str, test: &str) {
     let Some(addrs) = support::server_addr(var, test) else {
         return;
@@ -160,12 +163,14 @@ async fn memory_store_is_linearizable() {
     check(stores, "register".into(), async {}).await;
 }
 
+#[cfg(feature = "etcd")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn etcd_cluster_is_linearizable_through_a_leader_kill() {
     let test = "etcd_cluster_is_linearizable_through_a_leader_kill";
     cluster_run("etcd", "KV_ETCD_CLUSTER", "etcd-cluster", test).await;
 }
 
+#[cfg(feature = "consul")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consul_cluster_is_linearizable_through_a_leader_kill() {
     let test = "consul_cluster_is_linearizable_through_a_leader_kill";

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
@@ -12,8 +11,15 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::bounded::BoundedConnector;
 use crate::{Error, Result};
 
+/// How a pool opens a connection: TCP, at most `per_host` per endpoint,
+/// then TLS where the endpoint is `https://` (with the `tls` feature).
+#[cfg(feature = "tls")]
+type Connector = hyper_rustls::HttpsConnector<BoundedConnector<HttpConnector>>;
+#[cfg(not(feature = "tls"))]
+type Connector = BoundedConnector<HttpConnector>;
+
 /// A pool of connections, at most `per_host` to each endpoint.
-pub(super) type Pool = Client<HttpsConnector<BoundedConnector<HttpConnector>>, Full<Bytes>>;
+pub(super) type Pool = Client<Connector, Full<Bytes>>;
 
 /// A pool over TLS when `tls` is set; nothing connects until the first
 /// request.
@@ -27,7 +33,12 @@ pub(super) fn pool(tls: Option<&crate::TlsConfig>, per_host: usize) -> Result<Po
     connector.set_keepalive_interval(Some(Duration::from_secs(10)));
     connector.set_keepalive_retries(Some(3));
     connector.enforce_http(false);
-    let connector = tls_connector(tls, BoundedConnector::new(connector, per_host))?;
+    let connector = BoundedConnector::new(connector, per_host);
+    #[cfg(feature = "tls")]
+    let connector = super::tls::wrap(tls, connector)?;
+    // `create_store` refused TLS settings already.
+    #[cfg(not(feature = "tls"))]
+    let _ = tls;
     // Without a timer the pool evicts an idle connection only when a
     // later request looks at it: after a burst, a store kept every
     // connection it had opened, idle, for good.
@@ -40,7 +51,8 @@ pub(super) fn pool(tls: Option<&crate::TlsConfig>, per_host: usize) -> Result<Po
 /// A failed request: [`Error::Tls`] when TLS is what failed, else
 /// [`Error::Unreachable`].
 pub(super) fn request_error(operation: &str, error: hyper_util::client::legacy::Error) -> Error {
-    if let Some(message) = crate::tls::tls_failure(&error) {
+    #[cfg(feature = "tls")]
+    if let Some(message) = super::tls::tls_failure(&error) {
         return Error::Tls {
             message: format!("{operation}: {message}"),
         };
@@ -65,35 +77,4 @@ pub(super) fn reply_body_error(
         message: format!("the reply to {operation} was cut off: {error}"),
         source: Some(std::sync::Arc::from(error)),
     }
-}
-
-/// Wraps `connector` in TLS when `tls` is set. Without it the connector
-/// speaks plain HTTP only (every endpoint is `http://`).
-fn tls_connector(
-    tls: Option<&crate::TlsConfig>,
-    connector: BoundedConnector<HttpConnector>,
-) -> Result<HttpsConnector<BoundedConnector<HttpConnector>>> {
-    let client_config = match tls {
-        Some(tls) => tls.client_config()?,
-        None => rustls::ClientConfig::builder_with_provider(std::sync::Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
-        .with_root_certificates(rustls::RootCertStore::empty())
-        .with_no_client_auth(),
-    };
-    let builder = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_tls_config(client_config)
-        .https_or_http();
-    let builder = match tls.and_then(|t| t.server_name.clone()) {
-        Some(name) => {
-            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
-                Error::InvalidArgument(format!("TLS server name {name:?} is not a DNS name or IP"))
-            })?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
-        None => builder,
-    };
-    Ok(builder.enable_http1().wrap_connector(connector))
 }

@@ -6,8 +6,12 @@ mod bounded;
 mod connect;
 mod endpoint;
 mod reply;
+#[cfg(feature = "tls")]
+mod tls;
 
-pub(crate) use self::reply::{HttpReply, excerpt};
+pub(crate) use self::reply::HttpReply;
+#[cfg(any(feature = "etcd", test))]
+pub(crate) use self::reply::excerpt;
 
 use std::fmt;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -205,6 +209,7 @@ impl HttpClient {
     /// Opens a streaming exchange: the reply's status, headers and its body
     /// to read as it comes. `timeout` covers the reply's head only. Fails
     /// over like [`HttpClient::send`] while nothing was received.
+    #[cfg(feature = "etcd")]
     pub(crate) async fn open_stream(
         &self,
         request: &HttpRequest<'_>,

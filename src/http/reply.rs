@@ -2,13 +2,16 @@
 
 use bytes::Bytes;
 use hyper::StatusCode;
-use hyper::header::{AsHeaderName, HeaderMap};
+#[cfg(feature = "consul")]
+use hyper::header::AsHeaderName;
+use hyper::header::HeaderMap;
 use serde::Deserialize;
 
 /// A whole reply.
 #[derive(Debug)]
 pub(crate) struct HttpReply {
     pub(crate) status: StatusCode,
+    #[cfg_attr(not(feature = "consul"), allow(dead_code))]
     pub(crate) headers: HeaderMap,
     pub(crate) body: Bytes,
 }
@@ -16,6 +19,7 @@ pub(crate) struct HttpReply {
 impl HttpReply {
     /// A header as text, if present and valid. A `&'static HeaderName`
     /// is looked up without parsing its name.
+    #[cfg(feature = "consul")]
     pub(crate) fn header(&self, name: impl AsHeaderName) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }

@@ -2,20 +2,31 @@
 //! built as one binary (one link instead of eleven). The tests that kill
 //! shared servers or count a whole process's connections stay binaries of
 //! their own (`tests/*.rs`), so that cargo runs them one after another.
+//! A module that needs a backend is built with that backend's feature.
 
 #[path = "../support/mod.rs"]
 mod support;
 
 mod conformance;
 
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod bad_replies;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod cli;
+#[cfg(feature = "consul")]
 mod consul;
+#[cfg(feature = "consul")]
 mod consul_comes_back_empty;
+#[cfg(feature = "etcd")]
 mod etcd;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod faults;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod lock_safety;
 mod memory;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod secrets;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod servers;
+#[cfg(all(feature = "consul", feature = "etcd", feature = "tls"))]
 mod tls;

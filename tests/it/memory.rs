@@ -200,3 +200,30 @@ mod extensions {
         assert!(boxed.exists("lock").await.unwrap());
     }
 }
+
+/// A build without a backend's feature refuses its URLs, naming the feature.
+#[cfg(not(all(feature = "consul", feature = "etcd")))]
+#[tokio::test]
+async fn a_backend_left_out_of_the_build_names_its_feature() {
+    for (url, feature) in [
+        ("consul://127.0.0.1:8500", "consul"),
+        ("etcd://127.0.0.1:2379", "etcd"),
+    ] {
+        if cfg!(feature = "consul") && feature == "consul"
+            || cfg!(feature = "etcd") && feature == "etcd"
+        {
+            continue;
+        }
+        let error = kvmesh::connect(url).await.err().expect("refused");
+        assert!(
+            matches!(error, kvmesh::Error::Unsupported { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains(&format!("`{feature}` cargo feature")),
+            "{error}"
+        );
+    }
+}

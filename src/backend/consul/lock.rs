@@ -23,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::client::Write;
 use crate::backoff::Backoff;
-use crate::lock::{KeptLifetime, Renewable, WaitThroughOutages};
+use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.

@@ -18,7 +18,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::wire::{Compare, PutRequest, RequestOp, TxnRequest, b64};
-use crate::lock::{KeptLifetime, Renewable, WaitThroughOutages};
+use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Lock, Result, WatchOptions};
 
