@@ -10,7 +10,7 @@ use futures::stream::BoxStream;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::{Error, KvEvent, Lock, Result, Store, WatchOptions};
+use crate::{Error, KvEvent, Lock, Prefixed, Result, Store, WatchOptions};
 
 /// One change seen by [`StoreExt::watch_json`], its value decoded.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -131,6 +131,15 @@ pub trait StoreExt: Store {
             Ok(lock) => lock.map(Some),
             Err(_) => Ok(None),
         }
+    }
+
+    /// This store seen under `prefix`: every key, range, watch and lock goes
+    /// under it, and keys come back without it. See [`Prefixed`].
+    fn with_prefix(self, prefix: impl Into<String>) -> Prefixed<Self>
+    where
+        Self: Sized,
+    {
+        Prefixed::new(self, prefix)
     }
 }
 

@@ -53,6 +53,7 @@ mod key;
 #[cfg(any(feature = "consul", feature = "etcd"))]
 mod lifetime;
 mod lock;
+mod prefixed;
 mod store;
 mod tls;
 mod url;
@@ -66,6 +67,7 @@ pub use crate::config::{Backend, Config};
 pub use crate::error::{Error, Result, SourceError};
 pub use crate::ext::{JsonEvent, StoreExt};
 pub use crate::lock::Lock;
+pub use crate::prefixed::Prefixed;
 pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
 pub use crate::tls::TlsConfig;
 pub use crate::watch::Watch;

@@ -63,6 +63,14 @@ impl Lock {
         }
     }
 
+    /// The same lock, its key shown without `prefix` (a [`crate::Prefixed`] view).
+    pub(crate) fn strip_key_prefix(mut self, prefix: &str) -> Lock {
+        if self.key.starts_with(prefix) {
+            self.key.drain(..prefix.len());
+        }
+        self
+    }
+
     /// The key this lock is held on.
     pub fn key(&self) -> &str {
         &self.key

@@ -253,6 +253,21 @@ impl Watch {
 }
 
 impl Watch {
+    /// The same watch, each event passed through `f` (same registration, so
+    /// the same cancellation).
+    pub(crate) fn map_events(
+        mut self,
+        f: impl FnMut(KvEvent) -> KvEvent + Send + 'static,
+    ) -> Watch {
+        use futures::StreamExt as _;
+        let mut f = f;
+        self.events = self
+            .events
+            .take()
+            .map(|events| events.map(move |item| item.map(&mut f)).boxed());
+        self
+    }
+
     /// Ends the stream. Dropping the backend stream closes its server-side
     /// request now, not when the caller gets around to dropping the Watch.
     fn end(&mut self) -> Poll<Option<Result<KvEvent>>> {

@@ -17,6 +17,73 @@ conformance::suite!(
     test = tokio::test(start_paused = true)
 );
 
+/// The whole suite again through a `Prefixed` view: the view keeps every
+/// rule of the contract.
+mod prefixed {
+    use std::sync::Arc;
+
+    use kvmesh::StoreExt;
+
+    use crate::conformance::{self, BackendTraits, Ctx};
+
+    async fn prefixed_ctx(case: &str) -> Option<Ctx> {
+        let store = kvmesh::connect("memory://").await.expect("memory://");
+        let view = Arc::new(store.with_prefix("view/"));
+        Some(Ctx::new(view, case, BackendTraits::MEMORY))
+    }
+
+    conformance::suite!(
+        factory = prefixed_ctx,
+        test = tokio::test(start_paused = true)
+    );
+
+    #[tokio::test]
+    async fn keys_live_under_the_prefix_and_come_back_without_it() {
+        use futures::StreamExt;
+        use kvmesh::{Bytes, KvEvent, Store, WatchOptions};
+
+        let store = kvmesh::connect("memory://").await.unwrap();
+        let app = store.clone().with_prefix("app/");
+        let nested = app.clone().with_prefix("jobs/");
+        store.put("other", Bytes::from("x")).await.unwrap();
+        let mut watch = app.watch_range("", WatchOptions::default()).await.unwrap();
+        nested.put("1", Bytes::from("queued")).await.unwrap();
+        assert_eq!(
+            store.get("app/jobs/1").await.unwrap().unwrap().value,
+            "queued"
+        );
+        assert_eq!(nested.get("1").await.unwrap().unwrap().key, "1");
+        let keys: Vec<String> = app
+            .get_range("")
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|p| p.key)
+            .collect();
+        assert_eq!(keys, ["jobs/1"]);
+        match watch.next().await {
+            Some(Ok(KvEvent::Put(pair))) => assert_eq!(pair.key, "jobs/1"),
+            other => panic!("{other:?}"),
+        }
+        let lock = nested.acquire("leader", Bytes::from("me")).await.unwrap();
+        assert_eq!(lock.key(), "leader");
+        assert!(store.get("app/jobs/leader").await.unwrap().is_some());
+        assert_eq!(app.cancel_watch_range(""), 1);
+        assert!(watch.next().await.is_none());
+        lock.release().await.unwrap();
+        nested.delete_range("1").await.unwrap();
+        assert_eq!(
+            store.get_range("").await.unwrap().len(),
+            1,
+            "only `other` is left"
+        );
+        assert!(matches!(
+            app.get("").await,
+            Err(kvmesh::Error::InvalidKey { .. })
+        ));
+    }
+}
+
 mod memory_only {
     use futures::StreamExt;
     use kvmesh::{Bytes, Error, KvEvent, WatchOptions};
