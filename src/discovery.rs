@@ -194,7 +194,7 @@ impl Discovery {
 
 fn decode(value: &[u8]) -> Result<Node> {
     serde_json::from_slice(value)
-        .map_err(|e| Error::malformed(format!("a discovery entry is not a node: {e}")))
+        .map_err(|e| Error::undecodable("a discovery entry is not a node", e))
 }
 
 /// Keeps a registration alive until stopped; then removes it.

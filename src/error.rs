@@ -41,8 +41,10 @@ pub enum Error {
     },
 
     /// The value is larger than the backend accepts.
-    #[error("value of {size} bytes is too large (the limit is {limit} bytes)")]
+    #[error("the value of {size} bytes for {key:?} is too large (the limit is {limit} bytes)")]
     ValueTooLarge {
+        /// The key it was written to.
+        key: String,
         /// Size of the rejected value in bytes.
         size: usize,
         /// The largest value the backend accepts.
@@ -169,6 +171,7 @@ impl Error {
     }
 
     /// A [`Error::MalformedReply`] without a source.
+    #[cfg(any(feature = "consul", feature = "etcd"))]
     pub(crate) fn malformed(message: impl Into<String>) -> Self {
         Error::MalformedReply {
             message: message.into(),

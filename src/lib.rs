@@ -123,6 +123,11 @@ pub fn create_store(
 /// `etcd://host:port[,...]`, with options as query parameters
 /// (`?timeout=5s`, `?lock_ttl=15s`, `?history=10000`).
 ///
+/// Unlike [`create_store`], it checks that a network store answers before
+/// it returns (one endpoint answering is enough), within the `timeout`:
+/// [`Error::Unreachable`] naming the endpoints otherwise, and
+/// [`Error::PermissionDenied`] for etcd credentials it refuses.
+///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> kvmesh::Result<()> {
@@ -133,6 +138,37 @@ pub fn create_store(
 /// # }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
+    let (url, config) = url::parse_url(url)?;
+    let endpoints: Vec<&str> = url.endpoints.iter().map(String::as_str).collect();
+    match url.backend {
+        #[cfg(feature = "consul")]
+        Backend::Consul if config.tls.is_none() || cfg!(feature = "tls") => {
+            config.validate()?;
+            let store = backend::consul::ConsulStore::new(&endpoints, config)?;
+            store.check_reachable().await?;
+            Ok(Arc::new(store))
+        }
+        #[cfg(feature = "etcd")]
+        Backend::Etcd if config.tls.is_none() || cfg!(feature = "tls") => {
+            config.validate()?;
+            let store = backend::etcd::EtcdStore::new(&endpoints, config)?;
+            store.check_reachable().await?;
+            Ok(Arc::new(store))
+        }
+        // The memory store, and what this build cannot open (refused there).
+        _ => create_store(url.backend, &endpoints, config),
+    }
+}
+
+/// Opens a store from a URL like [`connect`], without the check: nothing
+/// is sent until the first call, so it works while the store is still
+/// down (a service that starts before its store, a test of failures).
+///
+/// ```
+/// let store = kvmesh::connect_lazy("etcd://127.0.0.1:1")?; // nothing listens there
+/// # Ok::<(), kvmesh::Error>(())
+/// ```
+pub fn connect_lazy(url: &str) -> Result<Arc<dyn Store>> {
     let (url, config) = url::parse_url(url)?;
     let endpoints: Vec<&str> = url.endpoints.iter().map(String::as_str).collect();
     create_store(url.backend, &endpoints, config)

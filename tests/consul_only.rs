@@ -120,8 +120,13 @@ async fn server_limits_are_typed_errors() {
         other => panic!("expected InvalidArgument, got {other:?}"),
     }
     match store.put(&key, Bytes::from(vec![7u8; 600 * 1024])).await {
-        Err(Error::ValueTooLarge { size, limit }) => {
-            assert_eq!((size, limit), (600 * 1024, 512 * 1024))
+        Err(Error::ValueTooLarge {
+            key: refused,
+            size,
+            limit,
+        }) => {
+            assert_eq!((size, limit), (600 * 1024, 512 * 1024));
+            assert_eq!(refused, key);
         }
         other => panic!("expected ValueTooLarge, got {other:?}"),
     }

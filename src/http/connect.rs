@@ -9,6 +9,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::bounded::BoundedConnector;
+use super::endpoint::Endpoint;
 use crate::{Error, Result};
 
 /// How a pool opens a connection: TCP, at most `per_host` per endpoint,
@@ -50,21 +51,26 @@ pub(super) fn pool(tls: Option<&crate::TlsConfig>, per_host: usize) -> Result<Po
 
 /// A failed request: [`Error::Tls`] when TLS is what failed, else
 /// [`Error::Unreachable`].
-pub(super) fn request_error(operation: &str, error: hyper_util::client::legacy::Error) -> Error {
+pub(super) fn request_error(
+    operation: &str,
+    endpoint: &Endpoint,
+    error: hyper_util::client::legacy::Error,
+) -> Error {
     #[cfg(feature = "tls")]
     if let Some(message) = super::tls::tls_failure(&error) {
         return Error::Tls {
-            message: format!("{operation}: {message}"),
+            message: format!("{operation} to {endpoint}: {message}"),
         };
     }
     Error::Unreachable {
-        message: format!("{operation}: cannot reach the server"),
+        message: format!("{operation}: cannot reach {endpoint}"),
         source: Some(std::sync::Arc::new(error)),
     }
 }
 
 pub(super) fn reply_body_error(
     operation: &str,
+    endpoint: &Endpoint,
     limit: usize,
     error: Box<dyn std::error::Error + Send + Sync>,
 ) -> Error {
@@ -74,7 +80,7 @@ pub(super) fn reply_body_error(
         ));
     }
     Error::Unreachable {
-        message: format!("the reply to {operation} was cut off: {error}"),
+        message: format!("the reply of {endpoint} to {operation} was cut off"),
         source: Some(std::sync::Arc::from(error)),
     }
 }

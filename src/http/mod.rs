@@ -5,6 +5,7 @@
 mod bounded;
 mod connect;
 mod endpoint;
+mod reachable;
 mod reply;
 #[cfg(feature = "tls")]
 mod tls;
@@ -172,9 +173,10 @@ impl HttpClient {
                     tracing::debug!(status = %reply.status, endpoint = index, "server error; trying the next endpoint");
                     last_error = Error::Unreachable {
                         message: format!(
-                            "{} answered {}: {}",
-                            request.operation,
+                            "{} answered {} to {}: {}",
+                            self.endpoints[index],
                             reply.status,
+                            request.operation,
                             reply.excerpt()
                         ),
                         source: None,
@@ -231,10 +233,15 @@ impl HttpClient {
                     return Ok(response);
                 }
                 Ok(Ok(response)) => Error::Unreachable {
-                    message: format!("{} answered {}", request.operation, response.status()),
+                    message: format!(
+                        "{} answered {} to {}",
+                        self.endpoints[index],
+                        response.status(),
+                        request.operation
+                    ),
                     source: None,
                 },
-                Ok(Err(e)) => request_error(request.operation, e),
+                Ok(Err(e)) => request_error(request.operation, &self.endpoints[index], e),
                 Err(_) => Error::Timeout {
                     operation: request.operation,
                     after: request.timeout,
@@ -295,7 +302,7 @@ impl HttpClient {
             let response = pool.request(http_request).await.map_err(|e| {
                 let nothing_sent = e.is_connect();
                 Failure {
-                    error: request_error(request.operation, e),
+                    error: request_error(request.operation, &self.endpoints[index], e),
                     nothing_sent,
                     broken: !nothing_sent,
                 }
@@ -324,7 +331,12 @@ impl HttpClient {
                 .collect()
                 .await
                 .map_err(|e| {
-                    let error = reply_body_error(request.operation, self.max_reply_bytes, e);
+                    let error = reply_body_error(
+                        request.operation,
+                        &self.endpoints[index],
+                        self.max_reply_bytes,
+                        e,
+                    );
                     Failure {
                         broken: matches!(error, Error::Unreachable { .. }),
                         error,

@@ -19,9 +19,7 @@ async fn store_on(
     answer: fn() -> Answer,
 ) -> (std::sync::Arc<dyn kvmesh::Store>, FakeServer) {
     let server = FakeServer::start(move |_, _| answer()).await;
-    let store = kvmesh::connect(&format!("{scheme}://{}?timeout=2s", server.addr))
-        .await
-        .unwrap();
+    let store = kvmesh::connect_lazy(&format!("{scheme}://{}?timeout=2s", server.addr)).unwrap();
     (store, server)
 }
 
@@ -279,9 +277,7 @@ async fn watch_lines_that_arrive_in_pieces_are_joined() {
 
 #[tokio::test]
 async fn writes_to_a_dead_server_fail_promptly() {
-    let store = kvmesh::connect("etcd://127.0.0.1:1?timeout=1s")
-        .await
-        .unwrap();
+    let store = kvmesh::connect_lazy("etcd://127.0.0.1:1?timeout=1s").unwrap();
     let started = Instant::now();
     let error = store.put("k", Bytes::from("v")).await.unwrap_err();
     assert!(error.is_retryable(), "{error:?}");
@@ -320,5 +316,40 @@ async fn overloaded_servers_are_retried_then_named() {
     match store.atomic_put("k", Bytes::from("v"), None).await {
         Err(Error::Overloaded { .. }) => {}
         other => panic!("expected Overloaded, got {other:?}"),
+    }
+}
+
+/// `connect` is through when one endpoint answers, refuses with every
+/// endpoint named when none does; `connect_lazy` sends nothing.
+#[tokio::test]
+async fn connect_needs_one_endpoint_that_answers() {
+    let test = "connect_needs_one_endpoint_that_answers";
+    let (Some(consul), Some(etcd)) = (
+        support::server_addr("KV_CONSUL_ADDR", test),
+        support::server_addr("KV_ETCD_ADDR", test),
+    ) else {
+        return;
+    };
+    for (scheme, live) in [("consul", consul), ("etcd", etcd)] {
+        kvmesh::connect(&format!("{scheme}://127.0.0.1:1,{live}?timeout=2s"))
+            .await
+            .unwrap_or_else(|e| panic!("{scheme}: {e:?}"));
+        let dead = format!("{scheme}://127.0.0.1:1,127.0.0.1:2?timeout=1s");
+        let error = kvmesh::connect(&dead).await.expect_err("nothing listens");
+        assert!(
+            matches!(error, kvmesh::Error::Unreachable { .. }),
+            "{error:?}"
+        );
+        let shown = error.to_string();
+        assert!(
+            shown.contains("http://127.0.0.1:1") && shown.contains("http://127.0.0.1:2"),
+            "{shown}"
+        );
+        let cause = std::error::Error::source(&error).expect("the last failure");
+        assert!(
+            !shown.contains(&cause.to_string()),
+            "{shown} repeats {cause}"
+        );
+        kvmesh::connect_lazy(&dead).expect("lazy: nothing sent");
     }
 }

@@ -78,9 +78,7 @@ async fn watches_see_the_first_write_after_the_agent_comes_back_empty() {
     };
     let data = std::env::temp_dir().join(format!("kvmesh-consul-empty-{}", std::process::id()));
     let agent = start_agent(&binary, &data);
-    let store = kvmesh::connect(&format!("consul://127.0.0.1:{HTTP}"))
-        .await
-        .unwrap();
+    let store = kvmesh::connect_lazy(&format!("consul://127.0.0.1:{HTTP}")).unwrap();
     until_ready(&*store).await;
     // An index well above where a new agent starts.
     for i in 0..200 {

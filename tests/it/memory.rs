@@ -281,7 +281,7 @@ async fn a_backend_left_out_of_the_build_names_its_feature() {
         {
             continue;
         }
-        let error = kvmesh::connect(url).await.err().expect("refused");
+        let error = kvmesh::connect(url).await.expect_err("refused");
         assert!(
             matches!(error, kvmesh::Error::Unsupported { .. }),
             "{error:?}"

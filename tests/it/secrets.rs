@@ -72,9 +72,21 @@ async fn no_secret_in_display_debug_or_traces() {
             Config::default().with_credentials(&user, etcd_password),
         )
         .unwrap();
-        let url_store = kvmesh::connect(&format!("etcd://{user}:{etcd_password}@{etcd}"))
-            .await
-            .unwrap();
+        let url = format!("etcd://{user}:{etcd_password}@{etcd}");
+        // `connect` authenticates: a wrong password is refused there,
+        // without naming a secret.
+        match kvmesh::connect(&url).await {
+            Ok(store) => assert_eq!(etcd_password, password, "{store:?}"),
+            Err(refused) => {
+                assert_ne!(etcd_password, password, "{refused:?}");
+                assert!(
+                    matches!(refused, kvmesh::Error::PermissionDenied(_)),
+                    "{refused:?}"
+                );
+                shown.push(format!("{refused} {refused:?}"));
+            }
+        }
+        let url_store = kvmesh::connect_lazy(&url).unwrap();
         for store in [&consul_store, &etcd_store, &url_store] {
             shown.push(format!("{store:?}"));
             let results = [

@@ -250,6 +250,24 @@ impl ConsulClient {
         }
     }
 
+    /// Asks the agent for the cluster's leader: any answer means it is up.
+    pub(super) async fn check_reachable(&self) -> Result<()> {
+        let path = self.path("/v1/status/leader".to_owned(), &[]);
+        let operation = "consul status leader";
+        let reply = self
+            .call(
+                Method::GET,
+                &path,
+                Bytes::new(),
+                true,
+                self.timeout,
+                operation,
+            )
+            .await
+            .map_err(|e| self.http.none_answered(e))?;
+        Self::expect_ok(reply, operation, None).map(drop)
+    }
+
     /// Destroys a session (and, by its behavior, releases or deletes its keys).
     pub(super) async fn destroy_session(&self, id: &str) -> Result<()> {
         let path = self.path(format!("/v1/session/destroy/{}", query_value(id)), &[]);

@@ -101,6 +101,12 @@ impl ConsulStore {
         Ok(())
     }
 
+    /// For `connect`: one request that any endpoint answers.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub(crate) async fn check_reachable(&self) -> Result<()> {
+        self.inner.client.check_reachable().await
+    }
+
     async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
         let events = watch::open(&self.inner, target.clone(), options).await?;
         Ok(Watch::new(events, self.inner.registry.register(target)))

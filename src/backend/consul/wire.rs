@@ -86,7 +86,11 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
             .and_then(|rest| rest.split(' ').next())
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        return Error::ValueTooLarge { size, limit };
+        return Error::ValueTooLarge {
+            key: key.unwrap_or_default().to_owned(),
+            size,
+            limit,
+        };
     }
     if let Some(key) = key {
         if body.contains("invalid key name")
@@ -156,7 +160,8 @@ mod tests {
             classify(&too_large, "put", Some("k")),
             Error::ValueTooLarge {
                 size: 600000,
-                limit: 524288
+                limit: 524288,
+                ..
             }
         ));
         assert!(matches!(

@@ -233,7 +233,7 @@ impl EtcdClient {
         let reply: wire::PutResponse = self
             .call("/v3/kv/put", &request, true, "etcd put")
             .await
-            .map_err(|e| refusal::with_value_size(e, value.len()))?;
+            .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
         Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
     }
 
@@ -273,6 +273,22 @@ impl EtcdClient {
             succeeded: reply.succeeded,
             replaced_leases,
         })
+    }
+
+    /// Asks for the member's status (authenticating first, when the store
+    /// has credentials): any answer means it is up.
+    pub(super) async fn check_reachable(&self) -> Result<()> {
+        let status: serde::de::IgnoredAny = self
+            .call(
+                "/v3/maintenance/status",
+                &serde_json::json!({}),
+                true,
+                "etcd status",
+            )
+            .await
+            .map_err(|e| self.http.none_answered(e))?;
+        let _ = status;
+        Ok(())
     }
 
     /// Grants a lease of at least `ttl` (whole seconds, rounded up; etcd

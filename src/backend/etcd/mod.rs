@@ -115,6 +115,12 @@ impl EtcdStore {
         self.revoke_replaced([replaced]).await
     }
 
+    /// For `connect`: one request that any endpoint answers.
+    #[tracing::instrument(level = "debug", skip(self))]
+    pub(crate) async fn check_reachable(&self) -> Result<()> {
+        self.inner.client.check_reachable().await
+    }
+
     async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
         let events = watch::open(&self.inner, target.clone(), options).await?;
         Ok(Watch::new(events, self.inner.registry.register(target)))
@@ -237,7 +243,7 @@ impl Store for EtcdStore {
                 failure: vec![],
             })
             .await
-            .map_err(|e| with_value_size(e, value.len()))?;
+            .map_err(|e| with_value_size(e, key, value.len()))?;
         self.revoke_replaced(outcome.replaced_leases).await?;
         Ok(outcome.succeeded)
     }

@@ -95,7 +95,9 @@ pub(super) fn classify_code(grpc_code: i32, message: &str, operation: &str, stat
         }
         _ if message.contains("request is too large") || message.contains("larger than max") => {
             Error::ValueTooLarge {
-                size: 0, // the caller knows the value's size: see `with_value_size`
+                // The caller knows the key and the size: see `with_value_size`.
+                key: String::new(),
+                size: 0,
                 limit: size_limit(message),
             }
         }
@@ -126,10 +128,15 @@ fn size_limit(message: &str) -> usize {
 /// etcd's default `--max-request-bytes`.
 pub(super) const MAX_REQUEST_BYTES: usize = 1536 * 1024;
 
-/// A [`Error::ValueTooLarge`] from etcd carries no size: it is the value's.
-pub(super) fn with_value_size(error: Error, size: usize) -> Error {
+/// A [`Error::ValueTooLarge`] from etcd names neither the key nor the size:
+/// they are the request's.
+pub(super) fn with_value_size(error: Error, key: &str, size: usize) -> Error {
     match error {
-        Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge { size, limit },
+        Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge {
+            key: key.to_owned(),
+            size,
+            limit,
+        },
         other => other,
     }
 }
@@ -165,8 +172,8 @@ mod tests {
             Error::ValueTooLarge { limit: 2097152, .. }
         ));
         assert!(matches!(
-            with_value_size(classify_code(3, "request is too large", "put", 400), 9),
-            Error::ValueTooLarge { size: 9, .. }
+            with_value_size(classify_code(3, "request is too large", "put", 400), "k", 9),
+            Error::ValueTooLarge { size: 9, ref key, .. } if key == "k"
         ));
     }
 }
