@@ -92,7 +92,17 @@ impl Election {
     }
 }
 
-/// This caller's term as leader.
+/// This caller's term as leader: the election's lock, held.
+///
+/// - Dropped or [`Leadership::resign`]ed: the office is given up (on drop,
+///   in the background) and the next candidate takes it.
+/// - Renewals of the lock's session or lease run every `lock_ttl / 3`. One
+///   that fails is tried again; once none has succeeded for half the
+///   `lock_ttl` (well before the server frees the lock), or the server says
+///   the lock is gone, the term is over: [`Leadership::lost`] resolves.
+/// - A lost term does not come back: stop acting as leader, and
+///   [`Election::campaign`] again to run for the next one. The fencing
+///   token tells a resource a stale leader's requests from the new one's.
 #[must_use = "dropping a Leadership resigns it"]
 pub struct Leadership {
     lock: Lock,
@@ -104,6 +114,11 @@ impl Leadership {
     /// deleted): stop acting as leader.
     pub async fn lost(&self) {
         self.lock.lost().await
+    }
+
+    /// True once this leadership is known to be lost.
+    pub fn is_lost(&self) -> bool {
+        self.lock.is_lost()
     }
 
     /// Grows with every new leader; give it to the resources you protect.

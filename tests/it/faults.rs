@@ -182,3 +182,47 @@ async fn stalled_watch_is_reissued(scheme: &str, addr: &str) {
         }
     }
 }
+
+/// A registration whose refreshes keep failing says so (`lost`,
+/// `last_error`), and is registered again once the store is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_cannot_refresh_is_lost_then_back() {
+    use kvmesh::discovery::{Discovery, Node};
+    let test = "a_registration_that_cannot_refresh_is_lost_then_back";
+    let Some(addr) = server_addr("KV_ETCD35_ADDR", test) else {
+        return;
+    };
+    let (proxy, store) = stores("etcd", &addr, "timeout=1s").await;
+    let root = unique(test);
+    let discovery = Discovery::with_root(store, root.clone());
+    let observer = Discovery::with_root(direct("etcd", &addr).await, root);
+    let ttl = Duration::from_secs(2);
+    let node = Node::new("n1", "10.0.0.1:1");
+    let registration = discovery.register("svc", node.clone(), ttl).await.unwrap();
+    assert!(registration.is_registered());
+    proxy.cut();
+    // Lost once a whole TTL has gone without a refresh: within TTL, a
+    // refresh period and a request timeout.
+    tokio::time::timeout(Duration::from_secs(6), registration.lost())
+        .await
+        .expect("lost while the store is cut off");
+    assert!(!registration.is_registered());
+    let error = registration.last_error().expect("the refresh's error");
+    assert!(
+        matches!(
+            error,
+            Error::Unreachable { .. } | Error::OutcomeUnknown { .. } | Error::Timeout { .. }
+        ),
+        "{error:?}"
+    );
+    proxy.restore();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while !registration.is_registered() {
+        assert!(tokio::time::Instant::now() < deadline, "never came back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(registration.last_error().map(|e| e.to_string()), None);
+    assert_eq!(observer.members("svc").await.unwrap(), [node]);
+    registration.deregister().await.unwrap();
+    assert!(observer.members("svc").await.unwrap().is_empty());
+}

@@ -50,9 +50,26 @@ pub async fn discovery_registers_refreshes_and_leaves(ctx: Ctx) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(matches!(
-        discovery.register("a/b", node, ttl).await,
+        discovery.register("a/b", node.clone(), ttl).await,
         Err(kvmesh::Error::InvalidArgument(_))
     ));
+    // One live registration per node id; a new one right after a drop
+    // stays (the old one's removal comes first).
+    let first = discovery.register("web", node.clone(), ttl).await.unwrap();
+    assert!(matches!(
+        discovery.clone().register("web", node.clone(), ttl).await,
+        Err(kvmesh::Error::InvalidArgument(_))
+    ));
+    drop(first);
+    let again = discovery.register("web", node.clone(), ttl).await.unwrap();
+    tokio::time::sleep(ctx.traits.release_lag + Duration::from_millis(100)).await;
+    assert_eq!(
+        elsewhere.members("web").await.unwrap(),
+        std::slice::from_ref(&node),
+        "the new registration outlives the old one's removal"
+    );
+    assert!(again.is_registered());
+    again.deregister().await.unwrap();
 }
 
 pub async fn discovery_membership_stream(ctx: Ctx) {

@@ -24,6 +24,8 @@
 //! # }
 //! ```
 
+mod registration;
+
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 use std::sync::Arc;
@@ -33,9 +35,9 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
-use tokio_util::sync::CancellationToken;
 
-use crate::{Error, KvEvent, PutOptions, Result, Store, WatchOptions};
+pub use self::registration::Registration;
+use crate::{Error, KvEvent, Result, Store, WatchOptions};
 
 /// Where registrations live unless [`Discovery::with_root`] says otherwise.
 pub const DEFAULT_ROOT: &str = "kvmesh/discovery/";
@@ -86,6 +88,8 @@ pub enum MemberEvent {
 pub struct Discovery {
     store: Arc<dyn Store>,
     root: String,
+    /// The keys this handle and its clones keep registered.
+    registered: registration::Claims,
 }
 
 fn check_name(what: &str, name: &str) -> Result<()> {
@@ -108,6 +112,7 @@ impl Discovery {
         Discovery {
             store,
             root: root.into(),
+            registered: registration::Claims::default(),
         }
     }
 
@@ -117,9 +122,20 @@ impl Discovery {
     }
 
     /// Registers `node` in `service` with `ttl`, refreshed every `ttl / 3`
-    /// until the returned handle is dropped or [`Registration::deregister`]ed.
-    /// A node whose process dies disappears within the TTL (plus the
-    /// backend's documented lag).
+    /// until the returned handle is dropped or [`Registration::deregister`]ed
+    /// (both remove the node). A node whose process dies disappears within
+    /// the TTL (plus the backend's documented lag).
+    ///
+    /// When refreshes fail (the store is unreachable), the registration
+    /// keeps trying; once none has succeeded for a whole TTL the node may
+    /// have expired and [`Registration::lost`] resolves. It comes back
+    /// with the next refresh that succeeds. See [`Registration`].
+    ///
+    /// A node id is registered once per service at a time through one
+    /// `Discovery` (and its clones): a second `register` while the first
+    /// lives is [`Error::InvalidArgument`]. Two processes that register the
+    /// same id share one entry: the last write shows, and the first to
+    /// deregister removes it until the other's next refresh.
     pub async fn register(&self, service: &str, node: Node, ttl: Duration) -> Result<Registration> {
         check_name("node id", &node.id)?;
         let key = format!("{}{}", self.service_prefix(service)?, node.id);
@@ -127,23 +143,13 @@ impl Discovery {
             serde_json::to_vec(&node)
                 .map_err(|e| Error::InvalidArgument(format!("cannot encode the node: {e}")))?,
         );
-        self.store
-            .put_with(&key, value.clone(), PutOptions::ttl(ttl))
-            .await?;
-        let stop = CancellationToken::new();
-        let refresher = tokio::spawn(refresh(
-            self.store.clone(),
-            key.clone(),
-            value,
-            ttl,
-            stop.clone(),
-        ));
-        Ok(Registration {
-            key,
-            node,
-            stop,
-            refresher: Some(refresher),
-        })
+        let claim = self.registered.claim(&key).await.ok_or_else(|| {
+            Error::InvalidArgument(format!(
+                "node {:?} is already registered in {service:?} by this process",
+                node.id
+            ))
+        })?;
+        Registration::start(self.store.clone(), claim, node, value, ttl).await
     }
 
     /// The nodes registered in `service`, by id.
@@ -195,77 +201,6 @@ impl Discovery {
 fn decode(value: &[u8]) -> Result<Node> {
     serde_json::from_slice(value)
         .map_err(|e| Error::undecodable("a discovery entry is not a node", e))
-}
-
-/// Keeps a registration alive until stopped; then removes it.
-async fn refresh(
-    store: Arc<dyn Store>,
-    key: String,
-    value: Bytes,
-    ttl: Duration,
-    stop: CancellationToken,
-) -> Result<()> {
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => break,
-            _ = tokio::time::sleep(ttl / 3) => {}
-        }
-        if let Err(error) = store
-            .put_with(&key, value.clone(), PutOptions::ttl(ttl))
-            .await
-        {
-            tracing::warn!(%error, key, "refreshing a discovery registration failed; retrying");
-        }
-    }
-    let removed = store.delete(&key).await;
-    if let Err(error) = &removed {
-        tracing::warn!(%error, key, "removing a registration failed; it expires with its TTL");
-    }
-    removed
-}
-
-/// A live registration: refreshed until dropped or deregistered.
-#[must_use = "dropping a Registration deregisters the node"]
-pub struct Registration {
-    key: String,
-    node: Node,
-    stop: CancellationToken,
-    refresher: Option<tokio::task::JoinHandle<Result<()>>>,
-}
-
-impl Registration {
-    /// The registered node.
-    pub fn node(&self) -> &Node {
-        &self.node
-    }
-
-    /// Stops refreshing and removes the node; returns once it is removed.
-    pub async fn deregister(mut self) -> Result<()> {
-        self.stop.cancel();
-        match self.refresher.take() {
-            // The refresh task deletes the key after its last write.
-            Some(task) => task
-                .await
-                .map_err(|e| Error::InvalidArgument(format!("the refresh task failed: {e}")))?,
-            None => Ok(()),
-        }
-    }
-}
-
-impl Drop for Registration {
-    fn drop(&mut self) {
-        // The refresh task removes the entry when stopped.
-        self.stop.cancel();
-    }
-}
-
-impl fmt::Debug for Registration {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Registration")
-            .field("key", &self.key)
-            .field("node", &self.node)
-            .finish()
-    }
 }
 
 /// The stream of [`MemberEvent`]s of one service.
