@@ -52,6 +52,11 @@ pub struct Config {
     /// Memory store only: how many past changes are kept for watches that
     /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.
     pub history: usize,
+    /// Memory store only: the largest value it accepts, so that tests on
+    /// memory refuse what production would ([`crate::Error::ValueTooLarge`]):
+    /// Consul's default is 512 KiB, etcd's about 1.5 MiB per request.
+    /// Default `None`: no limit. URL: `?max_value_size=512KiB`.
+    pub max_value_size: Option<usize>,
     /// Consul ACL token, sent as `X-Consul-Token`. Never logged or shown:
     /// `Debug` prints `<redacted>`.
     pub token: Option<String>,
@@ -72,6 +77,7 @@ impl std::fmt::Debug for Config {
             .field("lock_ttl", &self.lock_ttl)
             .field("stall_timeout", &self.stall_timeout)
             .field("history", &self.history)
+            .field("max_value_size", &self.max_value_size)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
             .field("username", &self.username)
@@ -88,6 +94,7 @@ impl Default for Config {
             lock_ttl: Duration::from_secs(15),
             stall_timeout: Duration::from_secs(300),
             history: 10_000,
+            max_value_size: None,
             token: None,
             datacenter: None,
             username: None,
@@ -124,6 +131,13 @@ impl Config {
     #[must_use]
     pub fn with_history(mut self, history: usize) -> Self {
         self.history = history;
+        self
+    }
+
+    /// Sets the memory store's largest value; see [`Config::max_value_size`].
+    #[must_use]
+    pub fn with_max_value_size(mut self, bytes: usize) -> Self {
+        self.max_value_size = Some(bytes);
         self
     }
 

@@ -108,7 +108,43 @@ impl WatchOptions {
 ///
 /// Used as `Arc<dyn Store>`, as [`crate::connect`] and [`crate::create_store`]
 /// return it; clones of that `Arc` share one store (one connection pool, one
-/// watch registry).
+/// watch registry). `Arc<T>`, `Box<T>` and `&T` of a store are stores too,
+/// and [`crate::StoreExt`] adds helpers to all of them.
+///
+/// The methods, as you call them (the signatures below this list are
+/// `async-trait`'s expansion of these: each returns a boxed future, so that
+/// `dyn Store` works):
+///
+/// ```text
+/// async fn put(&self, key: &str, value: Bytes) -> Result<()>;
+/// async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()>;
+/// async fn get(&self, key: &str) -> Result<Option<KvPair>>;
+/// async fn delete(&self, key: &str) -> Result<()>;
+/// async fn exists(&self, key: &str) -> Result<bool>;
+/// async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch>;
+/// fn cancel_watch(&self, key: &str) -> usize;
+/// async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock>;
+/// async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>>;
+/// async fn release(&self, session: &str) -> Result<()>;
+/// async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>>;
+/// async fn delete_range(&self, prefix: &str) -> Result<()>;
+/// async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch>;
+/// fn cancel_watch_range(&self, prefix: &str) -> usize;
+/// async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
+/// async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+/// ```
+///
+/// # Limits by backend
+///
+/// | | largest value | shortest TTL | a TTL key is gone |
+/// |---|---|---|---|
+/// | memory | none, or `?max_value_size=` | any above zero | exactly at its TTL |
+/// | Consul | the agent's `kv_max_value_size`, 512 KiB by default | the agent's `session_ttl_min`, 10 s by default | between TTL and 2 × TTL |
+/// | etcd | `--max-request-bytes`, about 1.5 MiB by default | about 2 s (etcd raises shorter ones); whole seconds | at its TTL, rounded up to a second |
+///
+/// A value over the limit is [`crate::Error::ValueTooLarge`]; a TTL under
+/// the minimum is [`crate::Error::InvalidArgument`] naming it (etcd raises it
+/// silently instead).
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -128,12 +164,15 @@ impl WatchOptions {
 /// ```
 #[async_trait::async_trait]
 pub trait Store: Send + Sync + std::fmt::Debug {
-    /// Writes `value` to `key`, making the key permanent (no TTL).
+    /// Writes `value` to `key`, making the key permanent (no TTL). The
+    /// largest value differs by backend: see [the limits](Store#limits-by-backend).
     async fn put(&self, key: &str, value: Bytes) -> Result<()> {
         self.put_with(key, value, PutOptions::default()).await
     }
 
-    /// Writes `value` to `key` with options (a TTL).
+    /// Writes `value` to `key` with options (a TTL). The shortest TTL, how
+    /// late a key may outlive it and the largest value differ by backend:
+    /// see [the limits](Store#limits-by-backend).
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()>;
 
     /// Reads one key. `Ok(None)` when the key does not exist.
@@ -156,6 +195,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Waits until the lock on `key` is held, then writes `value` to `key`.
     /// Cancel-safe: dropping the future leaves no lock or session behind.
+    /// A network lock lives on a session or lease of
+    /// [`Config::lock_ttl`](crate::Config::lock_ttl), renewed every third of
+    /// it; the value's size limit is the backend's, as for `put`.
     async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock>;
 
     /// Like `acquire`, but returns `Ok(None)` at once when another holder has it.
@@ -183,7 +225,8 @@ pub trait Store: Send + Sync + std::fmt::Debug {
 
     /// Compare-and-swap. `previous: None` = create only if the key is absent;
     /// `Some(v)` = write only if the key's current version is `v`.
-    /// `Ok(false)` when the condition does not hold.
+    /// `Ok(false)` when the condition does not hold. The value's size limit
+    /// is the backend's, as for `put`.
     async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
 
     /// Deletes only if the key's current version is `previous`; `Ok(false)` otherwise

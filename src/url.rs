@@ -97,6 +97,7 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
                 _ => tls.server_name = Some(value),
             }
         }
+        "max_value_size" => config.max_value_size = Some(parse_size(name, value)?),
         "history" => {
             config.history = value.parse().map_err(|_| {
                 Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
@@ -104,7 +105,7 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
         }
         _ => {
             return Err(Error::InvalidArgument(format!(
-                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, token, dc, ca_file, cert_file, key_file, tls_server_name)"
+                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, max_value_size, token, dc, ca_file, cert_file, key_file, tls_server_name)"
             )));
         }
     }
@@ -138,6 +139,27 @@ pub(crate) fn parse_duration(name: &str, text: &str) -> Result<Duration> {
         _ => return Err(invalid()),
     };
     Ok(Duration::from_secs(seconds))
+}
+
+/// A size in bytes: `524288`, `512KiB`, `1MiB`.
+fn parse_size(name: &str, text: &str) -> Result<usize> {
+    let invalid = || {
+        Error::InvalidArgument(format!(
+            "{name}: {text:?} is not a size like 524288, 512KiB or 1MiB"
+        ))
+    };
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let n: usize = number.parse().map_err(|_| invalid())?;
+    let scale = match unit {
+        "" | "B" => 1,
+        "KiB" => 1024,
+        "MiB" => 1024 * 1024,
+        _ => return Err(invalid()),
+    };
+    n.checked_mul(scale).ok_or_else(invalid)
 }
 
 #[cfg(test)]
@@ -201,6 +223,14 @@ mod tests {
     fn memory_takes_no_host_and_options_are_checked() {
         assert!(parse_url("memory://").is_ok());
         assert!(parse_url("memory://?history=5").is_ok());
+        for (text, size) in [("7", 7), ("512KiB", 512 * 1024), ("1MiB", 1 << 20)] {
+            let url = format!("memory://?max_value_size={text}");
+            assert_eq!(parse_url(&url).unwrap().1.max_value_size, Some(size));
+        }
+        for bad in ["", "1kb", "x", "99999999999999999999MiB"] {
+            let url = format!("memory://?max_value_size={bad}");
+            assert!(parse_url(&url).is_err(), "{bad:?}");
+        }
         assert!(matches!(
             parse_url("memory://x"),
             Err(Error::InvalidArgument(_))

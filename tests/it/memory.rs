@@ -91,6 +91,23 @@ mod memory_only {
     use crate::conformance::next_event;
 
     #[tokio::test]
+    async fn max_value_size_refuses_what_production_would() {
+        let store = kvmesh::connect("memory://?max_value_size=4").await.unwrap();
+        store.put("k", Bytes::from("four")).await.unwrap();
+        let refused = store.put("k", Bytes::from("fives")).await.unwrap_err();
+        assert!(
+            matches!(&refused, Error::ValueTooLarge { key, size: 5, limit: 4 } if key == "k"),
+            "{refused:?}"
+        );
+        assert!(refused.to_string().contains("\"k\""), "{refused}");
+        let big = Bytes::from("fives");
+        assert!(store.atomic_put("k", big.clone(), Some(1)).await.is_err());
+        assert!(store.try_acquire("l", big.clone()).await.is_err());
+        assert!(store.acquire("l", big).await.is_err());
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, "four");
+    }
+
+    #[tokio::test]
     async fn each_connect_is_a_new_store_and_clones_share_one() {
         let a = kvmesh::connect("memory://").await.unwrap();
         let b = kvmesh::connect("memory://").await.unwrap();

@@ -28,6 +28,7 @@ use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, Watch
 /// The memory store. Clones of the `Arc<dyn Store>` it is handed out as share it.
 pub(crate) struct MemoryStore {
     shared: Arc<Shared>,
+    max_value_size: Option<usize>,
 }
 
 pub(crate) struct Shared {
@@ -76,6 +77,20 @@ impl MemoryStore {
                 purge_wake: Arc::new(Notify::new()),
                 purge_started: AtomicBool::new(false),
             }),
+            max_value_size: config.max_value_size,
+        }
+    }
+
+    /// Refuses a key, or a value over the configured limit.
+    fn check_write(&self, key: &str, value: &Bytes) -> Result<()> {
+        check_key(key)?;
+        match self.max_value_size {
+            Some(limit) if value.len() > limit => Err(Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit,
+            }),
+            _ => Ok(()),
         }
     }
 
@@ -133,13 +148,13 @@ impl Store for MemoryStore {
     // Not the provided `put`: that would box a second future per write,
     // which is measurable on a store this fast.
     async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        check_key(key)?;
+        self.check_write(key, &value)?;
         self.shared.write_purged().set(key, value, None);
         Ok(())
     }
 
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
-        check_key(key)?;
+        self.check_write(key, &value)?;
         let Some(ttl) = options.ttl else {
             self.shared.write_purged().set(key, value, None);
             return Ok(());
@@ -185,7 +200,7 @@ impl Store for MemoryStore {
     }
 
     async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
-        check_key(key)?;
+        self.check_write(key, &value)?;
         loop {
             match lock::try_lock(&self.shared, key, value.clone()) {
                 Ok(lock) => return Ok(lock),
@@ -197,7 +212,7 @@ impl Store for MemoryStore {
     }
 
     async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
-        check_key(key)?;
+        self.check_write(key, &value)?;
         Ok(lock::try_lock(&self.shared, key, value).ok())
     }
 
@@ -226,7 +241,7 @@ impl Store for MemoryStore {
     }
 
     async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
-        check_key(key)?;
+        self.check_write(key, &value)?;
         let mut state = self.shared.write_purged();
         if state.version_of(key) != previous {
             return Ok(false);

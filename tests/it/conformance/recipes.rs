@@ -89,8 +89,11 @@ pub async fn discovery_membership_stream(ctx: Ctx) {
         next_member(&mut members).await,
         MemberEvent::Joined(b.clone())
     );
+    // The same node id from another process (its own `Discovery`) takes
+    // the entry over.
     let moved = Node::new("b", "10.0.0.3:1");
-    let registration_moved = discovery.register("svc", moved.clone(), ttl).await.unwrap();
+    let restarted = Discovery::with_root(ctx.store.clone(), ctx.key("discovery/"));
+    let registration_moved = restarted.register("svc", moved.clone(), ttl).await.unwrap();
     assert_eq!(
         next_member(&mut members).await,
         MemberEvent::Updated(moved.clone())
