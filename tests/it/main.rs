@@ -11,8 +11,6 @@ mod conformance;
 
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod bad_replies;
-#[cfg(all(feature = "consul", feature = "etcd"))]
-mod cli;
 #[cfg(feature = "consul")]
 mod consul;
 #[cfg(feature = "consul")]
