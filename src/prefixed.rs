@@ -15,7 +15,7 @@ use crate::{KvEvent, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOption
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> kvmesh::Result<()> {
-/// use kvmesh::{Bytes, StoreExt};
+/// use kvmesh::{Bytes, Store, StoreExt};
 ///
 /// let store = kvmesh::connect("memory://").await?;
 /// let billing = store.clone().with_prefix("billing/");
