@@ -40,9 +40,7 @@ async fn a_dead_first_endpoint_fails_over() {
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, "v");
 
     // Every endpoint dead: a typed, prompt error.
-    let dead = kvmesh::connect("consul://127.0.0.1:1,127.0.0.1:2?timeout=2s")
-        .await
-        .unwrap();
+    let dead = kvmesh::connect_lazy("consul://127.0.0.1:1,127.0.0.1:2?timeout=2s").unwrap();
     match dead.get("k").await {
         Err(e @ Error::Unreachable { .. }) => assert!(e.is_retryable()),
         other => panic!("expected Unreachable, got {other:?}"),
@@ -329,9 +327,8 @@ async fn an_index_that_goes_backwards_resets_the_watch() {
         _ => answer(91, entry("v2", 60), 60_000),
     })
     .await;
-    let store = kvmesh::connect(&format!("consul://{}", server.addr))
-        .await
-        .unwrap();
+    // Lazy: the fake answers by request number, from the watch's first.
+    let store = kvmesh::connect_lazy(&format!("consul://{}", server.addr)).unwrap();
     let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
     let values: Vec<Bytes> = [watch.next().await, watch.next().await]
         .into_iter()

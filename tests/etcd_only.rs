@@ -350,9 +350,16 @@ async fn auth_right_and_wrong_passwords() {
     ));
 
     let wrong_secret = "wrong-pw-91c2";
-    let wrong = kvmesh::connect(&format!("etcd://{user}:{wrong_secret}@{addr}"))
-        .await
-        .unwrap();
+    let wrong_url = format!("etcd://{user}:{wrong_secret}@{addr}");
+    // `connect` authenticates, so it is refused at once; a lazy store is
+    // refused at its first call.
+    let refused = kvmesh::connect(&wrong_url).await.unwrap_err();
+    assert!(
+        matches!(refused, kvmesh::Error::PermissionDenied(_)),
+        "{refused:?}"
+    );
+    assert!(!format!("{refused} {refused:?}").contains(wrong_secret));
+    let wrong = kvmesh::connect_lazy(&wrong_url).unwrap();
     let error = wrong.put(&key, Bytes::from("x")).await.unwrap_err();
     assert!(
         matches!(error, kvmesh::Error::PermissionDenied(_)),

@@ -1,0 +1,172 @@
+//! [`Txn`] and [`TxnResult`]: conditions on several keys, then writes,
+//! applied all or none.
+
+use std::collections::HashSet;
+
+use bytes::Bytes;
+
+use crate::key::check_key;
+use crate::{Error, Result};
+
+/// Conditions on several keys, then writes: applied atomically by
+/// [`Store::txn`](crate::Store::txn), all or none.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> kvmesh::Result<()> {
+/// use kvmesh::{Bytes, Txn, TxnResult};
+///
+/// let store = kvmesh::connect("memory://").await?;
+/// store.put("accounts/a", Bytes::from("10")).await?;
+/// let a = store.get("accounts/a").await?.expect("just written");
+/// // Move the money only if nobody touched `a` and `b` does not exist yet.
+/// let moved = Txn::new()
+///     .check("accounts/a", Some(a.version))
+///     .check("accounts/b", None)
+///     .put("accounts/a", Bytes::from("0"))
+///     .put("accounts/b", Bytes::from("10"));
+/// assert!(matches!(store.txn(moved.clone()).await?, TxnResult::Committed { .. }));
+/// // Again: both checks fail now, and nothing is written.
+/// match store.txn(moved).await? {
+///     TxnResult::Conflict { keys } => assert_eq!(keys, ["accounts/a", "accounts/b"]),
+///     other => panic!("{other:?}"),
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Txn {
+    pub(crate) checks: Vec<TxnCheck>,
+    pub(crate) writes: Vec<TxnWrite>,
+}
+
+/// One condition: the key's version must be `version` (`None`: absent).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct TxnCheck {
+    pub(crate) key: String,
+    pub(crate) version: Option<u64>,
+}
+
+/// One write of a transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum TxnWrite {
+    Put { key: String, value: Bytes },
+    Delete { key: String },
+}
+
+impl TxnWrite {
+    pub(crate) fn key(&self) -> &str {
+        match self {
+            TxnWrite::Put { key, .. } | TxnWrite::Delete { key } => key,
+        }
+    }
+}
+
+impl Txn {
+    /// An empty transaction.
+    pub fn new() -> Self {
+        Txn::default()
+    }
+
+    /// The key's current version must be `version` (`None`: the key must be
+    /// absent).
+    #[must_use]
+    pub fn check(mut self, key: &str, version: Option<u64>) -> Self {
+        self.checks.push(TxnCheck {
+            key: key.to_owned(),
+            version,
+        });
+        self
+    }
+
+    /// Writes `value` to `key` (a permanent key, as `put` makes it).
+    #[must_use]
+    pub fn put(mut self, key: &str, value: Bytes) -> Self {
+        self.writes.push(TxnWrite::Put {
+            key: key.to_owned(),
+            value,
+        });
+        self
+    }
+
+    /// Deletes `key` (a missing key is not an error).
+    #[must_use]
+    pub fn delete(mut self, key: &str) -> Self {
+        self.writes.push(TxnWrite::Delete {
+            key: key.to_owned(),
+        });
+        self
+    }
+
+    /// How many checks and writes it holds.
+    pub fn len(&self) -> usize {
+        self.checks.len() + self.writes.len()
+    }
+
+    /// True when it holds neither checks nor writes.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Refuses what no backend applies: an empty key, two writes of one
+    /// key (which would win is not defined), more than `max_checks` checks
+    /// or `max_writes` writes (`backend` names whose limit it is).
+    pub(crate) fn validate(
+        &self,
+        backend: &str,
+        max_checks: usize,
+        max_writes: usize,
+    ) -> Result<()> {
+        for check in &self.checks {
+            check_key(&check.key)?;
+        }
+        let mut written = HashSet::new();
+        for write in &self.writes {
+            check_key(write.key())?;
+            if !written.insert(write.key()) {
+                return Err(Error::InvalidArgument(format!(
+                    "a txn writes {:?} twice: one write per key",
+                    write.key()
+                )));
+            }
+        }
+        if self.checks.len() > max_checks || self.writes.len() > max_writes {
+            return Err(Error::InvalidArgument(format!(
+                "a txn on {backend} takes at most {max_checks} checks and {max_writes} writes; \
+                 this one has {} and {}",
+                self.checks.len(),
+                self.writes.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// The keys whose check fails, given each checked key's current version.
+    pub(crate) fn failed_checks(&self, current: impl Fn(&str) -> Option<u64>) -> Vec<String> {
+        let mut failed: Vec<String> = Vec::new();
+        for check in &self.checks {
+            if current(&check.key) != check.version && !failed.contains(&check.key) {
+                failed.push(check.key.clone());
+            }
+        }
+        failed
+    }
+}
+
+/// What [`Store::txn`](crate::Store::txn) did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TxnResult {
+    /// Every write was applied; `version` is the store's index of the commit
+    /// (each written key's new version; a delete's event carries it too).
+    Committed {
+        /// The commit's version.
+        version: u64,
+    },
+    /// At least one check failed and nothing was written; `keys` are the
+    /// keys whose check failed, in the order they were checked.
+    Conflict {
+        /// The keys whose check failed.
+        keys: Vec<String>,
+    },
+}
