@@ -8,7 +8,7 @@ use std::pin::Pin;
 
 use bytes::Bytes;
 
-use crate::{KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+use crate::{KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions};
 
 /// The future every async `Store` method returns (as `async-trait` writes it).
 type Boxed<'a, T> = Pin<Box<dyn Future<Output = Result<T>> + Send + 'a>>;
@@ -79,6 +79,10 @@ macro_rules! forward_store {
             fn atomic_delete<'a, 'b, 'f>(&'a self, key: &'b str, previous: u64) -> Boxed<'f, bool>
             where 'a: 'f, 'b: 'f, Self: 'f {
                 (**self).atomic_delete(key, previous)
+            }
+            fn txn<'a, 'f>(&'a self, txn: Txn) -> Boxed<'f, TxnResult>
+            where 'a: 'f, Self: 'f {
+                (**self).txn(txn)
             }
         }
     )*};

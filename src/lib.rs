@@ -56,6 +56,7 @@ mod lock;
 mod prefixed;
 mod store;
 mod tls;
+mod txn;
 mod url;
 mod watch;
 
@@ -70,6 +71,7 @@ pub use crate::lock::Lock;
 pub use crate::prefixed::Prefixed;
 pub use crate::store::{KvEvent, KvPair, PutOptions, Store, WatchOptions};
 pub use crate::tls::TlsConfig;
+pub use crate::txn::{Txn, TxnResult};
 pub use crate::watch::Watch;
 
 /// Creates a store for `backend` (the seed's `CreateStore`).

@@ -2,7 +2,9 @@
 
 use bytes::Bytes;
 
-use crate::{KvEvent, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+use crate::{
+    KvEvent, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
+};
 
 /// A store seen under a key prefix: every key, range, watch and lock goes
 /// under the prefix, and keys come back without it. Several services (or
@@ -169,5 +171,15 @@ impl<S: Store> Store for Prefixed<S> {
 
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
         self.inner.atomic_delete(&self.key(key)?, previous).await
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        let prefixed = txn.map_keys(|key| self.key(key))?;
+        Ok(match self.inner.txn(prefixed).await? {
+            TxnResult::Conflict { keys } => TxnResult::Conflict {
+                keys: keys.into_iter().map(|k| strip(&self.prefix, k)).collect(),
+            },
+            committed => committed,
+        })
     }
 }

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{Lock, Result, Watch};
+use crate::{Lock, Result, Txn, TxnResult, Watch};
 
 /// A value and the version it was written at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -132,6 +132,7 @@ impl WatchOptions {
 /// fn cancel_watch_range(&self, prefix: &str) -> usize;
 /// async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
 /// async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+/// async fn txn(&self, txn: Txn) -> Result<TxnResult>;
 /// ```
 ///
 /// # Limits by backend
@@ -232,4 +233,24 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes only if the key's current version is `previous`; `Ok(false)` otherwise
     /// (also when the key is missing).
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+
+    /// Applies `txn` atomically: its checks, then, only if every one holds,
+    /// all of its writes ([`TxnResult::Conflict`] names the keys whose check
+    /// failed). Watches see its writes as ordinary `Put`/`Delete` events that
+    /// share the commit's version (on Consul, its index; a Consul watch
+    /// coalesces them as it coalesces any changes).
+    ///
+    /// Limits, checked before any request ([`crate::Error::InvalidArgument`]
+    /// naming them): Consul takes 64 operations (checks and writes
+    /// together), etcd 128 checks and 128 writes (its `--max-txn-ops`
+    /// default), memory any number. Two writes of one key are refused
+    /// everywhere. The provided method, for stores written outside this
+    /// crate, is [`crate::Error::Unsupported`].
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        let _ = txn;
+        Err(crate::Error::Unsupported {
+            backend: "this",
+            what: "transactions".into(),
+        })
+    }
 }

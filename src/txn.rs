@@ -141,6 +141,34 @@ impl Txn {
         Ok(())
     }
 
+    /// The same txn with every key passed through `f` (a prefixed view).
+    pub(crate) fn map_keys(self, f: impl Fn(&str) -> Result<String>) -> Result<Txn> {
+        let checks = self
+            .checks
+            .into_iter()
+            .map(|c| {
+                Ok(TxnCheck {
+                    key: f(&c.key)?,
+                    version: c.version,
+                })
+            })
+            .collect::<Result<_>>()?;
+        let writes = self
+            .writes
+            .into_iter()
+            .map(|w| {
+                Ok(match w {
+                    TxnWrite::Put { key, value } => TxnWrite::Put {
+                        key: f(&key)?,
+                        value,
+                    },
+                    TxnWrite::Delete { key } => TxnWrite::Delete { key: f(&key)? },
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Txn { checks, writes })
+    }
+
     /// The keys whose check fails, given each checked key's current version.
     pub(crate) fn failed_checks(&self, current: impl Fn(&str) -> Option<u64>) -> Vec<String> {
         let mut failed: Vec<String> = Vec::new();

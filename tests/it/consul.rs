@@ -15,6 +15,7 @@ const CONSUL: BackendTraits = BackendTraits {
     min_ttl: Duration::from_secs(1),
     // A TTL key lives until up to twice its TTL (session invalidation).
     ttl_slack: Duration::from_secs(4),
+    txn_limit: Some(64),
     release_lag: Duration::from_secs(1),
 };
 

@@ -15,6 +15,7 @@ const ETCD: BackendTraits = BackendTraits {
     min_ttl: Duration::from_secs(2),
     // Leases are checked for expiry every 500 ms; allow for a slow machine.
     ttl_slack: Duration::from_secs(3),
+    txn_limit: Some(128),
     release_lag: Duration::from_secs(1),
 };
 

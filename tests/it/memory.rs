@@ -90,6 +90,40 @@ mod memory_only {
 
     use crate::conformance::next_event;
 
+    /// A watch that falls behind in the middle of a big txn catches up with
+    /// the rest of it: every write once, all at the txn's version.
+    #[tokio::test]
+    async fn a_watch_lagging_inside_a_txn_misses_and_repeats_nothing() {
+        for history in [10_000, 4] {
+            let url = format!("memory://?history={history}");
+            let store = kvmesh::connect(&url).await.unwrap();
+            let mut watch = store
+                .watch_range("t/", WatchOptions::default())
+                .await
+                .unwrap();
+            let mut txn = kvmesh::Txn::new();
+            for i in 0..40 {
+                txn = txn.put(&format!("t/{i:02}"), Bytes::from("v"));
+            }
+            let kvmesh::TxnResult::Committed { version } = store.txn(txn).await.unwrap() else {
+                panic!("a txn without checks commits");
+            };
+            let mut keys = Vec::new();
+            while keys.len() < 40 {
+                match next_event(&mut watch).await {
+                    KvEvent::Put(pair) => {
+                        assert_eq!(pair.version, version);
+                        keys.push(pair.key);
+                    }
+                    other => panic!("{other:?}"),
+                }
+            }
+            keys.sort();
+            keys.dedup();
+            assert_eq!(keys.len(), 40, "history {history}: each once");
+        }
+    }
+
     #[tokio::test]
     async fn max_value_size_refuses_what_production_would() {
         let store = kvmesh::connect("memory://?max_value_size=4").await.unwrap();

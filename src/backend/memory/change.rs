@@ -23,6 +23,9 @@ pub(super) struct Change {
     /// `None` for a deletion.
     pub(super) value: Option<Bytes>,
     pub(super) version: u64,
+    /// Its place among all changes (set by `State::emit`): the changes of
+    /// one txn share a version, not a place.
+    pub(super) seq: u64,
 }
 
 impl Change {

@@ -10,6 +10,7 @@ mod change;
 mod channels;
 mod lock;
 mod state;
+mod tombstones;
 mod watch;
 
 use std::fmt;
@@ -22,8 +23,11 @@ use tokio::time::Instant;
 
 use self::state::State;
 use crate::key::{check_delete_prefix, check_key};
+use crate::txn::TxnWrite;
 use crate::watch::{WatchRegistry, WatchTarget};
-use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+use crate::{
+    Config, Error, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
+};
 
 /// The memory store. Clones of the `Arc<dyn Store>` it is handed out as share it.
 pub(crate) struct MemoryStore {
@@ -248,6 +252,23 @@ impl Store for MemoryStore {
         }
         state.set(key, value, None);
         Ok(true)
+    }
+
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        // No limit of its own: the memory store applies any txn at once.
+        txn.validate("memory", usize::MAX, usize::MAX)?;
+        for write in &txn.writes {
+            if let TxnWrite::Put { key, value } = write {
+                self.check_write(key, value)?;
+            }
+        }
+        let mut state = self.shared.write_purged();
+        let keys = txn.failed_checks(|key| state.version_of(key));
+        if !keys.is_empty() {
+            return Ok(TxnResult::Conflict { keys });
+        }
+        let version = state.apply(&txn.writes);
+        Ok(TxnResult::Committed { version })
     }
 
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {

@@ -1,12 +1,13 @@
 //! The memory store's data, guarded by one lock in [`super::Shared`].
 //!
-//! Every change goes through [`State::set`] or [`State::remove`], which take
-//! the next revision from one store-wide counter and hand the event to
+//! Every change goes through [`State::set`], [`State::remove`] or
+//! [`State::apply`] (a txn's writes, at one revision), which take the next
+//! revision from one store-wide counter and hand the event to
 //! [`State::emit`]: history, tombstones and watch channels are updated in one
 //! place, under the same lock as the data, so a watch sees changes in exactly
 //! the order they were made.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -16,6 +17,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::change::{Change, Entry, Key, KeyHasher};
 use super::channels::{ChangeReceiver, Channels};
+use super::tombstones::Tombstones;
+use crate::txn::TxnWrite;
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, KvPair, Result};
 
@@ -43,11 +46,12 @@ pub(super) struct State {
     /// Every event with a revision above this is still in `history`.
     compacted: u64,
 
-    tombstones: BTreeMap<Key, u64>,
-    tombstones_by_revision: BTreeMap<u64, Key>,
-    tombstone_limit: usize,
-    /// Deletions at or below this revision may have been forgotten.
-    tombstone_floor: u64,
+    tombstones: Tombstones,
+    /// Changes emitted so far: orders the changes of one revision (a txn
+    /// writes several), for watches that catch up mid-revision.
+    seq: u64,
+    /// Every change with a sequence number above this is still in `history`.
+    compacted_seq: u64,
 
     expirations: BTreeSet<(Instant, Key)>,
 
@@ -67,12 +71,13 @@ impl State {
             history: VecDeque::new(),
             history_limit,
             compacted: 0,
-            tombstones: BTreeMap::new(),
-            tombstones_by_revision: BTreeMap::new(),
-            tombstone_limit: history_limit
-                .saturating_mul(TOMBSTONES_PER_HISTORY_SLOT)
-                .max(MIN_TOMBSTONES),
-            tombstone_floor: 0,
+            tombstones: Tombstones::new(
+                history_limit
+                    .saturating_mul(TOMBSTONES_PER_HISTORY_SLOT)
+                    .max(MIN_TOMBSTONES),
+            ),
+            seq: 0,
+            compacted_seq: 0,
             expirations: BTreeSet::new(),
             channels: Channels::default(),
             locks: HashMap::new(),
@@ -149,10 +154,10 @@ impl State {
                 .map(Change::to_event)
                 .collect());
         }
-        if after < self.tombstone_floor {
+        if after < self.tombstones.floor() {
             return Err(Error::Compacted {
                 requested: after,
-                oldest: self.tombstone_floor,
+                oldest: self.tombstones.floor(),
             });
         }
         let mut changes: Vec<KvEvent> = self
@@ -160,18 +165,7 @@ impl State {
             .into_iter()
             .filter(|e| e.version() > after)
             .collect();
-        let deleted: Vec<(&Key, &u64)> = match target {
-            WatchTarget::Key(key) => self
-                .tombstones
-                .get_key_value(key.as_str())
-                .into_iter()
-                .collect(),
-            WatchTarget::Prefix(prefix) => self
-                .tombstones
-                .range::<str, _>((Bound::Included(prefix.as_str()), Bound::Unbounded))
-                .take_while(|(key, _)| key.starts_with(prefix.as_str()))
-                .collect(),
-        };
+        let deleted = self.tombstones.of(target);
         changes.extend(
             deleted
                 .into_iter()
@@ -191,7 +185,12 @@ impl State {
     /// key permanent.
     pub(super) fn set(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>) -> u64 {
         self.revision += 1;
-        let version = self.revision;
+        self.set_at(key, value, expires_at, self.revision);
+        self.revision
+    }
+
+    /// Writes `key` at `version` (the current revision's, or the next one's).
+    fn set_at(&mut self, key: &str, value: Bytes, expires_at: Option<Instant>, version: u64) {
         let shared_key = match self.data.get_mut(key) {
             Some(entry) => {
                 let old_expiry = std::mem::replace(&mut entry.expires_at, expires_at);
@@ -219,23 +218,30 @@ impl State {
         if let Some(at) = expires_at {
             self.expirations.insert((at, shared_key.clone()));
         }
-        if !self.tombstones.is_empty() {
-            if let Some(old) = self.tombstones.remove(key) {
-                self.tombstones_by_revision.remove(&old);
-            }
-        }
+        self.tombstones.remove(key);
         self.emit(Change {
             key: shared_key,
             value: Some(value),
             version,
+            seq: 0,
         });
-        version
     }
 
     /// Deletes `key`; returns the deletion's revision, or `None` if it was absent.
     /// A lock held on the key ends.
     pub(super) fn remove(&mut self, key: &str) -> Option<u64> {
-        let (key, entry) = self.data.remove_entry(key)?;
+        let version = self.revision + 1;
+        self.remove_at(key, version).then(|| {
+            self.revision = version;
+            version
+        })
+    }
+
+    /// Deletes `key` at `version`; false (and nothing changes) if it was absent.
+    fn remove_at(&mut self, key: &str, version: u64) -> bool {
+        let Some((key, entry)) = self.data.remove_entry(key) else {
+            return false;
+        };
         self.ordered.remove(&key);
         if let Some(at) = entry.expires_at {
             self.expirations.remove(&(at, key.clone()));
@@ -243,15 +249,34 @@ impl State {
         if !self.locks.is_empty() {
             self.end_lock(&key);
         }
-        self.revision += 1;
-        let version = self.revision;
-        self.add_tombstone(key.clone(), version);
+        self.tombstones.insert(key.clone(), version);
         self.emit(Change {
             key,
             value: None,
             version,
+            seq: 0,
         });
-        Some(version)
+        true
+    }
+
+    /// Applies a transaction's writes at one new revision (the current one
+    /// when none changes anything), and returns it.
+    pub(super) fn apply(&mut self, writes: &[TxnWrite]) -> u64 {
+        let version = self.revision + 1;
+        let mut changed = false;
+        for write in writes {
+            changed |= match write {
+                TxnWrite::Put { key, value } => {
+                    self.set_at(key, value.clone(), None, version);
+                    true
+                }
+                TxnWrite::Delete { key } => self.remove_at(key, version),
+            };
+        }
+        if changed {
+            self.revision = version;
+        }
+        self.revision
     }
 
     /// Deletes every key under `prefix`, each at its own revision.
@@ -282,32 +307,43 @@ impl State {
         self.expirations.first().map(|(at, _)| *at)
     }
 
-    fn add_tombstone(&mut self, key: Key, version: u64) {
-        if let Some(old) = self.tombstones.insert(key.clone(), version) {
-            self.tombstones_by_revision.remove(&old);
-        }
-        self.tombstones_by_revision.insert(version, key);
-        while self.tombstones.len() > self.tombstone_limit {
-            let Some((version, key)) = self.tombstones_by_revision.pop_first() else {
-                break;
-            };
-            self.tombstones.remove(&key);
-            self.tombstone_floor = version;
-        }
-    }
-
-    fn emit(&mut self, change: Change) {
+    fn emit(&mut self, mut change: Change) {
+        self.seq += 1;
+        change.seq = self.seq;
         self.channels.send(&change);
         if self.history_limit == 0 {
             self.compacted = change.version;
+            self.compacted_seq = change.seq;
             return;
         }
         if self.history.len() == self.history_limit {
             if let Some(oldest) = self.history.pop_front() {
                 self.compacted = oldest.version;
+                self.compacted_seq = oldest.seq;
             }
         }
         self.history.push_back(change);
+    }
+
+    /// How many changes have been emitted: the sequence number of the last.
+    pub(super) fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// Every change to `target` after sequence number `seq`, from the
+    /// history; `None` when the history no longer reaches back that far.
+    pub(super) fn changes_after_seq(&self, target: &WatchTarget, seq: u64) -> Option<Vec<KvEvent>> {
+        if seq < self.compacted_seq {
+            return None;
+        }
+        let start = self.history.partition_point(|c| c.seq <= seq);
+        Some(
+            self.history
+                .range(start..)
+                .filter(|c| target.matches(&c.key))
+                .map(Change::to_event)
+                .collect(),
+        )
     }
 
     pub(super) fn subscribe(&mut self, target: &WatchTarget) -> ChangeReceiver {

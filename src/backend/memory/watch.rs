@@ -24,9 +24,13 @@ struct MemoryWatch {
     rx: Option<ChangeReceiver>,
     /// Events decided on but not yet yielded (initial state, catch-up).
     pending: VecDeque<KvEvent>,
-    /// Revision up to which everything has been queued; live events at or
-    /// below it are duplicates.
+    /// Sequence number up to which every change has been queued; live
+    /// changes at or below it are duplicates.
     seen: u64,
+    /// The version to re-read after, should catching up find the history
+    /// gone: the last live event's, less one (the rest of its txn may be
+    /// missing), or the revision everything was queued at.
+    resume_after: u64,
     ended: bool,
 }
 
@@ -47,7 +51,7 @@ pub(super) fn open(
 ) -> Result<BoxStream<'static, Result<KvEvent>>> {
     let mut state = shared.write();
     let rx = state.subscribe(&target);
-    let (pending, seen) = match options.after {
+    let (pending, resume_after) = match options.after {
         None => (state.snapshot(&target), state.revision()),
         Some(after) => match state.changes_after(&target, after) {
             Ok(changes) => (changes, state.revision().max(after)),
@@ -58,6 +62,7 @@ pub(super) fn open(
             }
         },
     };
+    let seen = state.seq();
     drop(state);
     let watch = MemoryWatch {
         shared: shared.clone(),
@@ -65,6 +70,7 @@ pub(super) fn open(
         rx: Some(rx),
         pending: pending.into(),
         seen,
+        resume_after,
         ended: false,
     };
     Ok(futures::stream::unfold(watch, |mut watch| async move {
@@ -76,8 +82,9 @@ pub(super) fn open(
 
 impl MemoryWatch {
     fn live(&mut self, change: Change) -> Option<KvEvent> {
-        (change.version > self.seen).then(|| {
-            self.seen = change.version;
+        (change.seq > self.seen).then(|| {
+            self.seen = change.seq;
+            self.resume_after = change.version - 1;
             change.into_event()
         })
     }
@@ -113,8 +120,14 @@ impl MemoryWatch {
     fn catch_up(&mut self, missed: u64) -> Result<()> {
         tracing::debug!(missed, "memory watch fell behind; catching up from history");
         let state = self.shared.read();
-        let changes = state.changes_after(&self.target, self.seen)?;
-        self.seen = state.revision();
+        let changes = match state.changes_after_seq(&self.target, self.seen) {
+            Some(changes) => changes,
+            // Beyond the history: re-read, which may repeat a write of the
+            // last revision delivered rather than miss one.
+            None => state.changes_after(&self.target, self.resume_after)?,
+        };
+        self.seen = state.seq();
+        self.resume_after = state.revision();
         self.pending.extend(changes);
         Ok(())
     }

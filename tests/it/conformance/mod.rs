@@ -13,6 +13,7 @@
 pub mod kv;
 pub mod lock;
 pub mod recipes;
+pub mod txn;
 pub mod watch;
 
 use std::sync::Arc;
@@ -43,6 +44,8 @@ pub struct BackendTraits {
     pub min_ttl: Duration,
     /// How late after its TTL a key may still exist.
     pub ttl_slack: Duration,
+    /// The most writes a txn may have (`None`: no limit).
+    pub txn_limit: Option<usize>,
     /// How long a released lock may take to be free for others (0 in process).
     pub release_lag: Duration,
 }
@@ -52,6 +55,7 @@ impl BackendTraits {
         coalesces_changes: false,
         min_ttl: Duration::from_millis(100),
         ttl_slack: Duration::from_millis(1),
+        txn_limit: None,
         release_lag: Duration::ZERO,
     };
 }
@@ -169,6 +173,10 @@ macro_rules! suite {
             recipes::discovery_registers_refreshes_and_leaves,
             recipes::discovery_membership_stream,
             recipes::election_has_one_leader_at_a_time,
+            txn::all_or_nothing_with_conflicts_named,
+            txn::moves_under_contention_keep_the_sum,
+            txn::a_txn_is_one_version_on_a_range_watch,
+            txn::limits_and_bad_input,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {
