@@ -261,7 +261,12 @@ impl EtcdClient {
     pub(super) async fn txn(&self, request: &wire::TxnRequest) -> Result<TxnOutcome> {
         let reply: wire::TxnResponse = self.call("/v3/kv/txn", request, false, "etcd txn").await?;
         let mut replaced_leases = Vec::new();
-        for response in &reply.responses {
+        let mut ranges = Vec::new();
+        for response in reply.responses {
+            if let Some(range) = response.response_range {
+                ranges.push(range);
+                continue;
+            }
             if let Some(put) = &response.response_put {
                 replaced_leases.extend(put.prev_kv.iter().map(|kv| kv.lease).filter(|l| *l != 0));
             }
@@ -271,7 +276,9 @@ impl EtcdClient {
         }
         Ok(TxnOutcome {
             succeeded: reply.succeeded,
+            revision: reply.header.revision,
             replaced_leases,
+            ranges,
         })
     }
 
@@ -354,6 +361,10 @@ pub(super) enum RangeAt {
 #[derive(Debug)]
 pub(super) struct TxnOutcome {
     pub(super) succeeded: bool,
+    /// The store's revision after it (the commit's, when it wrote).
+    pub(super) revision: i64,
+    /// The replies of the branch's range reads, in order.
+    pub(super) ranges: Vec<wire::RangeResponse>,
     /// Leases of the values the txn's writes replaced or deleted.
     pub(super) replaced_leases: Vec<i64>,
 }

@@ -21,6 +21,7 @@ mod lock;
 mod refusal;
 mod stream;
 mod ttl;
+mod txn;
 mod watch;
 mod watch_messages;
 mod wire;
@@ -36,7 +37,7 @@ use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
 use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::key::{check_delete_prefix, check_key};
 use crate::watch::{WatchRegistry, WatchTarget};
-use crate::{Config, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+use crate::{Config, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions};
 
 /// An etcd store; clones of the `Arc<dyn Store>` share it.
 pub(crate) struct EtcdStore {
@@ -246,6 +247,11 @@ impl Store for EtcdStore {
             .map_err(|e| with_value_size(e, key, value.len()))?;
         self.revoke_replaced(outcome.replaced_leases).await?;
         Ok(outcome.succeeded)
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        self.apply_txn(txn).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

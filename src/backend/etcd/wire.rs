@@ -112,6 +112,14 @@ impl Compare {
         }
     }
 
+    /// The key exists (its create revision is not 0).
+    pub(super) fn present(key: String) -> Self {
+        Compare {
+            result: "NOT_EQUAL",
+            ..Compare::absent(key)
+        }
+    }
+
     /// The key was last written at `revision`.
     pub(super) fn modified_at(key: String, revision: u64) -> Self {
         Compare {
@@ -130,6 +138,8 @@ pub(super) enum RequestOp {
     Put(PutRequest),
     #[serde(rename = "request_delete_range")]
     DeleteRange(DeleteRangeRequest),
+    #[serde(rename = "request_range")]
+    Range(RangeRequest),
 }
 
 #[derive(Debug, Serialize)]

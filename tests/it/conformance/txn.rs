@@ -60,7 +60,8 @@ pub async fn all_or_nothing_with_conflicts_named(ctx: Ctx) {
 pub async fn moves_under_contention_keep_the_sum(ctx: Ctx) {
     const TASKS: usize = 6;
     const MOVES: usize = 8;
-    let (x, y) = (ctx.key("x"), ctx.key("y"));
+    let dir = ctx.key("move/");
+    let (x, y) = (format!("{dir}x"), format!("{dir}y"));
     ctx.store.put(&x, Bytes::from("100")).await.unwrap();
     ctx.store.put(&y, Bytes::from("0")).await.unwrap();
     let number = |b: &Bytes| -> i64 { std::str::from_utf8(b).unwrap().parse().unwrap() };
@@ -71,13 +72,14 @@ pub async fn moves_under_contention_keep_the_sum(ctx: Ctx) {
         } else {
             ctx.other.clone()
         };
-        let (x, y) = (x.clone(), y.clone());
+        let (dir, x, y) = (dir.clone(), x.clone(), y.clone());
         tasks.push(tokio::spawn(async move {
             let mut moved = 0;
             while moved < MOVES {
-                let px = store.get(&x).await.unwrap().unwrap();
-                let py = store.get(&y).await.unwrap().unwrap();
-                assert_eq!(number(&px.value) + number(&py.value), 100, "a torn read");
+                // One range read is one snapshot: the sum is whole in it.
+                let both = store.get_range(&dir).await.unwrap();
+                let [px, py] = <[_; 2]>::try_from(both).expect("x and y");
+                assert_eq!(number(&px.value) + number(&py.value), 100, "a torn txn");
                 let txn = Txn::new()
                     .check(&x, Some(px.version))
                     .check(&y, Some(py.version))

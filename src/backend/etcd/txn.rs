@@ -1,0 +1,107 @@
+//! `Store::txn` on etcd: one etcd `Txn`, its compares the checks, its
+//! success branch the writes, and its failure branch a read of every
+//! checked key, so that a conflict names the keys whose check failed.
+
+use std::collections::HashMap;
+
+use super::EtcdStore;
+use super::client::range_of;
+use super::refusal::with_value_size;
+use super::wire::{
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, b64,
+};
+use crate::txn::TxnWrite;
+use crate::{Error, Result, Txn, TxnResult};
+
+/// etcd's default `--max-txn-ops`: the most compares, and the most
+/// operations in either branch, of one txn.
+const MAX_TXN_OPS: usize = 128;
+
+impl EtcdStore {
+    pub(super) async fn apply_txn(&self, txn: Txn) -> Result<TxnResult> {
+        txn.validate("etcd", MAX_TXN_OPS, MAX_TXN_OPS)?;
+        let mut compare = Vec::new();
+        for check in &txn.checks {
+            let key = b64(&check.key);
+            match check.version {
+                None => compare.push(Compare::absent(key)),
+                // No key is at version 0: present and last written at 0
+                // never holds.
+                Some(0) => {
+                    compare.push(Compare::present(key.clone()));
+                    compare.push(Compare::modified_at(key, 0));
+                }
+                Some(version) => compare.push(Compare::modified_at(key, version)),
+            }
+        }
+        if compare.len() > MAX_TXN_OPS {
+            return Err(Error::InvalidArgument(format!(
+                "a txn on etcd takes at most {MAX_TXN_OPS} compares (a check of version 0 takes two)"
+            )));
+        }
+        let prev_kv = self.inner.ttl_leases.any();
+        let success = txn
+            .writes
+            .iter()
+            .map(|write| match write {
+                TxnWrite::Put { key, value } => RequestOp::Put(PutRequest {
+                    key: b64(key),
+                    value: b64(value),
+                    lease: 0,
+                    prev_kv,
+                }),
+                TxnWrite::Delete { key } => RequestOp::DeleteRange(DeleteRangeRequest {
+                    key: b64(key),
+                    range_end: None,
+                    prev_kv,
+                }),
+            })
+            .collect();
+        let failure = txn
+            .checks
+            .iter()
+            .map(|check| {
+                let (key, range_end) = range_of(&check.key, false);
+                RequestOp::Range(RangeRequest {
+                    key,
+                    range_end,
+                    revision: 0,
+                })
+            })
+            .collect();
+        let request = TxnRequest {
+            compare,
+            success,
+            failure,
+        };
+        let outcome = self.inner.client.txn(&request).await.map_err(|e| {
+            let size = txn.writes.iter().map(|w| match w {
+                TxnWrite::Put { value, .. } => value.len(),
+                TxnWrite::Delete { .. } => 0,
+            });
+            with_value_size(e, "(a txn)", size.sum())
+        })?;
+        if outcome.succeeded {
+            self.revoke_replaced(outcome.replaced_leases).await?;
+            let version = u64::try_from(outcome.revision)
+                .map_err(|_| Error::malformed("etcd answered a negative revision"))?;
+            return Ok(TxnResult::Committed { version });
+        }
+        // The failure branch read each checked key, in order.
+        let mut current: HashMap<&str, Option<u64>> = HashMap::new();
+        for (check, range) in txn.checks.iter().zip(&outcome.ranges) {
+            let version = match range.kvs.first() {
+                Some(kv) => Some(kv.version()?),
+                None => None,
+            };
+            current.insert(&check.key, version);
+        }
+        let keys = txn.failed_checks(|key| current.get(key).copied().flatten());
+        if keys.is_empty() {
+            return Err(Error::malformed(
+                "etcd refused a txn whose checks all hold by its own reads",
+            ));
+        }
+        Ok(TxnResult::Conflict { keys })
+    }
+}
