@@ -8,7 +8,6 @@ use serde::Deserializer;
 use serde::de::Visitor;
 
 /// `bytes` as padded standard base64.
-#[cfg(feature = "etcd")]
 pub(crate) fn encode(bytes: &[u8]) -> String {
     STANDARD.encode(bytes)
 }

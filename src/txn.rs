@@ -79,7 +79,9 @@ impl Txn {
         self
     }
 
-    /// Writes `value` to `key` (a permanent key, as `put` makes it).
+    /// Writes `value` to `key`. On memory and etcd the key is then
+    /// permanent, as `put` makes it; on Consul a key written with a TTL
+    /// keeps it (the TTL session holds the key; `put` releases it).
     #[must_use]
     pub fn put(mut self, key: &str, value: Bytes) -> Self {
         self.writes.push(TxnWrite::Put {

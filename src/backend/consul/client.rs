@@ -305,14 +305,19 @@ impl ConsulClient {
 
     /// One transaction (`PUT /v1/txn`); `Ok(false)` when Consul rolled it back.
     pub(super) async fn transaction(&self, operations: &serde_json::Value) -> Result<bool> {
+        Ok(self.txn(operations).await?.status == StatusCode::OK)
+    }
+
+    /// One transaction: Consul's reply when it applied it (200) or rolled it
+    /// back (409, with the failed operations), else the error it means.
+    pub(super) async fn txn(&self, operations: &serde_json::Value) -> Result<HttpReply> {
         let path = self.path("/v1/txn".to_owned(), &[]);
         let body = Bytes::from(operations.to_string());
         let reply = self
             .call(Method::PUT, &path, body, false, self.timeout, "consul txn")
             .await?;
         match reply.status {
-            StatusCode::OK => Ok(true),
-            StatusCode::CONFLICT => Ok(false),
+            StatusCode::OK | StatusCode::CONFLICT => Ok(reply),
             _ => Err(wire::classify(&reply, "consul txn", None)),
         }
     }

@@ -16,6 +16,7 @@ mod keys;
 mod lock;
 mod long_polls;
 mod ttl;
+mod txn;
 mod watch;
 mod wire;
 
@@ -29,7 +30,9 @@ use self::client::{ConsulClient, Write};
 use self::keys::{check_key, check_prefix};
 use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::watch::{WatchRegistry, WatchTarget};
-use crate::{Config, Error, KvPair, Lock, PutOptions, Result, Store, Watch, WatchOptions};
+use crate::{
+    Config, Error, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
+};
 
 /// A Consul store; clones of the `Arc<dyn Store>` share it.
 pub(crate) struct ConsulStore {
@@ -215,6 +218,11 @@ impl Store for ConsulStore {
             None => 0,
         };
         self.inner.client.put(key, value, Write::Cas(index)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        self.apply_txn(txn).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]

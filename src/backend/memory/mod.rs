@@ -8,6 +8,7 @@
 
 mod change;
 mod channels;
+mod history;
 mod lock;
 mod state;
 mod tombstones;

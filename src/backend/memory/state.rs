@@ -7,7 +7,7 @@
 //! place, under the same lock as the data, so a watch sees changes in exactly
 //! the order they were made.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::ops::Bound;
 use std::sync::Arc;
 
@@ -17,6 +17,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::change::{Change, Entry, Key, KeyHasher};
 use super::channels::{ChangeReceiver, Channels};
+use super::history::History;
 use super::tombstones::Tombstones;
 use crate::txn::TxnWrite;
 use crate::watch::WatchTarget;
@@ -41,17 +42,12 @@ pub(super) struct State {
     ordered: BTreeSet<Key>,
     revision: u64,
 
-    history: VecDeque<Change>,
-    history_limit: usize,
-    /// Every event with a revision above this is still in `history`.
-    compacted: u64,
+    history: History,
 
     tombstones: Tombstones,
     /// Changes emitted so far: orders the changes of one revision (a txn
     /// writes several), for watches that catch up mid-revision.
     seq: u64,
-    /// Every change with a sequence number above this is still in `history`.
-    compacted_seq: u64,
 
     expirations: BTreeSet<(Instant, Key)>,
 
@@ -68,16 +64,13 @@ impl State {
             data: HashMap::default(),
             ordered: BTreeSet::new(),
             revision: 0,
-            history: VecDeque::new(),
-            history_limit,
-            compacted: 0,
+            history: History::new(history_limit),
             tombstones: Tombstones::new(
                 history_limit
                     .saturating_mul(TOMBSTONES_PER_HISTORY_SLOT)
                     .max(MIN_TOMBSTONES),
             ),
             seq: 0,
-            compacted_seq: 0,
             expirations: BTreeSet::new(),
             channels: Channels::default(),
             locks: HashMap::new(),
@@ -145,14 +138,8 @@ impl State {
     /// rebuilt from the current data and the tombstones (a `Put` per key
     /// written since, a `Delete` per key deleted since).
     pub(super) fn changes_after(&self, target: &WatchTarget, after: u64) -> Result<Vec<KvEvent>> {
-        if after >= self.compacted {
-            let start = self.history.partition_point(|c| c.version <= after);
-            return Ok(self
-                .history
-                .range(start..)
-                .filter(|c| target.matches(&c.key))
-                .map(Change::to_event)
-                .collect());
+        if let Some(changes) = self.history.after_version(target, after) {
+            return Ok(changes);
         }
         if after < self.tombstones.floor() {
             return Err(Error::Compacted {
@@ -311,18 +298,7 @@ impl State {
         self.seq += 1;
         change.seq = self.seq;
         self.channels.send(&change);
-        if self.history_limit == 0 {
-            self.compacted = change.version;
-            self.compacted_seq = change.seq;
-            return;
-        }
-        if self.history.len() == self.history_limit {
-            if let Some(oldest) = self.history.pop_front() {
-                self.compacted = oldest.version;
-                self.compacted_seq = oldest.seq;
-            }
-        }
-        self.history.push_back(change);
+        self.history.push(change);
     }
 
     /// How many changes have been emitted: the sequence number of the last.
@@ -333,17 +309,7 @@ impl State {
     /// Every change to `target` after sequence number `seq`, from the
     /// history; `None` when the history no longer reaches back that far.
     pub(super) fn changes_after_seq(&self, target: &WatchTarget, seq: u64) -> Option<Vec<KvEvent>> {
-        if seq < self.compacted_seq {
-            return None;
-        }
-        let start = self.history.partition_point(|c| c.seq <= seq);
-        Some(
-            self.history
-                .range(start..)
-                .filter(|c| target.matches(&c.key))
-                .map(Change::to_event)
-                .collect(),
-        )
+        self.history.after_seq(target, seq)
     }
 
     pub(super) fn subscribe(&mut self, target: &WatchTarget) -> ChangeReceiver {

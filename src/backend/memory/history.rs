@@ -1,0 +1,67 @@
+//! The last changes of the memory store, for watches that resume with
+//! `WatchOptions::after` or fall behind: replayed exactly while they reach
+//! back far enough.
+
+use std::collections::VecDeque;
+
+use super::change::Change;
+use crate::KvEvent;
+use crate::watch::WatchTarget;
+
+pub(super) struct History {
+    changes: VecDeque<Change>,
+    limit: usize,
+    /// Every change with a version above this is still here.
+    compacted: u64,
+    /// Every change with a sequence number above this is still here.
+    compacted_seq: u64,
+}
+
+impl History {
+    pub(super) fn new(limit: usize) -> Self {
+        History {
+            changes: VecDeque::new(),
+            limit,
+            compacted: 0,
+            compacted_seq: 0,
+        }
+    }
+
+    /// Keeps `change`, forgetting the oldest beyond the limit.
+    pub(super) fn push(&mut self, change: Change) {
+        if self.limit == 0 {
+            self.compacted = change.version;
+            self.compacted_seq = change.seq;
+            return;
+        }
+        if self.changes.len() == self.limit {
+            if let Some(oldest) = self.changes.pop_front() {
+                self.compacted = oldest.version;
+                self.compacted_seq = oldest.seq;
+            }
+        }
+        self.changes.push_back(change);
+    }
+
+    /// The changes to `target` with a version above `after`, in order;
+    /// `None` when some of them are forgotten.
+    pub(super) fn after_version(&self, target: &WatchTarget, after: u64) -> Option<Vec<KvEvent>> {
+        (after >= self.compacted).then(|| self.since(target, |c| c.version <= after))
+    }
+
+    /// The changes to `target` with a sequence number above `seq`; `None`
+    /// when some of them are forgotten.
+    pub(super) fn after_seq(&self, target: &WatchTarget, seq: u64) -> Option<Vec<KvEvent>> {
+        (seq >= self.compacted_seq).then(|| self.since(target, |c| c.seq <= seq))
+    }
+
+    /// The changes to `target` after the (ordered) ones `before` holds for.
+    fn since(&self, target: &WatchTarget, before: impl Fn(&Change) -> bool) -> Vec<KvEvent> {
+        let start = self.changes.partition_point(before);
+        self.changes
+            .range(start..)
+            .filter(|c| target.matches(&c.key))
+            .map(Change::to_event)
+            .collect()
+    }
+}
