@@ -54,6 +54,7 @@ mod key;
 mod lifetime;
 mod lock;
 mod prefixed;
+pub mod semaphore;
 mod store;
 mod tls;
 mod txn;

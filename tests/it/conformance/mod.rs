@@ -13,6 +13,7 @@
 pub mod kv;
 pub mod lock;
 pub mod recipes;
+pub mod semaphore;
 pub mod txn;
 pub mod watch;
 
@@ -173,6 +174,8 @@ macro_rules! suite {
             recipes::discovery_registers_refreshes_and_leaves,
             recipes::discovery_membership_stream,
             recipes::election_has_one_leader_at_a_time,
+            semaphore::semaphore_never_exceeds_its_limit,
+            semaphore::semaphore_holders_try_and_drop,
             txn::all_or_nothing_with_conflicts_named,
             txn::moves_under_contention_keep_the_sum,
             txn::a_txn_is_one_version_on_a_range_watch,
