@@ -282,6 +282,13 @@ async fn lock_holder_child() {
     let store = kvmesh::connect(&format!("etcd://{addr}?lock_ttl=2s"))
         .await
         .unwrap();
+    if std::env::var_os("KV_CHILD_SEMAPHORE").is_some() {
+        let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
+        let _permit = permits.acquire(Bytes::from("child")).await.unwrap();
+        println!("HELD");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        return;
+    }
     let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
     println!("HELD");
     tokio::time::sleep(Duration::from_secs(600)).await;
@@ -329,6 +336,46 @@ async fn a_killed_holder_loses_the_lock_after_its_ttl() {
     );
     assert_eq!(store.get(&key).await.unwrap().unwrap().value, "parent");
     lock.release().await.unwrap();
+}
+
+/// A semaphore permit of a killed process frees after the lock TTL.
+#[tokio::test]
+async fn a_killed_holder_frees_its_semaphore_slot() {
+    let _serial = SERIAL.lock().await;
+    let test = "a_killed_holder_frees_its_semaphore_slot";
+    let Some((store, addr)) = store("KV_ETCD35_ADDR", test, "lock_ttl=2s").await else {
+        return;
+    };
+    let key = unique("killed-permit") + "pool";
+    let mut child = support::spawn_child_test(
+        "lock_holder_child",
+        &[
+            ("KV_CHILD_ETCD", &addr),
+            ("KV_CHILD_KEY", &key),
+            ("KV_CHILD_SEMAPHORE", "1"),
+        ],
+    );
+    support::wait_for_line(&mut child, "HELD").await;
+    let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("child")]);
+    assert!(
+        permits
+            .try_acquire(Bytes::from("parent"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let permit = tokio::time::timeout(
+        Duration::from_secs(15),
+        permits.acquire(Bytes::from("parent")),
+    )
+    .await
+    .expect("the child's lease expires and its slot frees")
+    .unwrap();
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("parent")]);
+    permit.release().await.unwrap();
 }
 
 #[tokio::test]
