@@ -161,6 +161,7 @@ impl EtcdClient {
                     key,
                     range_end,
                     revision,
+                    ..wire::RangeRequest::default()
                 },
                 true,
                 "etcd range",
@@ -182,6 +183,7 @@ impl EtcdClient {
             key,
             range_end,
             revision,
+            ..wire::RangeRequest::default()
         };
         let reply = self
             .call_checked::<_, wire::RangeResponse>("/v3/kv/range", &request, true, "etcd range")
@@ -207,7 +209,7 @@ impl EtcdClient {
         let request = wire::RangeRequest {
             key,
             range_end,
-            revision: 0,
+            ..wire::RangeRequest::default()
         };
         let reply: wire::RangeResponse = self
             .call("/v3/kv/range", &request, true, "etcd range")
@@ -235,6 +237,21 @@ impl EtcdClient {
             .await
             .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
         Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
+    }
+
+    /// Writes `key` with `lease`; returns the revision of the write.
+    pub(super) async fn put_revision(&self, key: &str, value: &[u8], lease: i64) -> Result<i64> {
+        let request = wire::PutRequest {
+            key: b64(key),
+            value: b64(value),
+            lease,
+            prev_kv: false,
+        };
+        let reply: wire::PutResponse = self
+            .call("/v3/kv/put", &request, true, "etcd put")
+            .await
+            .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
+        Ok(reply.header.revision)
     }
 
     /// Deletes a key or every key under a prefix. With `prev_kv`, returns

@@ -1,14 +1,16 @@
-//! Locks on etcd: one lease per lock.
+//! Locks on etcd: one lease per lock, and etcd's own mutex protocol
+//! ([`mutex`]) on `<key>___lock/`, so `etcdctl lock <key>___lock`, Go's
+//! `concurrency.Mutex` on that prefix and valkeyrie's lock exclude a
+//! kvmesh holder and are excluded by it. Once first, the holder writes its
+//! value to `<key>` under the same lease.
 //!
-//! Acquiring is a txn "the key does not exist → put it with our lease"; a
-//! waiter watches the key and tries again once it is deleted (no polling).
 //! The lease has the configured lock TTL and is kept alive by one
 //! `lease/keepalive` POST every TTL/3 (the gateway ignores streamed
 //! keepalives) from the moment it is granted, by the keeper shared with the
-//! other backends ([`KeptLifetime`]). Revoking the lease releases
-//! the lock and deletes the key in one step; a dead holder's lease expires
-//! after the TTL. The fencing token is the key's `create_revision`, which
-//! grows every time the key is created anew, so across holders.
+//! other backends ([`KeptLifetime`]). Revoking the lease releases the lock
+//! and deletes both keys in one step; a dead holder's lease expires after
+//! the TTL. The fencing token is the contender key's create revision, which
+//! grows with every contender, so across holders.
 
 use std::sync::Arc;
 
@@ -17,7 +19,7 @@ use futures::StreamExt;
 use tokio_util::sync::CancellationToken;
 
 use super::Inner;
-use super::wire::{Compare, PutRequest, RequestOp, TxnRequest, b64};
+use super::mutex;
 use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Lock, Result, WatchOptions};
@@ -50,47 +52,42 @@ async fn grant(inner: &Arc<Inner>) -> Result<(i64, KeptLifetime)> {
     Ok((id, KeptLifetime::start(lease, ttl)))
 }
 
-/// What one try at the lock found.
-enum Attempt {
-    /// Ours, with this fencing token.
-    Acquired(u64),
-    /// Held by another at this revision: wait for a delete after it.
-    HeldAt(i64),
-    /// Free again by the time it was read back: try again at once (waiting
-    /// for a delete that already happened would wait forever).
-    Free,
-}
-
-/// One try: create the key with our lease if it does not exist, then read
-/// it back.
-async fn attempt(inner: &Arc<Inner>, key: &str, value: &Bytes, lease: i64) -> Result<Attempt> {
-    let taken = inner
-        .client
-        .txn(&TxnRequest {
-            compare: vec![Compare::absent(b64(key))],
-            success: vec![RequestOp::Put(PutRequest {
-                key: b64(key),
-                value: b64(value),
-                lease,
-                prev_kv: false,
-            })],
-            failure: vec![],
-        })
-        .await?
-        .succeeded;
-    let (kvs, revision) = inner.client.range_raw(key).await?;
-    let Some(kv) = kvs.into_iter().next() else {
-        return Ok(Attempt::Free);
+/// Contends for the lock on `key` with `lease`: enters etcd's mutex on
+/// `<key>___lock/`, waits for its turn if `wait` (else gives up: `None`),
+/// then writes `value` to `key` under the lease. Returns the fencing token
+/// and the revision of that write.
+async fn take(
+    inner: &Arc<Inner>,
+    kept: &KeptLifetime,
+    key: &str,
+    value: &Bytes,
+    lease: i64,
+    wait: bool,
+) -> Result<Option<(u64, i64)>> {
+    let prefix = mutex::prefix(key);
+    let standing = mutex::enter(inner, &prefix, lease).await?;
+    let lost = || Error::LockLost {
+        key: key.to_owned(),
     };
-    if taken && kv.lease == lease {
-        return Ok(Attempt::Acquired(
-            u64::try_from(kv.create_revision).unwrap_or(0),
-        ));
+    if !standing.holds {
+        if !wait {
+            return Ok(None);
+        }
+        let (_, lease_lost) = kept.tokens();
+        tokio::select! {
+            turn = mutex::wait_for_turn(inner, &prefix, standing.revision) => turn?,
+            _ = lease_lost.cancelled() => return Err(lost()),
+        }
+        // Our contender key goes with our lease: still there, still ours.
+        let (kvs, _) = inner.client.range_raw(&mutex::contender(&prefix, lease)).await?;
+        if kvs.is_empty() {
+            return Err(lost());
+        }
     }
-    if kv.lease == lease {
-        return Ok(Attempt::Free); // ours was deleted and re-created by another: re-check
-    }
-    Ok(Attempt::HeldAt(revision))
+    let written = inner.client.put_revision(key, value, lease).await?;
+    let token = u64::try_from(standing.revision)
+        .map_err(|_| Error::malformed("etcd answered a negative revision"))?;
+    Ok(Some((token, written)))
 }
 
 pub(super) async fn try_acquire(
@@ -99,13 +96,11 @@ pub(super) async fn try_acquire(
     value: Bytes,
 ) -> Result<Option<Lock>> {
     let (lease, kept) = grant(inner).await?;
-    loop {
-        match attempt(inner, key, &value, lease).await? {
-            Attempt::Acquired(token) => return Ok(Some(hand_over(inner, kept, lease, key, token))),
-            Attempt::HeldAt(_) => return Ok(None),
-            Attempt::Free => continue,
-        }
-    }
+    // Dropping `kept` on the way out revokes the lease, and with it our
+    // contender key.
+    Ok(take(inner, &kept, key, &value, lease, false)
+        .await?
+        .map(|taken| hand_over(inner, kept, lease, key, taken)))
 }
 
 pub(super) async fn acquire(inner: &Arc<Inner>, key: &str, value: Bytes) -> Result<Lock> {
@@ -127,35 +122,12 @@ async fn acquire_with_one_lease(
 ) -> Result<Lock> {
     let (lease, kept) = grant(inner).await?;
     outage.reached();
-    loop {
-        if kept.is_lost() {
-            return Err(Error::LockLost {
-                key: key.to_owned(),
-            });
-        }
-        match attempt(inner, key, value, lease).await? {
-            Attempt::Acquired(token) => return Ok(hand_over(inner, kept, lease, key, token)),
-            Attempt::HeldAt(revision) => wait_for_delete(inner, key, revision).await?,
-            Attempt::Free => {}
-        }
+    match take(inner, &kept, key, value, lease, true).await? {
+        Some(taken) => Ok(hand_over(inner, kept, lease, key, taken)),
+        None => Err(Error::LockLost {
+            key: key.to_owned(),
+        }),
     }
-}
-
-/// Returns once `key` is deleted after `revision` (or is already gone).
-async fn wait_for_delete(inner: &Arc<Inner>, key: &str, revision: i64) -> Result<()> {
-    let after = u64::try_from(revision).unwrap_or(0);
-    let mut changes = super::watch::open(
-        inner,
-        WatchTarget::Key(key.to_owned()),
-        WatchOptions::after(after),
-    )
-    .await?;
-    while let Some(event) = changes.next().await {
-        if let KvEvent::Delete { .. } = event? {
-            return Ok(());
-        }
-    }
-    Ok(())
 }
 
 fn hand_over(
@@ -163,20 +135,22 @@ fn hand_over(
     kept: KeptLifetime,
     lease: i64,
     key: &str,
-    fencing_token: u64,
+    (fencing_token, written): (u64, i64),
 ) -> Lock {
     let (stop, lost) = kept.tokens();
-    tokio::spawn(monitor(
-        inner.clone(),
-        key.to_owned(),
-        fencing_token,
-        stop,
-        lost,
-    ));
+    let contender = mutex::contender(&mutex::prefix(key), lease);
+    // Each from the revision it was written at: the previous holder's
+    // deletion of `key` came before ours was written, and is not a loss.
+    let written = u64::try_from(written).unwrap_or(fencing_token);
+    for (watched, from) in [(key.to_owned(), written), (contender, fencing_token)] {
+        let (stop, lost) = (stop.clone(), lost.clone());
+        tokio::spawn(monitor(inner.clone(), watched, from, stop, lost));
+    }
     kept.into_lock(key, lease.to_string(), fencing_token)
 }
 
-/// Declares the lock lost once its key is deleted (or re-created by another holder).
+/// Declares the lock lost once `key` (its value, or its contender key) is
+/// deleted.
 async fn monitor(
     inner: Arc<Inner>,
     key: String,

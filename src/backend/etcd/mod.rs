@@ -18,6 +18,7 @@ mod client;
 mod hub;
 mod keys;
 mod lock;
+mod mutex;
 mod refusal;
 mod stream;
 mod ttl;

@@ -65,7 +65,7 @@ impl EtcdStore {
                 RequestOp::Range(RangeRequest {
                     key,
                     range_end,
-                    revision: 0,
+                    ..RangeRequest::default()
                 })
             })
             .collect();

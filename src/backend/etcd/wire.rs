@@ -47,7 +47,7 @@ pub(super) fn int64<'de, D: Deserializer<'de>>(
 
 // ----- requests -----
 
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub(super) struct RangeRequest {
     pub(super) key: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -55,6 +55,18 @@ pub(super) struct RangeRequest {
     /// 0: the latest revision.
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) revision: i64,
+    /// 0: every key in the range.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) limit: i64,
+    /// `ASCEND` or `DESCEND`, by `sort_target`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) sort_order: Option<&'static str>,
+    /// `KEY`, `CREATE`, `MOD`, ...
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) sort_target: Option<&'static str>,
+    /// 0: no bound; else only keys created at or below this revision.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub(super) max_create_revision: i64,
 }
 
 #[derive(Debug, Serialize)]
@@ -232,6 +244,8 @@ pub(super) struct HeaderOnly {
 
 #[derive(Debug, Default, Deserialize, PartialEq)]
 pub(super) struct PutResponse {
+    #[serde(default)]
+    pub(super) header: Header,
     /// Present when asked for and the key existed.
     #[serde(default)]
     pub(super) prev_kv: Option<KeyValue>,

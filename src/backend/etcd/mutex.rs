@@ -1,0 +1,116 @@
+//! The lock protocol of etcd's own `concurrency.Mutex` (Go client,
+//! `etcdctl lock`), on the prefix `<key>___lock/` (valkeyrie's name for a
+//! lock on `<key>`), so that all of them exclude one another.
+//!
+//! Each contender puts `<prefix><lease id in hex>` under its lease; the
+//! contender whose key has the lowest create revision holds the lock, and
+//! each waiter waits for the deletion of the contender just before it (no
+//! herd). The holder's create revision is the fencing token.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+
+use super::Inner;
+use super::client::range_of;
+use super::wire::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, b64};
+use crate::watch::WatchTarget;
+use crate::{Error, KvEvent, Result, WatchOptions};
+
+/// The mutex prefix of a lock on `key`.
+pub(super) fn prefix(key: &str) -> String {
+    format!("{key}___lock/")
+}
+
+/// This contender's key under `prefix`.
+pub(super) fn contender(prefix: &str, lease: i64) -> String {
+    format!("{prefix}{lease:x}")
+}
+
+/// The first (or last) key created under `prefix`, at or below `max_create`
+/// when it is not 0.
+fn by_creation(prefix: &str, order: &'static str, max_create: i64) -> RangeRequest {
+    let (key, range_end) = range_of(prefix, true);
+    RangeRequest {
+        key,
+        range_end,
+        limit: 1,
+        sort_order: Some(order),
+        sort_target: Some("CREATE"),
+        max_create_revision: max_create,
+        ..RangeRequest::default()
+    }
+}
+
+/// Where a contender stands.
+pub(super) struct Standing {
+    /// The create revision of our contender key.
+    pub(super) revision: i64,
+    /// True when no contender was created before us.
+    pub(super) holds: bool,
+}
+
+/// Puts our contender key (unless it is there already) and says whether it
+/// is the first.
+pub(super) async fn enter(inner: &Arc<Inner>, prefix: &str, lease: i64) -> Result<Standing> {
+    let mine = contender(prefix, lease);
+    let (key, _) = range_of(&mine, false);
+    let request = TxnRequest {
+        compare: vec![Compare::absent(b64(&mine))],
+        success: vec![
+            RequestOp::Put(PutRequest {
+                key: b64(&mine),
+                value: String::new(),
+                lease,
+                prev_kv: false,
+            }),
+            RequestOp::Range(by_creation(prefix, "ASCEND", 0)),
+        ],
+        failure: vec![
+            RequestOp::Range(RangeRequest {
+                key,
+                ..RangeRequest::default()
+            }),
+            RequestOp::Range(by_creation(prefix, "ASCEND", 0)),
+        ],
+    };
+    let outcome = inner.client.txn(&request).await?;
+    let missing = || Error::malformed("etcd's mutex txn answered without its reads");
+    let (revision, owner) = if outcome.succeeded {
+        let owner = outcome.ranges.first().ok_or_else(missing)?;
+        (outcome.revision, owner)
+    } else {
+        let ours = outcome.ranges.first().ok_or_else(missing)?;
+        let revision = ours.kvs.first().ok_or_else(missing)?.create_revision;
+        (revision, outcome.ranges.get(1).ok_or_else(missing)?)
+    };
+    let holds = owner
+        .kvs
+        .first()
+        .is_none_or(|first| first.create_revision == revision);
+    Ok(Standing { revision, holds })
+}
+
+/// Waits until every contender created before `revision` is gone, one at a
+/// time: the last one before us, then the next, as etcd's own does.
+pub(super) async fn wait_for_turn(inner: &Arc<Inner>, prefix: &str, revision: i64) -> Result<()> {
+    loop {
+        let request = by_creation(prefix, "DESCEND", revision - 1);
+        let reply: super::wire::RangeResponse = inner
+            .client
+            .call("/v3/kv/range", &request, true, "etcd range")
+            .await?;
+        let Some(before) = reply.kvs.first() else {
+            return Ok(());
+        };
+        let key = before.key_text()?;
+        let after = u64::try_from(reply.header.revision).unwrap_or(0);
+        let mut changes =
+            super::watch::open(inner, WatchTarget::Key(key), WatchOptions::after(after)).await?;
+        while let Some(event) = changes.next().await {
+            if let KvEvent::Delete { .. } = event? {
+                break;
+            }
+        }
+    }
+}
