@@ -20,6 +20,8 @@ mod etcd;
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod faults;
 #[cfg(all(feature = "consul", feature = "etcd"))]
+mod interop;
+#[cfg(all(feature = "consul", feature = "etcd"))]
 mod lock_safety;
 mod memory;
 #[cfg(all(feature = "consul", feature = "etcd"))]

@@ -25,12 +25,19 @@ pub(super) struct Listing {
     pub(super) index: u64,
 }
 
+/// `api.LockFlagValue` of Consul's Go client: the flags of a lock key.
+const LOCK_FLAG_VALUE: u64 = 0x2ddc_cbc0_58a5_0c18;
+
 /// A conditional or lock-related write on one key.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Write<'a> {
     Plain,
     Cas(u64),
     Acquire(&'a str),
+    /// `Acquire` with the flags of Consul's own `api.Lock`, so that its
+    /// users (`consul lock`, Go clients) wait for a kvmesh holder instead
+    /// of failing with a lock conflict.
+    Lock(&'a str),
     Release(&'a str),
 }
 
@@ -151,6 +158,9 @@ impl ConsulClient {
             Write::Plain => String::new(),
             Write::Cas(index) => format!("cas={index}"),
             Write::Acquire(session) => format!("acquire={}", query_value(session)),
+            Write::Lock(session) => {
+                format!("acquire={}&flags={LOCK_FLAG_VALUE}", query_value(session))
+            }
             Write::Release(session) => format!("release={}", query_value(session)),
         };
         let path = self.path(kv_path(key), &[&param]);

@@ -10,6 +10,10 @@
 //! unreachable: stop claiming the lock well before Consul frees it), or when
 //! the key is deleted or held by another session.
 //!
+//! The key carries the flags of Consul's own `api.Lock`, so `consul lock`
+//! (which locks `PREFIX/.lock`) and Go's `api.Lock` on the same key wait for
+//! a kvmesh holder, and a key held by any session is held for kvmesh.
+//!
 //! Releasing destroys the session; Consul then deletes the key in the same
 //! step. The session is a [`KeptLifetime`]: dropping an `acquire` future or a
 //! `Lock` stops its keeper, which destroys it.
@@ -137,7 +141,7 @@ async fn attempt(
         }
         if inner
             .client
-            .put(key, value.clone(), Write::Acquire(&id))
+            .put(key, value.clone(), Write::Lock(&id))
             .await?
         {
             // The acquire write's ModifyIndex is the fencing token: Consul's

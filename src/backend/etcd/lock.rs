@@ -79,7 +79,10 @@ async fn take(
             _ = lease_lost.cancelled() => return Err(lost()),
         }
         // Our contender key goes with our lease: still there, still ours.
-        let (kvs, _) = inner.client.range_raw(&mutex::contender(&prefix, lease)).await?;
+        let (kvs, _) = inner
+            .client
+            .range_raw(&mutex::contender(&prefix, lease))
+            .await?;
         if kvs.is_empty() {
             return Err(lost());
         }

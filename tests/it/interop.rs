@@ -1,0 +1,194 @@
+//! Locks that the servers' own tools respect, both ways: while the tool
+//! holds, kvmesh's `try_acquire` gets `None`; while kvmesh holds, the tool
+//! waits, and proceeds once kvmesh releases.
+
+use crate::support;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use kvmesh::Bytes;
+use support::{server_addr, unique};
+
+/// Lines of `child`'s stdout, as they come.
+fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    rx
+}
+
+/// The next line within `timeout`, if any.
+async fn next_line(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<String> {
+    tokio::task::block_in_place(|| lines.recv_timeout(timeout).ok())
+}
+
+/// Ends `child` as Ctrl-C would (it releases what it holds), then reaps it.
+fn interrupt(child: &mut Child) {
+    let _ = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+}
+
+/// Kills `child` if a failed assertion leaves it running.
+struct Reaped(Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn etcdctl(addr: &str, args: &[&str]) -> Option<Child> {
+    let binary = server_addr("KV_ETCDCTL_BIN", "etcdctl interop")?;
+    let child = Command::new(binary)
+        .arg(format!("--endpoints=http://{addr}"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run etcdctl");
+    Some(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_lock_and_kvmesh_exclude_each_other() {
+    let test = "etcdctl_lock_and_kvmesh_exclude_each_other";
+    let Some(addr) = server_addr("KV_ETCD35_ADDR", test) else {
+        return;
+    };
+    let store = kvmesh::connect(&format!("etcd://{addr}?lock_ttl=5s"))
+        .await
+        .unwrap();
+    let key = unique(test) + "job";
+    let name = format!("{key}___lock");
+
+    // The tool holds: kvmesh cannot take the lock, then can once it is gone.
+    let Some(child) = etcdctl(&addr, &["lock", &name]) else {
+        return;
+    };
+    let mut tool = Reaped(child);
+    let lines = lines_of(&mut tool.0);
+    let held = next_line(&lines, Duration::from_secs(20))
+        .await
+        .expect("etcdctl holds");
+    assert!(
+        held.starts_with(&name),
+        "etcdctl prints its lock key: {held}"
+    );
+    let refused = store
+        .try_acquire(&key, Bytes::from("kvmesh"))
+        .await
+        .unwrap();
+    assert!(refused.is_none(), "etcdctl holds the lock");
+    interrupt(&mut tool.0);
+    let lock = tokio::time::timeout(
+        Duration::from_secs(15),
+        store.acquire(&key, Bytes::from("kvmesh")),
+    )
+    .await
+    .expect("free once etcdctl lets go")
+    .unwrap();
+
+    // kvmesh holds: the tool waits, and runs its command after the release.
+    let Some(child) = etcdctl(&addr, &["lock", &name, "echo", "GOT"]) else {
+        return;
+    };
+    let mut tool = Reaped(child);
+    let lines = lines_of(&mut tool.0);
+    assert_eq!(
+        next_line(&lines, Duration::from_secs(2)).await,
+        None,
+        "etcdctl waits while kvmesh holds"
+    );
+    lock.release().await.unwrap();
+    let got = next_line(&lines, Duration::from_secs(15)).await;
+    assert_eq!(
+        got.as_deref(),
+        Some("GOT"),
+        "etcdctl proceeds after the release"
+    );
+    let _ = tool.0.wait();
+}
+
+fn consul_lock(addr: &str, args: &[&str]) -> Option<Child> {
+    let binary = server_addr("KV_CONSUL_BIN", "consul lock interop")?;
+    let child = Command::new(binary)
+        .arg("lock")
+        .arg(format!("-http-addr=http://{addr}"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("run consul lock");
+    Some(child)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_lock_and_kvmesh_exclude_each_other() {
+    let test = "consul_lock_and_kvmesh_exclude_each_other";
+    let Some(addr) = server_addr("KV_CONSUL_ADDR", test) else {
+        return;
+    };
+    let store = kvmesh::connect(&format!("consul://{addr}?lock_ttl=5s"))
+        .await
+        .unwrap();
+    let prefix = unique(test) + "job";
+    // `consul lock PREFIX` holds `PREFIX/.lock`.
+    let key = format!("{prefix}/.lock");
+
+    // consul lock runs its child through `sh -c`, its words joined.
+    let Some(child) = consul_lock(&addr, &[&prefix, "echo HELD; sleep 60"]) else {
+        return;
+    };
+    let mut tool = Reaped(child);
+    let lines = lines_of(&mut tool.0);
+    let held = next_line(&lines, Duration::from_secs(20)).await;
+    assert_eq!(
+        held.as_deref(),
+        Some("HELD"),
+        "consul lock runs its command"
+    );
+    let refused = store
+        .try_acquire(&key, Bytes::from("kvmesh"))
+        .await
+        .unwrap();
+    assert!(refused.is_none(), "consul lock holds the lock");
+    interrupt(&mut tool.0);
+    let lock = tokio::time::timeout(
+        Duration::from_secs(20),
+        store.acquire(&key, Bytes::from("kvmesh")),
+    )
+    .await
+    .expect("free once consul lock lets go")
+    .unwrap();
+
+    let Some(child) = consul_lock(&addr, &[&prefix, "echo", "GOT"]) else {
+        return;
+    };
+    let mut tool = Reaped(child);
+    let lines = lines_of(&mut tool.0);
+    assert_eq!(
+        next_line(&lines, Duration::from_secs(2)).await,
+        None,
+        "consul lock waits while kvmesh holds"
+    );
+    lock.release().await.unwrap();
+    let got = next_line(&lines, Duration::from_secs(20)).await;
+    assert_eq!(
+        got.as_deref(),
+        Some("GOT"),
+        "consul lock proceeds after the release"
+    );
+    let _ = tool.0.wait();
+}
