@@ -192,3 +192,29 @@ async fn consul_lock_and_kvmesh_exclude_each_other() {
     );
     let _ = tool.0.wait();
 }
+
+/// The etcd lock's layout, as documented: the contender key under
+/// `<key>___lock/` and the value at `<key>`, both visible in listings and
+/// both gone with the release.
+#[tokio::test]
+async fn etcd_lock_keys_are_ordinary_keys() {
+    let test = "etcd_lock_keys_are_ordinary_keys";
+    let Some(addr) = server_addr("KV_ETCD35_ADDR", test) else {
+        return;
+    };
+    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let dir = unique(test);
+    let key = format!("{dir}job");
+    let lock = store.acquire(&key, Bytes::from("me")).await.unwrap();
+    let keys: Vec<String> = store
+        .get_range(&dir)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|pair| pair.key)
+        .collect();
+    let lease: i64 = lock.session().parse().unwrap();
+    assert_eq!(keys, [key.clone(), format!("{key}___lock/{lease:x}")]);
+    lock.release().await.unwrap();
+    assert!(store.get_range(&dir).await.unwrap().is_empty());
+}
