@@ -215,6 +215,8 @@ async fn etcd_lock_keys_are_ordinary_keys() {
         .collect();
     let lease: i64 = lock.session().parse().unwrap();
     assert_eq!(keys, [key.clone(), format!("{key}___lock/{lease:x}")]);
+    let contender = store.get(&keys[1]).await.unwrap().unwrap();
+    assert_eq!(contender.value, "me", "the contender key names its holder");
     lock.release().await.unwrap();
     assert!(store.get_range(&dir).await.unwrap().is_empty());
 }

@@ -65,7 +65,7 @@ async fn take(
     wait: bool,
 ) -> Result<Option<(u64, i64)>> {
     let prefix = mutex::prefix(key);
-    let standing = mutex::enter(inner, &prefix, lease).await?;
+    let standing = mutex::enter(inner, &prefix, lease, value).await?;
     let lost = || Error::LockLost {
         key: key.to_owned(),
     };

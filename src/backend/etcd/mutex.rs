@@ -50,9 +50,15 @@ pub(super) struct Standing {
     pub(super) holds: bool,
 }
 
-/// Puts our contender key (unless it is there already) and says whether it
-/// is the first.
-pub(super) async fn enter(inner: &Arc<Inner>, prefix: &str, lease: i64) -> Result<Standing> {
+/// Puts our contender key (unless it is there already), holding `value`
+/// (etcd's own mutex leaves it empty; tools that list the contenders then
+/// show who waits), and says whether it is the first.
+pub(super) async fn enter(
+    inner: &Arc<Inner>,
+    prefix: &str,
+    lease: i64,
+    value: &[u8],
+) -> Result<Standing> {
     let mine = contender(prefix, lease);
     let (key, _) = range_of(&mine, false);
     let request = TxnRequest {
@@ -60,7 +66,7 @@ pub(super) async fn enter(inner: &Arc<Inner>, prefix: &str, lease: i64) -> Resul
         success: vec![
             RequestOp::Put(PutRequest {
                 key: b64(&mine),
-                value: String::new(),
+                value: b64(value),
                 lease,
                 prev_kv: false,
             }),
