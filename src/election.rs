@@ -1,6 +1,14 @@
 //! Leader election on any store, built on its locks: the leader is the
 //! holder of the lock `<root><name>`, whose value is the leader's.
 //!
+//! On etcd that lock is etcd's own mutex protocol, which is also
+//! `concurrency.Election`'s: a campaign key per candidate under
+//! `<root><name>___lock/`, holding its value, the lowest create revision
+//! leading. So `etcdctl elect '<root><name>___lock' VALUE` campaigns in the
+//! same election, `etcdctl elect -l '<root><name>___lock'` observes a
+//! kvmesh leader, and [`Election::leader`] and [`Election::observe`] see a
+//! leader elected by `etcdctl` (through [`Store::lock_holder`]).
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> kvmesh::Result<()> {
@@ -23,7 +31,7 @@ use bytes::Bytes;
 use futures::stream::BoxStream;
 use futures::{Stream, StreamExt};
 
-use crate::{Error, KvEvent, Lock, Result, Store, WatchOptions};
+use crate::{Error, Lock, Result, Store, WatchOptions};
 
 /// Where elections live unless [`Election::with_root`] says otherwise.
 pub const DEFAULT_ROOT: &str = "kvmesh/election/";
@@ -63,29 +71,53 @@ impl Election {
         Ok(Leadership { lock, value })
     }
 
-    /// The current leader's value, if there is a leader.
+    /// The current leader's value, if there is a leader (on etcd, also a
+    /// leader elected with `etcdctl elect`; see the module docs).
     pub async fn leader(&self, name: &str) -> Result<Option<Bytes>> {
-        Ok(self
-            .store
-            .get(&self.key(name)?)
-            .await?
-            .map(|pair| pair.value))
+        let holder = self.store.lock_holder(&self.key(name)?).await?;
+        Ok(holder.map(|pair| pair.value))
     }
 
     /// Leader changes of `name`: first the current leader's value (if any),
     /// then `Some(value)` for each new leader and `None` when the office is
-    /// empty. Consul coalesces quick successions into the latest state.
+    /// empty. Quick successions may come as their latest state (always on
+    /// Consul, which coalesces changes).
     pub async fn observe(&self, name: &str) -> Result<LeaderStream> {
+        let key = self.key(name)?;
+        // Every key of the election starts with its key (on etcd, its
+        // mutex's contenders too): each change there may be a new leader,
+        // which the store's `lock_holder` names.
         let watch = self
             .store
-            .watch(&self.key(name)?, WatchOptions::default())
+            .watch_range(&key, WatchOptions::default())
             .await?;
-        let changes = watch.map(|event| {
-            event.map(|event| match event {
-                KvEvent::Put(pair) => Some(pair.value),
-                KvEvent::Delete { .. } => None,
-            })
-        });
+        let store = self.store.clone();
+        let state = (watch, store, key, None::<Option<(String, u64)>>);
+        let changes =
+            futures::stream::unfold(state, |(mut watch, store, key, mut shown)| async move {
+                loop {
+                    if shown.is_some() {
+                        // Wait for a change; the first round reports the start.
+                        match watch.next().await? {
+                            Ok(_) => {}
+                            Err(error) => return Some((Err(error), (watch, store, key, shown))),
+                        }
+                    }
+                    let holder = match store.lock_holder(&key).await {
+                        Ok(holder) => holder,
+                        Err(error) => return Some((Err(error), (watch, store, key, shown))),
+                    };
+                    let id = holder.as_ref().map(|pair| (pair.key.clone(), pair.version));
+                    let first = shown.is_none();
+                    if shown.as_ref() == Some(&id) || (first && id.is_none()) {
+                        shown = Some(id);
+                        continue;
+                    }
+                    shown = Some(id);
+                    let value = holder.map(|pair| pair.value);
+                    return Some((Ok(value), (watch, store, key, shown)));
+                }
+            });
         Ok(LeaderStream {
             changes: changes.boxed(),
         })

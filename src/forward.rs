@@ -80,6 +80,10 @@ macro_rules! forward_store {
             where 'a: 'f, 'b: 'f, Self: 'f {
                 (**self).atomic_delete(key, previous)
             }
+            fn lock_holder<'a, 'b, 'f>(&'a self, key: &'b str) -> Boxed<'f, Option<KvPair>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).lock_holder(key)
+            }
             fn txn<'a, 'f>(&'a self, txn: Txn) -> Boxed<'f, TxnResult>
             where 'a: 'f, Self: 'f {
                 (**self).txn(txn)

@@ -173,6 +173,11 @@ impl<S: Store> Store for Prefixed<S> {
         self.inner.atomic_delete(&self.key(key)?, previous).await
     }
 
+    async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
+        let holder = self.inner.lock_holder(&self.key(key)?).await?;
+        Ok(holder.map(|pair| strip_pair(&self.prefix, pair)))
+    }
+
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
         let prefixed = txn.map_keys(|key| self.key(key))?;
         Ok(match self.inner.txn(prefixed).await? {

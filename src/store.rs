@@ -132,6 +132,7 @@ impl WatchOptions {
 /// fn cancel_watch_range(&self, prefix: &str) -> usize;
 /// async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
 /// async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+/// async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>>;
 /// async fn txn(&self, txn: Txn) -> Result<TxnResult>;
 /// ```
 ///
@@ -233,6 +234,15 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Deletes only if the key's current version is `previous`; `Ok(false)` otherwise
     /// (also when the key is missing).
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
+
+    /// The holder of the lock on `key`: the pair holding its value, or
+    /// `None` when the lock is free. The provided method reads `key`, where
+    /// every backend's holder writes its value; etcd's reads the first
+    /// contender of the lock's mutex instead, so it also sees a holder that
+    /// only holds the mutex (`etcdctl lock`, `etcdctl elect`).
+    async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
+        self.get(key).await
+    }
 
     /// Applies `txn` atomically: its checks, then, only if every one holds,
     /// all of its writes ([`TxnResult::Conflict`] names the keys whose check

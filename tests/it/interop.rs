@@ -220,3 +220,82 @@ async fn etcd_lock_keys_are_ordinary_keys() {
     lock.release().await.unwrap();
     assert!(store.get_range(&dir).await.unwrap().is_empty());
 }
+
+/// An etcd election is etcd's own `concurrency.Election` on
+/// `<root><name>___lock/`: `etcdctl elect` observes a kvmesh leader, takes
+/// part in the same election, and kvmesh sees it lead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcdctl_elect_and_kvmesh_share_an_election() {
+    use futures::StreamExt;
+    use kvmesh::election::Election;
+    let test = "etcdctl_elect_and_kvmesh_share_an_election";
+    let Some(addr) = server_addr("KV_ETCD35_ADDR", test) else {
+        return;
+    };
+    let store = kvmesh::connect(&format!("etcd://{addr}?lock_ttl=5s"))
+        .await
+        .unwrap();
+    let root = unique(test);
+    let election = Election::with_root(store, root.clone());
+    let name = format!("{root}boss___lock");
+    let leadership = election
+        .campaign("boss", Bytes::from("kvmesh"))
+        .await
+        .unwrap();
+    let mut observer = election.observe("boss").await.unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), observer.next()).await;
+    assert_eq!(
+        first.unwrap().unwrap().unwrap(),
+        Some(Bytes::from("kvmesh"))
+    );
+
+    let Some(child) = etcdctl(&addr, &["elect", "-l", &name]) else {
+        return;
+    };
+    let mut listener = Reaped(child);
+    let heard = lines_of(&mut listener.0);
+    let wait = Duration::from_secs(15);
+    let key_line = next_line(&heard, wait)
+        .await
+        .expect("etcdctl observes a leader");
+    assert!(key_line.starts_with(&name), "{key_line}");
+    assert_eq!(next_line(&heard, wait).await.as_deref(), Some("kvmesh"));
+
+    let Some(child) = etcdctl(&addr, &["elect", &name, "tool"]) else {
+        return;
+    };
+    let mut candidate = Reaped(child);
+    let said = lines_of(&mut candidate.0);
+    assert_eq!(
+        next_line(&said, Duration::from_secs(2)).await,
+        None,
+        "etcdctl waits while kvmesh leads"
+    );
+    leadership.resign().await.unwrap();
+    let elected = next_line(&said, wait).await.expect("etcdctl is elected");
+    assert!(elected.starts_with(&name), "{elected}");
+    assert_eq!(next_line(&said, wait).await.as_deref(), Some("tool"));
+    assert_eq!(
+        election.leader("boss").await.unwrap(),
+        Some(Bytes::from("tool"))
+    );
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let change = tokio::time::timeout_at(deadline, observer.next()).await;
+        if change
+            .expect("kvmesh observes etcdctl's term")
+            .unwrap()
+            .unwrap()
+            == Some(Bytes::from("tool"))
+        {
+            break;
+        }
+    }
+    interrupt(&mut candidate.0);
+    let deadline = tokio::time::Instant::now() + wait;
+    while election.leader("boss").await.unwrap().is_some() {
+        assert!(tokio::time::Instant::now() < deadline, "etcdctl resigned");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    interrupt(&mut listener.0);
+}

@@ -250,6 +250,12 @@ impl Store for EtcdStore {
         Ok(outcome.succeeded)
     }
 
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
+        check_key(key)?;
+        mutex::holder(&self.inner, key).await
+    }
+
     #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
         self.apply_txn(txn).await

@@ -42,6 +42,21 @@ fn by_creation(prefix: &str, order: &'static str, max_create: i64) -> RangeReque
     }
 }
 
+/// The first contender for the lock on `key`: its holder.
+pub(super) async fn holder(inner: &Arc<Inner>, key: &str) -> Result<Option<crate::KvPair>> {
+    let request = by_creation(&prefix(key), "ASCEND", 0);
+    let reply: super::wire::RangeResponse = inner
+        .client
+        .call("/v3/kv/range", &request, true, "etcd range")
+        .await?;
+    reply
+        .kvs
+        .into_iter()
+        .next()
+        .map(|kv| kv.into_pair())
+        .transpose()
+}
+
 /// Where a contender stands.
 pub(super) struct Standing {
     /// The create revision of our contender key.
