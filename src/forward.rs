@@ -84,6 +84,14 @@ macro_rules! forward_store {
             where 'a: 'f, 'b: 'f, Self: 'f {
                 (**self).lock_holder(key)
             }
+            fn acquire_permit<'a, 'b, 'f>(&'a self, key: &'b str, limit: u32, value: Bytes, wait: bool) -> Boxed<'f, Option<Lock>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).acquire_permit(key, limit, value, wait)
+            }
+            fn permit_holders<'a, 'b, 'f>(&'a self, key: &'b str, limit: u32) -> Boxed<'f, Vec<Bytes>>
+            where 'a: 'f, 'b: 'f, Self: 'f {
+                (**self).permit_holders(key, limit)
+            }
             fn txn<'a, 'f>(&'a self, txn: Txn) -> Boxed<'f, TxnResult>
             where 'a: 'f, Self: 'f {
                 (**self).txn(txn)

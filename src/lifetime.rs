@@ -88,6 +88,7 @@ impl KeptLifetime {
     }
 
     /// True once the lifetime is gone.
+    #[cfg_attr(not(feature = "consul"), allow(dead_code))]
     pub(crate) fn is_lost(&self) -> bool {
         self.lost.is_cancelled()
     }

@@ -178,6 +178,24 @@ impl<S: Store> Store for Prefixed<S> {
         Ok(holder.map(|pair| strip_pair(&self.prefix, pair)))
     }
 
+    async fn acquire_permit(
+        &self,
+        key: &str,
+        limit: u32,
+        value: Bytes,
+        wait: bool,
+    ) -> Result<Option<Lock>> {
+        let permit = self
+            .inner
+            .acquire_permit(&self.key(key)?, limit, value, wait)
+            .await?;
+        Ok(permit.map(|lock| lock.strip_key_prefix(&self.prefix)))
+    }
+
+    async fn permit_holders(&self, key: &str, limit: u32) -> Result<Vec<Bytes>> {
+        self.inner.permit_holders(&self.key(key)?, limit).await
+    }
+
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
         let prefixed = txn.map_keys(|key| self.key(key))?;
         Ok(match self.inner.txn(prefixed).await? {

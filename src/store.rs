@@ -133,6 +133,8 @@ impl WatchOptions {
 /// async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool>;
 /// async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool>;
 /// async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>>;
+/// async fn acquire_permit(&self, key: &str, limit: u32, value: Bytes, wait: bool) -> Result<Option<Lock>>;
+/// async fn permit_holders(&self, key: &str, limit: u32) -> Result<Vec<Bytes>>;
 /// async fn txn(&self, txn: Txn) -> Result<TxnResult>;
 /// ```
 ///
@@ -242,6 +244,26 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// only holds the mutex (`etcdctl lock`, `etcdctl elect`).
     async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
         self.get(key).await
+    }
+
+    /// One permit of the counting semaphore of `limit` on `key`, held as a
+    /// [`Lock`] (`wait: false`: `Ok(None)` at once when every permit is
+    /// held). Use [`crate::semaphore::Semaphore`], which calls this. The
+    /// provided method takes one of `limit` slot locks, `<key>/0` …; Consul's
+    /// follows its own `api.Semaphore` (`consul lock -n`).
+    async fn acquire_permit(
+        &self,
+        key: &str,
+        limit: u32,
+        value: Bytes,
+        wait: bool,
+    ) -> Result<Option<Lock>> {
+        crate::semaphore::slots::acquire(self, key, limit, value, wait).await
+    }
+
+    /// The values of the holders of the semaphore of `limit` on `key`.
+    async fn permit_holders(&self, key: &str, limit: u32) -> Result<Vec<Bytes>> {
+        crate::semaphore::slots::holders(self, key, limit).await
     }
 
     /// Applies `txn` atomically: its checks, then, only if every one holds,

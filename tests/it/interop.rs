@@ -299,3 +299,69 @@ async fn etcdctl_elect_and_kvmesh_share_an_election() {
     }
     interrupt(&mut listener.0);
 }
+
+/// A kvmesh semaphore on Consul is `api.Semaphore`: `consul lock -n=2`
+/// and kvmesh share the same two permits, both ways.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn consul_lock_n_and_kvmesh_share_a_semaphore() {
+    use kvmesh::semaphore::Semaphore;
+    let test = "consul_lock_n_and_kvmesh_share_a_semaphore";
+    let Some(addr) = server_addr("KV_CONSUL_ADDR", test) else {
+        return;
+    };
+    let store = kvmesh::connect(&format!("consul://{addr}?lock_ttl=5s"))
+        .await
+        .unwrap();
+    let prefix = unique(test) + "pool";
+    let permits = Semaphore::new(store, &prefix, 2);
+    let wait = Duration::from_secs(20);
+
+    // Two tool holders fill it.
+    let mut tools = Vec::new();
+    for _ in 0..2 {
+        let Some(child) = consul_lock(&addr, &["-n=2", &prefix, "echo HELD; sleep 60"]) else {
+            return;
+        };
+        let mut tool = Reaped(child);
+        let lines = lines_of(&mut tool.0);
+        assert_eq!(next_line(&lines, wait).await.as_deref(), Some("HELD"));
+        tools.push(tool);
+    }
+    assert_eq!(permits.holders().await.unwrap().len(), 2);
+    assert!(
+        permits
+            .try_acquire(Bytes::from("kvmesh"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    interrupt(&mut tools[0].0);
+    let first = tokio::time::timeout(wait, permits.acquire(Bytes::from("kvmesh-1")))
+        .await
+        .expect("a permit once one tool lets go")
+        .unwrap();
+    interrupt(&mut tools[1].0);
+    let second = tokio::time::timeout(wait, permits.acquire(Bytes::from("kvmesh-2")))
+        .await
+        .expect("the other permit")
+        .unwrap();
+    let mut holders = permits.holders().await.unwrap();
+    holders.sort();
+    assert_eq!(holders, [Bytes::from("kvmesh-1"), Bytes::from("kvmesh-2")]);
+
+    // kvmesh fills it: the tool waits, and runs once a permit is released.
+    let Some(child) = consul_lock(&addr, &["-n=2", &prefix, "echo GOT"]) else {
+        return;
+    };
+    let mut tool = Reaped(child);
+    let lines = lines_of(&mut tool.0);
+    assert_eq!(
+        next_line(&lines, Duration::from_secs(2)).await,
+        None,
+        "consul lock -n=2 waits while kvmesh holds both"
+    );
+    first.release().await.unwrap();
+    assert_eq!(next_line(&lines, wait).await.as_deref(), Some("GOT"));
+    let _ = tool.0.wait();
+    second.release().await.unwrap();
+}

@@ -28,6 +28,9 @@ pub(super) struct Listing {
 /// `api.LockFlagValue` of Consul's Go client: the flags of a lock key.
 const LOCK_FLAG_VALUE: u64 = 0x2ddc_cbc0_58a5_0c18;
 
+/// `api.SemaphoreFlagValue`: the flags of a semaphore's keys.
+pub(super) const SEMAPHORE_FLAG_VALUE: u64 = 0xe0f6_9a2b_aa41_4de0;
+
 /// A conditional or lock-related write on one key.
 #[derive(Debug, Clone, Copy)]
 pub(super) enum Write<'a> {
@@ -38,6 +41,10 @@ pub(super) enum Write<'a> {
     /// users (`consul lock`, Go clients) wait for a kvmesh holder instead
     /// of failing with a lock conflict.
     Lock(&'a str),
+    /// `Acquire` with the flags of `api.Semaphore`: a semaphore contender.
+    Contend(&'a str),
+    /// `Cas` with the flags of `api.Semaphore`: its `.lock` key.
+    SemaphoreCas(u64),
     Release(&'a str),
 }
 
@@ -113,6 +120,43 @@ impl ConsulClient {
         recurse: bool,
         block: Option<(u64, Duration)>,
     ) -> Result<Listing> {
+        let (reply, operation) = self.get(key, recurse, block).await?;
+        match reply.status {
+            StatusCode::OK => Ok(Listing {
+                index: wire::consul_index(&reply)?,
+                entries: super::entries::parse(&reply, operation)?,
+            }),
+            StatusCode::NOT_FOUND => Ok(Listing {
+                index: wire::consul_index(&reply)?,
+                entries: Entries::default(),
+            }),
+            _ => Err(wire::classify(&reply, operation, Some(key))),
+        }
+    }
+
+    /// [`ConsulClient::read`], each entry as Consul sent it (flags and all).
+    pub(super) async fn read_entries(
+        &self,
+        key: &str,
+        recurse: bool,
+        block: Option<(u64, Duration)>,
+    ) -> Result<(Vec<wire::KvEntry>, u64)> {
+        let (reply, operation) = self.get(key, recurse, block).await?;
+        let index = wire::consul_index(&reply)?;
+        match reply.status {
+            StatusCode::OK => Ok((reply.json(operation)?, index)),
+            StatusCode::NOT_FOUND => Ok((Vec::new(), index)),
+            _ => Err(wire::classify(&reply, operation, Some(key))),
+        }
+    }
+
+    /// `GET /v1/kv/<key>`: the reply, and the operation's name.
+    async fn get(
+        &self,
+        key: &str,
+        recurse: bool,
+        block: Option<(u64, Duration)>,
+    ) -> Result<(HttpReply, &'static str)> {
         let blocking =
             block.map(|(index, wait)| format!("index={index}&wait={}ms", wait.as_millis()));
         let path = self.path(
@@ -139,17 +183,7 @@ impl ConsulClient {
                 long_lived: block.is_some(),
             })
             .await?;
-        match reply.status {
-            StatusCode::OK => Ok(Listing {
-                index: wire::consul_index(&reply)?,
-                entries: super::entries::parse(&reply, operation)?,
-            }),
-            StatusCode::NOT_FOUND => Ok(Listing {
-                index: wire::consul_index(&reply)?,
-                entries: Entries::default(),
-            }),
-            _ => Err(wire::classify(&reply, operation, Some(key))),
-        }
+        Ok((reply, operation))
     }
 
     /// Writes `value` to `key`; `Ok(false)` when a CAS or lock condition fails.
@@ -161,6 +195,13 @@ impl ConsulClient {
             Write::Lock(session) => {
                 format!("acquire={}&flags={LOCK_FLAG_VALUE}", query_value(session))
             }
+            Write::Contend(session) => {
+                format!(
+                    "acquire={}&flags={SEMAPHORE_FLAG_VALUE}",
+                    query_value(session)
+                )
+            }
+            Write::SemaphoreCas(index) => format!("cas={index}&flags={SEMAPHORE_FLAG_VALUE}"),
             Write::Release(session) => format!("release={}", query_value(session)),
         };
         let path = self.path(kv_path(key), &[&param]);

@@ -99,6 +99,7 @@ mod tests {
             value: (index % 2 == 0).then(|| Bytes::from(key.to_owned())),
             modify_index: index,
             session: session.map(str::to_owned),
+            flags: 0,
         }
     }
 

@@ -31,7 +31,7 @@ use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.
-const LOCK_WAIT: Duration = Duration::from_secs(60);
+pub(super) const LOCK_WAIT: Duration = Duration::from_secs(60);
 
 /// A Consul session as a lock's lifetime.
 struct Session {
@@ -50,8 +50,22 @@ impl Renewable for Session {
     }
 }
 
+/// A new session of the lock TTL (`Behavior=delete`), kept alive from now on.
+pub(super) async fn start_session(
+    inner: &Arc<Inner>,
+    name: &str,
+) -> Result<(String, KeptLifetime)> {
+    let ttl = inner.config.lock_ttl;
+    let id = inner.client.create_session(name, ttl, "delete").await?;
+    let session = Session {
+        inner: inner.clone(),
+        id: id.clone(),
+    };
+    Ok((id, KeptLifetime::start(Arc::new(session), ttl)))
+}
+
 /// Follows the held key; declares the lock lost when it is deleted or taken.
-async fn monitor(
+pub(super) async fn monitor(
     inner: Arc<Inner>,
     key: String,
     id: String,

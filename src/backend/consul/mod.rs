@@ -15,6 +15,7 @@ mod entries;
 mod keys;
 mod lock;
 mod long_polls;
+mod semaphore;
 mod ttl;
 mod txn;
 mod watch;
@@ -218,6 +219,24 @@ impl Store for ConsulStore {
             None => 0,
         };
         self.inner.client.put(key, value, Write::Cas(index)).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn acquire_permit(
+        &self,
+        key: &str,
+        limit: u32,
+        value: Bytes,
+        wait: bool,
+    ) -> Result<Option<Lock>> {
+        check_key(key)?;
+        semaphore::acquire(&self.inner, key, limit, value, wait).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn permit_holders(&self, key: &str, limit: u32) -> Result<Vec<Bytes>> {
+        check_key(key)?;
+        semaphore::holders(&self.inner, key, limit).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]

@@ -21,6 +21,8 @@ pub(super) struct KvEntry {
     /// Absent unless the key is held by a session.
     #[serde(default)]
     pub(super) session: Option<String>,
+    #[serde(default)]
+    pub(super) flags: u64,
 }
 
 /// `PUT /v1/session/create` body.
