@@ -253,9 +253,55 @@ async fn lock_holder_child() {
     let store = kvmesh::connect(&format!("consul://{addr}?lock_ttl=2s"))
         .await
         .unwrap();
+    if std::env::var_os("KV_CHILD_SEMAPHORE").is_some() {
+        let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
+        let _permit = permits.acquire(Bytes::from("child")).await.unwrap();
+        println!("HELD");
+        tokio::time::sleep(Duration::from_secs(600)).await;
+        return;
+    }
     let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
     println!("HELD");
     tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+/// A killed process's semaphore permit frees once its session expires.
+#[tokio::test]
+async fn a_killed_holder_frees_its_semaphore_permit() {
+    let test = "a_killed_holder_frees_its_semaphore_permit";
+    let Some((store, addr)) = store(test, "lock_ttl=2s").await else {
+        return;
+    };
+    let key = unique("killed-permit") + "pool";
+    let mut child = support::spawn_child_test(
+        "lock_holder_child",
+        &[
+            ("KV_CHILD_CONSUL", &addr),
+            ("KV_CHILD_KEY", &key),
+            ("KV_CHILD_SEMAPHORE", "1"),
+        ],
+    );
+    support::wait_for_line(&mut child, "HELD").await;
+    let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("child")]);
+    assert!(
+        permits
+            .try_acquire(Bytes::from("parent"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    child.kill().unwrap(); // SIGKILL: the session is left to expire
+    child.wait().unwrap();
+    let permit = tokio::time::timeout(
+        Duration::from_secs(15),
+        permits.acquire(Bytes::from("parent")),
+    )
+    .await
+    .expect("the session expires within 2 x TTL and the permit frees")
+    .unwrap();
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("parent")]);
+    permit.release().await.unwrap();
 }
 
 #[tokio::test]
