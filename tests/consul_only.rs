@@ -273,35 +273,7 @@ async fn a_killed_holder_frees_its_semaphore_permit() {
         return;
     };
     let key = unique("killed-permit") + "pool";
-    let mut child = support::spawn_child_test(
-        "lock_holder_child",
-        &[
-            ("KV_CHILD_CONSUL", &addr),
-            ("KV_CHILD_KEY", &key),
-            ("KV_CHILD_SEMAPHORE", "1"),
-        ],
-    );
-    support::wait_for_line(&mut child, "HELD").await;
-    let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
-    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("child")]);
-    assert!(
-        permits
-            .try_acquire(Bytes::from("parent"))
-            .await
-            .unwrap()
-            .is_none()
-    );
-    child.kill().unwrap(); // SIGKILL: the session is left to expire
-    child.wait().unwrap();
-    let permit = tokio::time::timeout(
-        Duration::from_secs(15),
-        permits.acquire(Bytes::from("parent")),
-    )
-    .await
-    .expect("the session expires within 2 x TTL and the permit frees")
-    .unwrap();
-    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("parent")]);
-    permit.release().await.unwrap();
+    support::a_killed_holder_frees_its_permit(store, ("KV_CHILD_CONSUL", &addr), &key).await;
 }
 
 #[tokio::test]

@@ -12,53 +12,82 @@ use std::time::Duration;
 use kvmesh::Bytes;
 use support::{server_addr, unique};
 
-/// Lines of `child`'s stdout, as they come.
-fn lines_of(child: &mut Child) -> mpsc::Receiver<String> {
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                return;
+/// How long a tool may take to say it holds or has run.
+const TOOL_WAIT: Duration = Duration::from_secs(20);
+
+/// A running tool (`etcdctl`, `consul lock`) and its stdout, line by line;
+/// killed if a failed assertion leaves it running.
+struct Tool {
+    child: Child,
+    lines: mpsc::Receiver<String>,
+}
+
+impl Tool {
+    /// Runs the binary `$var` with `args`; `None` (skipped) without it.
+    fn run(var: &str, args: &[&str]) -> Option<Tool> {
+        let binary = server_addr(var, "the interop tests")?;
+        let mut child = Command::new(binary)
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("run the tool");
+        let stdout = child.stdout.take().expect("piped stdout");
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    return;
+                }
             }
-        }
-    });
-    rx
-}
+        });
+        Some(Tool { child, lines })
+    }
 
-/// The next line within `timeout`, if any.
-async fn next_line(lines: &mpsc::Receiver<String>, timeout: Duration) -> Option<String> {
-    tokio::task::block_in_place(|| lines.recv_timeout(timeout).ok())
-}
+    /// The next line within `timeout`, if any.
+    fn line(&self, timeout: Duration) -> Option<String> {
+        tokio::task::block_in_place(|| self.lines.recv_timeout(timeout).ok())
+    }
 
-/// Ends `child` as Ctrl-C would (it releases what it holds), then reaps it.
-fn interrupt(child: &mut Child) {
-    let _ = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let _ = child.wait();
-}
+    /// Asserts the next line (within [`TOOL_WAIT`]) starts with `start`.
+    fn says(&self, start: &str, what: &str) {
+        let line = self.line(TOOL_WAIT);
+        assert!(
+            line.as_deref().is_some_and(|l| l.starts_with(start)),
+            "{what}: expected {start:?}, got {line:?}"
+        );
+    }
 
-/// Kills `child` if a failed assertion leaves it running.
-struct Reaped(Child);
+    /// Asserts the tool says nothing for two seconds: it waits.
+    fn waits(&self, what: &str) {
+        assert_eq!(self.line(Duration::from_secs(2)), None, "{what}");
+    }
 
-impl Drop for Reaped {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
+    /// Ends it as Ctrl-C would (it releases what it holds), then reaps it.
+    fn interrupt(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
     }
 }
 
-fn etcdctl(addr: &str, args: &[&str]) -> Option<Child> {
-    let binary = server_addr("KV_ETCDCTL_BIN", "etcdctl interop")?;
-    let child = Command::new(binary)
-        .arg(format!("--endpoints=http://{addr}"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run etcdctl");
-    Some(child)
+impl Drop for Tool {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn etcdctl(addr: &str, args: &[&str]) -> Option<Tool> {
+    let endpoints = format!("--endpoints=http://{addr}");
+    Tool::run("KV_ETCDCTL_BIN", &[&[endpoints.as_str()], args].concat())
+}
+
+/// `consul lock` runs its child through `sh -c`, its words joined.
+fn consul_lock(addr: &str, args: &[&str]) -> Option<Tool> {
+    let http = format!("-http-addr=http://{addr}");
+    Tool::run("KV_CONSUL_BIN", &[&["lock", http.as_str()], args].concat())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -74,64 +103,28 @@ async fn etcdctl_lock_and_kvmesh_exclude_each_other() {
     let name = format!("{key}___lock");
 
     // The tool holds: kvmesh cannot take the lock, then can once it is gone.
-    let Some(child) = etcdctl(&addr, &["lock", &name]) else {
+    let Some(mut tool) = etcdctl(&addr, &["lock", &name]) else {
         return;
     };
-    let mut tool = Reaped(child);
-    let lines = lines_of(&mut tool.0);
-    let held = next_line(&lines, Duration::from_secs(20))
-        .await
-        .expect("etcdctl holds");
-    assert!(
-        held.starts_with(&name),
-        "etcdctl prints its lock key: {held}"
-    );
+    tool.says(&name, "etcdctl prints its lock key once it holds");
     let refused = store
         .try_acquire(&key, Bytes::from("kvmesh"))
         .await
         .unwrap();
     assert!(refused.is_none(), "etcdctl holds the lock");
-    interrupt(&mut tool.0);
-    let lock = tokio::time::timeout(
-        Duration::from_secs(15),
-        store.acquire(&key, Bytes::from("kvmesh")),
-    )
-    .await
-    .expect("free once etcdctl lets go")
-    .unwrap();
+    tool.interrupt();
+    let lock = tokio::time::timeout(TOOL_WAIT, store.acquire(&key, Bytes::from("kvmesh")))
+        .await
+        .expect("free once etcdctl lets go")
+        .unwrap();
 
     // kvmesh holds: the tool waits, and runs its command after the release.
-    let Some(child) = etcdctl(&addr, &["lock", &name, "echo", "GOT"]) else {
+    let Some(tool) = etcdctl(&addr, &["lock", &name, "echo", "GOT"]) else {
         return;
     };
-    let mut tool = Reaped(child);
-    let lines = lines_of(&mut tool.0);
-    assert_eq!(
-        next_line(&lines, Duration::from_secs(2)).await,
-        None,
-        "etcdctl waits while kvmesh holds"
-    );
+    tool.waits("etcdctl waits while kvmesh holds");
     lock.release().await.unwrap();
-    let got = next_line(&lines, Duration::from_secs(15)).await;
-    assert_eq!(
-        got.as_deref(),
-        Some("GOT"),
-        "etcdctl proceeds after the release"
-    );
-    let _ = tool.0.wait();
-}
-
-fn consul_lock(addr: &str, args: &[&str]) -> Option<Child> {
-    let binary = server_addr("KV_CONSUL_BIN", "consul lock interop")?;
-    let child = Command::new(binary)
-        .arg("lock")
-        .arg(format!("-http-addr=http://{addr}"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("run consul lock");
-    Some(child)
+    tool.says("GOT", "etcdctl proceeds after the release");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -147,50 +140,27 @@ async fn consul_lock_and_kvmesh_exclude_each_other() {
     // `consul lock PREFIX` holds `PREFIX/.lock`.
     let key = format!("{prefix}/.lock");
 
-    // consul lock runs its child through `sh -c`, its words joined.
-    let Some(child) = consul_lock(&addr, &[&prefix, "echo HELD; sleep 60"]) else {
+    let Some(mut tool) = consul_lock(&addr, &[&prefix, "echo HELD; sleep 60"]) else {
         return;
     };
-    let mut tool = Reaped(child);
-    let lines = lines_of(&mut tool.0);
-    let held = next_line(&lines, Duration::from_secs(20)).await;
-    assert_eq!(
-        held.as_deref(),
-        Some("HELD"),
-        "consul lock runs its command"
-    );
+    tool.says("HELD", "consul lock runs its command");
     let refused = store
         .try_acquire(&key, Bytes::from("kvmesh"))
         .await
         .unwrap();
     assert!(refused.is_none(), "consul lock holds the lock");
-    interrupt(&mut tool.0);
-    let lock = tokio::time::timeout(
-        Duration::from_secs(20),
-        store.acquire(&key, Bytes::from("kvmesh")),
-    )
-    .await
-    .expect("free once consul lock lets go")
-    .unwrap();
+    tool.interrupt();
+    let lock = tokio::time::timeout(TOOL_WAIT, store.acquire(&key, Bytes::from("kvmesh")))
+        .await
+        .expect("free once consul lock lets go")
+        .unwrap();
 
-    let Some(child) = consul_lock(&addr, &[&prefix, "echo", "GOT"]) else {
+    let Some(tool) = consul_lock(&addr, &[&prefix, "echo GOT"]) else {
         return;
     };
-    let mut tool = Reaped(child);
-    let lines = lines_of(&mut tool.0);
-    assert_eq!(
-        next_line(&lines, Duration::from_secs(2)).await,
-        None,
-        "consul lock waits while kvmesh holds"
-    );
+    tool.waits("consul lock waits while kvmesh holds");
     lock.release().await.unwrap();
-    let got = next_line(&lines, Duration::from_secs(20)).await;
-    assert_eq!(
-        got.as_deref(),
-        Some("GOT"),
-        "consul lock proceeds after the release"
-    );
-    let _ = tool.0.wait();
+    tool.says("GOT", "consul lock proceeds after the release");
 }
 
 /// The etcd lock's layout, as documented: the contender key under
@@ -243,61 +213,48 @@ async fn etcdctl_elect_and_kvmesh_share_an_election() {
         .await
         .unwrap();
     let mut observer = election.observe("boss").await.unwrap();
-    let first = tokio::time::timeout(Duration::from_secs(10), observer.next()).await;
+    let first = tokio::time::timeout(TOOL_WAIT, observer.next()).await;
     assert_eq!(
         first.unwrap().unwrap().unwrap(),
         Some(Bytes::from("kvmesh"))
     );
 
-    let Some(child) = etcdctl(&addr, &["elect", "-l", &name]) else {
+    // etcdctl prints a leader as two lines: its campaign key, its value.
+    let Some(mut listener) = etcdctl(&addr, &["elect", "-l", &name]) else {
         return;
     };
-    let mut listener = Reaped(child);
-    let heard = lines_of(&mut listener.0);
-    let wait = Duration::from_secs(15);
-    let key_line = next_line(&heard, wait)
-        .await
-        .expect("etcdctl observes a leader");
-    assert!(key_line.starts_with(&name), "{key_line}");
-    assert_eq!(next_line(&heard, wait).await.as_deref(), Some("kvmesh"));
+    listener.says(&name, "etcdctl observes the kvmesh leader's key");
+    listener.says("kvmesh", "and its value");
 
-    let Some(child) = etcdctl(&addr, &["elect", &name, "tool"]) else {
+    let Some(mut candidate) = etcdctl(&addr, &["elect", &name, "tool"]) else {
         return;
     };
-    let mut candidate = Reaped(child);
-    let said = lines_of(&mut candidate.0);
-    assert_eq!(
-        next_line(&said, Duration::from_secs(2)).await,
-        None,
-        "etcdctl waits while kvmesh leads"
-    );
+    candidate.waits("etcdctl waits while kvmesh leads");
     leadership.resign().await.unwrap();
-    let elected = next_line(&said, wait).await.expect("etcdctl is elected");
-    assert!(elected.starts_with(&name), "{elected}");
-    assert_eq!(next_line(&said, wait).await.as_deref(), Some("tool"));
+    candidate.says(&name, "etcdctl is elected");
+    candidate.says("tool", "with its value");
     assert_eq!(
         election.leader("boss").await.unwrap(),
         Some(Bytes::from("tool"))
     );
-    let deadline = tokio::time::Instant::now() + wait;
+    let deadline = tokio::time::Instant::now() + TOOL_WAIT;
     loop {
         let change = tokio::time::timeout_at(deadline, observer.next()).await;
-        if change
+        let leader = change
             .expect("kvmesh observes etcdctl's term")
             .unwrap()
-            .unwrap()
-            == Some(Bytes::from("tool"))
-        {
+            .unwrap();
+        if leader == Some(Bytes::from("tool")) {
             break;
         }
     }
-    interrupt(&mut candidate.0);
-    let deadline = tokio::time::Instant::now() + wait;
+    candidate.interrupt();
+    let deadline = tokio::time::Instant::now() + TOOL_WAIT;
     while election.leader("boss").await.unwrap().is_some() {
         assert!(tokio::time::Instant::now() < deadline, "etcdctl resigned");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    interrupt(&mut listener.0);
+    listener.interrupt();
 }
 
 /// A kvmesh semaphore on Consul is `api.Semaphore`: `consul lock -n=2`
@@ -314,17 +271,14 @@ async fn consul_lock_n_and_kvmesh_share_a_semaphore() {
         .unwrap();
     let prefix = unique(test) + "pool";
     let permits = Semaphore::new(store, &prefix, 2);
-    let wait = Duration::from_secs(20);
 
     // Two tool holders fill it.
     let mut tools = Vec::new();
     for _ in 0..2 {
-        let Some(child) = consul_lock(&addr, &["-n=2", &prefix, "echo HELD; sleep 60"]) else {
+        let Some(tool) = consul_lock(&addr, &["-n=2", &prefix, "echo HELD; sleep 60"]) else {
             return;
         };
-        let mut tool = Reaped(child);
-        let lines = lines_of(&mut tool.0);
-        assert_eq!(next_line(&lines, wait).await.as_deref(), Some("HELD"));
+        tool.says("HELD", "consul lock -n=2 holds a permit");
         tools.push(tool);
     }
     assert_eq!(permits.holders().await.unwrap().len(), 2);
@@ -335,33 +289,27 @@ async fn consul_lock_n_and_kvmesh_share_a_semaphore() {
             .unwrap()
             .is_none()
     );
-    interrupt(&mut tools[0].0);
-    let first = tokio::time::timeout(wait, permits.acquire(Bytes::from("kvmesh-1")))
-        .await
-        .expect("a permit once one tool lets go")
-        .unwrap();
-    interrupt(&mut tools[1].0);
-    let second = tokio::time::timeout(wait, permits.acquire(Bytes::from("kvmesh-2")))
-        .await
-        .expect("the other permit")
-        .unwrap();
+    let mut permits_taken = Vec::new();
+    for (n, tool) in tools.iter_mut().enumerate() {
+        tool.interrupt();
+        let value = Bytes::from(format!("kvmesh-{n}"));
+        let permit = tokio::time::timeout(TOOL_WAIT, permits.acquire(value))
+            .await
+            .expect("a permit once a tool lets go")
+            .unwrap();
+        permits_taken.push(permit);
+    }
     let mut holders = permits.holders().await.unwrap();
     holders.sort();
-    assert_eq!(holders, [Bytes::from("kvmesh-1"), Bytes::from("kvmesh-2")]);
+    assert_eq!(holders, [Bytes::from("kvmesh-0"), Bytes::from("kvmesh-1")]);
 
     // kvmesh fills it: the tool waits, and runs once a permit is released.
-    let Some(child) = consul_lock(&addr, &["-n=2", &prefix, "echo GOT"]) else {
+    let Some(tool) = consul_lock(&addr, &["-n=2", &prefix, "echo GOT"]) else {
         return;
     };
-    let mut tool = Reaped(child);
-    let lines = lines_of(&mut tool.0);
-    assert_eq!(
-        next_line(&lines, Duration::from_secs(2)).await,
-        None,
-        "consul lock -n=2 waits while kvmesh holds both"
-    );
-    first.release().await.unwrap();
-    assert_eq!(next_line(&lines, wait).await.as_deref(), Some("GOT"));
-    let _ = tool.0.wait();
-    second.release().await.unwrap();
+    tool.waits("consul lock -n=2 waits while kvmesh holds both");
+    for permit in permits_taken {
+        permit.release().await.unwrap();
+    }
+    tool.says("GOT", "consul lock -n=2 proceeds after a release");
 }

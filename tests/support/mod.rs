@@ -204,3 +204,42 @@ pub fn servers(args: &[&str]) -> String {
     );
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
+
+/// A semaphore permit held by a child process (`lock_holder_child` with
+/// `KV_CHILD_SEMAPHORE` and `child_env`) that is killed frees once its
+/// lease or session expires (within 15 s of a 2 s lock TTL).
+pub async fn a_killed_holder_frees_its_permit(
+    store: std::sync::Arc<dyn kvmesh::Store>,
+    child_env: (&str, &str),
+    key: &str,
+) {
+    use kvmesh::Bytes;
+    use kvmesh::semaphore::Semaphore;
+    let mut child = spawn_child_test(
+        "lock_holder_child",
+        &[
+            child_env,
+            ("KV_CHILD_KEY", key),
+            ("KV_CHILD_SEMAPHORE", "1"),
+        ],
+    );
+    wait_for_line(&mut child, "HELD").await;
+    let permits = Semaphore::new(store, key, 1);
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("child")]);
+    assert!(
+        permits
+            .try_acquire(Bytes::from("parent"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    child.kill().unwrap(); // SIGKILL: the lease or session is left to expire
+    child.wait().unwrap();
+    let parent = permits.acquire(Bytes::from("parent"));
+    let permit = tokio::time::timeout(std::time::Duration::from_secs(15), parent)
+        .await
+        .expect("the child's lifetime expires and its permit frees")
+        .unwrap();
+    assert_eq!(permits.holders().await.unwrap(), [Bytes::from("parent")]);
+    permit.release().await.unwrap();
+}
