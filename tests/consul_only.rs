@@ -253,16 +253,7 @@ async fn lock_holder_child() {
     let store = kvmesh::connect(&format!("consul://{addr}?lock_ttl=2s"))
         .await
         .unwrap();
-    if std::env::var_os("KV_CHILD_SEMAPHORE").is_some() {
-        let permits = kvmesh::semaphore::Semaphore::new(store, &key, 1);
-        let _permit = permits.acquire(Bytes::from("child")).await.unwrap();
-        println!("HELD");
-        tokio::time::sleep(Duration::from_secs(600)).await;
-        return;
-    }
-    let _lock = store.acquire(&key, Bytes::from("child")).await.unwrap();
-    println!("HELD");
-    tokio::time::sleep(Duration::from_secs(600)).await;
+    support::hold_until_killed(store, &key).await;
 }
 
 /// A killed process's semaphore permit frees once its session expires.

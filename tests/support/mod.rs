@@ -243,3 +243,20 @@ pub async fn a_killed_holder_frees_its_permit(
     assert_eq!(permits.holders().await.unwrap(), [Bytes::from("parent")]);
     permit.release().await.unwrap();
 }
+
+/// The child side of the killed-holder tests: takes the lock on `key` (a
+/// permit of a semaphore of 1 with `KV_CHILD_SEMAPHORE`), says `HELD`, and
+/// holds until it is killed.
+pub async fn hold_until_killed(store: std::sync::Arc<dyn kvmesh::Store>, key: &str) {
+    use kvmesh::Bytes;
+    let value = Bytes::from("child");
+    let held: Box<dyn std::any::Any> = if std::env::var_os("KV_CHILD_SEMAPHORE").is_some() {
+        let permits = kvmesh::semaphore::Semaphore::new(store, key, 1);
+        Box::new(permits.acquire(value).await.unwrap())
+    } else {
+        Box::new(store.acquire(key, value).await.unwrap())
+    };
+    println!("HELD");
+    tokio::time::sleep(std::time::Duration::from_secs(600)).await;
+    drop(held);
+}
