@@ -1,4 +1,5 @@
-//! Capped exponential backoff with jitter, for every retry loop.
+//! Capped exponential backoff with jitter, for every retry loop, and the
+//! rule by which a waiting `acquire` rides out an outage.
 
 use std::hash::{BuildHasher, Hasher};
 use std::time::Duration;
@@ -29,6 +30,7 @@ impl Backoff {
     }
 
     /// After a success: the next failure starts from `base` again.
+    #[cfg_attr(not(any(feature = "consul", feature = "etcd")), allow(dead_code))]
     pub(crate) fn reset(&mut self) {
         self.failures = 0;
     }
@@ -41,6 +43,56 @@ fn random_unit() -> f64 {
         .build_hasher()
         .finish();
     (bits >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// Lets a waiting `acquire` ride out an outage. Once the store has been
+/// reached ([`WaitThroughOutages::reached`]), a transient failure (timeout,
+/// unreachable store, a waiting session or lease that lapsed) starts the
+/// attempt over after a backoff instead of failing the call: waiting for a
+/// lock already means waiting for an unknown time. A failure before the store
+/// was ever reached is returned at once, so a call made while the store is
+/// down fails within its timeout.
+#[derive(Debug)]
+pub(crate) struct WaitThroughOutages {
+    reached: bool,
+    backoff: Backoff,
+}
+
+impl WaitThroughOutages {
+    pub(crate) fn new() -> Self {
+        WaitThroughOutages {
+            reached: false,
+            backoff: Backoff::new(
+                std::time::Duration::from_millis(100),
+                std::time::Duration::from_secs(5),
+            ),
+        }
+    }
+
+    /// The store answered: from now on transient failures are waited out.
+    pub(crate) fn reached(&mut self) {
+        self.reached = true;
+    }
+
+    /// After a failed attempt: `Ok(())` once it is time to try again, or the
+    /// error when it is not transient (or the store was never reached).
+    pub(crate) async fn again(&mut self, error: crate::Error) -> crate::Result<()> {
+        // A write whose outcome is unknown is transient here too: the next
+        // try starts with a new session or lease, and one the lost write
+        // may have left behind expires with its TTL.
+        let transient = error.is_retryable()
+            || matches!(
+                error,
+                crate::Error::LockLost { .. } | crate::Error::OutcomeUnknown { .. }
+            );
+        if !(self.reached && transient) {
+            return Err(error);
+        }
+        let delay = self.backoff.next_delay();
+        tracing::warn!(%error, ?delay, "waiting for a lock through a failure; trying again");
+        tokio::time::sleep(delay).await;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

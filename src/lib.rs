@@ -37,7 +37,6 @@
 //!   the lock changes hands.
 
 mod backend;
-#[cfg(any(feature = "consul", feature = "etcd"))]
 mod backoff;
 #[cfg(any(feature = "consul", feature = "etcd"))]
 mod base64_bytes;

@@ -6,6 +6,7 @@
 use bytes::Bytes;
 use futures::StreamExt;
 
+use crate::backoff::WaitThroughOutages;
 use crate::{Error, KvEvent, Lock, Result, Store, WatchOptions};
 
 fn slot(key: &str, index: u32) -> String {
@@ -29,7 +30,8 @@ async fn take_a_slot<S: Store + ?Sized>(
     Ok(None)
 }
 
-/// A slot; with `wait`, once one is free.
+/// A slot; with `wait`, once one is free, riding out outages as a waiting
+/// lock does.
 pub(crate) async fn acquire<S: Store + ?Sized>(
     store: &S,
     key: &str,
@@ -40,12 +42,29 @@ pub(crate) async fn acquire<S: Store + ?Sized>(
     if !wait {
         return take_a_slot(store, key, limit, &value).await;
     }
+    let mut outage = WaitThroughOutages::new();
+    loop {
+        match wait_for_a_slot(store, key, limit, &value, &mut outage).await {
+            Err(error) => outage.again(error).await?,
+            done => return done,
+        }
+    }
+}
+
+async fn wait_for_a_slot<S: Store + ?Sized>(
+    store: &S,
+    key: &str,
+    limit: u32,
+    value: &Bytes,
+    outage: &mut WaitThroughOutages,
+) -> Result<Option<Lock>> {
     // Watch first, so that a release between a full round of tries and
     // the wait is seen.
     let prefix = format!("{key}/");
     let mut changes = store.watch_range(&prefix, WatchOptions::default()).await?;
+    outage.reached();
     loop {
-        if let Some(lock) = take_a_slot(store, key, limit, &value).await? {
+        if let Some(lock) = take_a_slot(store, key, limit, value).await? {
             return Ok(Some(lock));
         }
         // Every slot is held: wait until one is given back.

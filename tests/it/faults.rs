@@ -47,6 +47,7 @@ on_backends!(
     cut_reply_to_a_read_is_retried,
     cut_reply_to_a_write_is_outcome_unknown,
     stalled_watch_is_reissued,
+    a_waiting_permit_rides_out_an_outage,
 );
 
 /// A store through a fresh proxy, and a direct one.
@@ -225,4 +226,31 @@ async fn a_registration_that_cannot_refresh_is_lost_then_back() {
     assert_eq!(observer.members("svc").await.unwrap(), [node]);
     registration.deregister().await.unwrap();
     assert!(observer.members("svc").await.unwrap().is_empty());
+}
+
+/// A semaphore waiter cut off from the store keeps waiting, and takes the
+/// permit once the store is back and the holder lets go.
+async fn a_waiting_permit_rides_out_an_outage(scheme: &str, addr: &str) {
+    use kvmesh::semaphore::Semaphore;
+    let (proxy, proxied) = stores(scheme, addr, "timeout=1s").await;
+    let key = unique("permit-outage") + "pool";
+    let holder = Semaphore::new(direct(scheme, addr).await, &key, 1);
+    let permit = holder.acquire(Bytes::from("holder")).await.unwrap();
+    let waiter = Semaphore::new(proxied, &key, 1);
+    let waiting = tokio::spawn(async move { waiter.acquire(Bytes::from("waiter")).await });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    if waiting.is_finished() {
+        panic!("the waiter gave up during the outage: {:?}", waiting.await);
+    }
+    proxy.restore();
+    permit.release().await.unwrap();
+    let taken = tokio::time::timeout(Duration::from_secs(30), waiting)
+        .await
+        .expect("the waiter gets the permit after the outage")
+        .unwrap()
+        .unwrap();
+    assert_eq!(holder.holders().await.unwrap(), [Bytes::from("waiter")]);
+    taken.release().await.unwrap();
 }

@@ -27,7 +27,8 @@ use tokio_util::sync::CancellationToken;
 use super::Inner;
 use super::client::Write;
 use crate::backoff::Backoff;
-use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
+use crate::backoff::WaitThroughOutages;
+use crate::lifetime::{KeptLifetime, Renewable};
 use crate::{Error, Lock, Result};
 
 /// How long a waiter's or monitor's blocking query waits.

@@ -16,6 +16,7 @@ use super::Inner;
 use super::client::{SEMAPHORE_FLAG_VALUE, Write};
 use super::lock::{LOCK_WAIT, monitor, start_session};
 use super::wire::KvEntry;
+use crate::backoff::WaitThroughOutages;
 use crate::{Error, Lock, Result};
 
 /// The `.lock` key's value.
@@ -96,7 +97,8 @@ async fn list(inner: &Arc<Inner>, prefix: &str, index: u64) -> Result<(Vec<KvEnt
     slot.run(block.map(|(_, wait)| wait), read).await
 }
 
-/// A permit; with `wait`, once one is free.
+/// A permit; with `wait`, once one is free, riding out outages as a
+/// waiting lock does (each new try with a new session).
 pub(super) async fn acquire(
     inner: &Arc<Inner>,
     key: &str,
@@ -104,12 +106,31 @@ pub(super) async fn acquire(
     value: Bytes,
     wait: bool,
 ) -> Result<Option<Lock>> {
+    let mut outage = WaitThroughOutages::new();
+    loop {
+        match attempt(inner, key, limit, &value, wait, &mut outage).await {
+            Err(error) if wait => outage.again(error).await?,
+            done => return done,
+        }
+    }
+}
+
+/// One session's try at a permit.
+async fn attempt(
+    inner: &Arc<Inner>,
+    key: &str,
+    limit: u32,
+    value: &Bytes,
+    wait: bool,
+    outage: &mut WaitThroughOutages,
+) -> Result<Option<Lock>> {
     let prefix = key.trim_end_matches('/');
     let (id, kept) = start_session(inner, "kvmesh-semaphore").await?;
+    outage.reached();
     let contender = format!("{prefix}/{id}");
     if !inner
         .client
-        .put(&contender, value, Write::Contend(&id))
+        .put(&contender, value.clone(), Write::Contend(&id))
         .await?
     {
         return Err(Error::malformed(format!(

@@ -20,7 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::Inner;
 use super::mutex;
-use crate::lifetime::{KeptLifetime, Renewable, WaitThroughOutages};
+use crate::backoff::WaitThroughOutages;
+use crate::lifetime::{KeptLifetime, Renewable};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Lock, Result, WatchOptions};
 
