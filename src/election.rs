@@ -91,37 +91,40 @@ impl Election {
             .store
             .watch_range(&key, WatchOptions::default())
             .await?;
-        let store = self.store.clone();
-        let state = (watch, store, key, None::<Option<(String, u64)>>);
-        let changes =
+        // The leader when the watch began: reported first, if there is one.
+        let first = self.store.lock_holder(&key).await?;
+        let shown = first.as_ref().map(term);
+        let opening = first.map(|pair| Ok(Some(pair.value)));
+        let state = (watch, self.store.clone(), key, shown);
+        let later =
             futures::stream::unfold(state, |(mut watch, store, key, mut shown)| async move {
                 loop {
-                    if shown.is_some() {
-                        // Wait for a change; the first round reports the start.
-                        match watch.next().await? {
-                            Ok(_) => {}
-                            Err(error) => return Some((Err(error), (watch, store, key, shown))),
-                        }
+                    if let Err(error) = watch.next().await? {
+                        return Some((Err(error), (watch, store, key, shown)));
                     }
                     let holder = match store.lock_holder(&key).await {
                         Ok(holder) => holder,
                         Err(error) => return Some((Err(error), (watch, store, key, shown))),
                     };
-                    let id = holder.as_ref().map(|pair| (pair.key.clone(), pair.version));
-                    let first = shown.is_none();
-                    if shown.as_ref() == Some(&id) || (first && id.is_none()) {
-                        shown = Some(id);
-                        continue;
+                    let now = holder.as_ref().map(term);
+                    if now != shown {
+                        shown = now;
+                        let value = holder.map(|pair| pair.value);
+                        return Some((Ok(value), (watch, store, key, shown)));
                     }
-                    shown = Some(id);
-                    let value = holder.map(|pair| pair.value);
-                    return Some((Ok(value), (watch, store, key, shown)));
                 }
             });
+        let changes = futures::stream::iter(opening).chain(later);
         Ok(LeaderStream {
             changes: changes.boxed(),
         })
     }
+}
+
+/// What tells one leader's term from the next: where its value is kept, and
+/// the version it was written at.
+fn term(holder: &crate::KvPair) -> (String, u64) {
+    (holder.key.clone(), holder.version)
 }
 
 /// This caller's term as leader: the election's lock, held.

@@ -74,13 +74,12 @@ pub(super) async fn enter(
     lease: i64,
     value: &[u8],
 ) -> Result<Standing> {
-    let mine = contender(prefix, lease);
-    let (key, _) = range_of(&mine, false);
+    let mine = b64(contender(prefix, lease));
     let request = TxnRequest {
-        compare: vec![Compare::absent(b64(&mine))],
+        compare: vec![Compare::absent(mine.clone())],
         success: vec![
             RequestOp::Put(PutRequest {
-                key: b64(&mine),
+                key: mine.clone(),
                 value: b64(value),
                 lease,
                 prev_kv: false,
@@ -89,7 +88,7 @@ pub(super) async fn enter(
         ],
         failure: vec![
             RequestOp::Range(RangeRequest {
-                key,
+                key: mine,
                 ..RangeRequest::default()
             }),
             RequestOp::Range(by_creation(prefix, "ASCEND", 0)),
