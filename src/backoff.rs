@@ -37,8 +37,9 @@ impl Backoff {
 }
 
 /// A random number in [0, 1), from the standard library's per-process random
-/// hash keys (no cryptographic quality needed for jitter).
-fn random_unit() -> f64 {
+/// hash keys (no cryptographic quality needed for jitter or for spreading
+/// contenders).
+pub(crate) fn random_unit() -> f64 {
     let bits = std::collections::hash_map::RandomState::new()
         .build_hasher()
         .finish();

@@ -20,7 +20,8 @@ async fn take_a_slot<S: Store + ?Sized>(
     limit: u32,
     value: &Bytes,
 ) -> Result<Option<Lock>> {
-    let start = random_below(limit);
+    // Truncation is the point: a random index below `limit`.
+    let start = (crate::backoff::random_unit() * f64::from(limit)) as u32 % limit.max(1);
     for offset in 0..limit {
         let slot = slot(key, (start + offset) % limit);
         if let Some(lock) = store.try_acquire(&slot, value.clone()).await? {
@@ -101,14 +102,4 @@ pub(crate) async fn holders<S: Store + ?Sized>(
         .filter(|pair| is_slot(&pair.key))
         .map(|pair| pair.value)
         .collect())
-}
-
-/// A random number below `limit`, without a random-number crate: the
-/// standard hasher's per-instance random keys spread contenders well enough.
-fn random_below(limit: u32) -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u64(u64::from(std::process::id()));
-    let n = hasher.finish() % u64::from(limit.max(1));
-    u32::try_from(n).unwrap_or(0)
 }
