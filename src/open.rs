@@ -134,3 +134,28 @@ pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
 pub fn connect_lazy(url: &str) -> Result<Arc<dyn Store>> {
     Opened::from_url(url).map(Opened::into_store)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// TLS settings in a build without the `tls` feature are refused,
+    /// naming the feature (run by the `--no-default-features` tests).
+    #[cfg(not(feature = "tls"))]
+    #[test]
+    fn tls_without_the_feature_names_it() {
+        let config = Config::default().with_tls(crate::TlsConfig::default());
+        let refused = create_store(Backend::Etcd, &["127.0.0.1:1"], config).unwrap_err();
+        assert!(matches!(refused, Error::Unsupported { .. }), "{refused:?}");
+        assert!(
+            refused.to_string().contains("`tls` cargo feature"),
+            "{refused}"
+        );
+    }
+
+    #[test]
+    fn memory_takes_no_endpoints() {
+        let refused = create_store(Backend::Memory, &["h:1"], Config::default()).unwrap_err();
+        assert!(matches!(refused, Error::InvalidArgument(_)), "{refused:?}");
+    }
+}
