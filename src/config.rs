@@ -14,6 +14,9 @@ pub enum Backend {
     Consul,
     /// etcd v3 through its JSON gateway (`etcd://host:port`).
     Etcd,
+    /// The durable embedded store in one file (`file:///path/store.redb`);
+    /// its one endpoint is the file's path.
+    File,
 }
 
 impl Backend {
@@ -23,6 +26,7 @@ impl Backend {
             Backend::Memory => "memory",
             Backend::Consul => "consul",
             Backend::Etcd => "etcd",
+            Backend::File => "file",
         }
     }
 }
@@ -49,10 +53,12 @@ pub struct Config {
     /// watch costs about one request per period (on Consul, at most one a
     /// minute). Default 5 minutes.
     pub stall_timeout: Duration,
-    /// Memory store only: how many past changes are kept for watches that
-    /// resume with [`crate::WatchOptions::after`] or fall behind. Default 10,000.
+    /// Memory and file stores only: how many past changes are kept for
+    /// watches that resume with [`crate::WatchOptions::after`] or fall
+    /// behind (on disk too, for the file store). Default 10,000.
     pub history: usize,
-    /// Memory store only: the largest value it accepts, so that tests on
+    /// Memory and file stores only: the largest value it accepts (the file
+    /// store takes at most 1 GiB whatever this says), so that tests on
     /// memory refuse what production would ([`crate::Error::ValueTooLarge`]):
     /// Consul's default is 512 KiB, etcd's about 1.5 MiB per request.
     /// Default `None`: no limit. URL: `?max_value_size=512KiB`.

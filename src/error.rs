@@ -149,6 +149,28 @@ pub enum Error {
         message: String,
     },
 
+    /// The file store's file is open already, by another process or by
+    /// another store of this one: one store at a time owns a file.
+    #[error("the store at {path} is in use by another process or store")]
+    StoreInUse {
+        /// The file.
+        path: std::path::PathBuf,
+    },
+
+    /// The file store's file could not be read or written (an I/O error, a
+    /// full disk), or is damaged, or is not a kvmesh store. A store whose
+    /// commit failed refuses every later call: open it again.
+    #[error("the store at {path}: {message}")]
+    Storage {
+        /// The file.
+        path: std::path::PathBuf,
+        /// What failed.
+        message: String,
+        /// The underlying I/O or storage error, if any.
+        #[source]
+        source: Option<SourceError>,
+    },
+
     /// A watch asked for history the store no longer has, and the changes it
     /// missed (deletions in particular) cannot be reconstructed.
     #[error("history after version {requested} is gone (the oldest available is {oldest})")]

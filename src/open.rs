@@ -8,6 +8,8 @@ use crate::{Backend, Config, Error, Result, Store, backend, url};
 /// A store just made, before it is handed out as `Arc<dyn Store>`.
 enum Opened {
     Memory(backend::memory::MemoryStore),
+    #[cfg(feature = "file")]
+    File(backend::memory::MemoryStore),
     #[cfg(feature = "consul")]
     Consul(backend::consul::ConsulStore),
     #[cfg(feature = "etcd")]
@@ -34,6 +36,13 @@ impl Opened {
                 }
                 Ok(Opened::Memory(backend::memory::MemoryStore::new(&config)))
             }
+            #[cfg(feature = "file")]
+            Backend::File => match endpoints {
+                [path] => Ok(Opened::File(backend::file::open(path, &config)?)),
+                _ => Err(Error::InvalidArgument(
+                    "the file backend takes one endpoint: the file's path".into(),
+                )),
+            },
             #[cfg(feature = "consul")]
             Backend::Consul => Ok(Opened::Consul(backend::consul::ConsulStore::new(
                 endpoints, config,
@@ -57,6 +66,8 @@ impl Opened {
     async fn check_reachable(&self) -> Result<()> {
         match self {
             Opened::Memory(_) => Ok(()),
+            #[cfg(feature = "file")]
+            Opened::File(_) => Ok(()),
             #[cfg(feature = "consul")]
             Opened::Consul(store) => store.check_reachable().await,
             #[cfg(feature = "etcd")]
@@ -67,6 +78,8 @@ impl Opened {
     fn into_store(self) -> Arc<dyn Store> {
         match self {
             Opened::Memory(store) => Arc::new(store),
+            #[cfg(feature = "file")]
+            Opened::File(store) => Arc::new(store),
             #[cfg(feature = "consul")]
             Opened::Consul(store) => Arc::new(store),
             #[cfg(feature = "etcd")]

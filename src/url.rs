@@ -17,18 +17,19 @@ pub(crate) struct StoreUrl {
 pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
     let (scheme, rest) = url.split_once("://").ok_or_else(|| {
         Error::InvalidArgument(
-            "a store URL looks like memory://, consul://host:port or etcd://host:port".into(),
+            "a store URL looks like memory://, file:///path/store.redb, consul://host:port or etcd://host:port".into(),
         )
     })?;
     let (backend, https) = match scheme {
         "memory" => (Backend::Memory, false),
+        "file" => return parse_file_url(rest),
         "consul" => (Backend::Consul, false),
         "etcd" => (Backend::Etcd, false),
         "consul+https" => (Backend::Consul, true),
         "etcd+https" => (Backend::Etcd, true),
         other => {
             return Err(Error::InvalidArgument(format!(
-                "unknown scheme {other:?} (known: memory, consul, etcd, consul+https, etcd+https)"
+                "unknown scheme {other:?} (known: memory, file, consul, etcd, consul+https, etcd+https)"
             )));
         }
     };
@@ -73,8 +74,33 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
     Ok((StoreUrl { backend, endpoints }, config))
 }
 
-/// A percent-decoded query value. The error never repeats the value, which
-/// may be a secret.
+/// `file:///absolute/path` or `file://./relative/path`, then options: the
+/// path is the one endpoint, percent-decoded.
+fn parse_file_url(rest: &str) -> Result<(StoreUrl, Config)> {
+    let (path, query) = rest.split_once('?').unwrap_or((rest, ""));
+    if path.is_empty() {
+        return Err(Error::InvalidArgument(
+            "file:// needs a path: file:///absolute/path.redb or file://./relative.redb".into(),
+        ));
+    }
+    if !(path.starts_with('/') || path.starts_with("./") || path.starts_with("../")) {
+        return Err(Error::InvalidArgument(
+            "file:// takes no host: file:///absolute/path.redb or file://./relative.redb".into(),
+        ));
+    }
+    let path = percent_decode("path", path)?;
+    let mut config = Config::from_env();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        set_option(&mut config, name, value)?;
+    }
+    let url = StoreUrl {
+        backend: Backend::File,
+        endpoints: vec![path],
+    };
+    Ok((url, config))
+}
+
 /// Applies one `name=value` option from a URL query string.
 fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
     match name {

@@ -166,7 +166,7 @@ impl Turns {
         FB: Future<Output = ()>,
     {
         self.turn += 1;
-        let (a, b) = if self.turn % 2 == 0 {
+        let (a, b) = if self.turn.is_multiple_of(2) {
             let a = self.batch(ours).await;
             (a, self.batch(theirs).await)
         } else {

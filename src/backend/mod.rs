@@ -4,4 +4,6 @@
 pub(crate) mod consul;
 #[cfg(feature = "etcd")]
 pub(crate) mod etcd;
+#[cfg(feature = "file")]
+pub(crate) mod file;
 pub(crate) mod memory;

@@ -62,10 +62,11 @@ async fn sees(watch: &mut Watch, key: &str, value: &str, within: Duration) {
         let event = tokio::time::timeout_at(deadline, watch.next())
             .await
             .unwrap_or_else(|_| panic!("{key}={value} not seen within {within:?}"));
-        if let Some(Ok(KvEvent::Put(pair))) = event {
-            if pair.key == key && pair.value == value {
-                return;
-            }
+        if let Some(Ok(KvEvent::Put(pair))) = event
+            && pair.key == key
+            && pair.value == value
+        {
+            return;
         }
     }
 }

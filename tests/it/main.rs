@@ -19,6 +19,8 @@ mod consul_comes_back_empty;
 mod etcd;
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod faults;
+#[cfg(feature = "file")]
+mod file;
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod interop;
 #[cfg(all(feature = "consul", feature = "etcd"))]

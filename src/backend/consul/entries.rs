@@ -96,7 +96,7 @@ mod tests {
     fn entry(key: &str, index: u64, session: Option<&str>) -> KvEntry {
         KvEntry {
             key: key.to_owned(),
-            value: (index % 2 == 0).then(|| Bytes::from(key.to_owned())),
+            value: index.is_multiple_of(2).then(|| Bytes::from(key.to_owned())),
             modify_index: index,
             session: session.map(str::to_owned),
             flags: 0,

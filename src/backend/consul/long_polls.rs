@@ -149,13 +149,11 @@ impl LongPollSlot<'_> {
 
 impl Drop for LongPollSlot<'_> {
     fn drop(&mut self) {
-        if let (Some(permit), Some(ends)) = (self.permit.take(), self.ends) {
-            if ends > Instant::now() {
-                tracing::debug!(
-                    "blocking query abandoned; its slot is parked until Consul ends it"
-                );
-                self.budget.park(ends, permit);
-            }
+        if let (Some(permit), Some(ends)) = (self.permit.take(), self.ends)
+            && ends > Instant::now()
+        {
+            tracing::debug!("blocking query abandoned; its slot is parked until Consul ends it");
+            self.budget.park(ends, permit);
         }
     }
 }

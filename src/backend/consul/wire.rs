@@ -94,12 +94,11 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
             limit,
         };
     }
-    if let Some(key) = key {
-        if body.contains("invalid key name")
-            || (status == StatusCode::BAD_REQUEST && body.is_empty())
-        {
-            return Error::invalid_key(key, format!("Consul refused it: {body}"));
-        }
+    if let Some(key) = key
+        && (body.contains("invalid key name")
+            || (status == StatusCode::BAD_REQUEST && body.is_empty()))
+    {
+        return Error::invalid_key(key, format!("Consul refused it: {body}"));
     }
     if body.contains("Invalid Session TTL") {
         return Error::InvalidArgument(format!("{operation}: Consul refused the TTL: {body}"));

@@ -10,22 +10,22 @@ use crate::{KvEvent, KvPair};
 
 /// Keys are shared between the data, the ordered index, the history and the
 /// watch channels: a write of an existing key allocates nothing.
-pub(super) type Key = Arc<str>;
+pub(crate) type Key = Arc<str>;
 
 /// A fast seeded hasher for the key indexes: point reads hash every key.
-pub(super) type KeyHasher = foldhash::fast::RandomState;
+pub(crate) type KeyHasher = foldhash::fast::RandomState;
 
 /// One change, as kept in the history and sent to watchers: cheap to clone
 /// (two reference counts), turned into a [`KvEvent`] only on delivery.
 #[derive(Debug, Clone)]
-pub(super) struct Change {
-    pub(super) key: Key,
+pub(crate) struct Change {
+    pub(crate) key: Key,
     /// `None` for a deletion.
-    pub(super) value: Option<Bytes>,
-    pub(super) version: u64,
+    pub(crate) value: Option<Bytes>,
+    pub(crate) version: u64,
     /// Its place among all changes (set by `State::emit`): the changes of
     /// one txn share a version, not a place.
-    pub(super) seq: u64,
+    pub(crate) seq: u64,
 }
 
 impl Change {

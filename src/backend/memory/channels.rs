@@ -30,11 +30,11 @@ pub(super) struct Channels {
 impl Channels {
     /// Sends `change` to the watches of its key and of every watched prefix of it.
     pub(super) fn send(&self, change: &Change) {
-        if !self.keys.is_empty() {
-            if let Some(tx) = self.keys.get(&*change.key) {
-                // No receiver left is not an error: the channel goes soon.
-                let _ = tx.send(change.clone());
-            }
+        if !self.keys.is_empty()
+            && let Some(tx) = self.keys.get(&*change.key)
+        {
+            // No receiver left is not an error: the channel goes soon.
+            let _ = tx.send(change.clone());
         }
         for &len in self.prefix_lengths.keys() {
             if len > change.key.len() {
@@ -72,12 +72,12 @@ impl Channels {
             return;
         }
         channels.remove(name);
-        if let WatchTarget::Prefix(prefix) = target {
-            if let Some(count) = self.prefix_lengths.get_mut(&prefix.len()) {
-                *count -= 1;
-                if *count == 0 {
-                    self.prefix_lengths.remove(&prefix.len());
-                }
+        if let WatchTarget::Prefix(prefix) = target
+            && let Some(count) = self.prefix_lengths.get_mut(&prefix.len())
+        {
+            *count -= 1;
+            if *count == 0 {
+                self.prefix_lengths.remove(&prefix.len());
             }
         }
     }

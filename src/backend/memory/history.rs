@@ -34,13 +34,26 @@ impl History {
             self.compacted_seq = change.seq;
             return;
         }
-        if self.changes.len() == self.limit {
-            if let Some(oldest) = self.changes.pop_front() {
-                self.compacted = oldest.version;
-                self.compacted_seq = oldest.seq;
-            }
+        if self.changes.len() == self.limit
+            && let Some(oldest) = self.changes.pop_front()
+        {
+            self.compacted = oldest.version;
+            self.compacted_seq = oldest.seq;
         }
         self.changes.push_back(change);
+    }
+
+    /// The (version, sequence number) above which every change is here.
+    pub(super) fn compacted(&self) -> (u64, u64) {
+        (self.compacted, self.compacted_seq)
+    }
+
+    #[cfg(feature = "file")]
+    /// Restores the marks of a store reopened from disk, before its changes
+    /// are pushed back.
+    pub(super) fn set_compacted(&mut self, version: u64, seq: u64) {
+        self.compacted = version;
+        self.compacted_seq = seq;
     }
 
     /// The changes to `target` with a version above `after`, in order;

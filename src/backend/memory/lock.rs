@@ -9,10 +9,40 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
 
 use super::Shared;
+use super::state::{Holder, State};
 use crate::lock::LockReleaser;
 use crate::{Error, Lock, Result};
+
+impl State {
+    /// Records `key` as locked by a new session; returns the session and the
+    /// token cancelled when the lock ends.
+    pub(super) fn take_lock(&mut self, key: &str) -> (String, CancellationToken) {
+        self.next_session += 1;
+        let session = format!("mem-{}", self.next_session);
+        let ended = CancellationToken::new();
+        self.locks.insert(
+            key.to_owned(),
+            Holder {
+                session: session.clone(),
+                ended: ended.clone(),
+            },
+        );
+        self.sessions.insert(session.clone(), key.to_owned());
+        (session, ended)
+    }
+
+    /// Ends the lock on `key`, if any: its holder learns it is lost and its
+    /// waiters wake up.
+    pub(super) fn end_lock(&mut self, key: &str) {
+        if let Some(holder) = self.locks.remove(key) {
+            self.sessions.remove(&holder.session);
+            holder.ended.cancel();
+        }
+    }
+}
 
 /// Takes the lock on `key` if it is free; otherwise returns the token that
 /// is cancelled when the current holder's lock ends.
@@ -20,7 +50,7 @@ pub(super) fn try_lock(
     shared: &Arc<Shared>,
     key: &str,
     value: Bytes,
-) -> std::result::Result<Lock, tokio_util::sync::CancellationToken> {
+) -> std::result::Result<Lock, CancellationToken> {
     let mut state = shared.write_purged();
     if let Some(holder) = state.locks.get(key) {
         return Err(holder.ended.clone());
@@ -42,8 +72,9 @@ pub(super) fn try_lock(
     ))
 }
 
-/// Ends the lock held under `session` and deletes its key.
-pub(super) fn release_session(shared: &Shared, session: &str) -> Result<()> {
+/// Ends the lock held under `session` and deletes its key; returns the
+/// store's revision after it.
+pub(super) fn release_session(shared: &Shared, session: &str) -> Result<u64> {
     let mut state = shared.write_purged();
     let key = state
         .sessions
@@ -56,7 +87,7 @@ pub(super) fn release_session(shared: &Shared, session: &str) -> Result<()> {
     if state.remove(&key).is_none() {
         state.end_lock(&key);
     }
-    Ok(())
+    Ok(state.revision())
 }
 
 struct MemoryLockReleaser {
@@ -66,7 +97,7 @@ struct MemoryLockReleaser {
 }
 
 impl MemoryLockReleaser {
-    fn release_now(&self) -> Result<()> {
+    fn release_now(&self) -> Result<u64> {
         release_session(&self.shared, &self.session).map_err(|e| match e {
             Error::UnknownSession { .. } => Error::LockLost {
                 key: self.key.clone(),
@@ -79,7 +110,8 @@ impl MemoryLockReleaser {
 impl LockReleaser for MemoryLockReleaser {
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         let result = self.release_now();
-        Box::pin(async move { result })
+        let shared = self.shared;
+        Box::pin(async move { shared.settled(result?).await })
     }
 
     fn release_in_background(self: Box<Self>) {

@@ -6,11 +6,20 @@
 //! next expiry (the shape of mini-redis `db.rs`), spawned on the first TTL
 //! write so that building a store needs no runtime.
 
-mod change;
+pub(crate) mod change;
 mod channels;
+// Used by the file store only.
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
+pub(crate) mod clock;
+// Used by the file store only.
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
+pub(crate) mod durable;
 mod history;
+// Used by the file store only.
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
+pub(crate) mod journal;
 mod lock;
-mod state;
+pub(crate) mod state;
 mod tombstones;
 mod watch;
 
@@ -22,6 +31,7 @@ use bytes::Bytes;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
+use self::durable::Durable;
 use self::state::State;
 use crate::key::{check_delete_prefix, check_key};
 use crate::txn::TxnWrite;
@@ -43,9 +53,22 @@ pub(crate) struct Shared {
     /// and when the store is dropped.
     purge_wake: Arc<Notify>,
     purge_started: AtomicBool,
+    /// The file store's commits (`None` for `memory://`). Last, so that
+    /// the state, and with it the journal, is gone before the committer
+    /// is stopped.
+    durable: Option<Durable>,
 }
 
 impl Shared {
+    /// Waits until what a call saw, everything up to `revision`, is on disk
+    /// (at once for `memory://`).
+    async fn settled(&self, revision: u64) -> Result<()> {
+        match &self.durable {
+            None => Ok(()),
+            Some(durable) => durable.gate.wait(revision).await,
+        }
+    }
+
     fn read(&self) -> RwLockReadGuard<'_, State> {
         // Every State method leaves it consistent before it can panic, so a
         // poisoned lock still guards valid data.
@@ -75,19 +98,37 @@ impl Drop for Shared {
 
 impl MemoryStore {
     pub(crate) fn new(config: &Config) -> Self {
-        MemoryStore {
+        Self::with_state(config, State::new(config.history), None)
+    }
+
+    /// A store on `state` (a durable store's, read back from disk, with its
+    /// journal started), committed by `durable`.
+    pub(crate) fn with_state(config: &Config, state: State, durable: Option<Durable>) -> Self {
+        let has_ttl_keys = state.has_ttl_keys();
+        let store = MemoryStore {
             shared: Arc::new(Shared {
-                state: RwLock::new(State::new(config.history)),
+                state: RwLock::new(state),
                 registry: WatchRegistry::default(),
                 purge_wake: Arc::new(Notify::new()),
                 purge_started: AtomicBool::new(false),
+                durable,
             }),
             max_value_size: config.max_value_size,
+        };
+        // Reopened keys with a TTL need the purge task; it starts here if
+        // a runtime is at hand, else with the first watch or TTL write.
+        if has_ttl_keys && tokio::runtime::Handle::try_current().is_ok() {
+            store.ensure_purge_task();
         }
+        store
     }
 
-    /// Refuses a key, or a value over the configured limit.
+    /// Refuses a key, or a value over the configured limit, or any write
+    /// once a commit to disk failed.
     fn check_write(&self, key: &str, value: &Bytes) -> Result<()> {
+        if let Some(durable) = &self.shared.durable {
+            durable.gate.check()?;
+        }
         check_key(key)?;
         match self.max_value_size {
             Some(limit) if value.len() > limit => Err(Error::ValueTooLarge {
@@ -110,6 +151,9 @@ impl MemoryStore {
     }
 
     fn watch_target(&self, target: WatchTarget, options: &WatchOptions) -> Result<Watch> {
+        if !self.shared.purge_started.load(Ordering::Acquire) && self.shared.read().has_ttl_keys() {
+            self.ensure_purge_task();
+        }
         let events = watch::open(&self.shared, target.clone(), options)?;
         Ok(Watch::new(events, self.shared.registry.register(target)))
     }
@@ -141,7 +185,11 @@ async fn purge_expired_keys(shared: Weak<Shared>, wake: Arc<Notify>) {
 impl fmt::Debug for MemoryStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = self.shared.read();
-        f.debug_struct("MemoryStore")
+        let mut debug = f.debug_struct("MemoryStore");
+        if let Some(durable) = &self.shared.durable {
+            debug.field("location", &durable.location);
+        }
+        debug
             .field("keys", &state.key_count())
             .field("revision", &state.revision())
             .finish()
@@ -154,15 +202,15 @@ impl Store for MemoryStore {
     // which is measurable on a store this fast.
     async fn put(&self, key: &str, value: Bytes) -> Result<()> {
         self.check_write(key, &value)?;
-        self.shared.write_purged().set(key, value, None);
-        Ok(())
+        let revision = self.shared.write_purged().set(key, value, None);
+        self.shared.settled(revision).await
     }
 
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         self.check_write(key, &value)?;
         let Some(ttl) = options.ttl else {
-            self.shared.write_purged().set(key, value, None);
-            return Ok(());
+            let revision = self.shared.write_purged().set(key, value, None);
+            return self.shared.settled(revision).await;
         };
         if ttl.is_zero() {
             return Err(Error::InvalidArgument(
@@ -172,25 +220,39 @@ impl Store for MemoryStore {
         let expires_at = Instant::now()
             .checked_add(ttl)
             .ok_or_else(|| Error::InvalidArgument(format!("a TTL of {ttl:?} is too long")))?;
-        self.shared.write_purged().set(key, value, Some(expires_at));
+        let revision = self.shared.write_purged().set(key, value, Some(expires_at));
         self.ensure_purge_task();
-        Ok(())
+        self.shared.settled(revision).await
     }
 
     async fn get(&self, key: &str) -> Result<Option<KvPair>> {
         check_key(key)?;
-        Ok(self.shared.read().get(key))
+        let (pair, revision) = {
+            let state = self.shared.read();
+            (state.get(key), state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(pair)
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
-        self.shared.write_purged().remove(key);
-        Ok(())
+        let revision = {
+            let mut state = self.shared.write_purged();
+            state.remove(key);
+            state.revision()
+        };
+        self.shared.settled(revision).await
     }
 
     async fn exists(&self, key: &str) -> Result<bool> {
         check_key(key)?;
-        Ok(self.shared.read().version_of(key).is_some())
+        let (exists, revision) = {
+            let state = self.shared.read();
+            (state.version_of(key).is_some(), state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(exists)
     }
 
     async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
@@ -208,7 +270,10 @@ impl Store for MemoryStore {
         self.check_write(key, &value)?;
         loop {
             match lock::try_lock(&self.shared, key, value.clone()) {
-                Ok(lock) => return Ok(lock),
+                Ok(lock) => {
+                    self.shared.settled(lock.fencing_token()).await?;
+                    return Ok(lock);
+                }
                 // Nothing is registered while waiting: dropping this future
                 // here leaves the store as it was.
                 Err(holder_ended) => holder_ended.cancelled_owned().await,
@@ -218,21 +283,41 @@ impl Store for MemoryStore {
 
     async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
         self.check_write(key, &value)?;
-        Ok(lock::try_lock(&self.shared, key, value).ok())
+        match lock::try_lock(&self.shared, key, value) {
+            Ok(lock) => {
+                self.shared.settled(lock.fencing_token()).await?;
+                Ok(Some(lock))
+            }
+            Err(_) => {
+                let revision = self.shared.read().revision();
+                self.shared.settled(revision).await?;
+                Ok(None)
+            }
+        }
     }
 
     async fn release(&self, session: &str) -> Result<()> {
-        lock::release_session(&self.shared, session)
+        let revision = lock::release_session(&self.shared, session)?;
+        self.shared.settled(revision).await
     }
 
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
-        Ok(self.shared.read().range(prefix))
+        let (pairs, revision) = {
+            let state = self.shared.read();
+            (state.range(prefix), state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(pairs)
     }
 
     async fn delete_range(&self, prefix: &str) -> Result<()> {
         check_delete_prefix(prefix)?;
-        self.shared.write_purged().remove_range(prefix);
-        Ok(())
+        let revision = {
+            let mut state = self.shared.write_purged();
+            state.remove_range(prefix);
+            state.revision()
+        };
+        self.shared.settled(revision).await
     }
 
     async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
@@ -247,12 +332,16 @@ impl Store for MemoryStore {
 
     async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
         self.check_write(key, &value)?;
-        let mut state = self.shared.write_purged();
-        if state.version_of(key) != previous {
-            return Ok(false);
-        }
-        state.set(key, value, None);
-        Ok(true)
+        let (written, revision) = {
+            let mut state = self.shared.write_purged();
+            let written = state.version_of(key) == previous;
+            if written {
+                state.set(key, value, None);
+            }
+            (written, state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(written)
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
@@ -263,23 +352,34 @@ impl Store for MemoryStore {
                 self.check_write(key, value)?;
             }
         }
-        let mut state = self.shared.write_purged();
-        let keys = txn.failed_checks(|key| state.version_of(key));
-        if !keys.is_empty() {
-            return Ok(TxnResult::Conflict { keys });
-        }
-        let version = state.apply(&txn.writes);
-        Ok(TxnResult::Committed { version })
+        let (result, revision) = {
+            let mut state = self.shared.write_purged();
+            let keys = txn.failed_checks(|key| state.version_of(key));
+            let result = if keys.is_empty() {
+                TxnResult::Committed {
+                    version: state.apply(&txn.writes),
+                }
+            } else {
+                TxnResult::Conflict { keys }
+            };
+            (result, state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(result)
     }
 
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
         check_key(key)?;
-        let mut state = self.shared.write_purged();
-        if state.version_of(key) != Some(previous) {
-            return Ok(false);
-        }
-        state.remove(key);
-        Ok(true)
+        let (deleted, revision) = {
+            let mut state = self.shared.write_purged();
+            let deleted = state.version_of(key) == Some(previous);
+            if deleted {
+                state.remove(key);
+            }
+            (deleted, state.revision())
+        };
+        self.shared.settled(revision).await?;
+        Ok(deleted)
     }
 }
 

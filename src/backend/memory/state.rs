@@ -18,6 +18,7 @@ use tokio_util::sync::CancellationToken;
 use super::change::{Change, Entry, Key, KeyHasher};
 use super::channels::{ChangeReceiver, Channels};
 use super::history::History;
+use super::journal::{Journal, Journaled, Marks};
 use super::tombstones::Tombstones;
 use crate::txn::TxnWrite;
 use crate::watch::WatchTarget;
@@ -35,7 +36,7 @@ pub(super) struct Holder {
     pub(super) ended: CancellationToken,
 }
 
-pub(super) struct State {
+pub(crate) struct State {
     /// Point reads and writes go through the hash map; ranges walk the
     /// ordered index and look each key up.
     data: HashMap<Key, Entry, KeyHasher>,
@@ -55,11 +56,14 @@ pub(super) struct State {
 
     pub(super) locks: HashMap<String, Holder>,
     pub(super) sessions: HashMap<String, String>,
-    next_session: u64,
+    pub(super) next_session: u64,
+
+    /// Where a durable store's changes also go (`None` for `memory://`).
+    journal: Option<Journal>,
 }
 
 impl State {
-    pub(super) fn new(history_limit: usize) -> Self {
+    pub(crate) fn new(history_limit: usize) -> Self {
         State {
             data: HashMap::default(),
             ordered: BTreeSet::new(),
@@ -76,10 +80,11 @@ impl State {
             locks: HashMap::new(),
             sessions: HashMap::new(),
             next_session: 0,
+            journal: None,
         }
     }
 
-    pub(super) fn revision(&self) -> u64 {
+    pub(crate) fn revision(&self) -> u64 {
         self.revision
     }
 
@@ -206,17 +211,18 @@ impl State {
             self.expirations.insert((at, shared_key.clone()));
         }
         self.tombstones.remove(key);
-        self.emit(Change {
+        let change = Change {
             key: shared_key,
             value: Some(value),
             version,
             seq: 0,
-        });
+        };
+        self.emit(change, expires_at, Vec::new());
     }
 
     /// Deletes `key`; returns the deletion's revision, or `None` if it was absent.
     /// A lock held on the key ends.
-    pub(super) fn remove(&mut self, key: &str) -> Option<u64> {
+    pub(crate) fn remove(&mut self, key: &str) -> Option<u64> {
         let version = self.revision + 1;
         self.remove_at(key, version).then(|| {
             self.revision = version;
@@ -236,13 +242,14 @@ impl State {
         if !self.locks.is_empty() {
             self.end_lock(&key);
         }
-        self.tombstones.insert(key.clone(), version);
-        self.emit(Change {
+        let forgotten = self.tombstones.insert(key.clone(), version);
+        let change = Change {
             key,
             value: None,
             version,
             seq: 0,
-        });
+        };
+        self.emit(change, None, forgotten);
         true
     }
 
@@ -275,7 +282,7 @@ impl State {
     }
 
     /// Deletes every key whose TTL has passed.
-    pub(super) fn purge_expired(&mut self, now: Instant) {
+    pub(crate) fn purge_expired(&mut self, now: Instant) {
         while let Some((at, key)) = self.expirations.first() {
             if *at > now {
                 break;
@@ -286,7 +293,7 @@ impl State {
     }
 
     /// True when some key has a TTL (a write then checks the clock).
-    pub(super) fn has_ttl_keys(&self) -> bool {
+    pub(crate) fn has_ttl_keys(&self) -> bool {
         !self.expirations.is_empty()
     }
 
@@ -294,11 +301,35 @@ impl State {
         self.expirations.first().map(|(at, _)| *at)
     }
 
-    fn emit(&mut self, mut change: Change) {
+    fn emit(&mut self, mut change: Change, expires_at: Option<Instant>, forgotten: Vec<Key>) {
         self.seq += 1;
         change.seq = self.seq;
         self.channels.send(&change);
+        let journaled = self.journal.is_some().then(|| Journaled {
+            lock: self.locks.contains_key(&*change.key),
+            expires_at_ms: expires_at.map(super::clock::to_unix_ms),
+            change: change.clone(),
+            forgotten_tombstones: forgotten,
+        });
         self.history.push(change);
+        if let (Some(journal), Some(journaled)) = (&self.journal, journaled) {
+            // A delete or a txn moves the revision only after its changes.
+            let mut marks = self.marks();
+            marks.revision = marks.revision.max(journaled.change.version);
+            journal.record(journaled, marks);
+        }
+    }
+
+    /// The counters a durable store keeps beside its data.
+    pub(crate) fn marks(&self) -> Marks {
+        let (history_compacted, history_compacted_seq) = self.history.compacted();
+        Marks {
+            revision: self.revision,
+            seq: self.seq,
+            history_compacted,
+            history_compacted_seq,
+            tombstone_floor: self.tombstones.floor(),
+        }
     }
 
     /// How many changes have been emitted: the sequence number of the last.
@@ -325,71 +356,9 @@ impl State {
     pub(super) fn channel_count(&self) -> usize {
         self.channels.len()
     }
-
-    // ----- locks -----
-
-    /// Records `key` as locked by a new session; returns the session and the
-    /// token cancelled when the lock ends.
-    pub(super) fn take_lock(&mut self, key: &str) -> (String, CancellationToken) {
-        self.next_session += 1;
-        let session = format!("mem-{}", self.next_session);
-        let ended = CancellationToken::new();
-        self.locks.insert(
-            key.to_owned(),
-            Holder {
-                session: session.clone(),
-                ended: ended.clone(),
-            },
-        );
-        self.sessions.insert(session.clone(), key.to_owned());
-        (session, ended)
-    }
-
-    /// Ends the lock on `key`, if any: its holder learns it is lost and its
-    /// waiters wake up.
-    pub(super) fn end_lock(&mut self, key: &str) {
-        if let Some(holder) = self.locks.remove(key) {
-            self.sessions.remove(&holder.session);
-            holder.ended.cancel();
-        }
-    }
 }
 
+#[cfg(feature = "file")]
+mod restore;
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn history_replays_and_falls_back_to_tombstones() {
-        let mut state = State::new(2);
-        let target = WatchTarget::Prefix("a/".into());
-        state.set("a/1", Bytes::from("x"), None); // 1
-        state.set("a/2", Bytes::from("y"), None); // 2
-        state.remove("a/1"); // 3
-        state.set("b", Bytes::from("z"), None); // 4
-        // History holds revisions 3 and 4 only; after 0 needs the rebuild.
-        let changes = state.changes_after(&target, 0).unwrap();
-        let versions: Vec<u64> = changes.iter().map(KvEvent::version).collect();
-        assert_eq!(versions, [2, 3]);
-        assert!(matches!(changes[1], KvEvent::Delete { ref key, .. } if key == "a/1"));
-        // After 2 is still in the history.
-        let changes = state.changes_after(&target, 2).unwrap();
-        assert_eq!(changes.len(), 1);
-    }
-
-    #[test]
-    fn forgotten_tombstones_are_reported_not_skipped() {
-        let mut state = State::new(0);
-        for i in 0..(MIN_TOMBSTONES + 5) {
-            let key = format!("k{i}");
-            state.set(&key, Bytes::new(), None);
-            state.remove(&key);
-        }
-        let target = WatchTarget::Prefix("k".into());
-        assert!(matches!(
-            state.changes_after(&target, 1),
-            Err(Error::Compacted { requested: 1, .. })
-        ));
-        assert!(state.changes_after(&target, state.revision() - 1).is_ok());
-    }
-}
+mod tests;

@@ -29,19 +29,29 @@ impl Tombstones {
         self.floor
     }
 
-    /// Records `key` deleted at `version`, forgetting the oldest beyond the limit.
-    pub(super) fn insert(&mut self, key: Key, version: u64) {
+    /// Records `key` deleted at `version`, forgetting the oldest beyond the
+    /// limit; returns the keys forgotten.
+    pub(super) fn insert(&mut self, key: Key, version: u64) -> Vec<Key> {
         if let Some(old) = self.by_key.insert(key.clone(), version) {
             self.by_revision.remove(&(old, key.clone()));
         }
         self.by_revision.insert((version, key));
+        let mut forgotten = Vec::new();
         while self.by_key.len() > self.limit {
             let Some((version, key)) = self.by_revision.pop_first() else {
                 break;
             };
             self.by_key.remove(&key);
             self.floor = version;
+            forgotten.push(key);
         }
+        forgotten
+    }
+
+    #[cfg(feature = "file")]
+    /// Restores the floor of a store reopened from disk.
+    pub(super) fn set_floor(&mut self, floor: u64) {
+        self.floor = floor;
     }
 
     /// Forgets `key`'s deletion: it exists again.

@@ -75,6 +75,13 @@ pub(super) fn open(
     };
     Ok(futures::stream::unfold(watch, |mut watch| async move {
         let event = watch.next_event().await?;
+        // A durable store shows a change once it is on disk.
+        if let Ok(change) = &event
+            && let Err(e) = watch.shared.settled(change.version()).await
+        {
+            watch.ended = true;
+            return Some((Err(e), watch));
+        }
         Some((event, watch))
     })
     .boxed())

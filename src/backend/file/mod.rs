@@ -1,0 +1,114 @@
+//! The durable embedded store (`file:///path/store.redb`).
+//!
+//! It is the memory store, on the same state, watches, history, TTL purge
+//! and locks, with every change also committed to a redb file: the state
+//! records each change in a journal under its lock, a committer thread
+//! writes what accumulated as one fsync'd transaction (group commit), and a
+//! call returns, and a change becomes visible, once its commit is on disk.
+//! Opening the file reads it back into memory: the data set must fit in
+//! memory, and reads never touch the disk.
+
+mod commit;
+mod load;
+mod tables;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use redb::{Database, DatabaseError};
+use tokio::time::Instant;
+
+use crate::backend::memory::MemoryStore;
+use crate::backend::memory::durable::{Durable, Gate};
+use crate::backend::memory::journal;
+use crate::{Config, Error, Result};
+
+/// The largest value the file store takes by default: redb stores values
+/// up to 3 GiB, and each is held in memory too.
+const MAX_VALUE_SIZE: usize = 1 << 30;
+
+/// redb's page cache: the data is in memory already, so this only serves
+/// the B-tree pages commits rewrite.
+const CACHE_BYTES: usize = 64 << 20;
+
+/// Opens (or creates) the store in the file at `path`.
+pub(crate) fn open(path: &str, config: &Config) -> Result<MemoryStore> {
+    if path.is_empty() {
+        return Err(Error::InvalidArgument(
+            "the file store needs a path: file:///absolute/path.redb or file://./relative.redb"
+                .into(),
+        ));
+    }
+    let path = PathBuf::from(path);
+    let _span = tracing::debug_span!("file_open", path = %path.display()).entered();
+    let db = open_database(&path)?;
+    let (mut state, lock_keys) = load::load(&path, &db, config.history)?;
+    let gate = Arc::new(Gate::new(state.revision()));
+    let (journal, reader) = journal::journal();
+    state.start_journal(journal);
+    // What happened while the store was closed: TTLs that passed, and the
+    // end of the locks its last process held. Both are changes, delivered
+    // to watches that resume from before them.
+    state.purge_expired(Instant::now());
+    for key in lock_keys {
+        state.remove(&key);
+    }
+    let committer = commit::start(db, path.clone(), reader, gate.clone())?;
+    let mut config = config.clone();
+    config.max_value_size = Some(
+        config
+            .max_value_size
+            .map_or(MAX_VALUE_SIZE, |limit| limit.min(MAX_VALUE_SIZE)),
+    );
+    let durable = Durable {
+        gate,
+        location: path.display().to_string(),
+        _committer: Box::new(committer),
+    };
+    Ok(MemoryStore::with_state(&config, state, Some(durable)))
+}
+
+/// Opens the redb file, checking every page's checksum so that a damaged
+/// file is an error, not a panic later.
+fn open_database(path: &Path) -> Result<Database> {
+    let opened = std::panic::catch_unwind(|| {
+        Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .set_check_integrity_on_open(true)
+            .create(path)
+    });
+    match opened {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::StoreInUse {
+            path: path.to_owned(),
+        }),
+        Ok(Err(e)) => Err(tables::storage_error(path, "opening the file", e)),
+        // redb checks what it reads; this is the last guard against a file
+        // damaged in a way it does not expect.
+        Err(_) => Err(Error::Storage {
+            path: path.to_owned(),
+            message: "the file is damaged (redb failed reading it)".into(),
+            source: None,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Store;
+    use bytes::Bytes;
+
+    #[tokio::test]
+    async fn put_then_get() {
+        let dir = std::env::temp_dir().join(format!("kvmesh-unit-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("a.redb");
+        let _ = std::fs::remove_file(&path);
+        let store = open(path.to_str().unwrap(), &Config::default()).unwrap();
+        eprintln!("opened");
+        store.put("k", Bytes::from("v")).await.unwrap();
+        eprintln!("put");
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
+    }
+}

@@ -1,0 +1,112 @@
+//! The changes a local store must also write somewhere else (the file
+//! store's disk), in the order they were made.
+//!
+//! [`State`](super::state::State) records each change here under its own
+//! lock, so the journal's order is the store's order; a committer on its own
+//! thread takes everything recorded since its last commit as one [`Batch`]
+//! (group commit: the writers that arrive during one fsync share the next).
+
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use super::change::{Change, Key};
+
+/// One change, with what the data map holds beside it.
+#[derive(Debug)]
+pub(crate) struct Journaled {
+    pub(crate) change: Change,
+    /// When the key expires, in milliseconds since the Unix epoch (a put
+    /// with a TTL).
+    pub(crate) expires_at_ms: Option<u64>,
+    /// The key is a lock's: it goes with its holder, so with this process.
+    pub(crate) lock: bool,
+    /// Deletions forgotten with this change, to stay within the limit.
+    pub(crate) forgotten_tombstones: Vec<Key>,
+}
+
+/// The store's counters after the last change recorded.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Marks {
+    pub(crate) revision: u64,
+    pub(crate) seq: u64,
+    /// Every change above these (version, sequence number) is in the history.
+    pub(crate) history_compacted: u64,
+    pub(crate) history_compacted_seq: u64,
+    /// Deletions at or below this revision may have been forgotten.
+    pub(crate) tombstone_floor: u64,
+}
+
+/// What happened since the last commit.
+#[derive(Debug, Default)]
+pub(crate) struct Batch {
+    pub(crate) changes: Vec<Journaled>,
+    pub(crate) marks: Marks,
+}
+
+/// The writing end, owned by the store's state.
+pub(crate) struct Journal {
+    batch: Arc<Mutex<Batch>>,
+    doorbell: SyncSender<()>,
+}
+
+/// The committer's end: ends once the journal is dropped and drained.
+#[derive(Debug)]
+pub(crate) struct JournalReader {
+    batch: Arc<Mutex<Batch>>,
+    doorbell: Receiver<()>,
+}
+
+/// A journal and its reader.
+pub(crate) fn journal() -> (Journal, JournalReader) {
+    let batch = Arc::new(Mutex::new(Batch::default()));
+    // One pending ring is enough: the committer takes everything at once.
+    let (doorbell, rings) = sync_channel(1);
+    let reader = JournalReader {
+        batch: batch.clone(),
+        doorbell: rings,
+    };
+    (Journal { batch, doorbell }, reader)
+}
+
+fn lock(batch: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
+    // Pushing and taking cannot leave a batch half-made.
+    batch.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Journal {
+    pub(super) fn record(&self, change: Journaled, marks: Marks) {
+        {
+            let mut batch = lock(&self.batch);
+            batch.changes.push(change);
+            batch.marks = marks;
+        }
+        // Full means a ring is already pending; disconnected cannot happen
+        // while the reader runs, and after it the store is gone.
+        let _ = self.doorbell.try_send(());
+    }
+}
+
+impl JournalReader {
+    /// Blocks until something was recorded and takes it all; `None` once
+    /// the journal is gone and everything was taken.
+    pub(crate) fn next_batch(&self) -> Option<Batch> {
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.batch));
+            if !batch.changes.is_empty() {
+                // A ring still pending for what was just taken costs one
+                // empty look, where swallowing it could miss a new change.
+                return Some(batch);
+            }
+            if self.doorbell.recv().is_err() {
+                let last = std::mem::take(&mut *lock(&self.batch));
+                return (!last.changes.is_empty()).then_some(last);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal").finish_non_exhaustive()
+    }
+}
