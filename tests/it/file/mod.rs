@@ -29,3 +29,6 @@ async fn file_ctx(case: &str) -> Option<Ctx> {
 }
 
 conformance::suite!(factory = file_ctx, test = tokio::test);
+
+mod crash;
+mod reopen;

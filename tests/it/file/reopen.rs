@@ -1,0 +1,250 @@
+//! Reopening a file store: the data, versions, history, TTL deadlines and
+//! locks as the last process left them; a file in use, damaged or foreign.
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kvmesh::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
+
+use super::{file_url, scratch_file};
+use crate::support::{spawn_child_test, wait_for_line};
+
+fn describe(event: &KvEvent) -> String {
+    match event {
+        KvEvent::Put(pair) => format!("put {} {}", pair.key, String::from_utf8_lossy(&pair.value)),
+        KvEvent::Delete { key, .. } => format!("delete {key}"),
+    }
+}
+
+#[tokio::test]
+async fn a_watch_after_a_restart_replays_what_happened_after_its_version() {
+    let path = scratch_file("reopen-replay");
+    let url = file_url(&path);
+    let path_text = path.display().to_string();
+    let mut child = spawn_child_test(
+        "file::reopen::history_writer_child",
+        &[("KV_FILE_CHILD_PATH", &path_text)],
+    );
+    let held = read_line_starting(&mut child, "HELD ");
+    let mut numbers = held
+        .split_whitespace()
+        .skip(1)
+        .map(|n| n.parse::<u64>().unwrap());
+    let (from, token) = (numbers.next().unwrap(), numbers.next().unwrap());
+    // The process dies with the lock held and the TTL running.
+    child.kill().unwrap();
+    child.wait().unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let store = kvmesh::connect(&url).await.unwrap();
+    let after = WatchOptions::after(from);
+    let mut watch = store.watch_range("app/", after).await.unwrap();
+    let mut seen = Vec::new();
+    let mut last = from;
+    while seen.len() < 6 {
+        let event = tokio::time::timeout(Duration::from_secs(10), watch.next())
+            .await
+            .expect("the replay comes")
+            .expect("the watch goes on")
+            .unwrap();
+        assert!(event.version() > last, "in version order");
+        last = event.version();
+        seen.push(describe(&event));
+    }
+    assert_eq!(
+        seen,
+        [
+            "put app/a 1",
+            "put app/b 2",
+            "delete app/a",
+            "put app/ttl 3",
+            "put app/lock held",
+            // What happened while it was closed, in the order reopening found it.
+            "delete app/ttl",
+        ][..]
+    );
+    let next = tokio::time::timeout(Duration::from_secs(10), watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        describe(&next),
+        "delete app/lock",
+        "the dead holder's lock ends"
+    );
+    assert_eq!(store.get("app/ttl").await.unwrap(), None);
+    assert_eq!(store.get("app/b").await.unwrap().unwrap().value, "2");
+    let lock = store
+        .acquire("app/lock", Bytes::from("again"))
+        .await
+        .unwrap();
+    assert!(lock.fencing_token() > token, "fencing tokens keep growing");
+    lock.release().await.unwrap();
+}
+
+/// The first line of the child's output that starts with `start` (after
+/// libtest's own text), read on this thread; the rest is left unread.
+fn read_line_starting(child: &mut std::process::Child, start: &str) -> String {
+    use std::io::BufRead;
+    let stdout = child.stdout.take().expect("piped stdout");
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("the child's output");
+        if let Some(at) = line.find(start) {
+            return line[at..].to_owned();
+        }
+    }
+    panic!("the child ended without printing {start:?}");
+}
+
+/// Run as a child by the test above: writes a history, takes a lock and a
+/// TTL key, says `HELD <version before> <fencing token>`, waits to be killed.
+#[tokio::test]
+async fn history_writer_child() {
+    let Ok(path) = std::env::var("KV_FILE_CHILD_PATH") else {
+        return; // not a child: nothing to do
+    };
+    let store = kvmesh::connect(&format!("file://{path}")).await.unwrap();
+    store.put("before", Bytes::from("0")).await.unwrap();
+    let from = store.get("before").await.unwrap().unwrap().version;
+    store.put("app/a", Bytes::from("1")).await.unwrap();
+    store.put("app/b", Bytes::from("2")).await.unwrap();
+    store.delete("app/a").await.unwrap();
+    let ttl = PutOptions::ttl(Duration::from_millis(300));
+    store
+        .put_with("app/ttl", Bytes::from("3"), ttl)
+        .await
+        .unwrap();
+    let lock = store
+        .acquire("app/lock", Bytes::from("held"))
+        .await
+        .unwrap();
+    println!("HELD {from} {}", lock.fencing_token());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    drop(lock);
+}
+
+#[tokio::test]
+async fn a_ttl_deadline_survives_a_restart() {
+    let path = scratch_file("reopen-ttl");
+    let url = file_url(&path);
+    let store = kvmesh::connect(&url).await.unwrap();
+    let ttl = PutOptions::ttl(Duration::from_millis(800));
+    store.put_with("k", Bytes::from("v"), ttl).await.unwrap();
+    drop(store);
+    let store = kvmesh::connect(&url).await.unwrap();
+    assert!(store.get("k").await.unwrap().is_some(), "not yet expired");
+    let mut watch = store.watch("k", WatchOptions::default()).await.unwrap();
+    let put = watch.next().await.unwrap().unwrap();
+    assert!(matches!(put, KvEvent::Put(_)));
+    let expired = tokio::time::timeout(Duration::from_secs(5), watch.next())
+        .await
+        .expect("the reopened store still expires the key")
+        .unwrap()
+        .unwrap();
+    assert!(matches!(expired, KvEvent::Delete { .. }));
+}
+
+#[tokio::test]
+async fn one_store_at_a_time_owns_a_file() {
+    let path = scratch_file("in-use");
+    let url = file_url(&path);
+    let store = kvmesh::connect(&url).await.unwrap();
+    match kvmesh::connect(&url).await {
+        Err(Error::StoreInUse { path: named }) => assert_eq!(named, path),
+        other => panic!("a second store on one file: {other:?}"),
+    }
+    drop(store);
+    let again = kvmesh::connect(&url)
+        .await
+        .expect("free once the first is dropped");
+    drop(again);
+
+    let path_text = path.display().to_string();
+    let mut child = spawn_child_test(
+        "file::reopen::holding_child",
+        &[("KV_FILE_CHILD_PATH", &path_text)],
+    );
+    wait_for_line(&mut child, "OPEN").await;
+    let refused = kvmesh::connect(&url).await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        matches!(refused, Err(Error::StoreInUse { .. })),
+        "another process's store: {refused:?}"
+    );
+    kvmesh::connect(&url)
+        .await
+        .expect("free once that process is gone");
+}
+
+/// Run as a child by the test above: opens the store and waits to be killed.
+#[tokio::test]
+async fn holding_child() {
+    let Ok(path) = std::env::var("KV_FILE_CHILD_PATH") else {
+        return; // not a child: nothing to do
+    };
+    let _store = kvmesh::connect(&format!("file://{path}")).await.unwrap();
+    println!("OPEN");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+fn assert_storage_error(result: kvmesh::Result<std::sync::Arc<dyn Store>>, what: &str) {
+    match result {
+        Err(Error::Storage { message, .. }) => println!("{what}: {message}"),
+        other => panic!("{what}: expected Error::Storage, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_damaged_or_foreign_file_is_a_typed_error() {
+    // A store cut in half.
+    let path = scratch_file("truncated");
+    let store = kvmesh::connect(&file_url(&path)).await.unwrap();
+    for i in 0..200 {
+        store
+            .put(&format!("k{i}"), Bytes::from(vec![7u8; 1000]))
+            .await
+            .unwrap();
+    }
+    drop(store);
+    let len = std::fs::metadata(&path).unwrap().len();
+    let file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.set_len(len / 2).unwrap();
+    drop(file);
+    assert_storage_error(kvmesh::connect(&file_url(&path)).await, "truncated");
+
+    // Not a database at all.
+    let path = scratch_file("foreign");
+    std::fs::write(
+        &path,
+        b"name,value\nthis is a CSV file, not a store\n".repeat(100),
+    )
+    .unwrap();
+    assert_storage_error(kvmesh::connect(&file_url(&path)).await, "foreign");
+
+    // A redb database of another program.
+    let path = scratch_file("other-redb");
+    let other = redb::Database::create(&path).unwrap();
+    let txn = other.begin_write().unwrap();
+    let table: redb::TableDefinition<&str, u64> = redb::TableDefinition::new("orders");
+    txn.open_table(table).unwrap().insert("42", 7).unwrap();
+    txn.commit().unwrap();
+    drop(other);
+    assert_storage_error(kvmesh::connect(&file_url(&path)).await, "another program's");
+    let other = redb::Database::create(&path).unwrap();
+    let read = redb::ReadableDatabase::begin_read(&other).unwrap();
+    let tables: Vec<String> = read
+        .list_tables()
+        .unwrap()
+        .map(|t| redb::TableHandle::name(&t).to_owned())
+        .collect();
+    assert_eq!(tables, ["orders"], "and it is left as it was");
+    drop(read);
+    drop(other);
+
+    // A directory where the file should be.
+    let path = scratch_file("directory");
+    std::fs::create_dir_all(&path).unwrap();
+    assert_storage_error(kvmesh::connect(&file_url(&path)).await, "directory");
+}
