@@ -2,7 +2,9 @@
 //! events as they happen, a compare-and-swap update, and a lock.
 //!
 //! Run with `cargo run --example quickstart`. Point it at another backend with
-//! `KV_URL=consul://127.0.0.1:8500 cargo run --example quickstart`.
+//! `KV_URL=consul://127.0.0.1:8500 cargo run --example quickstart`, or keep
+//! its data on disk with `KV_URL=file://./quickstart.redb` (a second run
+//! then finds the first one's keys).
 
 use std::time::Duration;
 

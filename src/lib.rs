@@ -1,5 +1,6 @@
-//! One async API over distributed key/value stores: Consul, etcd, and an
-//! embedded in-process store.
+//! One async API over distributed key/value stores: Consul, etcd, an
+//! embedded in-process store and a durable embedded file store
+//! (`file:///path/store.redb`).
 //!
 //! Services use kvmesh to register machines in a cluster, keep cluster
 //! metadata, watch it change and take distributed locks. Every backend

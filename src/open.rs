@@ -112,9 +112,10 @@ pub fn create_store(
     Opened::new(backend, endpoints, config).map(Opened::into_store)
 }
 
-/// Opens a store from a URL: `memory://`, `consul://host:port[,host:port...]`,
-/// `etcd://host:port[,...]`, with options as query parameters
-/// (`?timeout=5s`, `?lock_ttl=15s`, `?history=10000`).
+/// Opens a store from a URL: `memory://`, `file:///path/store.redb`,
+/// `consul://host:port[,host:port...]`, `etcd://host:port[,...]`, with
+/// options as query parameters (`?timeout=5s`, `?lock_ttl=15s`,
+/// `?history=10000`).
 ///
 /// Unlike [`create_store`], it checks that a network store answers before
 /// it returns (one endpoint answering is enough), within the `timeout`:
@@ -131,7 +132,15 @@ pub fn create_store(
 /// # }
 /// ```
 pub async fn connect(url: &str) -> Result<Arc<dyn Store>> {
-    let opened = Opened::from_url(url)?;
+    let opened = if url.starts_with("file:") {
+        // Reading a file store back is disk work: off the async threads.
+        let url = url.to_owned();
+        tokio::task::spawn_blocking(move || Opened::from_url(&url))
+            .await
+            .map_err(|e| Error::InvalidArgument(format!("opening the store failed: {e}")))??
+    } else {
+        Opened::from_url(url)?
+    };
     opened.check_reachable().await?;
     Ok(opened.into_store())
 }

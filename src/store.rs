@@ -143,6 +143,7 @@ impl WatchOptions {
 /// | | largest value | shortest TTL | a TTL key is gone |
 /// |---|---|---|---|
 /// | memory | none, or `?max_value_size=` | any above zero | exactly at its TTL |
+/// | file | 1 GiB, or `?max_value_size=` below it | any above zero | exactly at its TTL, also across restarts |
 /// | Consul | the agent's `kv_max_value_size`, 512 KiB by default | the agent's `session_ttl_min`, 10 s by default | between TTL and 2 × TTL |
 /// | etcd | `--max-request-bytes`, about 1.5 MiB by default | about 2 s (etcd raises shorter ones); whole seconds | at its TTL, rounded up to a second |
 ///
@@ -275,7 +276,7 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Limits, checked before any request ([`crate::Error::InvalidArgument`]
     /// naming them): Consul takes 64 operations (checks and writes
     /// together), etcd 128 checks and 128 writes (its `--max-txn-ops`
-    /// default), memory any number. Two writes of one key are refused
+    /// default), memory and file any number. Two writes of one key are refused
     /// everywhere. The provided method, for stores written outside this
     /// crate, is [`crate::Error::Unsupported`].
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {

@@ -4,13 +4,13 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Read, write, watch and lock keys in Consul, etcd or memory://.
+/// Read, write, watch and lock keys in Consul, etcd, a file store or memory://.
 #[derive(Debug, Parser)]
 #[command(
     name = "kv",
     version,
     after_help = "Examples:
-  export KV_URL=etcd://127.0.0.1:2379
+  export KV_URL=etcd://127.0.0.1:2379    # or file://./state.redb: no server
   kv put config/replicas 3
   kv get config/replicas
   kv ls config/ --output json
@@ -18,8 +18,8 @@ use clap::{Parser, Subcommand, ValueEnum};
   kv completions bash > ~/.local/share/bash-completion/completions/kv"
 )]
 pub(crate) struct Cli {
-    /// The store: memory://, consul://host:port, etcd://host:port, with
-    /// ?options (see the kvmesh docs). Default: $KV_URL.
+    /// The store: file:///path/store.redb, memory://, consul://host:port,
+    /// etcd://host:port, with ?options (see the kvmesh docs). Default: $KV_URL.
     #[arg(long, env = "KV_URL", global = true, hide_env_values = true)]
     pub(crate) url: Option<String>,
     /// How to print results: text for people, json for scripts (one JSON

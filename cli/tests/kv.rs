@@ -126,6 +126,20 @@ fn check_round_trip(url: &str, dir: &str) {
     assert_eq!(stdout(&kv(url, &["ls", dir])), "");
 }
 
+/// A file store needs no server, and what one `kv` wrote the next reads.
+#[test]
+fn get_put_ls_rm_on_a_file_store() {
+    let dir = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("kv-file");
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(format!("{}.redb", unique("cli-file").replace('/', "_")));
+    let url = format!("file://{}", path.display());
+    check_round_trip(&url, "app/");
+    assert!(kv(&url, &["put", "kept", "yes"]).status.success());
+    let later = kv(&url, &["get", "kept"]);
+    assert_eq!(stdout(&later), "yes\n", "{}", stderr(&later));
+    assert!(!stderr(&later).contains("warning"));
+}
+
 #[test]
 fn get_put_ls_rm_on_etcd_and_consul() {
     let test = "get_put_ls_rm_on_etcd_and_consul";

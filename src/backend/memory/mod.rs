@@ -44,6 +44,8 @@ use crate::{
 pub(crate) struct MemoryStore {
     shared: Arc<Shared>,
     max_value_size: Option<usize>,
+    /// `memory`, or `file` for the durable store, for errors.
+    backend: &'static str,
 }
 
 pub(crate) struct Shared {
@@ -105,6 +107,7 @@ impl MemoryStore {
     /// journal started), committed by `durable`.
     pub(crate) fn with_state(config: &Config, state: State, durable: Option<Durable>) -> Self {
         let has_ttl_keys = state.has_ttl_keys();
+        let has_durable = durable.is_some();
         let store = MemoryStore {
             shared: Arc::new(Shared {
                 state: RwLock::new(state),
@@ -114,6 +117,7 @@ impl MemoryStore {
                 durable,
             }),
             max_value_size: config.max_value_size,
+            backend: if has_durable { "file" } else { "memory" },
         };
         // Reopened keys with a TTL need the purge task; it starts here if
         // a runtime is at hand, else with the first watch or TTL write.
@@ -345,8 +349,8 @@ impl Store for MemoryStore {
     }
 
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
-        // No limit of its own: the memory store applies any txn at once.
-        txn.validate("memory", usize::MAX, usize::MAX)?;
+        // No limit of its own: the store applies any txn at once.
+        txn.validate(self.backend, usize::MAX, usize::MAX)?;
         for write in &txn.writes {
             if let TxnWrite::Put { key, value } = write {
                 self.check_write(key, value)?;
