@@ -175,6 +175,15 @@ mod tests {
         );
     }
 
+    #[cfg(feature = "file")]
+    #[test]
+    fn file_takes_one_path() {
+        for endpoints in [&[][..], &["a.redb", "b.redb"][..], &[""][..]] {
+            let refused = create_store(Backend::File, endpoints, Config::default()).unwrap_err();
+            assert!(matches!(refused, Error::InvalidArgument(_)), "{refused}");
+        }
+    }
+
     #[test]
     fn memory_takes_no_endpoints() {
         let refused = create_store(Backend::Memory, &["h:1"], Config::default()).unwrap_err();

@@ -193,6 +193,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn file_urls_take_a_path() {
+        let (url, config) = parse_url("file:///var/lib/app/store.redb?history=5").unwrap();
+        assert_eq!(url.backend, Backend::File);
+        assert_eq!(url.endpoints, ["/var/lib/app/store.redb"]);
+        assert_eq!(config.history, 5);
+        let (url, _) = parse_url("file://./data/my%20store.redb").unwrap();
+        assert_eq!(url.endpoints, ["./data/my store.redb"]);
+        for refused in ["file://", "file://host/store.redb", "file:///a?colour=blue"] {
+            assert!(
+                matches!(parse_url(refused), Err(Error::InvalidArgument(_))),
+                "{refused}"
+            );
+        }
+    }
+
+    #[test]
     fn https_schemes_and_tls_options() {
         let (url, config) = parse_url(
             "etcd+https://h:1?ca_file=/ca.pem&cert_file=/c.pem&key_file=/k.pem&tls_server_name=etcd.local",
