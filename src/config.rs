@@ -14,6 +14,8 @@ pub enum Backend {
     Consul,
     /// etcd v3 through its JSON gateway (`etcd://host:port`).
     Etcd,
+    /// Redis 7 (`redis://[user:password@]host:port[/db]`).
+    Redis,
     /// The durable embedded store in one file (`file:///path/store.redb`);
     /// its one endpoint is the file's path.
     File,
@@ -27,6 +29,7 @@ impl Backend {
             Backend::Consul => "consul",
             Backend::Etcd => "etcd",
             Backend::File => "file",
+            Backend::Redis => "redis",
         }
     }
 }
@@ -68,7 +71,11 @@ pub struct Config {
     pub token: Option<String>,
     /// Consul datacenter (`?dc=`); the agent's own when `None`.
     pub datacenter: Option<String>,
-    /// etcd user name, for `/v3/auth/authenticate`.
+    /// Redis only: the namespace every key kvmesh writes lives under
+    /// (`{namespace}:...`, one hash tag). `None`: `kvmesh`. URL:
+    /// `?namespace=`.
+    pub namespace: Option<String>,
+    /// etcd (or Redis ACL) user name, for `/v3/auth/authenticate`.
     pub username: Option<String>,
     /// etcd password. Never logged or shown: `Debug` prints `<redacted>`.
     pub password: Option<String>,
@@ -86,6 +93,7 @@ impl std::fmt::Debug for Config {
             .field("max_value_size", &self.max_value_size)
             .field("token", &self.token.as_ref().map(|_| "<redacted>"))
             .field("datacenter", &self.datacenter)
+            .field("namespace", &self.namespace)
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
@@ -103,6 +111,7 @@ impl Default for Config {
             max_value_size: None,
             token: None,
             datacenter: None,
+            namespace: None,
             username: None,
             password: None,
             tls: None,

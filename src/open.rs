@@ -10,6 +10,8 @@ enum Opened {
     Memory(backend::memory::MemoryStore),
     #[cfg(feature = "file")]
     File(backend::memory::MemoryStore),
+    #[cfg(feature = "redis")]
+    Redis(backend::redis::RedisStore),
     #[cfg(feature = "consul")]
     Consul(backend::consul::ConsulStore),
     #[cfg(feature = "etcd")]
@@ -43,6 +45,10 @@ impl Opened {
                     "the file backend takes one endpoint: the file's path".into(),
                 )),
             },
+            #[cfg(feature = "redis")]
+            Backend::Redis => Ok(Opened::Redis(backend::redis::RedisStore::new(
+                endpoints, config,
+            )?)),
             #[cfg(feature = "consul")]
             Backend::Consul => Ok(Opened::Consul(backend::consul::ConsulStore::new(
                 endpoints, config,
@@ -68,6 +74,8 @@ impl Opened {
             Opened::Memory(_) => Ok(()),
             #[cfg(feature = "file")]
             Opened::File(_) => Ok(()),
+            #[cfg(feature = "redis")]
+            Opened::Redis(store) => store.check_reachable().await,
             #[cfg(feature = "consul")]
             Opened::Consul(store) => store.check_reachable().await,
             #[cfg(feature = "etcd")]
@@ -80,6 +88,8 @@ impl Opened {
             Opened::Memory(store) => Arc::new(store),
             #[cfg(feature = "file")]
             Opened::File(store) => Arc::new(store),
+            #[cfg(feature = "redis")]
+            Opened::Redis(store) => Arc::new(store),
             #[cfg(feature = "consul")]
             Opened::Consul(store) => Arc::new(store),
             #[cfg(feature = "etcd")]

@@ -25,11 +25,13 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
         "file" => return parse_file_url(rest),
         "consul" => (Backend::Consul, false),
         "etcd" => (Backend::Etcd, false),
+        "redis" => (Backend::Redis, false),
+        "rediss" => (Backend::Redis, true),
         "consul+https" => (Backend::Consul, true),
         "etcd+https" => (Backend::Etcd, true),
         other => {
             return Err(Error::InvalidArgument(format!(
-                "unknown scheme {other:?} (known: memory, file, consul, etcd, consul+https, etcd+https)"
+                "unknown scheme {other:?} (known: memory, file, redis, rediss, consul, etcd, consul+https, etcd+https)"
             )));
         }
     };
@@ -60,7 +62,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
                 "memory:// takes no host: each memory:// URL is a new, empty store".into(),
             ));
         }
-        Backend::Consul | Backend::Etcd if endpoints.is_empty() => {
+        Backend::Consul | Backend::Etcd | Backend::Redis if endpoints.is_empty() => {
             return Err(Error::InvalidArgument(format!(
                 "{scheme}:// needs at least one host:port"
             )));
@@ -109,6 +111,15 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
         "stall_timeout" => config.stall_timeout = parse_duration(name, value)?,
         "token" => config.token = Some(percent_decode(name, value)?),
         "dc" => config.datacenter = Some(percent_decode(name, value)?),
+        "namespace" => {
+            let namespace = percent_decode(name, value)?;
+            if namespace.is_empty() || namespace.contains(['{', '}']) {
+                return Err(Error::InvalidArgument(
+                    "namespace: a non-empty name without { or }".into(),
+                ));
+            }
+            config.namespace = Some(namespace);
+        }
         "ca_file" | "cert_file" | "key_file" | "tls_server_name" => {
             let Some(tls) = config.tls.as_mut() else {
                 return Err(Error::InvalidArgument(format!(
@@ -131,7 +142,7 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
         }
         _ => {
             return Err(Error::InvalidArgument(format!(
-                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, max_value_size, token, dc, ca_file, cert_file, key_file, tls_server_name)"
+                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, max_value_size, namespace, token, dc, ca_file, cert_file, key_file, tls_server_name)"
             )));
         }
     }

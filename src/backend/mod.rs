@@ -7,3 +7,5 @@ pub(crate) mod etcd;
 #[cfg(feature = "file")]
 pub(crate) mod file;
 pub(crate) mod memory;
+#[cfg(feature = "redis")]
+pub(crate) mod redis;

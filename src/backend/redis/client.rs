@@ -1,0 +1,197 @@
+//! The connection to Redis (redis-rs's `ConnectionManager`, which
+//! reconnects by itself), the layout's scripts, and errors in kvmesh's terms.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script};
+use tokio::sync::OnceCell;
+
+use crate::{Error, Result};
+
+macro_rules! script {
+    ($name:literal) => {
+        Script::new(concat!(
+            include_str!("lua/prelude.lua"),
+            "\n",
+            include_str!(concat!("lua/", $name, ".lua"))
+        ))
+    };
+}
+
+/// Every script of the layout, loaded once per server (EVALSHA, with EVAL
+/// the first time or after a restart: redis-rs does that).
+pub(super) struct Scripts {
+    pub(super) put: Script,
+    pub(super) delete: Script,
+    pub(super) delete_range: Script,
+    pub(super) atomic_put: Script,
+    pub(super) atomic_delete: Script,
+    pub(super) txn: Script,
+    pub(super) state: Script,
+    pub(super) lock_acquire: Script,
+    pub(super) lock_renew: Script,
+    pub(super) lock_release: Script,
+    pub(super) sweep: Script,
+}
+
+impl Scripts {
+    fn new() -> Self {
+        Scripts {
+            put: script!("put"),
+            delete: script!("delete"),
+            delete_range: script!("delete_range"),
+            atomic_put: script!("atomic_put"),
+            atomic_delete: script!("atomic_delete"),
+            txn: script!("txn"),
+            state: script!("state"),
+            lock_acquire: script!("lock_acquire"),
+            lock_renew: script!("lock_renew"),
+            lock_release: script!("lock_release"),
+            sweep: script!("sweep"),
+        }
+    }
+}
+
+/// One Redis server and the namespace kvmesh uses in it.
+pub(super) struct Client {
+    client: redis::Client,
+    manager: OnceCell<ConnectionManager>,
+    /// `host:port`, for errors (never the password).
+    pub(super) endpoint: String,
+    /// `{namespace}:`: every key kvmesh writes starts with it.
+    pub(super) prefix: String,
+    /// The change log's length and the tombstones kept, for the scripts.
+    pub(super) history: usize,
+    pub(super) timeout: Duration,
+    pub(super) scripts: Scripts,
+}
+
+impl Client {
+    pub(super) fn new(
+        client: redis::Client,
+        endpoint: String,
+        namespace: &str,
+        history: usize,
+        timeout: Duration,
+    ) -> Self {
+        Client {
+            client,
+            manager: OnceCell::new(),
+            endpoint,
+            prefix: format!("{{{namespace}}}:"),
+            history: history.max(1),
+            timeout,
+            scripts: Scripts::new(),
+        }
+    }
+
+    /// The hash that holds `key`'s value and version.
+    pub(super) fn hash_key(&self, key: &str) -> String {
+        format!("{}k:{key}", self.prefix)
+    }
+
+    pub(super) fn log_key(&self) -> String {
+        format!("{}log", self.prefix)
+    }
+
+    /// The shared connection, made on first use.
+    pub(super) async fn connection(&self) -> Result<ConnectionManager> {
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(self.timeout))
+            .set_number_of_retries(2);
+        self.manager
+            .get_or_try_init(|| async {
+                ConnectionManager::new_with_config(self.client.clone(), config).await
+            })
+            .await
+            .cloned()
+            .map_err(|e| self.error("connecting", e))
+    }
+
+    /// A connection of its own, for the watches' blocking reads.
+    pub(super) async fn blocking_connection(
+        &self,
+        block: Duration,
+    ) -> Result<MultiplexedConnection> {
+        let config = AsyncConnectionConfig::new()
+            .set_connection_timeout(Some(self.timeout))
+            .set_response_timeout(Some(block + self.timeout));
+        self.client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await
+            .map_err(|e| self.error("connecting", e))
+    }
+
+    /// Runs `script` with the layout's arguments, then `args`.
+    pub(super) async fn run<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: &[&[u8]],
+    ) -> Result<T> {
+        let mut conn = self.connection().await?;
+        let mut invocation = script.prepare_invoke();
+        invocation
+            .arg(&self.prefix)
+            .arg(self.history)
+            .arg(self.history.saturating_mul(10).max(1_000));
+        for arg in args {
+            invocation.arg(*arg);
+        }
+        let span = tracing::debug_span!("redis_script", operation, endpoint = %self.endpoint);
+        let _entered = span.enter();
+        invocation
+            .invoke_async(&mut conn)
+            .await
+            .map_err(|e| self.error(operation, e))
+    }
+
+    /// Runs one plain command.
+    pub(super) async fn command<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        command: &redis::Cmd,
+    ) -> Result<T> {
+        let mut conn = self.connection().await?;
+        command
+            .query_async(&mut conn)
+            .await
+            .map_err(|e| self.error(operation, e))
+    }
+
+    /// `e` in kvmesh's terms, naming the endpoint (never the password).
+    pub(super) fn error(&self, operation: &'static str, e: RedisError) -> Error {
+        let message = format!("{operation} on redis {}: {e}", self.endpoint);
+        if let Some("NOAUTH" | "WRONGPASS" | "NOPERM") = e.code() {
+            return Error::PermissionDenied(message);
+        }
+        if e.is_timeout() {
+            return Error::Timeout {
+                operation,
+                after: self.timeout,
+            };
+        }
+        if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
+            return Error::Unreachable {
+                message,
+                source: Some(Arc::new(e)),
+            };
+        }
+        Error::MalformedReply {
+            message,
+            source: Some(Arc::new(e)),
+        }
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("endpoint", &self.endpoint)
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
+}

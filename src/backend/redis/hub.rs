@@ -1,0 +1,205 @@
+//! One blocking reader of the change log per store (`XREAD BLOCK` on a
+//! connection of its own) that hands each entry to the watches it concerns.
+//! A watch registers with the hub's position and catches up to it from the
+//! log itself ([`super::watch`]); from then on the hub sends it every later
+//! entry. A hub that finds entries gone (trimmed past it while it was away)
+//! tells every watch to re-read the state.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use redis::streams::{StreamReadOptions, StreamReadReply};
+use tokio::sync::mpsc;
+
+use super::client::Client;
+use super::log::{LogEntry, Position, follows, stream_id};
+use crate::backoff::Backoff;
+use crate::watch::WatchTarget;
+
+/// How long one XREAD blocks before it is sent again.
+const BLOCK: Duration = Duration::from_secs(5);
+/// Entries read per XREAD.
+const BATCH: usize = 1_000;
+
+/// What the hub sends a watch.
+#[derive(Debug)]
+pub(super) enum HubMessage {
+    Change(LogEntry),
+    /// Entries were lost to trimming: re-read the state.
+    Resync,
+}
+
+#[derive(Debug, Default)]
+struct HubState {
+    watchers: HashMap<u64, (WatchTarget, mpsc::UnboundedSender<HubMessage>)>,
+    next_id: u64,
+    /// Every entry up to here was handed out; `None` until the reader runs.
+    position: Option<Position>,
+    /// The running reader's number: a reader that is not the current one ends.
+    generation: u64,
+}
+
+/// The store's hub; the reader task runs while watches are registered.
+#[derive(Debug, Default)]
+pub(super) struct Hub {
+    state: Mutex<HubState>,
+}
+
+/// A watch's place in the hub; dropping it unregisters.
+#[derive(Debug)]
+pub(super) struct Registration {
+    hub: Weak<Hub>,
+    id: u64,
+}
+
+impl Drop for Registration {
+    fn drop(&mut self) {
+        if let Some(hub) = self.hub.upgrade() {
+            hub.lock().watchers.remove(&self.id);
+        }
+    }
+}
+
+impl Hub {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HubState> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers a watch of `target` that has everything up to `from`;
+    /// returns where the hub is (the watch reads the log up to there
+    /// itself) and the channel of every later entry.
+    pub(super) fn register(
+        self: &Arc<Self>,
+        client: &Arc<Client>,
+        target: WatchTarget,
+        from: Position,
+    ) -> (Position, mpsc::UnboundedReceiver<HubMessage>, Registration) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let mut state = self.lock();
+        let id = state.next_id;
+        state.next_id += 1;
+        state.watchers.insert(id, (target, tx));
+        let position = match state.position {
+            Some(position) => position,
+            None => {
+                // The first watch starts the reader where it is.
+                state.position = Some(from);
+                state.generation += 1;
+                let reader = read_log(Arc::downgrade(self), client.clone(), from, state.generation);
+                tokio::spawn(reader);
+                from
+            }
+        };
+        let registration = Registration {
+            hub: Arc::downgrade(self),
+            id,
+        };
+        (position, rx, registration)
+    }
+
+    /// Hands out `entries`, read after `last`; returns the new position.
+    fn dispatch(
+        &self,
+        generation: u64,
+        mut last: Position,
+        entries: Vec<LogEntry>,
+    ) -> Option<Position> {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return None;
+        }
+        for entry in entries {
+            if entry.position <= last {
+                continue;
+            }
+            if !follows(last, entry.position) {
+                tracing::warn!(?last, next = ?entry.position, "redis change log trimmed past the watches; they re-read the state");
+                for (_, tx) in state.watchers.values() {
+                    let _ = tx.send(HubMessage::Resync);
+                }
+            }
+            last = entry.position;
+            for (target, tx) in state.watchers.values() {
+                if target.matches(&entry.key) {
+                    let _ = tx.send(HubMessage::Change(entry.clone()));
+                }
+            }
+        }
+        state.position = Some(last);
+        Some(last)
+    }
+
+    /// Stops the reader (no watch left): the next watch starts it again.
+    fn stop_if_idle(&self, generation: u64) -> bool {
+        let mut state = self.lock();
+        if state.generation != generation {
+            return true;
+        }
+        if state.watchers.is_empty() {
+            state.position = None;
+            return true;
+        }
+        false
+    }
+}
+
+/// The reader: XREAD BLOCK from `position` on, until no watch is left or
+/// the store is gone; reconnects with backoff after failures.
+async fn read_log(hub: Weak<Hub>, client: Arc<Client>, mut position: Position, generation: u64) {
+    let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    let mut connection = None;
+    loop {
+        let Some(alive) = hub.upgrade() else { return };
+        if alive.stop_if_idle(generation) {
+            return;
+        }
+        drop(alive);
+        let conn = match connection.take() {
+            Some(conn) => conn,
+            None => match client.blocking_connection(BLOCK).await {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::debug!(error = %e, "redis watch connection failed; retrying");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                    continue;
+                }
+            },
+        };
+        let mut conn = conn;
+        let options = StreamReadOptions::default()
+            .block(BLOCK.as_millis() as usize)
+            .count(BATCH);
+        let read: redis::RedisResult<Option<StreamReadReply>> = redis::cmd("XREAD")
+            .arg(&options)
+            .arg("STREAMS")
+            .arg(client.log_key())
+            .arg(stream_id(position))
+            .query_async(&mut conn)
+            .await;
+        match read {
+            Ok(reply) => {
+                backoff.reset();
+                connection = Some(conn);
+                let entries: Vec<LogEntry> = reply
+                    .into_iter()
+                    .flat_map(|r| r.keys)
+                    .flat_map(|k| k.ids)
+                    .filter_map(|id| LogEntry::parse(&id))
+                    .collect();
+                if entries.is_empty() {
+                    continue;
+                }
+                let Some(alive) = hub.upgrade() else { return };
+                match alive.dispatch(generation, position, entries) {
+                    Some(next) => position = next,
+                    None => return,
+                }
+            }
+            Err(e) => {
+                tracing::debug!(error = %e, "redis change log read failed; reconnecting");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        }
+    }
+}

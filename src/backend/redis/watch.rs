@@ -1,0 +1,187 @@
+//! One watch on Redis: the initial state (or the log after `after`), the
+//! log up to the hub's position read by the watch itself, then the hub's
+//! entries; after entries were trimmed away, the state re-read and the
+//! difference yielded (deletions from the tombstones), or
+//! `Error::Compacted` when even those are gone.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use futures::stream::BoxStream;
+use redis::streams::StreamRangeReply;
+use tokio::sync::mpsc;
+
+use super::client::Client;
+use super::hub::{Hub, HubMessage, Registration};
+use super::log::{LogEntry, Position, after_version, follows, stream_id};
+use crate::watch::WatchTarget;
+use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
+
+/// Entries read per XRANGE while catching up.
+const PAGE: usize = 1_000;
+
+struct RedisWatch {
+    client: Arc<Client>,
+    target: WatchTarget,
+    rx: mpsc::UnboundedReceiver<HubMessage>,
+    _registration: Registration,
+    pending: VecDeque<KvEvent>,
+    /// Every change up to here was queued or delivered.
+    delivered: Position,
+    ended: bool,
+}
+
+/// The state of `target` read in one step: the revision, the pairs, and
+/// with `after` the deletions after it (`Compacted` if they are forgotten).
+pub(super) async fn read_state(
+    client: &Client,
+    target: &WatchTarget,
+    after: Option<u64>,
+) -> Result<(u64, Vec<KvPair>, Vec<KvEvent>)> {
+    let (mode, name) = match target {
+        WatchTarget::Key(key) => ("key", key.as_str()),
+        WatchTarget::Prefix(prefix) => ("prefix", prefix.as_str()),
+    };
+    let after_arg = after.map(|a| a.to_string()).unwrap_or_default();
+    type Reply = (u64, Vec<(String, Vec<u8>, u64)>, u64, Vec<(String, u64)>);
+    let (revision, pairs, floor, deleted): Reply = client
+        .run(
+            "read",
+            &client.scripts.state,
+            &[mode.as_bytes(), name.as_bytes(), after_arg.as_bytes()],
+        )
+        .await?;
+    if let Some(after) = after
+        && after < floor
+    {
+        return Err(Error::Compacted {
+            requested: after,
+            oldest: floor,
+        });
+    }
+    let pairs = pairs
+        .into_iter()
+        .map(|(key, value, version)| KvPair {
+            key,
+            value: Bytes::from(value),
+            version,
+        })
+        .collect();
+    let deleted = deleted
+        .into_iter()
+        .map(|(key, version)| KvEvent::Delete { key, version })
+        .collect();
+    Ok((revision, pairs, deleted))
+}
+
+/// Opens a watch of `target`.
+pub(super) async fn open(
+    client: &Arc<Client>,
+    hub: &Arc<Hub>,
+    target: WatchTarget,
+    options: &WatchOptions,
+) -> Result<BoxStream<'static, Result<KvEvent>>> {
+    let (pending, delivered) = match options.after {
+        None => {
+            let (revision, pairs, _) = read_state(client, &target, None).await?;
+            let events = pairs.into_iter().map(KvEvent::Put).collect();
+            (events, after_version(revision))
+        }
+        Some(after) => (VecDeque::new(), after_version(after)),
+    };
+    let (hub_position, rx, registration) = hub.register(client, target.clone(), delivered);
+    let mut watch = RedisWatch {
+        client: client.clone(),
+        target,
+        rx,
+        _registration: registration,
+        pending,
+        delivered,
+        ended: false,
+    };
+    watch.catch_up(hub_position).await?;
+    Ok(futures::stream::unfold(watch, |mut watch| async move {
+        let event = watch.next_event().await?;
+        Some((event, watch))
+    })
+    .boxed())
+}
+
+impl RedisWatch {
+    async fn next_event(&mut self) -> Option<Result<KvEvent>> {
+        loop {
+            if self.ended {
+                return None;
+            }
+            if let Some(event) = self.pending.pop_front() {
+                return Some(Ok(event));
+            }
+            match self.rx.recv().await? {
+                HubMessage::Change(entry) => {
+                    if entry.position > self.delivered {
+                        self.delivered = entry.position;
+                        return Some(Ok(entry.into_event()));
+                    }
+                }
+                HubMessage::Resync => {
+                    if let Err(e) = self.resync().await {
+                        self.ended = true;
+                        return Some(Err(e));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads the log after `delivered` up to `until` (the hub's position).
+    async fn catch_up(&mut self, until: Position) -> Result<()> {
+        while self.delivered < until {
+            let command = redis::cmd("XRANGE")
+                .arg(self.client.log_key())
+                .arg(format!("({}", stream_id(self.delivered)))
+                .arg(stream_id(until))
+                .arg("COUNT")
+                .arg(PAGE)
+                .clone();
+            let reply: StreamRangeReply = self.client.command("watch", &command).await?;
+            let entries: Vec<LogEntry> = reply.ids.iter().filter_map(LogEntry::parse).collect();
+            let Some(first) = entries.first() else {
+                return Ok(());
+            };
+            if !follows(self.delivered, first.position) {
+                return self.resync().await;
+            }
+            let full_page = entries.len() == PAGE;
+            for entry in entries {
+                self.delivered = entry.position;
+                if self.target.matches(&entry.key) {
+                    self.pending.push_back(entry.into_event());
+                }
+            }
+            if !full_page {
+                return Ok(());
+            }
+        }
+        Ok(())
+    }
+
+    /// The difference between what was delivered and the state now.
+    async fn resync(&mut self) -> Result<()> {
+        let after = self.delivered.0;
+        tracing::debug!(after, "redis watch re-reads the state");
+        let (revision, pairs, deleted) =
+            read_state(&self.client, &self.target, Some(after)).await?;
+        let mut changes: Vec<KvEvent> = pairs
+            .into_iter()
+            .filter(|p| p.version > after)
+            .map(KvEvent::Put)
+            .chain(deleted)
+            .collect();
+        changes.sort_by_key(KvEvent::version);
+        self.pending.extend(changes);
+        self.delivered = self.delivered.max(after_version(revision));
+        Ok(())
+    }
+}
