@@ -160,3 +160,12 @@ async fn etcd_lock_is_safe_across_processes() {
         safety(format!("etcd://{addr}?lock_ttl=2s"), "etcd-safety").await;
     }
 }
+
+#[cfg(feature = "redis")]
+#[tokio::test]
+async fn redis_lock_is_safe_across_processes() {
+    if let Some(addr) = support::server_addr("KV_REDIS_ADDR", "redis_lock_is_safe_across_processes")
+    {
+        safety(format!("redis://{addr}?lock_ttl=2s"), "redis-safety").await;
+    }
+}

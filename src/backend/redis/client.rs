@@ -165,7 +165,9 @@ impl Client {
     /// `e` in kvmesh's terms, naming the endpoint (never the password).
     pub(super) fn error(&self, operation: &'static str, e: RedisError) -> Error {
         let message = format!("{operation} on redis {}: {e}", self.endpoint);
-        if let Some("NOAUTH" | "WRONGPASS" | "NOPERM") = e.code() {
+        let refused = matches!(e.code(), Some("NOAUTH" | "WRONGPASS" | "NOPERM"))
+            || matches!(e.kind(), redis::ErrorKind::AuthenticationFailed);
+        if refused {
             return Error::PermissionDenied(message);
         }
         if e.is_timeout() {

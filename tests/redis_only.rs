@@ -1,0 +1,257 @@
+//! What only Redis has: the layout `redis-cli` reads, a watch through a
+//! `kill -9` and restart of the server (AOF with appendfsync always), a watch
+//! resumed after the change log was trimmed, TTL expiry logged after the
+//! writer process died, and ACL credentials. A binary of its own: it
+//! restarts the shared server, so its tests also run one at a time.
+
+#[path = "support/mod.rs"]
+mod support;
+
+use std::time::Duration;
+
+use futures::StreamExt;
+use kvmesh::{Bytes, Error, KvEvent, PutOptions, Store, WatchOptions};
+
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// A namespace of its own for each test.
+fn namespace(case: &str) -> String {
+    support::unique(case)
+        .replace('/', "-")
+        .trim_end_matches('-')
+        .to_owned()
+}
+
+fn redis_cli(addr: &str, args: &[&str]) -> String {
+    let (host, port) = addr.split_once(':').unwrap();
+    let cli = std::env::var("KV_REDIS_CLI_BIN").unwrap_or_else(|_| "redis-cli".into());
+    let output = std::process::Command::new(cli)
+        .args(["-h", host, "-p", port, "--no-raw"])
+        .args(args)
+        .output()
+        .expect("redis-cli runs");
+    assert!(output.status.success(), "redis-cli {args:?}");
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+async fn next(watch: &mut kvmesh::Watch) -> KvEvent {
+    tokio::time::timeout(Duration::from_secs(20), watch.next())
+        .await
+        .expect("an event in time")
+        .expect("the watch goes on")
+        .expect("no error")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_cli_reads_the_documented_layout() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", "redis_cli_reads_the_documented_layout")
+    else {
+        return;
+    };
+    let ns = namespace("layout");
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}"))
+        .await
+        .unwrap();
+    store
+        .put("config/replicas", Bytes::from("3"))
+        .await
+        .unwrap();
+    let version = store.get("config/replicas").await.unwrap().unwrap().version;
+    let hash = format!("{{{ns}}}:k:config/replicas");
+    assert_eq!(redis_cli(&addr, &["HGET", &hash, "value"]).trim(), "\"3\"");
+    assert_eq!(
+        redis_cli(&addr, &["HGET", &hash, "version"]).trim(),
+        format!("\"{version}\"")
+    );
+    assert_eq!(
+        redis_cli(&addr, &["GET", &format!("{{{ns}}}:rev")]).trim(),
+        format!("\"{version}\"")
+    );
+    let index = redis_cli(&addr, &["ZRANGE", &format!("{{{ns}}}:index"), "0", "-1"]);
+    assert!(index.contains("config/replicas"), "{index}");
+    let log = redis_cli(&addr, &["XRANGE", &format!("{{{ns}}}:log"), "-", "+"]);
+    assert!(
+        log.contains(&format!("{version}-0")) && log.contains("put"),
+        "{log}"
+    );
+    // And back: what redis-cli sees is what kvmesh wrote, nothing else in it.
+    let keys = redis_cli(&addr, &["KEYS", &format!("{{{ns}}}:*")]);
+    for key in keys.lines() {
+        assert!(key.contains(&format!("{{{ns}}}:")), "{key}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_loses_nothing_through_a_kill_9_and_restart() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_watch_loses_nothing_through_a_kill_9_and_restart";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("restart");
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}&timeout=2s"))
+        .await
+        .unwrap();
+    let mut watch = store
+        .watch_range("w/", WatchOptions::default())
+        .await
+        .unwrap();
+    for i in 0..5 {
+        store
+            .put(&format!("w/{i}"), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    support::servers(&["restart", "redis"]);
+    let mut written = 5;
+    while written < 10 {
+        // The first writes after the restart may meet a reconnecting client.
+        if store
+            .put(&format!("w/{written}"), Bytes::from(written.to_string()))
+            .await
+            .is_ok()
+        {
+            written += 1;
+        } else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+    let mut last = 0;
+    for i in 0..10 {
+        match next(&mut watch).await {
+            KvEvent::Put(pair) => {
+                assert_eq!(
+                    pair.key,
+                    format!("w/{i}"),
+                    "in order, none lost or repeated"
+                );
+                assert!(pair.version > last);
+                last = pair.version;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    let more = tokio::time::timeout(Duration::from_millis(500), watch.next()).await;
+    assert!(more.is_err(), "nothing repeated: {more:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watch_resumed_after_the_log_was_trimmed_yields_the_difference() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_watch_resumed_after_the_log_was_trimmed";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("trimmed");
+    // A log of about 5 entries (Redis trims whole nodes of ~100).
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}&history=5"))
+        .await
+        .unwrap();
+    store.put("t/kept", Bytes::from("old")).await.unwrap();
+    store.put("t/gone", Bytes::from("x")).await.unwrap();
+    let from = store.get("t/gone").await.unwrap().unwrap().version;
+    store.delete("t/gone").await.unwrap();
+    for i in 0..400 {
+        store
+            .put("other", Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    store.put("t/kept", Bytes::from("new")).await.unwrap();
+    let first = redis_cli(
+        &addr,
+        &["XRANGE", &format!("{{{ns}}}:log"), "-", "+", "COUNT", "1"],
+    );
+    assert!(
+        !first.contains(&format!("{}-0", from + 1)),
+        "the log was trimmed: {first}"
+    );
+    let mut watch = store
+        .watch_range("t/", WatchOptions::after(from))
+        .await
+        .unwrap();
+    match next(&mut watch).await {
+        KvEvent::Delete { key, .. } => assert_eq!(key, "t/gone"),
+        other => panic!("{other:?}"),
+    }
+    match next(&mut watch).await {
+        KvEvent::Put(pair) => assert_eq!(
+            (pair.key.as_str(), &pair.value[..]),
+            ("t/kept", &b"new"[..])
+        ),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ttl_key_of_a_killed_writer_expires_with_a_delete_event() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_ttl_key_of_a_killed_writer_expires_with_a_delete_event";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("ttl-killed");
+    let url = format!("redis://{addr}?namespace={ns}");
+    let store = kvmesh::connect(&url).await.unwrap();
+    let mut watch = store.watch("node", WatchOptions::default()).await.unwrap();
+    let mut child = support::spawn_child_test("ttl_writer_child", &[("KV_CHILD_REDIS", &url)]);
+    support::wait_for_line(&mut child, "WRITTEN").await;
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(matches!(next(&mut watch).await, KvEvent::Put(_)));
+    match next(&mut watch).await {
+        KvEvent::Delete { key, .. } => assert_eq!(key, "node"),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(store.get("node").await.unwrap(), None);
+}
+
+/// Run as a child by the test above: writes a key with a TTL, says so, and
+/// waits to be killed.
+#[tokio::test]
+async fn ttl_writer_child() {
+    let Ok(url) = std::env::var("KV_CHILD_REDIS") else {
+        return; // not a child: nothing to do
+    };
+    let store = kvmesh::connect(&url).await.unwrap();
+    let ttl = PutOptions::ttl(Duration::from_millis(700));
+    store
+        .put_with("node", Bytes::from("10.0.0.1"), ttl)
+        .await
+        .unwrap();
+    println!("WRITTEN");
+    tokio::time::sleep(Duration::from_secs(600)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn acl_credentials_work_and_a_wrong_password_is_permission_denied() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "acl_credentials";
+    let (Some(addr), Some(user), Some(password)) = (
+        support::server_addr("KV_REDIS_AUTH_ADDR", test),
+        support::server_addr("KV_REDIS_AUTH_USER", test),
+        support::server_addr("KV_REDIS_AUTH_PASSWORD", test),
+    ) else {
+        return;
+    };
+    let ns = namespace("acl");
+    let store = kvmesh::connect(&format!("redis://{user}:{password}@{addr}?namespace={ns}"))
+        .await
+        .unwrap();
+    store.put("k", Bytes::from("v")).await.unwrap();
+    assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
+    let refused = kvmesh::connect(&format!("redis://{user}:not-{password}@{addr}")).await;
+    match refused {
+        Err(Error::PermissionDenied(message)) => {
+            assert!(
+                !message.contains(&password),
+                "the password stays out: {message}"
+            )
+        }
+        other => panic!("a wrong password: {:?}", other.map(|_| ())),
+    }
+    let store: std::sync::Arc<dyn Store> = store;
+    let shown = format!("{store:?}");
+    assert!(!shown.contains(&password), "{shown}");
+}
