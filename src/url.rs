@@ -123,7 +123,7 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
         "ca_file" | "cert_file" | "key_file" | "tls_server_name" => {
             let Some(tls) = config.tls.as_mut() else {
                 return Err(Error::InvalidArgument(format!(
-                    "{name} needs TLS: use consul+https:// or etcd+https://"
+                    "{name} needs TLS: use consul+https://, etcd+https:// or rediss://"
                 )));
             };
             let value = percent_decode(name, value)?;

@@ -41,6 +41,8 @@ impl Pki {
         pki.authority("wrong-ca", "an unrelated CA");
         pki.leaf(&ca, "server", SERVER_NAME, true);
         pki.leaf(&ca, "client", "kvmesh-test-client", false);
+        // For servers whose clients check the URL's host (Redis).
+        pki.leaf(&ca, "ip-server", "127.0.0.1", true);
         pki
     }
 
@@ -289,6 +291,72 @@ async fn consul_over_tls() {
     let pki = Pki::generate("consul");
     let (_server, addr) = start_consul(&binary, &pki).await;
     check(Backend::Consul, &addr, &pki, "consul+https").await;
+}
+
+/// `rediss://` against a Redis started here with TLS: the right CA works
+/// (and with a client certificate), a wrong CA is `Error::Tls`.
+#[cfg(feature = "redis")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_over_tls() {
+    let Some(binary) = server_addr("KV_REDIS_SERVER_BIN", "redis_over_tls") else {
+        return;
+    };
+    let pki = Pki::generate("redis");
+    let port = free_port();
+    let file = |name: &str| pki.path(name).display().to_string();
+    let mut server = Command::new(binary)
+        .args([
+            "--port",
+            "0",
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+        ])
+        .args([
+            "--tls-port",
+            &port.to_string(),
+            "--tls-auth-clients",
+            "optional",
+        ])
+        .args(["--tls-cert-file", &file("ip-server.pem")])
+        .args(["--tls-key-file", &file("ip-server-key.pem")])
+        .args(["--tls-ca-cert-file", &file("ca.pem")])
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("redis-server starts");
+    let url = |query: String| format!("rediss://127.0.0.1:{port}?timeout=3s&{query}");
+    let right = url(format!("ca_file={}", file("ca.pem")));
+    let mut store = None;
+    for _ in 0..100 {
+        assert!(server.try_wait().unwrap().is_none(), "redis-server exited");
+        if let Ok(opened) = kvmesh::connect(&right).await {
+            store = Some(opened);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let store = store.expect("the TLS Redis answers with the right CA");
+    store.put("k", Bytes::from("over tls")).await.unwrap();
+    assert_eq!(store.get("k").await.unwrap().unwrap().value, "over tls");
+    let mtls = url(format!(
+        "ca_file={}&cert_file={}&key_file={}",
+        file("ca.pem"),
+        file("client.pem"),
+        file("client-key.pem")
+    ));
+    let store = kvmesh::connect(&mtls)
+        .await
+        .expect("with a client certificate too");
+    assert_eq!(store.get("k").await.unwrap().unwrap().value, "over tls");
+    let wrong = url(format!("ca_file={}", file("wrong-ca.pem")));
+    match kvmesh::connect(&wrong).await {
+        Err(Error::Tls { message }) => assert!(!message.is_empty()),
+        other => panic!("a wrong CA: {:?}", other.map(|_| ())),
+    }
 }
 
 #[test]

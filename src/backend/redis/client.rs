@@ -170,6 +170,11 @@ impl Client {
         if refused {
             return Error::PermissionDenied(message);
         }
+        if let Some(failure) = super::tls::failure(&e) {
+            return Error::Tls {
+                message: format!("{operation} on redis {}: {failure}", self.endpoint),
+            };
+        }
         if e.is_timeout() {
             return Error::Timeout {
                 operation,

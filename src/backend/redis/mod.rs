@@ -13,6 +13,8 @@ mod client;
 mod hub;
 mod lock;
 mod log;
+#[cfg_attr(not(feature = "tls"), path = "no_tls.rs")]
+mod tls;
 mod watch;
 
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -69,12 +71,6 @@ impl RedisStore {
             Some((address, _)) => (address, 0),
             None => (*endpoint, 0),
         };
-        if config.tls.is_some() {
-            return Err(Error::Unsupported {
-                backend: "redis",
-                what: "TLS (rediss://) is not built yet".into(),
-            });
-        }
         let encode = |s: &str| {
             percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
         };
@@ -87,8 +83,17 @@ impl RedisStore {
             ),
         };
         // The password is only in this string, handed to redis-rs.
-        let url = format!("redis://{userinfo}{address}/{db}");
-        let client = redis::Client::open(url).map_err(|e| {
+        let scheme = if config.tls.is_some() {
+            "rediss"
+        } else {
+            "redis"
+        };
+        let url = format!("{scheme}://{userinfo}{address}/{db}");
+        let client = match &config.tls {
+            None => redis::Client::open(url),
+            Some(tls) => tls::client(url, tls)?,
+        }
+        .map_err(|e| {
             Error::InvalidArgument(format!(
                 "redis: {address} is not host:port ({:?})",
                 e.kind()
