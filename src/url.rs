@@ -293,7 +293,7 @@ mod tests {
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
-            parse_url("redis://x"),
+            parse_url("mongodb://x"),
             Err(Error::InvalidArgument(_))
         ));
         assert!(matches!(
