@@ -144,6 +144,7 @@ impl WatchOptions {
 /// |---|---|---|---|
 /// | memory | none, or `?max_value_size=` | any above zero | exactly at its TTL |
 /// | file | 1 GiB, or `?max_value_size=` below it | any above zero | exactly at its TTL, also across restarts |
+/// | Redis | the server's `proto-max-bulk-len`, 512 MiB by default | 1 ms (whole milliseconds, rounded up) | for reads at its TTL; its `Delete` within about a second |
 /// | Consul | the agent's `kv_max_value_size`, 512 KiB by default | the agent's `session_ttl_min`, 10 s by default | between TTL and 2 × TTL |
 /// | etcd | `--max-request-bytes`, about 1.5 MiB by default | about 2 s (etcd raises shorter ones); whole seconds | at its TTL, rounded up to a second |
 ///

@@ -255,3 +255,25 @@ async fn acl_credentials_work_and_a_wrong_password_is_permission_denied() {
     let shown = format!("{store:?}");
     assert!(!shown.contains(&password), "{shown}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_is_lost_when_its_key_is_written() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let Some(addr) =
+        support::server_addr("KV_REDIS_ADDR", "a_lock_is_lost_when_its_key_is_written")
+    else {
+        return;
+    };
+    let ns = namespace("lock-written");
+    let url = format!("redis://{addr}?namespace={ns}&lock_ttl=3s");
+    let store = kvmesh::connect(&url).await.unwrap();
+    let other = kvmesh::connect(&url).await.unwrap();
+    let lock = store.acquire("job", Bytes::from("me")).await.unwrap();
+    other.put("job", Bytes::from("someone else")).await.unwrap();
+    tokio::time::timeout(Duration::from_secs(5), lock.lost())
+        .await
+        .expect("the holder learns at its next renewal (TTL/3)");
+    assert!(matches!(lock.release().await, Err(Error::LockLost { .. })));
+    let next = other.try_acquire("job", Bytes::from("next")).await.unwrap();
+    assert!(next.is_some(), "free for the next holder");
+}

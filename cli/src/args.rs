@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 
-/// Read, write, watch and lock keys in Consul, etcd, a file store or memory://.
+/// Read, write, watch and lock keys in Consul, etcd, Redis, a file store or memory://.
 #[derive(Debug, Parser)]
 #[command(
     name = "kv",
@@ -19,7 +19,8 @@ use clap::{Parser, Subcommand, ValueEnum};
 )]
 pub(crate) struct Cli {
     /// The store: file:///path/store.redb, memory://, consul://host:port,
-    /// etcd://host:port, with ?options (see the kvmesh docs). Default: $KV_URL.
+    /// etcd://host:port, redis://host:port, with ?options (see the kvmesh
+    /// docs). Default: $KV_URL.
     #[arg(long, env = "KV_URL", global = true, hide_env_values = true)]
     pub(crate) url: Option<String>,
     /// How to print results: text for people, json for scripts (one JSON
