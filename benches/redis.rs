@@ -23,20 +23,41 @@ use bytes::Bytes;
 use criterion::{Criterion, criterion_group, criterion_main};
 use wire_limit::{bench_against, keys, runtime, server_addr};
 
-fn redis(c: &mut Criterion) {
-    let Some(addr) = server_addr("KV_REDIS_ADDR", "redis") else {
-        return;
-    };
+/// The store, a bare redis-rs client and connection on the same server.
+struct Sides {
+    rt: tokio::runtime::Runtime,
+    store: Arc<dyn kvmesh::Store>,
+    client: redis::Client,
+    bare: redis::aio::ConnectionManager,
+}
+
+fn sides() -> Option<Sides> {
+    let addr = server_addr("KV_REDIS_ADDR", "redis")?;
     let rt = runtime();
     let store = rt
         .block_on(kvmesh::connect(&format!(
             "redis://{addr}?namespace=kvbench"
         )))
         .unwrap();
-    let bare = rt.block_on(async {
-        let client = redis::Client::open(format!("redis://{addr}/0")).unwrap();
-        redis::aio::ConnectionManager::new(client).await.unwrap()
-    });
+    let client = redis::Client::open(format!("redis://{addr}/0")).unwrap();
+    let bare = rt
+        .block_on(redis::aio::ConnectionManager::new(client.clone()))
+        .unwrap();
+    Some(Sides {
+        rt,
+        store,
+        client,
+        bare,
+    })
+}
+
+fn redis(c: &mut Criterion) {
+    let Some(Sides {
+        rt, store, bare, ..
+    }) = sides()
+    else {
+        return;
+    };
     let keys = keys("kvbench/redis/", 100);
     let value = Bytes::from_static(b"10.0.0.1:7000");
     rt.block_on(async {
@@ -107,19 +128,15 @@ fn redis(c: &mut Criterion) {
 
 /// The `get_range` and watch rows.
 fn redis_range_and_watch(c: &mut Criterion) {
-    let Some(addr) = server_addr("KV_REDIS_ADDR", "redis") else {
+    let Some(Sides {
+        rt,
+        store,
+        client,
+        bare,
+    }) = sides()
+    else {
         return;
     };
-    let rt = runtime();
-    let store = rt
-        .block_on(kvmesh::connect(&format!(
-            "redis://{addr}?namespace=kvbench"
-        )))
-        .unwrap();
-    let client = redis::Client::open(format!("redis://{addr}/0")).unwrap();
-    let bare = rt
-        .block_on(redis::aio::ConnectionManager::new(client.clone()))
-        .unwrap();
     let keys = keys("kvbench/redis/", 100);
     rt.block_on(async {
         let mut conn = bare.clone();
