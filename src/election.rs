@@ -161,6 +161,14 @@ impl Leadership {
         self.lock.fencing_token()
     }
 
+    /// The election's lock this term holds: with
+    /// [`Txn::check_held`](crate::Txn::check_held) it makes a write that only
+    /// the current leader can make (the store refuses it once the term is
+    /// over, resigned or lost).
+    pub fn lock(&self) -> &Lock {
+        &self.lock
+    }
+
     /// The value this leader announced.
     pub fn value(&self) -> &Bytes {
         &self.value

@@ -50,7 +50,7 @@ mod forward;
 #[cfg(any(feature = "consul", feature = "etcd"))]
 mod http;
 mod key;
-#[cfg(any(feature = "consul", feature = "etcd"))]
+#[cfg(any(feature = "consul", feature = "etcd", feature = "redis"))]
 mod lifetime;
 mod lock;
 mod open;

@@ -2,7 +2,10 @@
 //! etcd lease): kept alive while the lock is held or awaited, ended when it
 //! is given back, and a waiting `acquire` that rides out outages.
 
+use std::time::Duration;
+
 use futures::future::BoxFuture;
+use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Result;
@@ -17,36 +20,68 @@ pub(crate) trait Renewable: Send + Sync + 'static {
     async fn destroy(&self) -> Result<()>;
 }
 
-/// Keeps `lease` alive every `ttl / 3` until `stop` or `lost` is cancelled,
-/// then destroys it. Declares the lock `lost` when a renewal says the lease
-/// is gone, or when none has succeeded for half the TTL (the store is
-/// unreachable: stop claiming the lock well before the server frees it).
+/// How much of the TTL a lock counts on after the last renewal that worked
+/// was *sent*: the server, which received it later, keeps the lease at least
+/// a whole TTL from then. The third left over is the margin for clock rate
+/// differences and for the holder to stop acting on the lock.
+pub(crate) const VALID_FRACTION: (u32, u32) = (2, 3);
+
+/// How long a lease renewed by a request sent at `sent` is surely valid.
+pub(crate) fn valid_until(sent: Instant, ttl: Duration) -> Instant {
+    let (numerator, denominator) = VALID_FRACTION;
+    sent + ttl * numerator / denominator
+}
+
+/// Keeps `lease` alive until `stop` or `lost` is cancelled, then destroys
+/// it. A renewal is sent every `ttl / 3`, and sooner again after one fails.
+///
+/// The lock is declared `lost` when a renewal says the lease is gone, or at
+/// a local deadline: [`valid_until`] the send time of the last renewal that
+/// worked (or of the request that created the lease, `created`). The
+/// deadline races the renewal in flight, so a renewal that hangs (a
+/// partition that drops packets) cannot keep the holder believing it holds
+/// the lock past the moment the server may free it.
 pub(crate) async fn keep_alive(
     lease: std::sync::Arc<dyn Renewable>,
-    ttl: std::time::Duration,
+    ttl: Duration,
+    created: Instant,
     stop: CancellationToken,
     lost: CancellationToken,
 ) {
-    let mut last_renewed = tokio::time::Instant::now();
+    let mut deadline = valid_until(created, ttl);
+    let mut next = created + ttl / 3;
     loop {
         tokio::select! {
             _ = stop.cancelled() => break,
             _ = lost.cancelled() => break,
-            _ = tokio::time::sleep(ttl / 3) => {}
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("no lock renewal worked in time; the lock is lost");
+                break;
+            }
+            _ = tokio::time::sleep_until(next) => {}
         }
-        match lease.renew().await {
-            Ok(true) => last_renewed = tokio::time::Instant::now(),
+        let sent = Instant::now();
+        let renewed = tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = lost.cancelled() => break,
+            _ = tokio::time::sleep_until(deadline) => {
+                tracing::warn!("a lock renewal is still unanswered at the lock's deadline; the lock is lost");
+                break;
+            }
+            renewed = lease.renew() => renewed,
+        };
+        match renewed {
+            Ok(true) => {
+                deadline = valid_until(sent, ttl);
+                next = sent + ttl / 3;
+            }
             Ok(false) => {
                 tracing::info!("the lock's session or lease is gone; the lock is lost");
-                lost.cancel();
-                return;
+                break;
             }
             Err(error) => {
-                tracing::warn!(%error, "renewing the lock's session or lease failed");
-                if last_renewed.elapsed() >= ttl / 2 {
-                    tracing::warn!("no renewal for half the lock TTL; the lock is lost");
-                    lost.cancel();
-                }
+                tracing::warn!(%error, "renewing the lock's session or lease failed; retrying");
+                next = Instant::now() + (ttl / 12).max(Duration::from_millis(20));
             }
         }
     }
@@ -70,8 +105,13 @@ pub(crate) struct KeptLifetime {
 }
 
 impl KeptLifetime {
-    /// Starts keeping `lifetime` alive every `ttl / 3`.
-    pub(crate) fn start(lifetime: std::sync::Arc<dyn Renewable>, ttl: std::time::Duration) -> Self {
+    /// Starts keeping `lifetime` alive every `ttl / 3`; `created` is when
+    /// the request that created it was sent.
+    pub(crate) fn start(
+        lifetime: std::sync::Arc<dyn Renewable>,
+        ttl: Duration,
+        created: Instant,
+    ) -> Self {
         let kept = KeptLifetime {
             lifetime,
             stop: CancellationToken::new(),
@@ -81,6 +121,7 @@ impl KeptLifetime {
         tokio::spawn(keep_alive(
             kept.lifetime.clone(),
             ttl,
+            created,
             kept.stop.clone(),
             kept.lost.clone(),
         ));
@@ -95,6 +136,7 @@ impl KeptLifetime {
 
     /// `(stop, lost)`, for a backend task that follows the held key: it ends
     /// on `stop` and cancels `lost` when the key is deleted or taken.
+    #[cfg_attr(not(any(feature = "consul", feature = "etcd")), allow(dead_code))]
     pub(crate) fn tokens(&self) -> (CancellationToken, CancellationToken) {
         (self.stop.clone(), self.lost.clone())
     }

@@ -6,7 +6,7 @@ use std::collections::HashSet;
 use bytes::Bytes;
 
 use crate::key::check_key;
-use crate::{Error, Result};
+use crate::{Error, Lock, Result};
 
 /// Conditions on several keys, then writes: applied atomically by
 /// [`Store::txn`](crate::Store::txn), all or none.
@@ -37,7 +37,21 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Default)]
 pub struct Txn {
     pub(crate) checks: Vec<TxnCheck>,
+    pub(crate) guards: Vec<LockGuard>,
     pub(crate) writes: Vec<TxnWrite>,
+}
+
+/// A condition that a lock is still held by one holder: what
+/// [`Txn::check_held`] copied from the [`Lock`], so the `Txn` may outlive it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct LockGuard {
+    /// The lock's key, as the store names it.
+    pub(crate) key: String,
+    /// The holder's session ([`Lock::session`]).
+    pub(crate) session: String,
+    /// The holder's fencing token: tells apart two holders of one session
+    /// name (an embedded store reopened).
+    pub(crate) fencing_token: u64,
 }
 
 /// One condition: the key's version must be `version` (`None`: absent).
@@ -79,6 +93,45 @@ impl Txn {
         self
     }
 
+    /// The transaction applies only while `lock` is still held by this
+    /// holder: the store itself checks it, in the same atomic step as the
+    /// writes (Consul `check-session`, etcd a compare on the holder's
+    /// contender key, Redis the owner token in the script, memory and file
+    /// the holder's session). Once the lock was released, expired or taken
+    /// by another, the result is [`TxnResult::Conflict`] naming
+    /// [`lock.key()`](Lock::key). The `Txn` keeps what it needs to check, so
+    /// it may outlive the `Lock`.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> kvmesh::Result<()> {
+    /// use kvmesh::{Bytes, Txn, TxnResult};
+    ///
+    /// let store = kvmesh::connect("memory://").await?;
+    /// let lock = store.acquire("jobs/lock", Bytes::from("worker-1")).await?;
+    /// // A write only the holder can make: prepared now, sent later.
+    /// let write = Txn::new()
+    ///     .check_held(&lock)
+    ///     .put("jobs/state", Bytes::from("done"));
+    /// lock.release().await?;
+    /// match store.txn(write).await? {
+    ///     TxnResult::Conflict { keys } => assert_eq!(keys, ["jobs/lock"]),
+    ///     other => panic!("a former holder wrote: {other:?}"),
+    /// }
+    /// assert!(store.get("jobs/state").await?.is_none());
+    /// # Ok(())
+    /// # }
+    /// ```
+    #[must_use]
+    pub fn check_held(mut self, lock: &Lock) -> Self {
+        self.guards.push(LockGuard {
+            key: lock.key().to_owned(),
+            session: lock.session().to_owned(),
+            fencing_token: lock.fencing_token(),
+        });
+        self
+    }
+
     /// Writes `value` to `key`. On memory and etcd the key is then
     /// permanent, as `put` makes it; on Consul a key written with a TTL
     /// keeps it (the TTL session holds the key; `put` releases it).
@@ -100,9 +153,9 @@ impl Txn {
         self
     }
 
-    /// How many checks and writes it holds.
+    /// How many checks (lock checks included) and writes it holds.
     pub fn len(&self) -> usize {
-        self.checks.len() + self.writes.len()
+        self.checks.len() + self.guards.len() + self.writes.len()
     }
 
     /// True when it holds neither checks nor writes.
@@ -122,6 +175,9 @@ impl Txn {
         for check in &self.checks {
             check_key(&check.key)?;
         }
+        for guard in &self.guards {
+            check_key(&guard.key)?;
+        }
         let mut written = HashSet::new();
         for write in &self.writes {
             check_key(write.key())?;
@@ -132,11 +188,11 @@ impl Txn {
                 )));
             }
         }
-        if self.checks.len() > max_checks || self.writes.len() > max_writes {
+        let checks = self.checks.len() + self.guards.len();
+        if checks > max_checks || self.writes.len() > max_writes {
             return Err(Error::InvalidArgument(format!(
-                "a txn on {backend} takes at most {max_checks} checks and {max_writes} writes; \
-                 this one has {} and {}",
-                self.checks.len(),
+                "a txn on {backend} takes at most {max_checks} checks (lock checks included) \
+                 and {max_writes} writes; this one has {checks} and {}",
                 self.writes.len()
             )));
         }
@@ -168,15 +224,40 @@ impl Txn {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Txn { checks, writes })
+        let guards = self
+            .guards
+            .into_iter()
+            .map(|g| {
+                Ok(LockGuard {
+                    key: f(&g.key)?,
+                    ..g
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Txn {
+            checks,
+            guards,
+            writes,
+        })
     }
 
-    /// The keys whose check fails, given each checked key's current version.
-    pub(crate) fn failed_checks(&self, current: impl Fn(&str) -> Option<u64>) -> Vec<String> {
+    /// The keys whose check fails, given each checked key's current version
+    /// and whether each lock check holds: version checks first, in order,
+    /// then the locks no longer held, each key once.
+    pub(crate) fn failed_checks(
+        &self,
+        current: impl Fn(&str) -> Option<u64>,
+        held: impl Fn(&LockGuard) -> bool,
+    ) -> Vec<String> {
         let mut failed: Vec<String> = Vec::new();
         for check in &self.checks {
             if current(&check.key) != check.version && !failed.contains(&check.key) {
                 failed.push(check.key.clone());
+            }
+        }
+        for guard in &self.guards {
+            if !held(guard) && !failed.contains(&guard.key) {
+                failed.push(guard.key.clone());
             }
         }
         failed

@@ -57,12 +57,13 @@ pub(super) async fn start_session(
     name: &str,
 ) -> Result<(String, KeptLifetime)> {
     let ttl = inner.config.lock_ttl;
+    let sent = tokio::time::Instant::now();
     let id = inner.client.create_session(name, ttl, "delete").await?;
     let session = Session {
         inner: inner.clone(),
         id: id.clone(),
     };
-    Ok((id, KeptLifetime::start(Arc::new(session), ttl)))
+    Ok((id, KeptLifetime::start(Arc::new(session), ttl, sent)))
 }
 
 /// Follows the held key; declares the lock lost when it is deleted or taken.
@@ -134,19 +135,8 @@ async fn attempt(
     wait: bool,
     outage: &mut WaitThroughOutages,
 ) -> Result<Option<Lock>> {
-    let ttl = inner.config.lock_ttl;
-    let id = inner
-        .client
-        .create_session("kvmesh-lock", ttl, "delete")
-        .await?;
+    let (id, kept) = start_session(inner, "kvmesh-lock").await?;
     outage.reached();
-    let kept = KeptLifetime::start(
-        Arc::new(Session {
-            inner: inner.clone(),
-            id: id.clone(),
-        }),
-        ttl,
-    );
     let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
     loop {
         if kept.is_lost() {

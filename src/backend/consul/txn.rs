@@ -57,6 +57,7 @@ impl ConsulStore {
             )));
         }
         let keys = txn.checks.iter().map(|c| c.key.as_str());
+        let keys = keys.chain(txn.guards.iter().map(|g| g.key.as_str()));
         for key in keys.chain(txn.writes.iter().map(TxnWrite::key)) {
             check_key(key)?;
         }
@@ -66,13 +67,17 @@ impl ConsulStore {
                 json!({ "KV": { "Verb": "check-index", "Key": check.key, "Index": index } })
             }
         });
+        // A lock is held while its key is held by the holder's session.
+        let guards = txn.guards.iter().map(|guard| {
+            json!({ "KV": { "Verb": "check-session", "Key": guard.key, "Session": guard.session } })
+        });
         let writes = txn.writes.iter().map(|write| match write {
             TxnWrite::Put { key, value } => {
                 json!({ "KV": { "Verb": "set", "Key": key, "Value": encode(value) } })
             }
             TxnWrite::Delete { key } => json!({ "KV": { "Verb": "delete", "Key": key } }),
         });
-        let operations = Value::Array(checks.chain(writes).collect());
+        let operations = Value::Array(checks.chain(guards).chain(writes).collect());
         let client = &self.inner.client;
         let reply = client.txn(&operations).await?;
         let committed = reply.status == hyper::StatusCode::OK;
@@ -108,18 +113,22 @@ impl ConsulStore {
     }
 }
 
-/// The keys of the checks among the failed operations (checks come first).
+/// The keys of the checks among the failed operations (version checks
+/// come first, then lock checks, then writes).
 fn conflict(txn: &Txn, errors: Vec<TxnError>) -> Result<TxnResult> {
+    let checked: Vec<&String> = txn.checks.iter().map(|c| &c.key).collect();
+    let guarded = txn.guards.iter().map(|g| &g.key);
+    let checked: Vec<&String> = checked.into_iter().chain(guarded).collect();
     let mut keys: Vec<String> = Vec::new();
     for error in &errors {
-        match txn.checks.get(error.op_index) {
-            Some(check) if !keys.contains(&check.key) => keys.push(check.key.clone()),
+        match checked.get(error.op_index) {
+            Some(key) if !keys.contains(key) => keys.push((*key).clone()),
             Some(_) => {}
             None => {
                 // A write failed: not a conflict but a refusal.
                 let key = txn
                     .writes
-                    .get(error.op_index - txn.checks.len())
+                    .get(error.op_index - checked.len())
                     .map_or("", TxnWrite::key);
                 return Err(Error::invalid_key(
                     key,

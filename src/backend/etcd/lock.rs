@@ -45,12 +45,13 @@ impl Renewable for Lease {
 /// Grants a lock lease and starts keeping it alive.
 async fn grant(inner: &Arc<Inner>) -> Result<(i64, KeptLifetime)> {
     let ttl = inner.config.lock_ttl;
+    let sent = tokio::time::Instant::now();
     let id = inner.client.grant_lease(ttl).await?;
     let lease = Arc::new(Lease {
         inner: inner.clone(),
         id,
     });
-    Ok((id, KeptLifetime::start(lease, ttl)))
+    Ok((id, KeptLifetime::start(lease, ttl, sent)))
 }
 
 /// Contends for the lock on `key` with `lease`: enters etcd's mutex on

@@ -6,12 +6,20 @@ use std::collections::HashMap;
 
 use super::EtcdStore;
 use super::client::range_of;
+use super::mutex;
 use super::refusal::with_value_size;
 use super::wire::{
     Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, b64,
 };
-use crate::txn::TxnWrite;
+use crate::txn::{LockGuard, TxnWrite};
 use crate::{Error, Result, Txn, TxnResult};
+
+/// The contender key of the holder a lock check names (its session is the
+/// lease id in decimal); a session that is no lease names no key that exists.
+fn contender_of(guard: &LockGuard) -> String {
+    let lease: i64 = guard.session.parse().unwrap_or(0);
+    mutex::contender(&mutex::prefix(&guard.key), lease)
+}
 
 /// etcd's default `--max-txn-ops`: the most compares, and the most
 /// operations in either branch, of one txn.
@@ -33,6 +41,13 @@ impl EtcdStore {
                 }
                 Some(version) => compare.push(Compare::modified_at(key, version)),
             }
+        }
+        // A lock is held while the holder's contender key is the one created
+        // at its fencing token (it goes with the holder's lease; a key of
+        // the lease's name created later belongs to a later holder).
+        let contenders: Vec<String> = txn.guards.iter().map(contender_of).collect();
+        for (guard, contender) in txn.guards.iter().zip(&contenders) {
+            compare.push(Compare::created_at(b64(contender), guard.fencing_token));
         }
         if compare.len() > MAX_TXN_OPS {
             return Err(Error::InvalidArgument(format!(
@@ -57,11 +72,11 @@ impl EtcdStore {
                 }),
             })
             .collect();
-        let failure = txn
-            .checks
-            .iter()
-            .map(|check| {
-                let (key, range_end) = range_of(&check.key, false);
+        let checked = txn.checks.iter().map(|check| &check.key);
+        let failure = checked
+            .chain(&contenders)
+            .map(|key| {
+                let (key, range_end) = range_of(key, false);
                 RequestOp::Range(RangeRequest {
                     key,
                     range_end,
@@ -87,7 +102,8 @@ impl EtcdStore {
                 .map_err(|_| Error::malformed("etcd answered a negative revision"))?;
             return Ok(TxnResult::Committed { version });
         }
-        // The failure branch read each checked key, in order.
+        // The failure branch read each checked key, then each lock's
+        // contender key, in order.
         let mut current: HashMap<&str, Option<u64>> = HashMap::new();
         for (check, range) in txn.checks.iter().zip(&outcome.ranges) {
             let version = match range.kvs.first() {
@@ -96,7 +112,17 @@ impl EtcdStore {
             };
             current.insert(&check.key, version);
         }
-        let keys = txn.failed_checks(|key| current.get(key).copied().flatten());
+        let mut created: HashMap<&str, i64> = HashMap::new();
+        let contender_ranges = outcome.ranges.iter().skip(txn.checks.len());
+        for (contender, range) in contenders.iter().zip(contender_ranges) {
+            let revision = range.kvs.first().map_or(0, |kv| kv.create_revision);
+            created.insert(contender, revision);
+        }
+        let held = |guard: &LockGuard| {
+            let revision = created.get(contender_of(guard).as_str()).copied();
+            revision.and_then(|r| u64::try_from(r).ok()) == Some(guard.fencing_token)
+        };
+        let keys = txn.failed_checks(|key| current.get(key).copied().flatten(), held);
         if keys.is_empty() {
             return Err(Error::malformed(
                 "etcd refused a txn whose checks all hold by its own reads",

@@ -132,6 +132,14 @@ impl Compare {
         }
     }
 
+    /// The key exists and was created at `revision`.
+    pub(super) fn created_at(key: String, revision: u64) -> Self {
+        Compare {
+            create_revision: Some(revision.to_string()),
+            ..Compare::absent(key)
+        }
+    }
+
     /// The key was last written at `revision`.
     pub(super) fn modified_at(key: String, revision: u64) -> Self {
         Compare {

@@ -14,11 +14,13 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::state::{Holder, State};
 use crate::lock::LockReleaser;
+use crate::txn::LockGuard;
 use crate::{Error, Lock, Result};
 
 impl State {
-    /// Records `key` as locked by a new session; returns the session and the
-    /// token cancelled when the lock ends.
+    /// Records `key` as locked by a new session (its fencing token set by
+    /// the caller once written); returns the session and the token
+    /// cancelled when the lock ends.
     pub(super) fn take_lock(&mut self, key: &str) -> (String, CancellationToken) {
         self.next_session += 1;
         let session = format!("mem-{}", self.next_session);
@@ -27,11 +29,19 @@ impl State {
             key.to_owned(),
             Holder {
                 session: session.clone(),
+                fencing_token: 0,
                 ended: ended.clone(),
             },
         );
         self.sessions.insert(session.clone(), key.to_owned());
         (session, ended)
+    }
+
+    /// True while the lock `guard` names is held by the holder it names.
+    pub(super) fn holds(&self, guard: &LockGuard) -> bool {
+        self.locks.get(&guard.key).is_some_and(|holder| {
+            holder.session == guard.session && holder.fencing_token == guard.fencing_token
+        })
     }
 
     /// Ends the lock on `key`, if any: its holder learns it is lost and its
@@ -55,8 +65,13 @@ pub(super) fn try_lock(
     if let Some(holder) = state.locks.get(key) {
         return Err(holder.ended.clone());
     }
+    // The lock is recorded before the write, whose change is journaled as
+    // a lock's; the write's version is the fencing token.
     let (session, ended) = state.take_lock(key);
     let fencing_token = state.set(key, value, None);
+    if let Some(holder) = state.locks.get_mut(key) {
+        holder.fencing_token = fencing_token;
+    }
     drop(state);
     let releaser = MemoryLockReleaser {
         shared: shared.clone(),

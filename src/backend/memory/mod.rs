@@ -358,7 +358,7 @@ impl Store for MemoryStore {
         }
         let (result, revision) = {
             let mut state = self.shared.write_purged();
-            let keys = txn.failed_checks(|key| state.version_of(key));
+            let keys = txn.failed_checks(|key| state.version_of(key), |guard| state.holds(guard));
             let result = if keys.is_empty() {
                 TxnResult::Committed {
                     version: state.apply(&txn.writes),

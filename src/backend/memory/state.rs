@@ -30,9 +30,11 @@ use crate::{Error, KvEvent, KvPair, Result};
 const TOMBSTONES_PER_HISTORY_SLOT: usize = 10;
 const MIN_TOMBSTONES: usize = 1_000;
 
-/// The holder of a lock: its session and the token cancelled when it ends.
+/// The holder of a lock: its session, its fencing token and the token
+/// cancelled when it ends.
 pub(super) struct Holder {
     pub(super) session: String,
+    pub(super) fencing_token: u64,
     pub(super) ended: CancellationToken,
 }
 

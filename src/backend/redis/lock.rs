@@ -1,20 +1,18 @@
 //! Locks on Redis: the lock's key, with an owner token and an expiry (the
-//! lock TTL), renewed at TTL/3 by a compare-and-renew script. The lock is
-//! lost when a renewal finds another owner (the key changed or expired) or
-//! none succeeded for half the TTL. The fencing token is the version the
+//! lock TTL), renewed by the shared keeper ([`KeptLifetime`]) with a
+//! compare-and-renew script. The lock is lost when a renewal finds another
+//! owner (the key changed or expired) or at the keeper's local deadline. The fencing token is the version the
 //! acquire wrote. A waiter waits on the change log (a watch of the key),
 //! not by polling.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use futures::future::BoxFuture;
-use tokio_util::sync::CancellationToken;
 
 use super::client::Client;
-use crate::lock::LockReleaser;
+use crate::lifetime::{KeptLifetime, Renewable};
 use crate::{Error, Lock, Result, Watch};
 
 /// A new owner token: random, so that no two holders share one.
@@ -43,6 +41,7 @@ pub(super) async fn try_lock(
 ) -> Result<Option<Lock>> {
     let token = new_token();
     let ttl_ms = ttl.as_millis().max(1).to_string();
+    let sent = tokio::time::Instant::now();
     let version: u64 = client
         .run(
             "acquire",
@@ -53,29 +52,14 @@ pub(super) async fn try_lock(
     if version == 0 {
         return Ok(None);
     }
-    let lost = CancellationToken::new();
-    let stop = CancellationToken::new();
-    tokio::spawn(renew(
-        client.clone(),
-        key.to_owned(),
-        token.clone(),
-        ttl,
-        lost.clone(),
-        stop.clone(),
-    ));
-    let releaser = RedisLockReleaser {
+    let owner = Owner {
         client: client.clone(),
         key: key.to_owned(),
         token: token.clone(),
-        stop,
+        ttl_ms,
     };
-    Ok(Some(Lock::new(
-        key.to_owned(),
-        session(&token, key),
-        version,
-        lost,
-        Box::new(releaser),
-    )))
+    let kept = KeptLifetime::start(Arc::new(owner), ttl, sent);
+    Ok(Some(kept.into_lock(key, session(&token, key), version)))
 }
 
 /// Waits for the lock: a try, then another after each change of the key
@@ -108,43 +92,35 @@ pub(super) async fn acquire(
     }
 }
 
-/// Renews the lock at TTL/3 until it is released (`stop`) or lost.
-async fn renew(
+/// A held lock's owner token on its key, as the lifetime the shared keeper
+/// renews: the key's expiry moves on while the token still holds it.
+struct Owner {
     client: Arc<Client>,
     key: String,
     token: String,
-    ttl: Duration,
-    lost: CancellationToken,
-    stop: CancellationToken,
-) {
-    let ttl_ms = ttl.as_millis().max(1).to_string();
-    let mut last_renewed = Instant::now();
-    loop {
-        tokio::select! {
-            _ = stop.cancelled() => return,
-            _ = tokio::time::sleep(ttl / 3) => {}
-        }
-        let renewed: Result<u64> = client
+    ttl_ms: String,
+}
+
+#[async_trait::async_trait]
+impl Renewable for Owner {
+    async fn renew(&self) -> Result<bool> {
+        let (key, token) = (self.key.as_bytes(), self.token.as_bytes());
+        let scripts = &self.client.scripts;
+        let renewed: u64 = self
+            .client
             .run(
                 "renew",
-                &client.scripts.lock_renew,
-                &[key.as_bytes(), token.as_bytes(), ttl_ms.as_bytes()],
+                &scripts.lock_renew,
+                &[key, token, self.ttl_ms.as_bytes()],
             )
-            .await;
-        match renewed {
-            Ok(1) => last_renewed = Instant::now(),
-            Ok(_) => {
-                tracing::debug!(key, "redis lock taken over or expired");
-                lost.cancel();
-                return;
-            }
-            Err(e) if last_renewed.elapsed() >= ttl / 2 => {
-                tracing::debug!(key, error = %e, "redis lock not renewed for half its TTL");
-                lost.cancel();
-                return;
-            }
-            Err(e) => tracing::debug!(key, error = %e, "redis lock renewal failed; trying again"),
-        }
+            .await?;
+        Ok(renewed == 1)
+    }
+
+    async fn destroy(&self) -> Result<()> {
+        // Not held any more (taken over, expired, released): nothing to end.
+        release(&self.client, &self.key, &self.token).await?;
+        Ok(())
     }
 }
 
@@ -158,38 +134,4 @@ pub(super) async fn release(client: &Client, key: &str, token: &str) -> Result<b
         )
         .await?;
     Ok(version != 0)
-}
-
-struct RedisLockReleaser {
-    client: Arc<Client>,
-    key: String,
-    token: String,
-    stop: CancellationToken,
-}
-
-impl RedisLockReleaser {
-    async fn release_now(self) -> Result<()> {
-        self.stop.cancel();
-        if release(&self.client, &self.key, &self.token).await? {
-            Ok(())
-        } else {
-            Err(Error::LockLost { key: self.key })
-        }
-    }
-}
-
-impl LockReleaser for RedisLockReleaser {
-    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
-        Box::pin(self.release_now())
-    }
-
-    fn release_in_background(self: Box<Self>) {
-        self.stop.cancel();
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            runtime.spawn(async move {
-                // Lost already: nothing to release; else its TTL ends it.
-                let _ = self.release_now().await;
-            });
-        }
-    }
 }

@@ -316,6 +316,12 @@ impl Store for RedisStore {
             let version = check.version.map(|v| v.to_string()).unwrap_or_default();
             args.push(version.into_bytes());
         }
+        args.push(txn.guards.len().to_string().into_bytes());
+        for guard in &txn.guards {
+            // A session of another kind of store names no owner token here.
+            let token = lock::parse_session(&guard.session).map_or("", |(token, _)| token);
+            args.extend([guard.key.clone().into_bytes(), token.as_bytes().to_vec()]);
+        }
         args.push(txn.writes.len().to_string().into_bytes());
         for write in &txn.writes {
             match write {

@@ -10,6 +10,7 @@
 //! configured, so that the case is reported as skipped.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod guarded;
 pub mod kv;
 pub mod lock;
 pub mod recipes;
@@ -180,6 +181,10 @@ macro_rules! suite {
             txn::moves_under_contention_keep_the_sum,
             txn::a_txn_is_one_version_on_a_range_watch,
             txn::limits_and_bad_input,
+            guarded::only_the_holder_writes,
+            guarded::a_lock_released_elsewhere_guards_nothing,
+            guarded::a_lock_check_combines_with_version_checks,
+            guarded::a_resigned_leader_cannot_write,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {

@@ -1,8 +1,15 @@
--- txn(n, n × (key, version or ''), m, m × (put|del, key, value))
+-- txn(n, n × (key, version or ''), g, g × (lock key, owner token),
+--     m, m × (put|del, key, value))
 --   -> {1, version} committed, or {0, {keys whose check failed}}
 local now = now_ms()
 local at = 5
-local failed = {}
+local failed, named = {}, {}
+local function fail(key)
+  if not named[key] then
+    named[key] = true
+    failed[#failed + 1] = key
+  end
+end
 for _ = 1, tonumber(ARGV[4]) do
   local key, want = ARGV[at], ARGV[at + 1]
   at = at + 2
@@ -10,8 +17,16 @@ for _ = 1, tonumber(ARGV[4]) do
   local current = version_of(key)
   local holds
   if want == '' then holds = current == nil else holds = current == tonumber(want) end
-  if not holds then failed[#failed + 1] = key end
+  if not holds then fail(key) end
 end
+-- A lock is held while its key carries the holder's owner token.
+for _ = 1, tonumber(ARGV[at]) do
+  local key, token = ARGV[at + 1], ARGV[at + 2]
+  at = at + 2
+  expire(key, now)
+  if redis.call('HGET', hkey(key), 'owner') ~= token then fail(key) end
+end
+at = at + 1
 if #failed > 0 then return {0, failed} end
 local writes = {}
 for i = 1, tonumber(ARGV[at]) do
