@@ -132,9 +132,12 @@ fn term(holder: &crate::KvPair) -> (String, u64) {
 /// - Dropped or [`Leadership::resign`]ed: the office is given up (on drop,
 ///   in the background) and the next candidate takes it.
 /// - Renewals of the lock's session or lease run every `lock_ttl / 3`. One
-///   that fails is tried again; once none has succeeded for half the
-///   `lock_ttl` (well before the server frees the lock), or the server says
-///   the lock is gone, the term is over: [`Leadership::lost`] resolves.
+///   that fails is tried again; once 2/3 of the `lock_ttl` have passed since
+///   the last renewal that worked was sent (before the server can free the
+///   lock, even while a renewal hangs), or the server says the lock is gone,
+///   the term is over: [`Leadership::lost`] resolves.
+/// - [`Leadership::lock`] with [`Txn::check_held`](crate::Txn::check_held)
+///   makes writes the store refuses once the term is over.
 /// - A lost term does not come back: stop acting as leader, and
 ///   [`Election::campaign`] again to run for the next one. The fencing
 ///   token tells a resource a stale leader's requests from the new one's.

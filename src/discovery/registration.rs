@@ -89,10 +89,12 @@ struct Status {
 ///   is removed (on drop, in the background; should that fail, it expires
 ///   with its TTL).
 /// - A refresh that fails is tried again at the next period, and its error
-///   is [`Registration::last_error`]. Once no refresh has succeeded for a
-///   whole TTL, the node may have expired: [`Registration::is_registered`]
-///   turns false and [`Registration::lost`] resolves. The next refresh that
-///   succeeds registers the node again.
+///   is [`Registration::last_error`]. Once a whole TTL has passed since the
+///   last refresh that succeeded was sent (a refresh still unanswered then,
+///   as in a partition, does not count), the node may have expired:
+///   [`Registration::is_registered`] turns false and
+///   [`Registration::lost`] resolves. The next refresh that succeeds
+///   registers the node again.
 ///
 /// ```
 /// # #[tokio::main(flavor = "current_thread")]
@@ -124,6 +126,8 @@ pub struct Registration {
 
 impl Registration {
     /// Writes the node once (its error is the caller's), then keeps it.
+    /// The node counts as listed for a TTL from when its last write that
+    /// succeeded was *sent* (the store received it later).
     pub(super) async fn start(
         store: Arc<dyn Store>,
         claim: Claim,
@@ -236,10 +240,24 @@ impl Keeper {
                 _ = tokio::time::sleep(self.ttl / 3) => {}
             }
             let sent = Instant::now();
-            let written = self
-                .store
-                .put_with(&self.key, self.value.clone(), PutOptions::ttl(self.ttl))
-                .await;
+            let (store, key, value) = (self.store.clone(), self.key.clone(), self.value.clone());
+            let ttl = self.ttl;
+            let write = async move { store.put_with(&key, value, PutOptions::ttl(ttl)).await };
+            tokio::pin!(write);
+            // The node may be gone once its last write's TTL has passed,
+            // whether or not this refresh has answered yet (a partition
+            // leaves it hanging for the request timeout).
+            let written = tokio::select! {
+                _ = stop.cancelled() => break,
+                written = &mut write => written,
+                _ = tokio::time::sleep_until(self.expires) => {
+                    self.mark_expired();
+                    tokio::select! {
+                        _ = stop.cancelled() => break,
+                        written = &mut write => written,
+                    }
+                }
+            };
             self.record(sent, written);
         }
         let removed = self.store.delete(&self.key).await;
@@ -248,6 +266,17 @@ impl Keeper {
             tracing::warn!(%error, key, "removing a registration failed; it expires with its TTL");
         }
         removed
+    }
+
+    /// No refresh has succeeded within the last write's TTL.
+    fn mark_expired(&self) {
+        let key = &self.key;
+        tracing::warn!(
+            key,
+            "no discovery refresh succeeded within the TTL; the node may be gone"
+        );
+        self.status
+            .send_if_modified(|status| std::mem::replace(&mut status.registered, false));
     }
 
     fn record(&mut self, sent: Instant, written: Result<()>) {

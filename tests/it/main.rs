@@ -26,6 +26,8 @@ mod interop;
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod lock_safety;
 mod memory;
+#[cfg(any(feature = "consul", feature = "etcd", feature = "redis"))]
+mod partition;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(all(feature = "consul", feature = "etcd"))]

@@ -2,6 +2,9 @@
 //! - `cut()` drops every connection and refuses new ones until `restore()`;
 //! - `stall()` freezes every live connection (open, silent, forwarding
 //!   nothing) while new connections work;
+//! - `partition()` is a network partition: every live connection freezes
+//!   and new ones are accepted but forward nothing (packets dropped, no
+//!   reset), until `heal()` closes them all and forwards again;
 //! - `cut_next_replies(n)`: the next `n` connections forward their first reply
 //!   up to its head and one byte of its body, then close.
 //!
@@ -19,6 +22,8 @@ use tokio::sync::watch;
 pub struct FaultProxy {
     pub addr: String,
     open: Arc<AtomicBool>,
+    /// While set, new connections are held open and forward nothing.
+    partitioned: Arc<AtomicBool>,
     /// Bumped by `cut()`: live connections of older generations close.
     generation: watch::Sender<u64>,
     /// Bumped by `stall()`: live connections of older epochs freeze.
@@ -35,10 +40,12 @@ impl FaultProxy {
             .expect("bind loopback");
         let addr = listener.local_addr().expect("local addr").to_string();
         let open = Arc::new(AtomicBool::new(true));
+        let partitioned = Arc::new(AtomicBool::new(false));
         let replies_to_cut = Arc::new(AtomicUsize::new(0));
         let (generation, _) = watch::channel(0u64);
         let (stalls, _) = watch::channel(0u64);
         let upstream_ports = Arc::new(Mutex::new(Vec::new()));
+        let dropping = partitioned.clone();
         let (upstream, accepting, generations, stall_epochs, cut_tickets, ports) = (
             upstream.to_owned(),
             open.clone(),
@@ -58,6 +65,14 @@ impl FaultProxy {
                     .is_ok();
                 let mut cut = generations.subscribe();
                 let born = *cut.borrow_and_update();
+                if dropping.load(Ordering::SeqCst) {
+                    // Accepted, never answered, until the next generation.
+                    tokio::spawn(async move {
+                        while cut.changed().await.is_ok() && *cut.borrow() == born {}
+                        drop(client);
+                    });
+                    continue;
+                }
                 let mut stall = stall_epochs.subscribe();
                 stall.borrow_and_update();
                 let upstream = upstream.clone();
@@ -100,6 +115,7 @@ impl FaultProxy {
         FaultProxy {
             addr,
             open,
+            partitioned,
             generation,
             stalls,
             replies_to_cut,
@@ -127,6 +143,20 @@ impl FaultProxy {
     /// in either direction, until `cut()`. New connections work.
     pub fn stall(&self) {
         self.stalls.send_modify(|s| *s += 1);
+    }
+
+    /// A partition: every live connection freezes, new ones are accepted
+    /// and forward nothing, until [`FaultProxy::heal`].
+    pub fn partition(&self) {
+        self.partitioned.store(true, Ordering::SeqCst);
+        self.stall();
+    }
+
+    /// Ends a partition: the frozen connections close (as a reset would
+    /// after one), new ones forward again.
+    pub fn heal(&self) {
+        self.partitioned.store(false, Ordering::SeqCst);
+        self.generation.send_modify(|g| *g += 1);
     }
 
     /// The next `n` connections accepted forward their first reply only up

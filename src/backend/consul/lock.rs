@@ -6,9 +6,10 @@
 //! moment it exists, so a long wait in `acquire` cannot let it expire; once
 //! the lock is held a *monitor* task follows the key with blocking queries.
 //! The lock is lost (`Lock::lost()` resolves) when a renewal says the session
-//! is gone, when no renewal has succeeded for half the TTL (the store is
-//! unreachable: stop claiming the lock well before Consul frees it), or when
-//! the key is deleted or held by another session.
+//! is gone, at the keeper's local deadline (2/3 of the TTL after the last
+//! renewal that worked was sent: the store is unreachable, stop claiming the
+//! lock before Consul can free it), or when the key is deleted or held by
+//! another session.
 //!
 //! The key carries the flags of Consul's own `api.Lock`, so `consul lock`
 //! (which locks `PREFIX/.lock`) and Go's `api.Lock` on the same key wait for
