@@ -180,6 +180,15 @@ pub enum Error {
         /// The oldest version the store can still replay from.
         oldest: u64,
     },
+
+    /// A subscriber to a [`Cache`](crate::cache::Cache)'s changes fell so
+    /// far behind that changes it had not read were dropped; its stream
+    /// ends after this error. Subscribe again (and read the copy) to go on.
+    #[error("a cache's change subscriber fell {skipped} changes behind")]
+    Lagged {
+        /// How many changes it missed.
+        skipped: u64,
+    },
 }
 
 impl Error {
@@ -193,7 +202,6 @@ impl Error {
     }
 
     /// A [`Error::MalformedReply`] without a source.
-    #[cfg(any(feature = "consul", feature = "etcd"))]
     pub(crate) fn malformed(message: impl Into<String>) -> Self {
         Error::MalformedReply {
             message: message.into(),

@@ -1,5 +1,5 @@
-//! One async API over distributed key/value stores: Consul, etcd, an
-//! embedded in-process store and a durable embedded file store
+//! One async API over distributed key/value stores: Consul, etcd, Redis,
+//! an embedded in-process store and a durable embedded file store
 //! (`file:///path/store.redb`).
 //!
 //! Services use kvmesh to register machines in a cluster, keep cluster
@@ -35,12 +35,15 @@
 //!   after failures, yields events in version order without duplicates, and
 //!   when history is gone re-reads the state and yields the difference.
 //! - Locks have at most one holder; [`Lock::fencing_token`] grows every time
-//!   the lock changes hands.
+//!   the lock changes hands; [`Txn::check_held`] makes a write the store
+//!   applies only while the lock is held.
+//! - [`cache::Cache`] keeps a local copy of a prefix current on any store.
 
 mod backend;
 mod backoff;
 #[cfg(any(feature = "consul", feature = "etcd"))]
 mod base64_bytes;
+pub mod cache;
 mod config;
 pub mod discovery;
 pub mod election;

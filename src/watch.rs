@@ -235,6 +235,9 @@ pub struct Watch {
     /// when the task driving this watch changes.
     cancel_waker: Option<Waker>,
     registration: Registration,
+    /// How many of the first events are the initial state (a `Put` per key
+    /// as of one moment), where the backend says so.
+    initial_state: Option<usize>,
 }
 
 impl Watch {
@@ -248,7 +251,21 @@ impl Watch {
             cancelled: Box::pin(registration.token().clone().cancelled_owned()),
             cancel_waker: None,
             registration,
+            initial_state: None,
         }
+    }
+
+    /// Says that the first `events` events are the initial state: every key
+    /// as of one moment, before any change (a watch without `after`).
+    pub(crate) fn with_initial_state(mut self, events: Option<usize>) -> Self {
+        self.initial_state = events;
+        self
+    }
+
+    /// How many of the first events are the initial state, if the backend
+    /// said (`None` for a watch with `after`, or a store outside this crate).
+    pub(crate) fn initial_state(&self) -> Option<usize> {
+        self.initial_state
     }
 }
 

@@ -35,6 +35,65 @@ async fn next(watch: &mut Watch) -> KvEvent {
     }
 }
 
+/// A cache cut off while etcd compacts the history it would resume from
+/// catches up all the same: the difference, as ordinary changes.
+#[tokio::test]
+async fn a_cache_cut_off_during_a_compaction_catches_up() {
+    use kvmesh::cache::{Cache, CacheEvent};
+    let _serial = SERIAL.lock().await;
+    let test = "a_cache_cut_off_during_a_compaction_catches_up";
+    let Some(addr) = support::server_addr("KV_ETCD35_ADDR", test) else {
+        return;
+    };
+    let proxy = support::proxy::FaultProxy::start(&addr).await;
+    let watcher = kvmesh::connect(&format!("etcd://{}", proxy.addr))
+        .await
+        .unwrap();
+    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let dir = unique("cache-compaction");
+    let key = |name: &str| format!("{dir}{name}");
+    for name in ["kept", "changed", "deleted"] {
+        store.put(&key(name), Bytes::from("1")).await.unwrap();
+    }
+    let cache = Cache::open(watcher, &dir).await.unwrap();
+    let mut changes = cache.changes();
+
+    proxy.cut();
+    store.put(&key("changed"), Bytes::from("2")).await.unwrap();
+    store.put(&key("changed"), Bytes::from("3")).await.unwrap();
+    store.delete(&key("deleted")).await.unwrap();
+    store.put(&key("new"), Bytes::from("1")).await.unwrap();
+    let now = store.get(&key("new")).await.unwrap().unwrap().version;
+    post(
+        &addr,
+        "/v3/kv/compaction",
+        serde_json::json!({ "revision": now.to_string(), "physical": true }),
+    )
+    .await;
+    proxy.restore();
+
+    tokio::time::timeout(Duration::from_secs(60), cache.wait_for(now))
+        .await
+        .expect("the cache catches up")
+        .unwrap();
+    assert_eq!(cache.list(), store.get_range(&dir).await.unwrap());
+    let mut seen = BTreeSet::new();
+    while seen.len() < 3 {
+        let change = tokio::time::timeout(Duration::from_secs(20), changes.next())
+            .await
+            .expect("a change")
+            .expect("a live stream")
+            .unwrap();
+        let name = change.key().trim_start_matches(&dir).to_owned();
+        seen.insert(match change {
+            CacheEvent::Delete { .. } => format!("delete {name}"),
+            _ => format!("put {name}"),
+        });
+    }
+    let expected = ["delete deleted", "put changed", "put new"].map(String::from);
+    assert_eq!(seen, BTreeSet::from(expected));
+}
+
 #[tokio::test]
 async fn a_live_watch_cut_off_during_a_compaction_yields_the_difference() {
     let _serial = SERIAL.lock().await;

@@ -3,6 +3,8 @@
 //! lock TTL: it must learn it lost the lock strictly before anyone else can
 //! take it, and within the TTL of the cut; its prepared guarded write is
 //! refused once the partition heals. The same for a discovery registration.
+//! A cache cut off from its store serves its last copy, says it is stale,
+//! and catches up once the store is back.
 //! On Consul, etcd and Redis, each against its real server.
 
 use crate::support;
@@ -62,7 +64,8 @@ macro_rules! on_backends {
 
 on_backends!(
     a_partitioned_holder_knows_first,
-    a_partitioned_registration_knows_in_time
+    a_partitioned_registration_knows_in_time,
+    a_cache_serves_through_an_outage
 );
 
 async fn connect(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
@@ -173,4 +176,72 @@ async fn a_partitioned_registration_knows_in_time(scheme: &str, addr: &str) {
     assert!(!registration.is_registered());
     proxy.heal();
     drop(registration);
+}
+
+/// A cache through a store that is cut off keeps serving the last copy,
+/// says it is stale, and catches up (with what changed meanwhile) after.
+async fn a_cache_serves_through_an_outage(scheme: &str, addr: &str) {
+    use futures::StreamExt;
+    use kvmesh::cache::{Cache, CacheEvent, PROBE_INTERVAL};
+    let proxy = FaultProxy::start(addr).await;
+    let proxied = kvmesh::connect(&format!("{scheme}://{}?timeout=1s", proxy.addr))
+        .await
+        .expect("connect through the proxy");
+    let direct = connect(scheme, addr).await;
+    let prefix = unique("cache-outage");
+    let key = |name: &str| format!("{prefix}{name}");
+    for name in ["kept", "changed", "deleted"] {
+        direct.put(&key(name), Bytes::from("1")).await.unwrap();
+    }
+    let cache = Cache::open(proxied, &prefix).await.unwrap();
+    let mut changes = cache.changes();
+    let before = cache.list();
+    assert_eq!(before.len(), 3);
+
+    proxy.cut();
+    direct.put(&key("changed"), Bytes::from("2")).await.unwrap();
+    direct.delete(&key("deleted")).await.unwrap();
+    direct.put(&key("new"), Bytes::from("1")).await.unwrap();
+    let deadline = Instant::now() + PROBE_INTERVAL * 2 + Duration::from_secs(5);
+    while !cache.is_stale() {
+        assert!(
+            Instant::now() < deadline,
+            "the cut-off cache never said it is stale"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(cache.list(), before, "the last copy is served meanwhile");
+
+    proxy.restore();
+    let last = direct.get(&key("new")).await.unwrap().unwrap().version;
+    tokio::time::timeout(Duration::from_secs(60), cache.wait_for(last))
+        .await
+        .expect("the cache catches up after the outage")
+        .unwrap();
+    assert_eq!(cache.list(), direct.get_range(&prefix).await.unwrap());
+    let mut seen = Vec::new();
+    while seen.len() < 3 {
+        let change = tokio::time::timeout(Duration::from_secs(20), changes.next())
+            .await
+            .expect("the changes are reported")
+            .expect("a live stream")
+            .unwrap();
+        seen.push(match change {
+            CacheEvent::Put { pair, .. } => format!("put {}", pair.key.trim_start_matches(&prefix)),
+            CacheEvent::Delete { previous, .. } => {
+                format!("delete {}", previous.key.trim_start_matches(&prefix))
+            }
+            other => panic!("{other:?}"),
+        });
+    }
+    seen.sort();
+    assert_eq!(seen, ["delete deleted", "put changed", "put new"]);
+    let deadline = Instant::now() + PROBE_INTERVAL * 2 + Duration::from_secs(5);
+    while cache.is_stale() {
+        assert!(
+            Instant::now() < deadline,
+            "still stale after the store came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -112,8 +112,9 @@ impl ConsulStore {
     }
 
     async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
-        let events = watch::open(&self.inner, target.clone(), options).await?;
-        Ok(Watch::new(events, self.inner.registry.register(target)))
+        let (events, initial) = watch::open(&self.inner, target.clone(), options).await?;
+        let watch = Watch::new(events, self.inner.registry.register(target));
+        Ok(watch.with_initial_state(initial))
     }
 }
 

@@ -266,7 +266,8 @@ pub(super) async fn open(
     inner: &Arc<Inner>,
     target: WatchTarget,
     options: WatchOptions,
-) -> Result<BoxStream<'static, Result<KvEvent>>> {
+) -> Result<(BoxStream<'static, Result<KvEvent>>, Option<usize>)> {
+    let initial_wanted = options.after.is_none();
     let mut subscriber = Subscriber {
         inner: inner.clone(),
         target,
@@ -277,16 +278,15 @@ pub(super) async fn open(
         pending: VecDeque::new(),
     };
     subscriber.start().await?;
-    Ok(
-        futures::stream::unfold(Some(subscriber), |subscriber| async move {
-            let mut subscriber = subscriber?;
-            match subscriber.next_event().await {
-                Ok(event) => Some((Ok(event), Some(subscriber))),
-                Err(error) => Some((Err(error), None)),
-            }
-        })
-        .boxed(),
-    )
+    let initial = initial_wanted.then_some(subscriber.pending.len());
+    let events = futures::stream::unfold(Some(subscriber), |subscriber| async move {
+        let mut subscriber = subscriber?;
+        match subscriber.next_event().await {
+            Ok(event) => Some((Ok(event), Some(subscriber))),
+            Err(error) => Some((Err(error), None)),
+        }
+    });
+    Ok((events.boxed(), initial))
 }
 
 impl Subscriber {

@@ -165,7 +165,7 @@ async fn monitor(
 ) {
     let watch =
         super::watch::open(&inner, WatchTarget::Key(key), WatchOptions::after(created)).await;
-    let Ok(mut changes) = watch else {
+    let Ok((mut changes, _)) = watch else {
         return; // the keeper still notices a lost lease
     };
     loop {

@@ -125,7 +125,7 @@ pub(super) async fn wait_for_turn(inner: &Arc<Inner>, prefix: &str, revision: i6
         };
         let key = before.key_text()?;
         let after = u64::try_from(reply.header.revision).unwrap_or(0);
-        let mut changes =
+        let (mut changes, _) =
             super::watch::open(inner, WatchTarget::Key(key), WatchOptions::after(after)).await?;
         while let Some(event) = changes.next().await {
             if let KvEvent::Delete { .. } = event? {

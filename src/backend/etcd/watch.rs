@@ -61,19 +61,23 @@ pub(super) async fn open(
     inner: &Arc<Inner>,
     target: WatchTarget,
     options: WatchOptions,
-) -> Result<BoxStream<'static, Result<KvEvent>>> {
-    let watch = match options.after {
-        None => open_now(inner, target).await?,
-        Some(after) => open_after(inner, target, after).await?,
+) -> Result<(BoxStream<'static, Result<KvEvent>>, Option<usize>)> {
+    let (watch, initial) = match options.after {
+        None => {
+            let watch = open_now(inner, target).await?;
+            let initial = watch.pending.len();
+            (watch, Some(initial))
+        }
+        Some(after) => (open_after(inner, target, after).await?, None),
     };
-    Ok(futures::stream::unfold(Some(watch), |watch| async move {
+    let events = futures::stream::unfold(Some(watch), |watch| async move {
         let mut watch = watch?;
         match watch.next_event().await {
             Ok(event) => Some((Ok(event), Some(watch))),
             Err(error) => Some((Err(error), None)),
         }
-    })
-    .boxed())
+    });
+    Ok((events.boxed(), initial))
 }
 
 /// A watch from the present: its state now, then every change.

@@ -158,8 +158,9 @@ impl MemoryStore {
         if !self.shared.purge_started.load(Ordering::Acquire) && self.shared.read().has_ttl_keys() {
             self.ensure_purge_task();
         }
-        let events = watch::open(&self.shared, target.clone(), options)?;
-        Ok(Watch::new(events, self.shared.registry.register(target)))
+        let (events, initial) = watch::open(&self.shared, target.clone(), options)?;
+        let watch = Watch::new(events, self.shared.registry.register(target));
+        Ok(watch.with_initial_state(initial))
     }
 }
 

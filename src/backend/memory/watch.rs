@@ -48,7 +48,7 @@ pub(super) fn open(
     shared: &Arc<Shared>,
     target: WatchTarget,
     options: &WatchOptions,
-) -> Result<BoxStream<'static, Result<KvEvent>>> {
+) -> Result<(BoxStream<'static, Result<KvEvent>>, Option<usize>)> {
     let mut state = shared.write();
     let rx = state.subscribe(&target);
     let (pending, resume_after) = match options.after {
@@ -64,6 +64,7 @@ pub(super) fn open(
     };
     let seen = state.seq();
     drop(state);
+    let initial = options.after.is_none().then_some(pending.len());
     let watch = MemoryWatch {
         shared: shared.clone(),
         target,
@@ -73,7 +74,7 @@ pub(super) fn open(
         resume_after,
         ended: false,
     };
-    Ok(futures::stream::unfold(watch, |mut watch| async move {
+    let events = futures::stream::unfold(watch, |mut watch| async move {
         let event = watch.next_event().await?;
         // A durable store shows a change once it is on disk.
         if let Ok(change) = &event
@@ -83,8 +84,8 @@ pub(super) fn open(
             return Some((Err(e), watch));
         }
         Some((event, watch))
-    })
-    .boxed())
+    });
+    Ok((events.boxed(), initial))
 }
 
 impl MemoryWatch {

@@ -140,8 +140,10 @@ impl RedisStore {
 
     async fn watch_target(&self, target: WatchTarget, options: &WatchOptions) -> Result<Watch> {
         self.ensure_sweeper();
-        let events = watch::open(&self.client, &self.hub, target.clone(), options).await?;
-        Ok(Watch::new(events, self.registry.register(target)))
+        let (events, initial) =
+            watch::open(&self.client, &self.hub, target.clone(), options).await?;
+        let watch = Watch::new(events, self.registry.register(target));
+        Ok(watch.with_initial_state(initial))
     }
 }
 

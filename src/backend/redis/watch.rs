@@ -82,7 +82,7 @@ pub(super) async fn open(
     hub: &Arc<Hub>,
     target: WatchTarget,
     options: &WatchOptions,
-) -> Result<BoxStream<'static, Result<KvEvent>>> {
+) -> Result<(BoxStream<'static, Result<KvEvent>>, Option<usize>)> {
     let (pending, delivered) = match options.after {
         None => {
             let (revision, pairs, _) = read_state(client, &target, None).await?;
@@ -91,6 +91,8 @@ pub(super) async fn open(
         }
         Some(after) => (VecDeque::new(), after_version(after)),
     };
+    // The catch-up below queues changes after the initial state.
+    let initial = options.after.is_none().then_some(pending.len());
     let (hub_position, rx, registration) = hub.register(client, target.clone(), delivered);
     let mut watch = RedisWatch {
         client: client.clone(),
@@ -102,11 +104,11 @@ pub(super) async fn open(
         ended: false,
     };
     watch.catch_up(hub_position).await?;
-    Ok(futures::stream::unfold(watch, |mut watch| async move {
+    let events = futures::stream::unfold(watch, |mut watch| async move {
         let event = watch.next_event().await?;
         Some((event, watch))
-    })
-    .boxed())
+    });
+    Ok((events.boxed(), initial))
 }
 
 impl RedisWatch {

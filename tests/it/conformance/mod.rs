@@ -10,6 +10,7 @@
 //! configured, so that the case is reported as skipped.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod cache;
 pub mod guarded;
 pub mod kv;
 pub mod lock;
@@ -185,6 +186,11 @@ macro_rules! suite {
             guarded::a_lock_released_elsewhere_guards_nothing,
             guarded::a_lock_check_combines_with_version_checks,
             guarded::a_resigned_leader_cannot_write,
+            cache::cache_opens_on_existing_keys,
+            cache::cache_converges_under_concurrent_writers,
+            cache::cache_changes_carry_the_previous_values,
+            cache::cache_holds_only_its_prefix,
+            cache::cache_clones_share_one_copy,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {
