@@ -8,16 +8,19 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Backend {
-    /// The embedded in-process store (`memory://`).
+    /// The embedded in-process store (`memory://`). Always built.
     Memory,
     /// HashiCorp Consul's KV store over its HTTP API (`consul://host:port`).
+    /// Needs the `consul` feature (`consul+https://`: and `tls`).
     Consul,
-    /// etcd v3 through its JSON gateway (`etcd://host:port`).
+    /// etcd v3 through its JSON gateway (`etcd://host:port`). Needs the
+    /// `etcd` feature (`etcd+https://`: and `tls`).
     Etcd,
-    /// Redis 7 (`redis://[user:password@]host:port[/db]`).
+    /// Redis 7 (`redis://[user:password@]host:port[/db]`). Needs the `redis`
+    /// feature (`rediss://`: and `tls`).
     Redis,
     /// The durable embedded store in one file (`file:///path/store.redb`);
-    /// its one endpoint is the file's path.
+    /// its one endpoint is the file's path. Needs the `file` feature.
     File,
 }
 

@@ -123,9 +123,12 @@ pub fn create_store(
 }
 
 /// Opens a store from a URL: `memory://`, `file:///path/store.redb`,
-/// `consul://host:port[,host:port...]`, `etcd://host:port[,...]`, with
-/// options as query parameters (`?timeout=5s`, `?lock_ttl=15s`,
-/// `?history=10000`).
+/// `redis://[user:password@]host:port[/db]` (`rediss://` for TLS),
+/// `consul://host:port[,host:port...]`, `etcd://host:port[,...]`
+/// (`consul+https://`, `etcd+https://`), with options as query parameters
+/// (`?timeout=5s`, `?lock_ttl=15s`, `?history=10000`). Each backend takes
+/// only the options it uses (docs/options.md has the table); another is
+/// [`Error::InvalidArgument`] naming the ones it takes.
 ///
 /// Unlike [`create_store`], it checks that a network store answers before
 /// it returns (one endpoint answering is enough), within the `timeout`:

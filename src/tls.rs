@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 
 /// How a network store talks TLS: set [`crate::Config::tls`], or use the
-/// `consul+https://` / `etcd+https://` schemes with the URL options
-/// `ca_file`, `cert_file`, `key_file` and `tls_server_name`.
+/// `consul+https://` / `etcd+https://` / `rediss://` schemes with the URL
+/// options `ca_file`, `cert_file`, `key_file` and `tls_server_name`. Needs
+/// the `tls` feature: without it, TLS settings are
+/// [`Error::Unsupported`](crate::Error::Unsupported).
 ///
 /// ```
 /// use kvmesh::{Config, TlsConfig};

@@ -4,6 +4,64 @@ use std::time::Duration;
 
 use crate::{Backend, Config, Error, Result};
 
+/// Every URL form, for hints and help texts: one list, so none leaves a
+/// backend out.
+pub(crate) const URL_FORMS: &str = "memory://, file:///path/store.redb, \
+redis://[user:password@]host:port[/db], consul://host:port or etcd://host:port";
+
+const TLS_OPTIONS: [&str; 4] = ["ca_file", "cert_file", "key_file", "tls_server_name"];
+
+/// The options each backend uses; any other is refused, naming these.
+pub(crate) fn options_of(backend: Backend) -> Vec<&'static str> {
+    let mut options = match backend {
+        Backend::Memory | Backend::File => return vec!["history", "max_value_size"],
+        Backend::Redis => vec!["timeout", "lock_ttl", "history", "namespace"],
+        Backend::Consul => vec!["timeout", "lock_ttl", "stall_timeout", "token", "dc"],
+        Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout"],
+        // A backend added later takes what its own arm says.
+        #[allow(unreachable_patterns)]
+        _ => vec![],
+    };
+    options.extend(TLS_OPTIONS);
+    options
+}
+
+/// Applies each `name=value` of a query string, refusing an option that
+/// `backend` does not use.
+fn set_options(config: &mut Config, backend: Backend, query: &str) -> Result<()> {
+    let takes = options_of(backend);
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+        if !takes.contains(&name) {
+            let known = KNOWN_OPTIONS.contains(&name);
+            return Err(Error::InvalidArgument(format!(
+                "{} option {name:?} for {}://: it takes {}",
+                if known { "no" } else { "unknown" },
+                backend.name(),
+                takes.join(", ")
+            )));
+        }
+        set_option(config, name, value)?;
+    }
+    Ok(())
+}
+
+/// Every option some backend takes.
+const KNOWN_OPTIONS: [&str; 12] = [
+    "timeout",
+    "lock_ttl",
+    "stall_timeout",
+    "history",
+    "max_value_size",
+    "namespace",
+    "token",
+    "dc",
+    "ca_file",
+    "cert_file",
+    "key_file",
+    "tls_server_name",
+];
+
 /// A parsed `connect` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct StoreUrl {
@@ -15,11 +73,9 @@ pub(crate) struct StoreUrl {
 /// its endpoints and a [`Config`]. Errors never echo the URL, which may carry
 /// credentials.
 pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
-    let (scheme, rest) = url.split_once("://").ok_or_else(|| {
-        Error::InvalidArgument(
-            "a store URL looks like memory://, file:///path/store.redb, consul://host:port or etcd://host:port".into(),
-        )
-    })?;
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| Error::InvalidArgument(format!("a store URL looks like {URL_FORMS}")))?;
     let (backend, https) = match scheme {
         "memory" => (Backend::Memory, false),
         "file" => return parse_file_url(rest),
@@ -69,10 +125,7 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
         }
         _ => {}
     }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        set_option(&mut config, name, value)?;
-    }
+    set_options(&mut config, backend, query)?;
     Ok((StoreUrl { backend, endpoints }, config))
 }
 
@@ -92,10 +145,7 @@ fn parse_file_url(rest: &str) -> Result<(StoreUrl, Config)> {
     }
     let path = percent_decode("path", path)?;
     let mut config = Config::from_env();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        set_option(&mut config, name, value)?;
-    }
+    set_options(&mut config, Backend::File, query)?;
     let url = StoreUrl {
         backend: Backend::File,
         endpoints: vec![path],
@@ -140,11 +190,7 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
                 Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
             })?
         }
-        _ => {
-            return Err(Error::InvalidArgument(format!(
-                "unknown option {name:?} (known: timeout, lock_ttl, stall_timeout, history, max_value_size, namespace, token, dc, ca_file, cert_file, key_file, tls_server_name)"
-            )));
-        }
+        _ => return Err(Error::InvalidArgument(format!("unknown option {name:?}"))),
     }
     Ok(())
 }
@@ -304,6 +350,48 @@ mod tests {
             parse_url("nonsense"),
             Err(Error::InvalidArgument(_))
         ));
+    }
+
+    #[test]
+    fn each_backend_takes_only_its_own_options() {
+        let refused = [
+            ("etcd://127.0.0.1:2379?namespace=x", "namespace", "etcd://"),
+            ("redis://127.0.0.1:6379?dc=x", "dc", "redis://"),
+            (
+                "redis://127.0.0.1:6379?max_value_size=1KiB",
+                "max_value_size",
+                "redis://",
+            ),
+            ("file:///tmp/a.redb?timeout=1s", "timeout", "file://"),
+            ("memory://?lock_ttl=3s", "lock_ttl", "memory://"),
+            ("consul://127.0.0.1:8500?history=5", "history", "consul://"),
+        ];
+        for (url, option, backend) in refused {
+            let Err(Error::InvalidArgument(message)) = parse_url(url) else {
+                panic!("{url} was accepted");
+            };
+            assert!(
+                message.contains(option) && message.contains(backend),
+                "{message}"
+            );
+            assert!(message.contains("it takes"), "{message}");
+        }
+        let Err(Error::InvalidArgument(message)) = parse_url("etcd://h:1?colour=x") else {
+            panic!("an unknown option was accepted");
+        };
+        assert!(
+            message.starts_with("unknown option \"colour\" for etcd://"),
+            "{message}"
+        );
+        for url in [
+            "redis://h:1?history=5&namespace=app&timeout=1s&lock_ttl=3s",
+            "consul://h:1?token=t&dc=eu&stall_timeout=1m",
+            "etcd://h:1?timeout=1s&lock_ttl=3s&stall_timeout=1m",
+            "file:///tmp/a.redb?history=5&max_value_size=1KiB",
+        ] {
+            parse_url(url).unwrap();
+        }
+        assert!(URL_FORMS.contains("redis://") && URL_FORMS.contains("file://"));
     }
 
     #[test]

@@ -37,6 +37,7 @@ use futures::{Stream, StreamExt};
 use serde::{Deserialize, Serialize};
 
 pub use self::registration::Registration;
+use crate::cache::Cache;
 use crate::{Error, KvEvent, Result, Store, WatchOptions};
 
 /// Where registrations live unless [`Discovery::with_root`] says otherwise.
@@ -159,6 +160,17 @@ impl Discovery {
         pairs.iter().map(|pair| decode(&pair.value)).collect()
     }
 
+    /// A local copy of `service`'s members, kept current by one watch
+    /// ([`Cache`]): [`MemberCache::members`] answers from memory, with no
+    /// request. For a service that reads its members often (each request it
+    /// routes); [`Discovery::members`] stays one read, with no watch left
+    /// behind.
+    pub async fn cache(&self, service: &str) -> Result<MemberCache> {
+        let prefix = self.service_prefix(service)?;
+        let cache = Cache::open(self.store.clone(), &prefix).await?;
+        Ok(MemberCache { cache })
+    }
+
     /// Membership changes of `service`: first a `Joined` for every current
     /// member, then every join, update and leave.
     pub async fn watch_members(&self, service: &str) -> Result<MemberStream> {
@@ -195,6 +207,27 @@ impl Discovery {
         Ok(MemberStream {
             events: events.boxed(),
         })
+    }
+}
+
+/// A local copy of one service's members, from [`Discovery::cache`].
+/// Clones share one copy.
+#[derive(Debug, Clone)]
+pub struct MemberCache {
+    cache: Cache,
+}
+
+impl MemberCache {
+    /// The members, by id, from memory. An entry that is not a node (written
+    /// by something else) is an error, as in [`Discovery::members`].
+    pub fn members(&self) -> Result<Vec<Node>> {
+        let pairs = self.cache.list();
+        pairs.iter().map(|pair| decode(&pair.value)).collect()
+    }
+
+    /// The copy underneath: its version, `wait_for`, `changes`, `is_stale`.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
     }
 }
 

@@ -19,3 +19,35 @@ impl HttpClient {
         }
     }
 }
+
+impl Error {
+    /// This error, or, when an HTTP exchange failed because the reply was
+    /// not HTTP at all (a Redis server answering), one that says so in a
+    /// line: `is it <expected>?`.
+    pub(crate) fn not_http(self, expected: &str) -> Error {
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&self);
+        while let Some(error) = cause {
+            if let Some(hyper) = error.downcast_ref::<hyper::Error>()
+                && (hyper.is_parse() || hyper.is_incomplete_message())
+            {
+                let message = match &self {
+                    Error::Unreachable { message, .. } => {
+                        match message.strip_prefix("no endpoint answered ") {
+                            Some(endpoints) => format!("connecting to {endpoints}"),
+                            None => message.clone(),
+                        }
+                    }
+                    _ => "connecting".to_owned(),
+                };
+                return Error::MalformedReply {
+                    message: format!(
+                        "{message}: the server there does not speak HTTP (is it {expected}?)"
+                    ),
+                    source: None,
+                };
+            }
+            cause = error.source();
+        }
+        self
+    }
+}

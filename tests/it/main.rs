@@ -36,3 +36,5 @@ mod secrets;
 mod servers;
 #[cfg(all(feature = "consul", feature = "etcd", feature = "tls"))]
 mod tls;
+#[cfg(all(feature = "consul", feature = "etcd", feature = "redis"))]
+mod wrong_server;

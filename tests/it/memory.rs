@@ -345,3 +345,42 @@ async fn a_backend_left_out_of_the_build_names_its_feature() {
         );
     }
 }
+
+/// A `changes()` subscriber that stops reading is told it lagged, once,
+/// and neither the copy nor a subscriber that keeps up loses anything.
+#[tokio::test(start_paused = true)]
+async fn a_lagging_cache_subscriber_errs_once_and_slows_nothing() {
+    use futures::StreamExt;
+    use kvmesh::cache::Cache;
+    let store = kvmesh::connect("memory://").await.unwrap();
+    let cache = Cache::open(store.clone(), "flags/").await.unwrap();
+    let mut idle = cache.changes();
+    let mut reader = cache.changes();
+    let reading = tokio::spawn(async move {
+        let mut seen = 0u32;
+        while seen < 10_000 {
+            reader.next().await.expect("live").expect("keeps up");
+            seen += 1;
+        }
+        seen
+    });
+    for i in 0..10_000u32 {
+        store
+            .put(
+                &format!("flags/{}", i % 50),
+                kvmesh::Bytes::from(i.to_string()),
+            )
+            .await
+            .unwrap();
+        tokio::task::yield_now().await; // the reader keeps up; `idle` does not
+    }
+    assert_eq!(reading.await.unwrap(), 10_000);
+    let last = store.get("flags/49").await.unwrap().unwrap();
+    cache.wait_for(last.version).await.unwrap();
+    assert_eq!(cache.list(), store.get_range("flags/").await.unwrap());
+    match idle.next().await {
+        Some(Err(kvmesh::Error::Lagged { skipped })) => assert!(skipped > 0),
+        other => panic!("expected Lagged, got {other:?}"),
+    }
+    assert!(idle.next().await.is_none(), "the lagged stream ends");
+}

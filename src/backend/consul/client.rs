@@ -315,7 +315,15 @@ impl ConsulClient {
                 operation,
             )
             .await
-            .map_err(|e| self.http.none_answered(e))?;
+            .map_err(|e| self.http.none_answered(e).not_http("a Consul agent"))?;
+        if reply.status == StatusCode::NOT_FOUND {
+            // etcd's gateway (or any HTTP server that is not Consul) has no
+            // such path.
+            return Err(Error::MalformedReply {
+                message: "connecting to Consul: the server there does not speak the Consul HTTP API (it answered 404 to /v1/status/leader)".into(),
+                source: None,
+            });
+        }
         Self::expect_ok(reply, operation, None).map(drop)
     }
 

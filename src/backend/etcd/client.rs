@@ -302,17 +302,23 @@ impl EtcdClient {
     /// Asks for the member's status (authenticating first, when the store
     /// has credentials): any answer means it is up.
     pub(super) async fn check_reachable(&self) -> Result<()> {
-        let status: serde::de::IgnoredAny = self
-            .call(
-                "/v3/maintenance/status",
-                &serde_json::json!({}),
-                true,
-                "etcd status",
-            )
+        let path = "/v3/maintenance/status";
+        let status: std::result::Result<serde::de::IgnoredAny, _> = self
+            .call_checked(path, &serde_json::json!({}), true, "etcd status")
             .await
-            .map_err(|e| self.http.none_answered(e))?;
-        let _ = status;
-        Ok(())
+            .map_err(|e| self.http.none_answered(e).not_http("an etcd server"))?;
+        match status {
+            Ok(_) => Ok(()),
+            // Consul (or any HTTP server without etcd's gateway) has no
+            // such path.
+            Err(refusal) if refusal.status == 404 => Err(Error::MalformedReply {
+                message: format!(
+                    "connecting to etcd: the server there does not speak the etcd API (it answered 404 to {path})"
+                ),
+                source: None,
+            }),
+            Err(refusal) => Err(refusal.error),
+        }
     }
 
     /// Grants a lease of at least `ttl` (whole seconds, rounded up; etcd

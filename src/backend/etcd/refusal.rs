@@ -36,6 +36,8 @@ pub(super) mod code {
 #[derive(Debug)]
 pub(super) struct Refusal {
     pub(super) code: i32,
+    /// The reply's HTTP status.
+    pub(super) status: u16,
     /// etcd's own message.
     pub(super) message: String,
     /// The auth token expired or is unknown: authenticate again.
@@ -55,6 +57,7 @@ impl Refusal {
             .unwrap_or_else(|| reply.excerpt());
         Refusal {
             code: body.code,
+            status: reply.status.as_u16(),
             invalid_token: is_invalid_token(body.code, &message),
             error: classify_code(body.code, &message, operation, reply.status.as_u16()),
             message,

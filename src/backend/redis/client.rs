@@ -181,6 +181,28 @@ impl Client {
                 after: self.timeout,
             };
         }
+        if matches!(e.kind(), redis::ErrorKind::Parse) {
+            // An HTTP server (Consul, etcd) answers a Redis command with
+            // text the parser cannot read: say so in one line.
+            return Error::MalformedReply {
+                message: format!(
+                    "{operation} on redis {}: the server there does not speak the Redis protocol (is it another kind of server?)",
+                    self.endpoint
+                ),
+                source: None,
+            };
+        }
+        if operation == "connecting" && e.is_connection_dropped() && !e.is_connection_refusal() {
+            // A server that cuts a Redis client off at once (etcd's
+            // multiplexed port does) is most likely not Redis.
+            return Error::Unreachable {
+                message: format!(
+                    "{operation} on redis {}: the server there closed the connection at once (is it a Redis server?)",
+                    self.endpoint
+                ),
+                source: Some(Arc::new(e)),
+            };
+        }
         if e.is_io_error() || e.is_connection_refusal() || e.is_connection_dropped() {
             return Error::Unreachable {
                 message,

@@ -176,3 +176,34 @@ pub async fn cache_clones_share_one_copy(ctx: Ctx) {
     let ended = tokio::time::timeout(Duration::from_secs(10), changes.next()).await;
     assert!(matches!(ended, Ok(None)), "{ended:?}");
 }
+
+/// `Discovery::cache`: the members from memory, current after each change.
+pub async fn discovery_members_from_a_cache(ctx: Ctx) {
+    use kvmesh::discovery::{Discovery, Node};
+    let discovery = Discovery::with_root(ctx.store.clone(), ctx.key("discovery/"));
+    let ttl = Duration::from_secs(30);
+    let a = Node::new("a", "10.0.0.1:1");
+    let _a = discovery.register("svc", a.clone(), ttl).await.unwrap();
+    let members = discovery.cache("svc").await.unwrap();
+    assert_eq!(members.members().unwrap(), std::slice::from_ref(&a));
+    let b = Node::new("b", "10.0.0.2:1");
+    let registration_b = discovery.register("svc", b.clone(), ttl).await.unwrap();
+    let written = ctx
+        .other
+        .get(&ctx.key("discovery/svc/b"))
+        .await
+        .unwrap()
+        .unwrap();
+    caught_up(members.cache(), written.version).await;
+    assert_eq!(members.members().unwrap(), [a.clone(), b]);
+    registration_b.deregister().await.unwrap();
+    let deadline = tokio::time::Instant::now() + EVENT_DEADLINE;
+    while members.members().unwrap().len() != 1 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "b never left the copy"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(members.members().unwrap(), [a]);
+}

@@ -191,6 +191,7 @@ macro_rules! suite {
             cache::cache_changes_carry_the_previous_values,
             cache::cache_holds_only_its_prefix,
             cache::cache_clones_share_one_copy,
+            cache::discovery_members_from_a_cache,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {
