@@ -151,10 +151,15 @@ pub enum Error {
 
     /// The file store's file is open already, by another process or by
     /// another store of this one: one store at a time owns a file.
-    #[error("the store at {path} is in use by another process or store")]
+    #[error("the store at {path} is in use by {}", holder_text(*.holder))]
+    #[non_exhaustive]
     StoreInUse {
         /// The file.
         path: std::path::PathBuf,
+        /// The process that holds it, where the system says (Linux's
+        /// `/proc/locks`); this process's own id when another store of this
+        /// process has it.
+        holder: Option<u32>,
     },
 
     /// The file store's file could not be read or written (an I/O error, a
@@ -181,6 +186,16 @@ pub enum Error {
         oldest: u64,
     },
 
+    /// A write could not be made because a lock holds the key (on Consul,
+    /// a TTL write of a key a lock's session holds). Not retryable as it
+    /// is: the lock must be released first.
+    #[error("{key:?} is held by a lock: release the lock first, or write it as its holder")]
+    #[non_exhaustive]
+    HeldByLock {
+        /// The key.
+        key: String,
+    },
+
     /// A subscriber to a [`Cache`](crate::cache::Cache)'s changes fell so
     /// far behind that changes it had not read were dropped; its stream
     /// ends after this error. Subscribe again (and read the copy) to go on.
@@ -189,6 +204,15 @@ pub enum Error {
         /// How many changes it missed.
         skipped: u64,
     },
+}
+
+/// Who holds a file store, for [`Error::StoreInUse`]'s message.
+fn holder_text(holder: Option<u32>) -> String {
+    match holder {
+        Some(pid) if pid == std::process::id() => "another store of this process".to_owned(),
+        Some(pid) => format!("process {pid}"),
+        None => "another process or store".to_owned(),
+    }
 }
 
 impl Error {

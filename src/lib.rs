@@ -61,6 +61,7 @@ mod prefixed;
 pub mod semaphore;
 mod store;
 mod tls;
+mod ttl;
 mod txn;
 mod url;
 mod watch;

@@ -64,3 +64,28 @@ impl TlsConfig {
         self
     }
 }
+
+/// The rustls crypto provider kvmesh's TLS connections use: the process's
+/// default when the application installed one (for example aws-lc-rs, for
+/// post-quantum key exchange), else *ring*, which builds with no C
+/// toolchain.
+#[cfg(all(feature = "tls", any(feature = "consul", feature = "etcd")))]
+pub(crate) fn crypto_provider() -> std::sync::Arc<rustls::crypto::CryptoProvider> {
+    match rustls::crypto::CryptoProvider::get_default() {
+        Some(provider) => provider.clone(),
+        None => std::sync::Arc::new(ring_provider()),
+    }
+}
+
+/// *ring*'s provider. rustls 0.23.48 deprecates it for having no
+/// post-quantum key exchange; it stays the fallback by choice (see
+/// [`crypto_provider`]), and an application that wants post-quantum key
+/// exchange installs a provider that has it.
+#[cfg(all(
+    feature = "tls",
+    any(feature = "consul", feature = "etcd", feature = "redis")
+))]
+#[allow(deprecated)]
+pub(crate) fn ring_provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}

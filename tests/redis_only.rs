@@ -277,3 +277,74 @@ async fn a_lock_is_lost_when_its_key_is_written() {
     let next = other.try_acquire("job", Bytes::from("next")).await.unwrap();
     assert!(next.is_some(), "free for the next holder");
 }
+
+/// A server whose `maxmemory-policy` may evict the store's keys is refused
+/// at `connect`, naming the setting: an evicted index or log entry would
+/// leave writes half-made.
+#[tokio::test]
+async fn a_server_that_may_evict_keys_is_refused_at_connect() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_server_that_may_evict_keys_is_refused_at_connect";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    /// Puts the shared server back to `noeviction`, also on a failure.
+    struct Restore<'a>(&'a str);
+    impl Drop for Restore<'_> {
+        fn drop(&mut self) {
+            redis_cli(self.0, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+        }
+    }
+    let _restore = Restore(&addr);
+    for policy in ["allkeys-lru", "volatile-ttl"] {
+        redis_cli(&addr, &["CONFIG", "SET", "maxmemory-policy", policy]);
+        match kvmesh::connect(&format!("redis://{addr}")).await {
+            Err(Error::Unsupported { what, .. }) => {
+                assert!(
+                    what.contains("maxmemory-policy") && what.contains(policy),
+                    "{what}"
+                );
+            }
+            other => panic!("{policy}: {other:?}"),
+        }
+    }
+    redis_cli(&addr, &["CONFIG", "SET", "maxmemory-policy", "noeviction"]);
+    kvmesh::connect(&format!("redis://{addr}")).await.unwrap();
+}
+
+/// A watch nobody reads holds at most its channel's worth of changes: the
+/// rest it reads from the change log when it is read again, in order,
+/// nothing lost or repeated.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unread_watch_stays_bounded_and_loses_nothing() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "an_unread_watch_stays_bounded_and_loses_nothing";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("unread");
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}&history=100000"))
+        .await
+        .unwrap();
+    let mut watch = store
+        .watch_range("w/", WatchOptions::default())
+        .await
+        .unwrap();
+    const PUTS: usize = 3_000; // about three channels' worth
+    let value = Bytes::from(vec![b'x'; 1024]);
+    for chunk in (0..PUTS).collect::<Vec<_>>().chunks(50) {
+        let puts = chunk.iter().map(|i| {
+            let (store, value) = (store.clone(), value.clone());
+            async move { store.put(&format!("w/{i:05}"), value).await }
+        });
+        futures::future::try_join_all(puts).await.unwrap();
+    }
+    let mut last = 0;
+    for n in 0..PUTS {
+        let event = next(&mut watch).await;
+        assert!(event.version() > last, "event {n} out of order or repeated");
+        last = event.version();
+    }
+    let quiet = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
+    assert!(quiet.is_err(), "more events than writes: {quiet:?}");
+}

@@ -10,7 +10,8 @@ use clap::{Parser, Subcommand, ValueEnum};
     name = "kv",
     version,
     after_help = "Examples:
-  export KV_URL=etcd://127.0.0.1:2379    # or file://./state.redb: no server
+  kv put config/replicas 3               # no --url, no KV_URL: a file store (kv where)
+  export KV_URL=etcd://127.0.0.1:2379    # a server: shared between processes
   kv put config/replicas 3
   kv get config/replicas
   kv ls config/ --output json
@@ -20,9 +21,14 @@ use clap::{Parser, Subcommand, ValueEnum};
 pub(crate) struct Cli {
     /// The store: file:///path/store.redb, memory://, consul://host:port,
     /// etcd://host:port, redis://host:port, with ?options (see the kvmesh
-    /// docs). Default: $KV_URL.
+    /// docs). Default: $KV_URL, else a file store in your data directory
+    /// (`kv where` prints it).
     #[arg(long, env = "KV_URL", global = true, hide_env_values = true)]
     pub(crate) url: Option<String>,
+    /// How long to wait for a file store that another process has open (a
+    /// file store serves one process at a time).
+    #[arg(long, global = true, value_parser = parse_duration, default_value = "5s")]
+    pub(crate) wait: Duration,
     /// How to print results: text for people, json for scripts (one JSON
     /// value per result; `watch` prints one JSON object per line).
     #[arg(long, value_enum, default_value_t = Output::Text, global = true)]
@@ -48,9 +54,11 @@ pub(crate) enum Command {
     Get { key: String },
     /// Writes a value.
     #[command(after_help = "Examples:\n  kv put config/replicas 3\n  \
-                            kv put nodes/web-1 10.0.0.1:80 --ttl 30s")]
+                            kv put nodes/web-1 10.0.0.1:80 --ttl 30s\n  \
+                            kv put certs/ca - < ca.pem")]
     Put {
         key: String,
+        /// The value; `-` reads it from standard input (any bytes, any size).
         value: String,
         /// Delete the key this long after the write (e.g. 30s, 5m).
         #[arg(long, value_parser = parse_duration)]
@@ -60,7 +68,7 @@ pub(crate) enum Command {
     #[command(after_help = "Examples:\n  kv rm config/replicas\n  kv rm --prefix config/")]
     Rm {
         key: String,
-        /// Treat KEY as a prefix.
+        /// Treat KEY as a prefix: every key under it.
         #[arg(long)]
         prefix: bool,
     },
@@ -70,17 +78,24 @@ pub(crate) enum Command {
         #[arg(default_value = "")]
         prefix: String,
     },
-    /// Prints changes as they come (current state first), until Ctrl-C.
-    #[command(
-        after_help = "Examples:\n  kv watch config/replicas\n  kv watch --prefix config/ --output json"
-    )]
+    /// Prints changes as they come (current state first), until Ctrl-C,
+    /// `--count` changes or `--timeout`.
+    #[command(after_help = "Examples:\n  kv watch config/replicas\n  \
+                            kv watch --prefix config/ --output json\n  \
+                            kv watch jobs/done --count 1 --timeout 30s")]
     Watch {
         /// The key to watch.
-        #[arg(required_unless_present = "prefix")]
-        key: Option<String>,
-        /// Watch every key under this prefix instead.
-        #[arg(long, conflicts_with = "key")]
-        prefix: Option<String>,
+        key: String,
+        /// Treat KEY as a prefix: every key under it.
+        #[arg(long)]
+        prefix: bool,
+        /// Stop after this many events (the current state counts).
+        #[arg(long)]
+        count: Option<u64>,
+        /// Stop after this long: exit 0, or 1 if `--count` events did not
+        /// come by then.
+        #[arg(long, value_parser = parse_duration)]
+        timeout: Option<Duration>,
     },
     /// Runs a command while holding a lock (like `consul lock`); exits with
     /// the command's code, and stops it if the lock is lost.
@@ -92,8 +107,16 @@ pub(crate) enum Command {
         command: Vec<String>,
     },
     /// Lists a service's registered nodes (kvmesh::discovery).
-    #[command(after_help = "Example:\n  kv members web")]
-    Members { service: String },
+    #[command(after_help = "Examples:\n  kv members web\n  kv members web --root apps/discovery/")]
+    Members {
+        service: String,
+        /// The discovery root the service is registered under.
+        #[arg(long, default_value = kvmesh::discovery::DEFAULT_ROOT)]
+        root: String,
+    },
+    /// Prints the store kv uses: the URL, and for a file store its path.
+    #[command(after_help = "Example:\n  kv where")]
+    Where,
     /// Prints a shell completion script.
     #[command(
         after_help = "Examples:\n  kv completions bash > ~/.local/share/bash-completion/completions/kv\n  \
@@ -113,8 +136,10 @@ impl Command {
     }
 }
 
+/// Durations as store URLs take them: a whole number and a unit (`ms`,
+/// `s`, `m`, `h`); a bare number is refused, as in a URL.
 fn parse_duration(text: &str) -> Result<Duration, String> {
-    let invalid = || format!("{text:?} is not a duration like 500ms, 30s or 5m");
+    let invalid = || format!("{text:?} is not a duration like 500ms, 30s or 5m (a unit is needed)");
     let split = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
@@ -122,7 +147,7 @@ fn parse_duration(text: &str) -> Result<Duration, String> {
     let n: u64 = number.parse().map_err(|_| invalid())?;
     let seconds = match unit {
         "ms" => return Ok(Duration::from_millis(n)),
-        "s" | "" => Some(n),
+        "s" => Some(n),
         "m" => n.checked_mul(60),
         "h" => n.checked_mul(3600),
         _ => None,
@@ -146,6 +171,10 @@ mod tests {
         assert_eq!(parse_duration("5m"), Ok(Duration::from_secs(300)));
         assert_eq!(parse_duration("250ms"), Ok(Duration::from_millis(250)));
         assert!(parse_duration("5 days").is_err());
+        assert!(
+            parse_duration("2").is_err(),
+            "a unit is needed, as in a URL"
+        );
         assert!(parse_duration("99999999999999999999h").is_err());
     }
 }

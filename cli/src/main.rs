@@ -5,6 +5,7 @@
 
 mod args;
 mod print;
+mod store;
 
 use std::process::ExitCode;
 
@@ -17,27 +18,20 @@ use crate::args::{Cli, Command, Output};
 
 type Failure = Box<dyn std::error::Error>;
 
-/// The store the command line names, or what to set when it names none.
-async fn open(url: Option<&str>, command: &Command) -> Result<std::sync::Arc<dyn Store>, Failure> {
-    let Some(url) = url.filter(|u| !u.is_empty()) else {
-        return Err(
-            "no store given: pass --url (e.g. --url etcd://127.0.0.1:2379) \
-                    or set KV_URL"
-                .into(),
-        );
-    };
-    if url.starts_with("memory://") && command.writes() {
-        eprintln!("kv: warning: memory:// keeps nothing once this command ends");
-    }
-    Ok(kvmesh::connect(url).await?)
-}
-
 async fn run(cli: Cli) -> Result<ExitCode, Failure> {
     if let Command::Completions { shell } = cli.command {
         clap_complete::generate(shell, &mut Cli::command(), "kv", &mut std::io::stdout());
         return Ok(ExitCode::SUCCESS);
     }
-    let store = open(cli.url.as_deref(), &cli.command).await?;
+    let url = store::url(cli.url.as_deref())?;
+    if let Command::Where = cli.command {
+        println!("{url}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if url.starts_with("memory://") && cli.command.writes() {
+        eprintln!("kv: warning: memory:// keeps nothing once this command ends");
+    }
+    let store = store::open(&url, cli.wait).await?;
     let output = cli.output;
     match cli.command {
         Command::Get { key } => match store.get(&key).await? {
@@ -46,42 +40,79 @@ async fn run(cli: Cli) -> Result<ExitCode, Failure> {
         },
         Command::Put { key, value, ttl } => {
             let options = ttl.map(PutOptions::ttl).unwrap_or_default();
-            store.put_with(&key, Bytes::from(value), options).await?;
+            store.put_with(&key, value_of(value)?, options).await?;
         }
         Command::Rm { key, prefix: true } => store.delete_range(&key).await?,
         Command::Rm { key, prefix: false } => store.delete(&key).await?,
         Command::Ls { prefix } => print::pairs(output, &store.get_range(&prefix).await?),
-        Command::Watch { key, prefix } => watch(&*store, output, key, prefix).await?,
+        Command::Watch {
+            key,
+            prefix,
+            count,
+            timeout,
+        } => return watch(&*store, output, &key, prefix, count, timeout).await,
         Command::Lock { key, command } => return lock(&*store, &key, &command).await,
-        Command::Members { service } => {
-            print::nodes(output, &Discovery::new(store).members(&service).await?)
+        Command::Members { service, root } => {
+            let discovery = Discovery::with_root(store, root);
+            print::nodes(output, &discovery.members(&service).await?)
         }
-        Command::Completions { .. } => {} // printed above, without a store
+        Command::Completions { .. } | Command::Where => {} // answered above, without a store
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The value of `kv put`: the argument, or standard input for `-`.
+fn value_of(argument: String) -> Result<Bytes, Failure> {
+    if argument != "-" {
+        return Ok(Bytes::from(argument));
+    }
+    let mut value = Vec::new();
+    std::io::Read::read_to_end(&mut std::io::stdin(), &mut value)
+        .map_err(|e| format!("cannot read the value from standard input: {e}"))?;
+    Ok(Bytes::from(value))
 }
 
 async fn watch(
     store: &dyn Store,
     output: Output,
-    key: Option<String>,
-    prefix: Option<String>,
-) -> Result<(), Failure> {
-    let mut events = match (key, prefix) {
-        (_, Some(prefix)) => store.watch_range(&prefix, WatchOptions::default()).await?,
-        (Some(key), None) => store.watch(&key, WatchOptions::default()).await?,
-        (None, None) => return Err("watch needs a KEY or --prefix P".into()),
+    key: &str,
+    prefix: bool,
+    count: Option<u64>,
+    timeout: Option<std::time::Duration>,
+) -> Result<ExitCode, Failure> {
+    let mut events = if prefix {
+        store.watch_range(key, WatchOptions::default()).await?
+    } else {
+        store.watch(key, WatchOptions::default()).await?
     };
-    loop {
+    let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+    let mut seen = 0u64;
+    while count.is_none_or(|count| seen < count) {
         let event = tokio::select! {
             event = events.next() => event,
-            _ = tokio::signal::ctrl_c() => return Ok(()),
+            _ = tokio::signal::ctrl_c() => return Ok(ExitCode::SUCCESS),
+            _ = sleep_until(deadline) => {
+                return match count {
+                    Some(count) => Err(format!("{seen} of {count} events came before the timeout").into()),
+                    None => Ok(ExitCode::SUCCESS),
+                };
+            }
         };
         match event {
             Some(Ok(event)) => print::event(output, &event),
             Some(Err(error)) => return Err(error.into()),
-            None => return Ok(()),
+            None => return Ok(ExitCode::SUCCESS),
         }
+        seen += 1;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sleeps until `deadline`, or forever without one.
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

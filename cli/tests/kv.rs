@@ -63,10 +63,29 @@ fn kv_binary() -> &'static PathBuf {
     })
 }
 
+/// `kv` as a new user runs it: no `KV_URL`, and a fresh home directory
+/// (its default file store lives there).
 fn kv_command() -> Command {
+    kv_in_home(&fresh_home("default"))
+}
+
+/// `kv` with `home` as the user's home directory.
+fn kv_in_home(home: &std::path::Path) -> Command {
     let mut command = Command::new(kv_binary());
-    command.env_remove("KV_URL");
     command
+        .env_remove("KV_URL")
+        .env_remove("XDG_DATA_HOME")
+        .env("HOME", home);
+    command
+}
+
+/// A new, empty home directory under `target/`.
+fn fresh_home(case: &str) -> PathBuf {
+    let home = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../target/kv-homes")
+        .join(unique(case).replace('/', "_"));
+    std::fs::create_dir_all(&home).expect("make a home directory");
+    home
 }
 
 fn kv(url: &str, args: &[&str]) -> Output {
@@ -170,11 +189,132 @@ fn errors_are_one_line_and_a_non_zero_exit() {
     assert!(message.contains("http://127.0.0.1:1"), "{message}");
 }
 
+/// With neither `--url` nor `KV_URL`, `kv` keeps its keys in a file store
+/// in the user's data directory: what one `kv` writes, the next reads.
 #[test]
-fn without_a_url_it_says_what_to_set_and_memory_warns() {
-    let output = kv_command().args(["get", "k"]).output().expect("run kv");
-    assert!(!output.status.success());
-    assert!(stderr(&output).contains("KV_URL"), "{}", stderr(&output));
+fn without_a_url_kv_uses_a_file_store_in_the_data_directory() {
+    let home = fresh_home("no-url");
+    let run = |args: &[&str]| kv_in_home(&home).args(args).output().expect("run kv");
+    let put = run(&["put", "greeting", "hello"]);
+    assert!(put.status.success(), "{}", stderr(&put));
+    let get = run(&["get", "greeting"]);
+    assert_eq!(
+        (stdout(&get).as_str(), get.status.success()),
+        ("hello\n", true)
+    );
+    let place = run(&["where"]);
+    let expected = home.join(".local/share/kvmesh/kv.redb");
+    assert_eq!(
+        stdout(&place).trim(),
+        format!("file://{}", expected.display())
+    );
+    assert!(expected.exists());
+    let help = run(&["--help"]);
+    assert!(stdout(&help).contains("kv where"), "{}", stdout(&help));
+}
+
+/// A file store serves one process at a time: a `kv` that finds it in use
+/// waits for it (`--wait`), then says who holds it and what to use instead.
+#[test]
+fn a_file_store_in_use_is_waited_for_then_named() {
+    let home = fresh_home("in-use");
+    let holder = kv_in_home(&home)
+        .args(["watch", "k", "--timeout", "3s"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run kv watch");
+    std::thread::sleep(Duration::from_millis(800)); // the watch has the file
+    let refused = kv_in_home(&home)
+        .args(["get", "k", "--wait", "200ms"])
+        .output()
+        .expect("run kv");
+    let message = stderr(&refused);
+    assert!(!refused.status.success());
+    assert_eq!(message.lines().count(), 1, "{message}");
+    assert!(
+        message.contains(&format!("process {}", holder.id())),
+        "{message}"
+    );
+    assert!(message.contains("server"), "{message}");
+    // The default wait outlasts the watch: the put goes through after it.
+    let put = kv_in_home(&home)
+        .args(["put", "k", "v"])
+        .output()
+        .expect("run kv");
+    assert!(put.status.success(), "{}", stderr(&put));
+    let mut holder = holder;
+    assert!(holder.wait().expect("the watch ends").success());
+}
+
+/// `kv put KEY -` reads the value from standard input; `watch --count`
+/// and `--timeout` end a watch; `--ttl` wants a unit, as a URL does.
+#[test]
+fn stdin_values_counted_watches_and_durations() {
+    use std::io::Write;
+    let home = fresh_home("stdin");
+    let value: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+    let mut put = kv_in_home(&home)
+        .args(["put", "blob", "-"])
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run kv put");
+    put.stdin.take().expect("stdin").write_all(&value).unwrap();
+    assert!(put.wait().unwrap().success());
+    let json = kv_in_home(&home)
+        .args(["get", "blob", "--output", "json"])
+        .output()
+        .unwrap();
+    let json: serde_json::Value = serde_json::from_slice(&json.stdout).expect("JSON");
+    use base64::Engine as _;
+    let read = base64::engine::general_purpose::STANDARD
+        .decode(json["value_base64"].as_str().expect("not UTF-8: base64"))
+        .unwrap();
+    assert_eq!(read, value, "the whole value, byte for byte");
+
+    let once = kv_in_home(&home)
+        .args([
+            "watch",
+            "blob",
+            "--count",
+            "1",
+            "--timeout",
+            "10s",
+            "--output",
+            "json",
+        ])
+        .output()
+        .unwrap();
+    assert!(once.status.success(), "{}", stderr(&once));
+    assert_eq!(stdout(&once).lines().count(), 1);
+    let short = kv_in_home(&home)
+        .args([
+            "watch",
+            "--prefix",
+            "b",
+            "--count",
+            "2",
+            "--timeout",
+            "300ms",
+        ])
+        .output()
+        .unwrap();
+    assert!(!short.status.success());
+    assert!(
+        stderr(&short).contains("1 of 2 events"),
+        "{}",
+        stderr(&short)
+    );
+
+    let bare = kv_in_home(&home)
+        .args(["put", "k", "v", "--ttl", "2"])
+        .output()
+        .unwrap();
+    assert!(!bare.status.success());
+    assert!(stderr(&bare).contains("unit"), "{}", stderr(&bare));
+}
+
+#[test]
+fn memory_warns() {
     let from_env = kv_command()
         .env("KV_URL", "memory://")
         .args(["put", "k", "v"])
@@ -266,6 +406,11 @@ async fn members_and_watch() {
         .unwrap();
     let members = kv(&url, &["members", &service]);
     assert_eq!(stdout(&members), "n1\t10.1.1.1:80\tzone=z\n");
+    let elsewhere = kv(
+        &url,
+        &["members", &service, "--root", &format!("{root}other/")],
+    );
+    assert_eq!(stdout(&elsewhere), "", "another root has no members");
     let members = kv(&url, &["members", &service, "--output", "json"]);
     let members: serde_json::Value = serde_json::from_slice(&members.stdout).expect("JSON");
     assert_eq!(members[0]["meta"]["zone"], "z");

@@ -3,7 +3,6 @@
 //! from another one.
 
 use std::path::Path;
-use std::sync::Arc;
 
 use hyper_rustls::HttpsConnector;
 use rustls::ClientConfig;
@@ -17,13 +16,11 @@ use crate::{Error, Result, TlsConfig};
 pub(super) fn wrap<C>(tls: Option<&TlsConfig>, connector: C) -> Result<HttpsConnector<C>> {
     let client_config = match tls {
         Some(tls) => client_config(tls)?,
-        None => {
-            ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-                .with_safe_default_protocol_versions()
-                .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
-                .with_root_certificates(rustls::RootCertStore::empty())
-                .with_no_client_auth()
-        }
+        None => ClientConfig::builder_with_provider(crate::tls::crypto_provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
+            .with_root_certificates(rustls::RootCertStore::empty())
+            .with_no_client_auth(),
     };
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(client_config)
@@ -42,8 +39,7 @@ pub(super) fn wrap<C>(tls: Option<&TlsConfig>, connector: C) -> Result<HttpsConn
 
 /// The rustls client configuration `tls` describes.
 fn client_config(tls: &TlsConfig) -> Result<ClientConfig> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ClientConfig::builder_with_provider(provider)
+    let builder = ClientConfig::builder_with_provider(crate::tls::crypto_provider())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::InvalidArgument(format!("TLS: {e}")))?
         .with_root_certificates(roots(tls)?);

@@ -34,3 +34,27 @@ conformance::suite!(
     factory = consul_ctx,
     test = tokio::test(flavor = "multi_thread", worker_threads = 2)
 );
+
+/// A TTL write of a key a lock holds is refused as such (not as a bad
+/// argument), and leaves the lock and its value alone.
+#[tokio::test]
+async fn a_ttl_write_of_a_locked_key_says_a_lock_holds_it() {
+    use kvmesh::{Bytes, Error, PutOptions};
+    let Some(ctx) = consul_ctx("a_ttl_write_of_a_locked_key_says_a_lock_holds_it").await else {
+        return;
+    };
+    let key = ctx.key("locked");
+    let lock = ctx
+        .store
+        .acquire(&key, Bytes::from("holder"))
+        .await
+        .unwrap();
+    let ttl = PutOptions::ttl(Duration::from_secs(30));
+    match ctx.other.put_with(&key, Bytes::from("ttl"), ttl).await {
+        Err(error @ Error::HeldByLock { .. }) => assert!(error.to_string().contains("lock")),
+        other => panic!("expected HeldByLock, got {other:?}"),
+    }
+    assert_eq!(ctx.other.get(&key).await.unwrap().unwrap().value, "holder");
+    assert!(!lock.is_lost());
+    lock.release().await.unwrap();
+}

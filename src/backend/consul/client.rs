@@ -344,6 +344,25 @@ impl ConsulClient {
         Ok(())
     }
 
+    /// The name of session `id`, or `None` when Consul does not know it.
+    pub(super) async fn session_name(&self, id: &str) -> Result<Option<String>> {
+        let path = self.path(format!("/v1/session/info/{}", query_value(id)), &[]);
+        let operation = "consul session info";
+        let reply = self
+            .call(
+                Method::GET,
+                &path,
+                Bytes::new(),
+                true,
+                self.timeout,
+                operation,
+            )
+            .await?;
+        let reply = Self::expect_ok(reply, operation, None)?;
+        let sessions: Option<Vec<wire::SessionInfo>> = reply.json(operation)?;
+        Ok(sessions.and_then(|s| s.into_iter().next()).map(|s| s.name))
+    }
+
     /// True when Consul knows the session `id`.
     pub(super) async fn session_exists(&self, id: &str) -> Result<bool> {
         let path = self.path(format!("/v1/session/info/{}", query_value(id)), &[]);

@@ -126,6 +126,8 @@ impl Store for ConsulStore {
         match options.ttl {
             None => self.put_plain(key, value).await,
             Some(ttl) => {
+                // A TTL is a session's: Consul takes at most 24 hours.
+                crate::ttl::check_ttl(ttl, std::time::Duration::from_secs(24 * 3600))?;
                 self.inner
                     .ttl
                     .put(&self.inner.client, key, value, ttl)

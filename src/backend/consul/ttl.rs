@@ -81,6 +81,46 @@ impl Drop for Turn<'_> {
     }
 }
 
+/// The name of the sessions that hold TTL keys.
+const TTL_SESSION: &str = "kvmesh-ttl";
+
+/// Makes session `id` hold `key` with `value`. A key another store's TTL
+/// session holds is taken over (the last TTL write wins, as on etcd and
+/// Redis): released from that session, keeping the key, then acquired. A
+/// key a lock holds (any other session) is [`Error::HeldByLock`].
+async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> Result<()> {
+    for _ in 0..5 {
+        if client.put(key, value.clone(), Write::Acquire(id)).await? {
+            return Ok(());
+        }
+        let (entries, _) = client.read_entries(key, false, None).await?;
+        let Some(holder) = entries
+            .into_iter()
+            .find(|e| e.key == key)
+            .and_then(|e| e.session)
+        else {
+            continue; // let go of meanwhile: try again
+        };
+        match client.session_name(&holder).await?.as_deref() {
+            Some(TTL_SESSION) => {
+                // `false`: it let go of the key meanwhile; either way, again.
+                client
+                    .put(key, value.clone(), Write::Release(&holder))
+                    .await?;
+            }
+            None => {} // the session ended meanwhile: try again
+            Some(_) => {
+                return Err(Error::HeldByLock {
+                    key: key.to_owned(),
+                });
+            }
+        }
+    }
+    Err(Error::HeldByLock {
+        key: key.to_owned(),
+    })
+}
+
 impl TtlSessions {
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, TtlSession>> {
         self.by_key.lock().unwrap_or_else(|e| e.into_inner())
@@ -112,7 +152,7 @@ impl TtlSessions {
                 return Ok(());
             }
         }
-        let id = client.create_session("kvmesh-ttl", ttl, "delete").await?;
+        let id = client.create_session(TTL_SESSION, ttl, "delete").await?;
         if let Some(old) = &previous {
             // Let go of the key (keeping it) before the new session takes it,
             // then drop the old session, which now holds nothing to delete.
@@ -121,12 +161,10 @@ impl TtlSessions {
                 .await?;
             client.destroy_session(&old.id).await?;
         }
-        if !client.put(key, value, Write::Acquire(&id)).await? {
+        if let Err(error) = take_over(client, key, value, &id).await {
             client.destroy_session(&id).await?;
             self.lock().remove(key);
-            return Err(Error::InvalidArgument(format!(
-                "cannot give {key:?} a TTL: it is held by another Consul session (a lock, or another process's TTL)"
-            )));
+            return Err(error);
         }
         self.lock().insert(key.to_owned(), TtlSession { id, ttl });
         Ok(())

@@ -45,6 +45,13 @@ pub(super) struct SessionCreated {
     pub(super) id: String,
 }
 
+/// One session of a `GET /v1/session/info/<id>` reply.
+#[derive(Debug, Deserialize)]
+pub(super) struct SessionInfo {
+    #[serde(rename = "Name", default)]
+    pub(super) name: String,
+}
+
 /// Parses the `true` / `false` that Consul's KV writes answer.
 pub(super) fn parse_bool(reply: &HttpReply, operation: &str) -> Result<bool> {
     match reply.body.trim_ascii() {

@@ -138,6 +138,7 @@ impl Store for EtcdStore {
         let Some(ttl) = options.ttl else {
             return self.put_plain(key, value).await;
         };
+        crate::ttl::check_ttl(ttl, crate::ttl::MAX_TTL)?;
         let lease = self.inner.client.grant_lease(ttl).await?;
         // Ours before the write, so that a racing write that replaces it
         // revokes it.

@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::thread::JoinHandle;
 
-use redb::Database;
+use std::panic::AssertUnwindSafe;
+
+use redb::{Database, Durability};
 
 use super::tables::{self, HISTORY, KEYS, META, TOMBSTONES};
 use crate::Result;
@@ -42,31 +44,49 @@ pub(super) fn start(
     let thread_path = path.clone();
     let thread = std::thread::Builder::new()
         .name("kvmesh-file-commit".into())
-        .spawn(move || run(&db, &thread_path, &reader, &gate))
+        .spawn(move || run(&thread_path, &reader, &gate, |batch| commit(&db, batch)))
         .map_err(|e| tables::storage_error(&path, "starting its committer", e))?;
     Ok(Committer {
         thread: Some(thread),
     })
 }
 
-fn run(db: &Database, path: &Path, reader: &JournalReader, gate: &Gate) {
+/// Commits each batch with `commit` until the journal ends. A commit that
+/// fails, or panics (redb can), fails the gate: every call waiting on it,
+/// and every later one, gets `Error::Storage` instead of hanging.
+fn run(
+    path: &Path,
+    reader: &JournalReader,
+    gate: &Gate,
+    commit: impl Fn(&Batch) -> std::result::Result<(), redb::Error>,
+) {
     while let Some(batch) = reader.next_batch() {
         let span = tracing::debug_span!("file_commit", changes = batch.changes.len());
         let _entered = span.enter();
-        match commit(db, &batch) {
-            Ok(()) => gate.committed(batch.marks.revision),
-            Err(e) => {
-                tracing::error!(error = %e, path = %path.display(), "file store commit failed; the store refuses further use");
-                gate.failed(tables::storage_error(path, "committing a write", e));
-                return;
+        let committed = std::panic::catch_unwind(AssertUnwindSafe(|| commit(&batch)));
+        let error = match committed {
+            Ok(Ok(())) => {
+                gate.committed(batch.marks.revision);
+                continue;
             }
-        }
+            Ok(Err(e)) => tables::storage_error(path, "committing a write", e),
+            Err(_) => crate::Error::Storage {
+                path: path.to_owned(),
+                message: "committing a write: redb panicked".into(),
+                source: None,
+            },
+        };
+        tracing::error!(%error, "file store commit failed; the store refuses further use");
+        gate.failed(error);
+        return;
     }
 }
 
 /// Writes one batch as one durable transaction.
 fn commit(db: &Database, batch: &Batch) -> std::result::Result<(), redb::Error> {
-    let txn = db.begin_write()?;
+    let mut txn = db.begin_write()?;
+    // redb's default, said here: the commit returns once fsync'd.
+    txn.set_durability(Durability::Immediate)?;
     {
         let mut keys = txn.open_table(KEYS)?;
         let mut history = txn.open_table(HISTORY)?;
@@ -102,4 +122,32 @@ fn commit(db: &Database, batch: &Batch) -> std::result::Result<(), redb::Error> 
     }
     txn.commit()?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::memory::journal::journal;
+
+    /// A committer whose commit panics fails the gate; nothing waits forever.
+    #[tokio::test]
+    async fn a_panicking_commit_fails_the_gate() {
+        let (journal, reader) = journal();
+        let gate = Arc::new(Gate::new(0));
+        let thread_gate = gate.clone();
+        let thread = std::thread::spawn(move || {
+            run(Path::new("/tmp/a.redb"), &reader, &thread_gate, |_| {
+                panic!("redb panicked")
+            })
+        });
+        journal.record_test_change(1);
+        drop(journal);
+        let waited = tokio::time::timeout(std::time::Duration::from_secs(10), gate.wait(1)).await;
+        match waited {
+            Ok(Err(crate::Error::Storage { message, .. })) => assert!(message.contains("panicked")),
+            other => panic!("expected a storage error, got {other:?}"),
+        }
+        assert!(gate.check().is_err(), "every later call is refused");
+        thread.join().unwrap();
+    }
 }

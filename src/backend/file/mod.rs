@@ -9,18 +9,21 @@
 //! memory, and reads never touch the disk.
 
 mod commit;
+mod holder;
 mod load;
 mod tables;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use redb::{Database, DatabaseError};
 use tokio::time::Instant;
 
-use crate::backend::memory::MemoryStore;
 use crate::backend::memory::durable::{Durable, Gate};
 use crate::backend::memory::journal;
+use crate::backend::memory::{MemoryStore, WeakMemoryStore};
 use crate::{Config, Error, Result};
 
 /// The largest value the file store takes by default: redb stores values
@@ -31,7 +34,18 @@ const MAX_VALUE_SIZE: usize = 1 << 30;
 /// the B-tree pages commits rewrite.
 const CACHE_BYTES: usize = 64 << 20;
 
-/// Opens (or creates) the store in the file at `path`.
+/// The files this process has open, by canonical path: a second `connect`
+/// of one file shares the store the first opened.
+static OPEN: Mutex<BTreeMap<PathBuf, WeakMemoryStore>> = Mutex::new(BTreeMap::new());
+
+/// How long an open waits for a file that this process is closing (the
+/// last handle of its store was just dropped, its last commit under way).
+const CLOSING_WAIT: Duration = Duration::from_secs(5);
+
+/// Opens (or creates) the store in the file at `path`. Within a process,
+/// every open of one file (by canonical path) hands out the same store,
+/// with the options of the open that opened it; the file closes when the
+/// last handle is dropped. Another process gets [`Error::StoreInUse`].
 pub(crate) fn open(path: &str, config: &Config) -> Result<MemoryStore> {
     if path.is_empty() {
         return Err(Error::InvalidArgument(
@@ -40,6 +54,41 @@ pub(crate) fn open(path: &str, config: &Config) -> Result<MemoryStore> {
         ));
     }
     let path = PathBuf::from(path);
+    let canonical = canonical(&path);
+    // Held while opening, so that two opens of one file cannot both open it.
+    let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
+    open.retain(|_, store| store.is_open());
+    if let Some(store) = open.get(&canonical).and_then(WeakMemoryStore::upgrade) {
+        return Ok(store);
+    }
+    let deadline = std::time::Instant::now() + CLOSING_WAIT;
+    let store = loop {
+        match open_new(path.clone(), config) {
+            Err(Error::StoreInUse {
+                holder: Some(pid), ..
+            }) if pid == std::process::id() && std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            other => break other?,
+        }
+    };
+    open.insert(canonical, store.downgrade());
+    Ok(store)
+}
+
+/// `path` with its directory resolved (the file itself may not exist yet).
+fn canonical(path: &Path) -> PathBuf {
+    let absolute = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+    match (absolute.parent(), absolute.file_name()) {
+        (Some(dir), Some(name)) => std::fs::canonicalize(dir)
+            .map(|dir| dir.join(name))
+            .unwrap_or(absolute.clone()),
+        _ => absolute,
+    }
+}
+
+/// Opens the file, which no store of this process has open.
+fn open_new(path: PathBuf, config: &Config) -> Result<MemoryStore> {
     let _span = tracing::debug_span!("file_open", path = %path.display()).entered();
     let db = open_database(&path)?;
     let (mut state, lock_keys) = load::load(&path, &db, config.history)?;
@@ -81,6 +130,7 @@ fn open_database(path: &Path) -> Result<Database> {
         Ok(Ok(db)) => Ok(db),
         Ok(Err(DatabaseError::DatabaseAlreadyOpen)) => Err(Error::StoreInUse {
             path: path.to_owned(),
+            holder: holder::lock_holder(path),
         }),
         Ok(Err(e)) => Err(tables::storage_error(path, "opening the file", e)),
         // redb checks what it reads; this is the last guard against a file
@@ -106,9 +156,7 @@ mod tests {
         let path = dir.join("a.redb");
         let _ = std::fs::remove_file(&path);
         let store = open(path.to_str().unwrap(), &Config::default()).unwrap();
-        eprintln!("opened");
         store.put("k", Bytes::from("v")).await.unwrap();
-        eprintln!("put");
         assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
     }
 }

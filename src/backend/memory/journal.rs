@@ -86,6 +86,31 @@ impl Journal {
     }
 }
 
+#[cfg(all(test, feature = "file"))]
+impl Journal {
+    /// Records a put of `k` at `version`, for the committer's tests.
+    pub(crate) fn record_test_change(&self, version: u64) {
+        let change = Change {
+            key: std::sync::Arc::from("k"),
+            value: Some(bytes::Bytes::from_static(b"v")),
+            version,
+            seq: version,
+        };
+        let journaled = Journaled {
+            change,
+            expires_at_ms: None,
+            lock: false,
+            forgotten_tombstones: Vec::new(),
+        };
+        let marks = Marks {
+            revision: version,
+            seq: version,
+            ..Marks::default()
+        };
+        self.record(journaled, marks);
+    }
+}
+
 impl JournalReader {
     /// Blocks until something was recorded and takes it all; `None` once
     /// the journal is gone and everything was taken.

@@ -98,7 +98,44 @@ impl Drop for Shared {
     }
 }
 
+/// A [`MemoryStore`] that does not keep it open: the file store's
+/// registry of the files this process has open.
+#[derive(Debug, Clone)]
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
+pub(crate) struct WeakMemoryStore {
+    shared: std::sync::Weak<Shared>,
+    max_value_size: Option<usize>,
+    backend: &'static str,
+}
+
+#[cfg_attr(not(feature = "file"), allow(dead_code))]
+impl WeakMemoryStore {
+    /// True while a handle on the store lives.
+    pub(crate) fn is_open(&self) -> bool {
+        self.shared.strong_count() > 0
+    }
+
+    /// The store, if a handle on it still lives.
+    pub(crate) fn upgrade(&self) -> Option<MemoryStore> {
+        Some(MemoryStore {
+            shared: self.shared.upgrade()?,
+            max_value_size: self.max_value_size,
+            backend: self.backend,
+        })
+    }
+}
+
 impl MemoryStore {
+    /// A handle that does not keep the store open.
+    #[cfg_attr(not(feature = "file"), allow(dead_code))]
+    pub(crate) fn downgrade(&self) -> WeakMemoryStore {
+        WeakMemoryStore {
+            shared: Arc::downgrade(&self.shared),
+            max_value_size: self.max_value_size,
+            backend: self.backend,
+        }
+    }
+
     pub(crate) fn new(config: &Config) -> Self {
         Self::with_state(config, State::new(config.history), None)
     }
@@ -127,12 +164,19 @@ impl MemoryStore {
         store
     }
 
+    /// Refuses every change once a commit to disk failed: nothing is
+    /// changed in memory that could never reach the disk.
+    fn check_usable(&self) -> Result<()> {
+        match &self.shared.durable {
+            Some(durable) => durable.gate.check(),
+            None => Ok(()),
+        }
+    }
+
     /// Refuses a key, or a value over the configured limit, or any write
     /// once a commit to disk failed.
     fn check_write(&self, key: &str, value: &Bytes) -> Result<()> {
-        if let Some(durable) = &self.shared.durable {
-            durable.gate.check()?;
-        }
+        self.check_usable()?;
         check_key(key)?;
         match self.max_value_size {
             Some(limit) if value.len() > limit => Err(Error::ValueTooLarge {
@@ -217,11 +261,7 @@ impl Store for MemoryStore {
             let revision = self.shared.write_purged().set(key, value, None);
             return self.shared.settled(revision).await;
         };
-        if ttl.is_zero() {
-            return Err(Error::InvalidArgument(
-                "a TTL must be longer than zero".into(),
-            ));
-        }
+        crate::ttl::check_ttl(ttl, crate::ttl::MAX_TTL)?;
         let expires_at = Instant::now()
             .checked_add(ttl)
             .ok_or_else(|| Error::InvalidArgument(format!("a TTL of {ttl:?} is too long")))?;
@@ -241,6 +281,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete(&self, key: &str) -> Result<()> {
+        self.check_usable()?;
         check_key(key)?;
         let revision = {
             let mut state = self.shared.write_purged();
@@ -302,6 +343,7 @@ impl Store for MemoryStore {
     }
 
     async fn release(&self, session: &str) -> Result<()> {
+        self.check_usable()?;
         let revision = lock::release_session(&self.shared, session)?;
         self.shared.settled(revision).await
     }
@@ -316,6 +358,7 @@ impl Store for MemoryStore {
     }
 
     async fn delete_range(&self, prefix: &str) -> Result<()> {
+        self.check_usable()?;
         check_delete_prefix(prefix)?;
         let revision = {
             let mut state = self.shared.write_purged();
@@ -352,6 +395,7 @@ impl Store for MemoryStore {
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {
         // No limit of its own: the store applies any txn at once.
         txn.validate(self.backend, usize::MAX, usize::MAX)?;
+        self.check_usable()?;
         for write in &txn.writes {
             if let TxnWrite::Put { key, value } = write {
                 self.check_write(key, value)?;
@@ -374,6 +418,7 @@ impl Store for MemoryStore {
     }
 
     async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
+        self.check_usable()?;
         check_key(key)?;
         let (deleted, revision) = {
             let mut state = self.shared.write_purged();

@@ -96,6 +96,13 @@ impl Client {
         format!("{}log", self.prefix)
     }
 
+    /// The store's version counter now (0 for a new store).
+    pub(super) async fn revision(&self) -> Result<u64> {
+        let get = redis::cmd("GET").arg(format!("{}rev", self.prefix)).clone();
+        let revision: Option<u64> = self.command("watch", &get).await?;
+        Ok(revision.unwrap_or(0))
+    }
+
     /// The shared connection, made on first use.
     pub(super) async fn connection(&self) -> Result<ConnectionManager> {
         let config = ConnectionManagerConfig::new()

@@ -4,8 +4,14 @@
 //! log itself ([`super::watch`]); from then on the hub sends it every later
 //! entry. A hub that finds entries gone (trimmed past it while it was away)
 //! tells every watch to re-read the state.
+//!
+//! Each watch's channel is bounded ([`WATCH_BUFFER`]): the hub never waits
+//! for a slow reader. A watch whose channel is full misses entries; the hub
+//! marks it behind, and the watch reads what it missed from the log itself
+//! before it takes anything more from its channel.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
@@ -21,6 +27,25 @@ use crate::watch::WatchTarget;
 const BLOCK: Duration = Duration::from_secs(5);
 /// Entries read per XREAD.
 const BATCH: usize = 1_000;
+/// Entries a watch's channel holds before the watch is marked behind.
+pub(super) const WATCH_BUFFER: usize = 1_024;
+
+/// One registered watch.
+#[derive(Debug)]
+struct Watcher {
+    target: WatchTarget,
+    tx: mpsc::Sender<HubMessage>,
+    /// Set when an entry for it did not fit in its channel.
+    behind: Arc<AtomicBool>,
+}
+
+impl Watcher {
+    fn send(&self, message: HubMessage) {
+        if self.tx.try_send(message).is_err() {
+            self.behind.store(true, Ordering::Release);
+        }
+    }
+}
 
 /// What the hub sends a watch.
 #[derive(Debug)]
@@ -32,7 +57,7 @@ pub(super) enum HubMessage {
 
 #[derive(Debug, Default)]
 struct HubState {
-    watchers: HashMap<u64, (WatchTarget, mpsc::UnboundedSender<HubMessage>)>,
+    watchers: HashMap<u64, Watcher>,
     next_id: u64,
     /// Every entry up to here was handed out; `None` until the reader runs.
     position: Option<Position>,
@@ -51,6 +76,19 @@ pub(super) struct Hub {
 pub(super) struct Registration {
     hub: Weak<Hub>,
     id: u64,
+    behind: Arc<AtomicBool>,
+}
+
+impl Registration {
+    /// Where the hub is, when entries for this watch were dropped since the
+    /// last call (its channel was full): the watch reads the log up to there.
+    pub(super) fn missed_up_to(&self) -> Option<Position> {
+        if !self.behind.swap(false, Ordering::AcqRel) {
+            return None;
+        }
+        let hub = self.hub.upgrade()?;
+        hub.lock().position
+    }
 }
 
 impl Drop for Registration {
@@ -74,12 +112,18 @@ impl Hub {
         client: &Arc<Client>,
         target: WatchTarget,
         from: Position,
-    ) -> (Position, mpsc::UnboundedReceiver<HubMessage>, Registration) {
-        let (tx, rx) = mpsc::unbounded_channel();
+    ) -> (Position, mpsc::Receiver<HubMessage>, Registration) {
+        let (tx, rx) = mpsc::channel(WATCH_BUFFER);
+        let behind = Arc::new(AtomicBool::new(false));
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
-        state.watchers.insert(id, (target, tx));
+        let watcher = Watcher {
+            target,
+            tx,
+            behind: behind.clone(),
+        };
+        state.watchers.insert(id, watcher);
         let position = match state.position {
             Some(position) => position,
             None => {
@@ -94,6 +138,7 @@ impl Hub {
         let registration = Registration {
             hub: Arc::downgrade(self),
             id,
+            behind,
         };
         (position, rx, registration)
     }
@@ -115,14 +160,14 @@ impl Hub {
             }
             if !follows(last, entry.position) {
                 tracing::warn!(?last, next = ?entry.position, "redis change log trimmed past the watches; they re-read the state");
-                for (_, tx) in state.watchers.values() {
-                    let _ = tx.send(HubMessage::Resync);
+                for watcher in state.watchers.values() {
+                    watcher.send(HubMessage::Resync);
                 }
             }
             last = entry.position;
-            for (target, tx) in state.watchers.values() {
-                if target.matches(&entry.key) {
-                    let _ = tx.send(HubMessage::Change(entry.clone()));
+            for watcher in state.watchers.values() {
+                if watcher.target.matches(&entry.key) {
+                    watcher.send(HubMessage::Change(entry.clone()));
                 }
             }
         }

@@ -32,7 +32,10 @@ pub(super) fn client(url: String, tls: &TlsConfig) -> Result<redis::RedisResult<
     };
     // redis-rs builds its rustls config from the process's crypto provider:
     // ring, as the rest of kvmesh, unless the application chose one.
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    if rustls::crypto::CryptoProvider::get_default().is_none() {
+        // Losing a race with another installer is fine: one is installed.
+        let _ = crate::tls::ring_provider().install_default();
+    }
     let certificates = redis::TlsCertificates {
         client_tls,
         root_cert,

@@ -25,8 +25,8 @@ const PAGE: usize = 1_000;
 struct RedisWatch {
     client: Arc<Client>,
     target: WatchTarget,
-    rx: mpsc::UnboundedReceiver<HubMessage>,
-    _registration: Registration,
+    rx: mpsc::Receiver<HubMessage>,
+    registration: Registration,
     pending: VecDeque<KvEvent>,
     /// Every change up to here was queued or delivered.
     delivered: Position,
@@ -83,22 +83,29 @@ pub(super) async fn open(
     target: WatchTarget,
     options: &WatchOptions,
 ) -> Result<(BoxStream<'static, Result<KvEvent>>, Option<usize>)> {
-    let (pending, delivered) = match options.after {
+    // `start`: where a reader this watch starts may begin — never past the
+    // log's present, or a watch after a version not reached yet would hold
+    // every other watch of the store back until the log got there.
+    let (pending, delivered, start) = match options.after {
         None => {
             let (revision, pairs, _) = read_state(client, &target, None).await?;
             let events = pairs.into_iter().map(KvEvent::Put).collect();
-            (events, after_version(revision))
+            (events, after_version(revision), after_version(revision))
         }
-        Some(after) => (VecDeque::new(), after_version(after)),
+        Some(after) => {
+            let now = client.revision().await?;
+            let start = after_version(after.min(now));
+            (VecDeque::new(), after_version(after), start)
+        }
     };
     // The catch-up below queues changes after the initial state.
     let initial = options.after.is_none().then_some(pending.len());
-    let (hub_position, rx, registration) = hub.register(client, target.clone(), delivered);
+    let (hub_position, rx, registration) = hub.register(client, target.clone(), start);
     let mut watch = RedisWatch {
         client: client.clone(),
         target,
         rx,
-        _registration: registration,
+        registration,
         pending,
         delivered,
         ended: false,
@@ -119,6 +126,15 @@ impl RedisWatch {
             }
             if let Some(event) = self.pending.pop_front() {
                 return Some(Ok(event));
+            }
+            // Entries that did not fit in the channel: from the log, before
+            // anything newer from the channel (which skips what is read here).
+            if let Some(hub_position) = self.registration.missed_up_to() {
+                if let Err(e) = self.catch_up(hub_position).await {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+                continue;
             }
             match self.rx.recv().await? {
                 HubMessage::Change(entry) => {

@@ -16,6 +16,7 @@ pub mod kv;
 pub mod lock;
 pub mod recipes;
 pub mod semaphore;
+pub mod ttl;
 pub mod txn;
 pub mod watch;
 
@@ -166,6 +167,7 @@ macro_rules! suite {
             watch::cancel_watch_ends_only_that_key,
             watch::cancel_watch_range_ends_only_that_prefix,
             watch::ttl_expiry_is_a_delete_event,
+            watch::a_watch_ahead_of_the_store_holds_back_no_other,
             lock::locks_exclude_contending_tasks,
             lock::waiter_wakes_after_release,
             lock::acquire_is_cancel_safe,
@@ -192,6 +194,8 @@ macro_rules! suite {
             cache::cache_holds_only_its_prefix,
             cache::cache_clones_share_one_copy,
             cache::discovery_members_from_a_cache,
+            ttl::an_impossible_ttl_writes_nothing,
+            ttl::a_ttl_write_takes_over_another_handles_ttl_key,
         ]);
     };
     (@cases $factory:path, $test:meta, [$($module:ident :: $case:ident),* $(,)?]) => {

@@ -3,6 +3,8 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use kvmesh::{Bytes, KvEvent, PutOptions, WatchOptions};
 
 use super::{Ctx, assert_ended, assert_quiet, events_until, next_event};
@@ -279,4 +281,42 @@ pub async fn ttl_expiry_is_a_delete_event(ctx: Ctx) {
         KvEvent::Delete { key: k, .. } => assert_eq!(k, key),
         other => panic!("expected the expiry's Delete, got {other:?}"),
     }
+}
+
+/// A watch after a version the store has not reached yet waits for it
+/// alone: another watch of the same store sees its writes at once.
+pub async fn a_watch_ahead_of_the_store_holds_back_no_other(ctx: Ctx) {
+    let (ahead, live) = (ctx.key("ahead/"), ctx.key("live/"));
+    ctx.store
+        .put(&ctx.key("now"), Bytes::from("x"))
+        .await
+        .unwrap();
+    let now = ctx
+        .store
+        .get(&ctx.key("now"))
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    let mut waiting = ctx
+        .store
+        .watch_range(&ahead, WatchOptions::after(now + 1_000_000))
+        .await
+        .unwrap();
+    let reading = tokio::spawn(async move { waiting.next().await.map(|e| e.map(|e| e.version())) });
+    let mut watch = ctx
+        .store
+        .watch_range(&live, WatchOptions::default())
+        .await
+        .unwrap();
+    ctx.other
+        .put(&format!("{live}k"), Bytes::from("1"))
+        .await
+        .unwrap();
+    match tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+        Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(pair.value, "1"),
+        other => panic!("the live watch saw nothing of its write: {other:?}"),
+    }
+    assert!(!reading.is_finished(), "the watch ahead yielded something");
+    reading.abort();
 }

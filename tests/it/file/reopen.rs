@@ -145,20 +145,61 @@ async fn a_ttl_deadline_survives_a_restart() {
     assert!(matches!(expired, KvEvent::Delete { .. }));
 }
 
+/// Within one process, every `connect` of a file (by any spelling of its
+/// path) hands out the same store; the file closes with the last handle.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn connects_in_one_process_share_the_store() {
+    let path = scratch_file("shared");
+    let url = file_url(&path);
+    // Many components opening the URL at once, as tests in one binary do.
+    let opens = (0..8).map(|_| {
+        let url = url.clone();
+        tokio::spawn(async move { kvmesh::connect(&url).await })
+    });
+    let stores: Vec<_> = futures::future::join_all(opens)
+        .await
+        .into_iter()
+        .map(|opened| opened.unwrap().expect("every connect of the file works"))
+        .collect();
+    let dotted = format!(
+        "file://{}",
+        path.parent()
+            .unwrap()
+            .join(".")
+            .join(path.file_name().unwrap())
+            .display()
+    );
+    let other_spelling = kvmesh::connect(&dotted).await.unwrap();
+    let mut watch = other_spelling
+        .watch("k", WatchOptions::default())
+        .await
+        .unwrap();
+    stores[0].put("k", Bytes::from("v")).await.unwrap();
+    for store in &stores {
+        assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
+    }
+    let lock = stores[1].acquire("lock", Bytes::from("a")).await.unwrap();
+    assert!(
+        stores[2]
+            .try_acquire("lock", Bytes::from("b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    match tokio::time::timeout(Duration::from_secs(5), watch.next()).await {
+        Ok(Some(Ok(KvEvent::Put(pair)))) => assert_eq!(pair.value, "v"),
+        other => panic!("the write through one handle reaches a watch of another: {other:?}"),
+    }
+    drop((lock, watch, stores, other_spelling));
+    // Closed with the last handle: opened again, from disk.
+    let again = kvmesh::connect(&url).await.expect("opens again");
+    assert_eq!(again.get("k").await.unwrap().unwrap().value, "v");
+}
+
 #[tokio::test]
 async fn one_store_at_a_time_owns_a_file() {
     let path = scratch_file("in-use");
     let url = file_url(&path);
-    let store = kvmesh::connect(&url).await.unwrap();
-    match kvmesh::connect(&url).await {
-        Err(Error::StoreInUse { path: named }) => assert_eq!(named, path),
-        other => panic!("a second store on one file: {other:?}"),
-    }
-    drop(store);
-    let again = kvmesh::connect(&url)
-        .await
-        .expect("free once the first is dropped");
-    drop(again);
 
     let path_text = path.display().to_string();
     let mut child = spawn_child_test(
@@ -167,12 +208,20 @@ async fn one_store_at_a_time_owns_a_file() {
     );
     wait_for_line(&mut child, "OPEN").await;
     let refused = kvmesh::connect(&url).await;
+    let child_pid = child.id();
     child.kill().unwrap();
     child.wait().unwrap();
-    assert!(
-        matches!(refused, Err(Error::StoreInUse { .. })),
-        "another process's store: {refused:?}"
-    );
+    match refused {
+        Err(error @ Error::StoreInUse { .. }) => {
+            // The message names the process that holds the file.
+            let message = error.to_string();
+            assert!(
+                message.contains(&format!("process {child_pid}")),
+                "{message}"
+            );
+        }
+        other => panic!("another process's store: {other:?}"),
+    }
     kvmesh::connect(&url)
         .await
         .expect("free once that process is gone");
