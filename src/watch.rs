@@ -129,9 +129,20 @@ impl WatchRegistry {
     }
 }
 
-/// What a watch that has reported `known` (key → version) must yield to
-/// reach `current`: a `Put` per key that is new or at another version (after
-/// a Consul index reset, a rewritten key's version can be lower), a `Delete` per key
+/// What a watch has reported present: key → (version, value).
+#[cfg(any(feature = "consul", feature = "etcd"))]
+pub(crate) type Known = std::collections::BTreeMap<String, (u64, bytes::Bytes)>;
+
+/// The entry [`Known`] keeps for `pair`.
+#[cfg(any(feature = "consul", feature = "etcd"))]
+pub(crate) fn known_entry(pair: &crate::KvPair) -> (String, (u64, bytes::Bytes)) {
+    (pair.key.clone(), (pair.version, pair.value.clone()))
+}
+
+/// What a watch that has reported `known` must yield to reach `current`: a
+/// `Put` per key that is new, at another version or with another value
+/// (after a Consul index reset a rewritten key's version can be lower, or
+/// even equal to the old one), a `Delete` per key
 /// that is gone (at `deleted_at`, or just above the key's last version if
 /// that is higher), in version order — a `Delete` first at a tie, since it
 /// happened before the write whose index it borrows. Updates `known`.
@@ -140,7 +151,7 @@ impl WatchRegistry {
 /// results and etcd's re-read after a compaction.
 #[cfg(any(feature = "consul", feature = "etcd"))]
 pub(crate) fn difference(
-    known: &mut std::collections::BTreeMap<String, u64>,
+    known: &mut Known,
     current: &[crate::KvPair],
     deleted_at: u64,
 ) -> Vec<KvEvent> {
@@ -149,7 +160,7 @@ pub(crate) fn difference(
     let mut events: Vec<KvEvent> = known
         .iter()
         .filter(|(key, _)| !present.contains_key(key.as_str()))
-        .map(|(key, version)| KvEvent::Delete {
+        .map(|(key, (version, _))| KvEvent::Delete {
             key: key.clone(),
             version: deleted_at.max(version + 1),
         })
@@ -160,7 +171,7 @@ pub(crate) fn difference(
             .filter(|pair| {
                 known
                     .get(&pair.key)
-                    .is_none_or(|version| pair.version != *version)
+                    .is_none_or(|(version, value)| pair.version != *version || pair.value != *value)
             })
             .cloned()
             .map(KvEvent::Put),
@@ -169,7 +180,8 @@ pub(crate) fn difference(
     for event in &events {
         match event {
             KvEvent::Put(pair) => {
-                known.insert(pair.key.clone(), pair.version);
+                let (key, entry) = known_entry(pair);
+                known.insert(key, entry);
             }
             KvEvent::Delete { key, .. } => {
                 known.remove(key);
@@ -373,11 +385,10 @@ mod tests {
             value: Default::default(),
             version,
         };
-        let mut known = std::collections::BTreeMap::from([
-            ("a".to_owned(), 1),
-            ("b".to_owned(), 2),
-            ("c".to_owned(), 3),
-        ]);
+        let mut known: Known = [pair("a", 1), pair("b", 2), pair("c", 3)]
+            .iter()
+            .map(known_entry)
+            .collect();
         let current = [pair("a", 1), pair("c", 9), pair("d", 7)];
         let events = difference(&mut known, &current, 9);
         let summary: Vec<(&str, u64, bool)> = events
@@ -389,6 +400,15 @@ mod tests {
         assert!(
             difference(&mut known, &current, 9).is_empty(),
             "nothing changed the second time"
+        );
+        // After a Consul index reset a key can come back at its old version
+        // with another value: that is a change.
+        let mut rewritten = pair("a", 1);
+        rewritten.value = bytes::Bytes::from_static(b"new");
+        let events = difference(&mut known, &[rewritten, pair("c", 9), pair("d", 7)], 9);
+        assert!(
+            matches!(&events[..], [KvEvent::Put(p)] if p.value == "new"),
+            "{events:?}"
         );
     }
 

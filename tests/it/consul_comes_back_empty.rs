@@ -5,7 +5,8 @@
 //! default settings: a blocking query on the old, higher index would sleep
 //! its whole wait (60 s).
 //!
-//! The agent is this test's own, on ports no other test uses.
+//! The agent is this test's own, on ports no other test uses (18950-18953,
+//! 18960-18963).
 
 use crate::support;
 
@@ -27,14 +28,15 @@ impl Drop for Agent {
     }
 }
 
-fn start_agent(binary: &str, data: &std::path::Path) -> Agent {
+fn start_agent(binary: &str, data: &std::path::Path, http: u16) -> Agent {
     let child = Command::new(binary)
         .env("CHECKPOINT_DISABLE", "1")
         .args(["agent", "-dev", "-node", "kvmesh-comes-back-empty"])
         .args(["-bind", "127.0.0.1", "-client", "127.0.0.1"])
-        .args(["-http-port", &HTTP.to_string(), "-dns-port", "-1"])
-        .args(["-grpc-port", "-1", "-server-port", "18951"])
-        .args(["-serf-lan-port", "18952", "-serf-wan-port", "18953"])
+        .args(["-http-port", &http.to_string(), "-dns-port", "-1"])
+        .args(["-grpc-port", "-1", "-server-port", &(http + 1).to_string()])
+        .args(["-serf-lan-port", &(http + 2).to_string()])
+        .args(["-serf-wan-port", &(http + 3).to_string()])
         .args(["-hcl", "ports { grpc_tls = -1 }"])
         .args(["-hcl", "disable_update_check = true"])
         .arg("-data-dir")
@@ -71,18 +73,38 @@ async fn sees(watch: &mut Watch, key: &str, value: &str, within: Duration) {
     }
 }
 
+/// The agent comes back with its index far below where it was (200 writes
+/// before the kill, a handful after).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn watches_see_the_first_write_after_the_agent_comes_back_empty() {
-    let test = "watches_see_the_first_write_after_the_agent_comes_back_empty";
+    comes_back_empty(
+        "watches_see_the_first_write_after_the_agent_comes_back_empty",
+        200,
+        1,
+        HTTP,
+    )
+    .await;
+}
+
+/// The agent comes back with its index about where it was (a few keys, the
+/// same writes before and after): the watched key comes back at the very
+/// version it had, with another value. Three restarts in a row.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn watches_see_a_write_at_the_old_index_after_the_agent_comes_back_empty() {
+    let test = "watches_see_a_write_at_the_old_index_after_the_agent_comes_back_empty";
+    comes_back_empty(test, 0, 3, HTTP + 10).await;
+}
+
+async fn comes_back_empty(test: &str, fillers: usize, restarts: usize, http: u16) {
     let Some(binary) = support::server_addr("KV_CONSUL_BIN", test) else {
         return;
     };
-    let data = std::env::temp_dir().join(format!("kvmesh-consul-empty-{}", std::process::id()));
-    let agent = start_agent(&binary, &data);
-    let store = kvmesh::connect_lazy(&format!("consul://127.0.0.1:{HTTP}")).unwrap();
+    let data =
+        std::env::temp_dir().join(format!("kvmesh-consul-empty-{}-{http}", std::process::id()));
+    let mut agent = start_agent(&binary, &data, http);
+    let store = kvmesh::connect_lazy(&format!("consul://127.0.0.1:{http}")).unwrap();
     until_ready(&*store).await;
-    // An index well above where a new agent starts.
-    for i in 0..200 {
+    for i in 0..fillers {
         store
             .put("filler", Bytes::from(i.to_string()))
             .await
@@ -105,21 +127,26 @@ async fn watches_see_the_first_write_after_the_agent_comes_back_empty() {
         Duration::from_secs(5),
     )
     .await;
-    // Let both blocking queries settle on the current index.
-    tokio::time::sleep(Duration::from_millis(500)).await;
-
-    drop(agent);
-    let _ = std::fs::remove_dir_all(&data);
-    let agent = start_agent(&binary, &data);
-    until_ready(&*store).await;
-    store.put("app/key", Bytes::from("after")).await.unwrap();
-    let written = Instant::now();
-    sees(&mut key_watch, "app/key", "after", Duration::from_secs(2)).await;
-    sees(&mut range_watch, "app/key", "after", Duration::from_secs(2)).await;
-    eprintln!(
-        "both watches saw the write {:?} after it",
-        written.elapsed()
-    );
+    for restart in 0..restarts {
+        // Let both blocking queries settle on the current index.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        drop(agent);
+        let _ = std::fs::remove_dir_all(&data);
+        agent = start_agent(&binary, &data, http);
+        until_ready(&*store).await;
+        let value = format!("after {restart}");
+        store
+            .put("app/key", Bytes::from(value.clone()))
+            .await
+            .unwrap();
+        let written = Instant::now();
+        sees(&mut key_watch, "app/key", &value, Duration::from_secs(2)).await;
+        sees(&mut range_watch, "app/key", &value, Duration::from_secs(2)).await;
+        eprintln!(
+            "both watches saw the write {:?} after it",
+            written.elapsed()
+        );
+    }
     drop(agent);
     let _ = std::fs::remove_dir_all(&data);
 }

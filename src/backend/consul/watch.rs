@@ -26,7 +26,7 @@
 //! index): an agent that came back empty would otherwise hold a query on
 //! the old, higher index for its whole wait.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -39,7 +39,7 @@ use super::Inner;
 use super::client::Listing;
 use super::long_polls::{LongPolls, MAX_LONG_POLLS, MAX_WAIT};
 use crate::backoff::Backoff;
-use crate::watch::WatchTarget;
+use crate::watch::{Known, WatchTarget, known_entry};
 use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
 
 /// With this many upstreams, new key watches share their directory's.
@@ -255,7 +255,7 @@ struct Subscriber {
     options: WatchOptions,
     rx: Option<watch::Receiver<Published>>,
     /// Key → version of every key this watch has reported present.
-    known: BTreeMap<String, u64>,
+    known: Known,
     /// The generation and index of the state `known` reflects.
     seen: (u64, u64),
     pending: VecDeque<KvEvent>,
@@ -273,7 +273,7 @@ pub(super) async fn open(
         target,
         options,
         rx: None,
-        known: BTreeMap::new(),
+        known: Known::new(),
         seen: (0, 0),
         pending: VecDeque::new(),
     };
@@ -326,10 +326,12 @@ impl Subscriber {
         for pair in pairs {
             match self.options.after {
                 Some(after) if pair.version <= after => {
-                    self.known.insert(pair.key, pair.version);
+                    let (key, entry) = known_entry(&pair);
+                    self.known.insert(key, entry);
                 }
                 _ => {
-                    self.known.insert(pair.key.clone(), pair.version);
+                    let (key, entry) = known_entry(&pair);
+                    self.known.insert(key, entry);
                     fresh.push(pair);
                 }
             }

@@ -15,7 +15,7 @@
 //!   its target and yields the difference with what it had delivered, then
 //!   continues after that read.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use futures::StreamExt;
@@ -26,8 +26,8 @@ use super::Inner;
 use super::client::RangeAt;
 use super::hub::{Published, Subscription, key_of};
 use super::stream::{Interruption, WatchStream, into_event, key_and_prefix};
-use crate::watch::WatchTarget;
-use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
+use crate::watch::{Known, WatchTarget, known_entry};
+use crate::{Error, KvEvent, Result, WatchOptions};
 
 /// Where a watch's events come from.
 enum Source {
@@ -43,7 +43,7 @@ struct EtcdWatch {
     next_rev: i64,
     /// Key → version of every key this watch has reported present, for the
     /// difference after a compaction.
-    known: BTreeMap<String, u64>,
+    known: Known,
     pending: VecDeque<KvEvent>,
     source: Source,
 }
@@ -104,7 +104,8 @@ async fn open_now(inner: &Arc<Inner>, target: WatchTarget) -> Result<EtcdWatch> 
     };
     let mut watch = EtcdWatch::new(inner, target, revision + 1, source);
     for pair in pairs {
-        watch.known.insert(pair.key.clone(), pair.version);
+        let (key, entry) = known_entry(&pair);
+        watch.known.insert(key, entry);
         watch.pending.push_back(KvEvent::Put(pair));
     }
     Ok(watch)
@@ -137,9 +138,7 @@ async fn open_after(inner: &Arc<Inner>, target: WatchTarget, after: u64) -> Resu
         Source::Alone(WatchStream::new(inner.clone(), target.clone(), after + 1))
     };
     let mut watch = EtcdWatch::new(inner, target, after + 1, source);
-    watch
-        .known
-        .extend(pairs.into_iter().map(|p: KvPair| (p.key, p.version)));
+    watch.known.extend(pairs.iter().map(known_entry));
     Ok(watch)
 }
 
@@ -171,7 +170,7 @@ impl EtcdWatch {
             inner: inner.clone(),
             target,
             next_rev,
-            known: BTreeMap::new(),
+            known: Known::new(),
             pending: VecDeque::new(),
             source,
         }
@@ -240,7 +239,8 @@ impl EtcdWatch {
             self.next_rev = self.next_rev.max(version + 1);
             match &event {
                 KvEvent::Put(pair) => {
-                    self.known.insert(pair.key.clone(), pair.version);
+                    let (key, entry) = known_entry(pair);
+                    self.known.insert(key, entry);
                 }
                 KvEvent::Delete { key, .. } => {
                     self.known.remove(key);
