@@ -30,6 +30,10 @@ struct RedisWatch {
     pending: VecDeque<KvEvent>,
     /// Every change up to here was queued or delivered.
     delivered: Position,
+    /// The keys queued at `delivered`'s version while it is not whole (a
+    /// txn's changes share a version): a re-read from there skips them and
+    /// yields the rest of that txn.
+    at_version: Vec<String>,
     ended: bool,
 }
 
@@ -108,6 +112,7 @@ pub(super) async fn open(
         registration,
         pending,
         delivered,
+        at_version: Vec::new(),
         ended: false,
     };
     watch.catch_up(hub_position).await?;
@@ -139,7 +144,7 @@ impl RedisWatch {
             match self.rx.recv().await? {
                 HubMessage::Change(entry) => {
                     if entry.position > self.delivered {
-                        self.delivered = entry.position;
+                        self.advance(&entry);
                         return Some(Ok(entry.into_event()));
                     }
                 }
@@ -173,7 +178,7 @@ impl RedisWatch {
             }
             let full_page = entries.len() == PAGE;
             for entry in entries {
-                self.delivered = entry.position;
+                self.advance(&entry);
                 if self.target.matches(&entry.key) {
                     self.pending.push_back(entry.into_event());
                 }
@@ -185,9 +190,28 @@ impl RedisWatch {
         Ok(())
     }
 
-    /// The difference between what was delivered and the state now.
+    /// `entry` is queued or delivered.
+    fn advance(&mut self, entry: &LogEntry) {
+        if entry.position.0 != self.delivered.0 || self.delivered.1 == u64::MAX {
+            self.at_version.clear();
+        }
+        self.at_version.push(entry.key.clone());
+        self.delivered = entry.position;
+    }
+
+    /// The difference between what was delivered and the state now. From
+    /// the middle of a txn (some of its changes delivered), the re-read
+    /// starts at its version and skips the keys already delivered there.
     async fn resync(&mut self) -> Result<()> {
-        let after = self.delivered.0;
+        let (version, whole) = (self.delivered.0, self.delivered.1 == u64::MAX);
+        let after = if whole {
+            version
+        } else {
+            version.saturating_sub(1)
+        };
+        let repeats = std::mem::take(&mut self.at_version);
+        let repeat =
+            |key: &str, at: u64| !whole && at == version && repeats.iter().any(|k| k == key);
         tracing::debug!(after, "redis watch re-reads the state");
         let (revision, pairs, deleted) =
             read_state(&self.client, &self.target, Some(after)).await?;
@@ -196,6 +220,7 @@ impl RedisWatch {
             .filter(|p| p.version > after)
             .map(KvEvent::Put)
             .chain(deleted)
+            .filter(|event| !repeat(event.key(), event.version()))
             .collect();
         changes.sort_by_key(KvEvent::version);
         self.pending.extend(changes);
