@@ -156,9 +156,9 @@ pub enum Error {
     StoreInUse {
         /// The file.
         path: std::path::PathBuf,
-        /// The process that holds it, where the system says (Linux's
-        /// `/proc/locks`); this process's own id when another store of this
-        /// process has it.
+        /// A process that has the file open, where the system says (Linux:
+        /// found among every process's open files; another process first),
+        /// most likely the one whose store holds it.
         holder: Option<u32>,
     },
 

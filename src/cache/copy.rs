@@ -86,16 +86,6 @@ impl Copy {
         self.read().version
     }
 
-    /// True when the copy holds exactly `pairs` (keys and versions).
-    pub(super) fn equals(&self, pairs: &[KvPair]) -> bool {
-        let contents = self.read();
-        contents.pairs.len() == pairs.len()
-            && pairs.iter().all(|p| {
-                let held = contents.pairs.get(&p.key);
-                held.is_some_and(|h| h.version == p.version && h.value == p.value)
-            })
-    }
-
     /// A new subscriber to the changes applied from now on.
     pub(super) fn subscribe(&self) -> broadcast::Receiver<CacheEvent> {
         // Under the read lock, so no batch is half seen: the subscriber

@@ -118,7 +118,6 @@ pub struct Cache {
 
 /// What the clones share; dropping the last one stops the follower.
 struct Shared {
-    store: Arc<dyn Store>,
     copy: Arc<Copy>,
     _follower: DropGuard,
 }
@@ -141,7 +140,6 @@ impl Cache {
         ));
         Ok(Cache {
             shared: Arc::new(Shared {
-                store,
                 copy,
                 _follower: stop.drop_guard(),
             }),
@@ -185,17 +183,16 @@ impl Cache {
     }
 
     /// Resolves once the copy has applied every change up to `version`
-    /// (read your own writes: pass a version from `get`, `txn`, ...).
+    /// (read your own writes: pass a version from `get`, `txn`, ... of a
+    /// key under the prefix).
     ///
-    /// A version of a write outside the prefix raises no event here: the
-    /// copy then counts as caught up once a read of the prefix (made after
-    /// this call) shows what the copy holds. Errors: the error that made
-    /// the copy stop following, if it did. Cancel-safe; wrap it in
-    /// `tokio::time::timeout` to bound the wait.
+    /// The copy learns of versions through its prefix's changes only: a
+    /// version of a write elsewhere resolves once a change under the prefix
+    /// at or past it arrives. Errors: the error that made the copy stop
+    /// following, if it did. Cancel-safe; wrap it in `tokio::time::timeout`
+    /// to bound the wait.
     pub async fn wait_for(&self, version: u64) -> Result<()> {
-        let copy = &self.shared.copy;
-        let mut progress = copy.progress();
-        let mut patience = Duration::from_millis(200);
+        let mut progress = self.shared.copy.progress();
         loop {
             {
                 let now = progress.borrow_and_update();
@@ -206,27 +203,10 @@ impl Cache {
                     return Ok(());
                 }
             }
-            match tokio::time::timeout(patience, progress.changed()).await {
-                Ok(Ok(())) => continue,
-                Ok(Err(_)) => return Err(Error::malformed("the cache's follower is gone")),
-                Err(_) => {}
-            }
-            patience = (patience * 2).min(Duration::from_secs(2));
-            // Nothing arrived: perhaps nothing under the prefix changed up
-            // to `version`. A read made now is at or past it.
-            let current = match self.read_now().await {
-                Ok(pairs) => pairs,
-                Err(_) => continue, // unreachable: keep waiting for the watch
-            };
-            if copy.equals(&current) {
-                return Ok(());
+            if progress.changed().await.is_err() {
+                return Err(Error::malformed("the cache's follower is gone"));
             }
         }
-    }
-
-    async fn read_now(&self) -> Result<Vec<KvPair>> {
-        let shared = &self.shared;
-        shared.store.get_range(&shared.copy.prefix).await
     }
 
     /// The changes the copy applies from now on, in order, each with the

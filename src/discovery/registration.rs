@@ -247,15 +247,14 @@ impl Keeper {
             // The node may be gone once its last write's TTL has passed,
             // whether or not this refresh has answered yet (a partition
             // leaves it hanging for the request timeout).
+            // A refresh in flight is let finish (its request timeout bounds
+            // it) even when stopped: abandoned, it could land after the
+            // delete and list the node again for a TTL.
             let written = tokio::select! {
-                _ = stop.cancelled() => break,
                 written = &mut write => written,
                 _ = tokio::time::sleep_until(self.expires) => {
                     self.mark_expired();
-                    tokio::select! {
-                        _ = stop.cancelled() => break,
-                        written = &mut write => written,
-                    }
+                    write.await
                 }
             };
             self.record(sent, written);

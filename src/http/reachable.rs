@@ -23,28 +23,39 @@ impl HttpClient {
 impl Error {
     /// This error, or, when an HTTP exchange failed because the reply was
     /// not HTTP at all (a Redis server answering), one that says so in a
-    /// line: `is it <expected>?`.
+    /// line: `is it <expected>?`. A reply cut short stays `Unreachable`
+    /// (a server restarting does that too), with the same hint.
     pub(crate) fn not_http(self, expected: &str) -> Error {
         let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(&self);
         while let Some(error) = cause {
-            if let Some(hyper) = error.downcast_ref::<hyper::Error>()
-                && (hyper.is_parse() || hyper.is_incomplete_message())
-            {
-                let message = match &self {
-                    Error::Unreachable { message, .. } => {
-                        match message.strip_prefix("no endpoint answered ") {
-                            Some(endpoints) => format!("connecting to {endpoints}"),
-                            None => message.clone(),
-                        }
-                    }
-                    _ => "connecting".to_owned(),
+            if let Some(hyper) = error.downcast_ref::<hyper::Error>() {
+                let Error::Unreachable { message, source } = &self else {
+                    return self;
                 };
-                return Error::MalformedReply {
-                    message: format!(
-                        "{message}: the server there does not speak HTTP (is it {expected}?)"
+                let message = match message.strip_prefix("no endpoint answered ") {
+                    Some(endpoints) => format!(
+                        "connecting to {}",
+                        endpoints.trim_start_matches('(').trim_end_matches(')')
                     ),
-                    source: None,
+                    None => message.clone(),
                 };
+                if hyper.is_parse() {
+                    return Error::MalformedReply {
+                        message: format!(
+                            "{message}: the server there does not speak HTTP (is it {expected}?)"
+                        ),
+                        source: None,
+                    };
+                }
+                if hyper.is_incomplete_message() {
+                    return Error::Unreachable {
+                        message: format!(
+                            "{message}: the server closed the connection mid-reply (is it {expected}?)"
+                        ),
+                        source: source.clone(),
+                    };
+                }
+                return self;
             }
             cause = error.source();
         }

@@ -365,20 +365,7 @@ impl ConsulClient {
 
     /// True when Consul knows the session `id`.
     pub(super) async fn session_exists(&self, id: &str) -> Result<bool> {
-        let path = self.path(format!("/v1/session/info/{}", query_value(id)), &[]);
-        let reply = self
-            .call(
-                Method::GET,
-                &path,
-                Bytes::new(),
-                true,
-                self.timeout,
-                "consul session info",
-            )
-            .await?;
-        let reply = Self::expect_ok(reply, "consul session info", None)?;
-        let sessions: Option<Vec<serde_json::Value>> = reply.json("consul session info")?;
-        Ok(sessions.is_some_and(|s| !s.is_empty()))
+        Ok(self.session_name(id).await?.is_some())
     }
 
     /// One transaction (`PUT /v1/txn`); `Ok(false)` when Consul rolled it back.

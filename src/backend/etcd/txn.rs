@@ -17,8 +17,13 @@ use crate::{Error, Result, Txn, TxnResult};
 /// The contender key of the holder a lock check names (its session is the
 /// lease id in decimal); a session that is no lease names no key that exists.
 fn contender_of(guard: &LockGuard) -> String {
-    let lease: i64 = guard.session.parse().unwrap_or(0);
-    mutex::contender(&mutex::prefix(&guard.key), lease)
+    mutex::contender(&mutex::prefix(&guard.key), lease_of(guard))
+}
+
+/// The holder's lease (its session, in decimal); 0 for a session that is
+/// no lease, which no key of a lock is attached to.
+fn lease_of(guard: &LockGuard) -> i64 {
+    guard.session.parse().unwrap_or(0)
 }
 
 /// etcd's default `--max-txn-ops`: the most compares, and the most
@@ -44,10 +49,13 @@ impl EtcdStore {
         }
         // A lock is held while the holder's contender key is the one created
         // at its fencing token (it goes with the holder's lease; a key of
-        // the lease's name created later belongs to a later holder).
+        // the lease's name created later belongs to a later holder), and its
+        // key still carries the holder's value under that lease (a deleted
+        // or overwritten key is a lost lock, as on every backend).
         let contenders: Vec<String> = txn.guards.iter().map(contender_of).collect();
         for (guard, contender) in txn.guards.iter().zip(&contenders) {
             compare.push(Compare::created_at(b64(contender), guard.fencing_token));
+            compare.push(Compare::leased_by(b64(&guard.key), lease_of(guard)));
         }
         if compare.len() > MAX_TXN_OPS {
             return Err(Error::InvalidArgument(format!(
@@ -73,8 +81,10 @@ impl EtcdStore {
             })
             .collect();
         let checked = txn.checks.iter().map(|check| &check.key);
+        let locked = txn.guards.iter().map(|guard| &guard.key);
         let failure = checked
             .chain(&contenders)
+            .chain(locked)
             .map(|key| {
                 let (key, range_end) = range_of(key, false);
                 RequestOp::Range(RangeRequest {
@@ -118,9 +128,19 @@ impl EtcdStore {
             let revision = range.kvs.first().map_or(0, |kv| kv.create_revision);
             created.insert(contender, revision);
         }
+        let mut leased: HashMap<&str, i64> = HashMap::new();
+        let key_ranges = outcome
+            .ranges
+            .iter()
+            .skip(txn.checks.len() + contenders.len());
+        for (guard, range) in txn.guards.iter().zip(key_ranges) {
+            leased.insert(&guard.key, range.kvs.first().map_or(0, |kv| kv.lease));
+        }
         let held = |guard: &LockGuard| {
             let revision = created.get(contender_of(guard).as_str()).copied();
-            revision.and_then(|r| u64::try_from(r).ok()) == Some(guard.fencing_token)
+            let contending =
+                revision.and_then(|r| u64::try_from(r).ok()) == Some(guard.fencing_token);
+            contending && leased.get(guard.key.as_str()) == Some(&lease_of(guard))
         };
         let keys = txn.failed_checks(|key| current.get(key).copied().flatten(), held);
         if keys.is_empty() {

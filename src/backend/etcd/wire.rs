@@ -102,14 +102,16 @@ pub(super) struct TxnRequest {
 #[derive(Debug, Serialize)]
 pub(super) struct Compare {
     pub(super) key: String,
-    /// `CREATE` or `MOD`.
+    /// `CREATE`, `MOD` or `LEASE`.
     pub(super) target: &'static str,
-    /// Always `EQUAL` here.
+    /// `EQUAL` or `NOT_EQUAL`.
     pub(super) result: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) create_revision: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub(super) mod_revision: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(super) lease: Option<String>,
 }
 
 impl Compare {
@@ -121,6 +123,19 @@ impl Compare {
             result: "EQUAL",
             create_revision: Some("0".into()),
             mod_revision: None,
+            lease: None,
+        }
+    }
+
+    /// The key is attached to `lease`.
+    pub(super) fn leased_by(key: String, lease: i64) -> Self {
+        Compare {
+            key,
+            target: "LEASE",
+            result: "EQUAL",
+            create_revision: None,
+            mod_revision: None,
+            lease: Some(lease.to_string()),
         }
     }
 
@@ -148,6 +163,7 @@ impl Compare {
             result: "EQUAL",
             create_revision: None,
             mod_revision: Some(revision.to_string()),
+            lease: None,
         }
     }
 }

@@ -19,13 +19,19 @@ mod history;
 #[cfg_attr(not(feature = "file"), allow(dead_code))]
 pub(crate) mod journal;
 mod lock;
+mod purge;
 pub(crate) mod state;
 mod tombstones;
 mod watch;
+#[cfg(feature = "file")]
+mod weak;
+
+#[cfg(feature = "file")]
+pub(crate) use weak::WeakMemoryStore;
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard, Weak};
+use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
@@ -98,44 +104,7 @@ impl Drop for Shared {
     }
 }
 
-/// A [`MemoryStore`] that does not keep it open: the file store's
-/// registry of the files this process has open.
-#[derive(Debug, Clone)]
-#[cfg_attr(not(feature = "file"), allow(dead_code))]
-pub(crate) struct WeakMemoryStore {
-    shared: std::sync::Weak<Shared>,
-    max_value_size: Option<usize>,
-    backend: &'static str,
-}
-
-#[cfg_attr(not(feature = "file"), allow(dead_code))]
-impl WeakMemoryStore {
-    /// True while a handle on the store lives.
-    pub(crate) fn is_open(&self) -> bool {
-        self.shared.strong_count() > 0
-    }
-
-    /// The store, if a handle on it still lives.
-    pub(crate) fn upgrade(&self) -> Option<MemoryStore> {
-        Some(MemoryStore {
-            shared: self.shared.upgrade()?,
-            max_value_size: self.max_value_size,
-            backend: self.backend,
-        })
-    }
-}
-
 impl MemoryStore {
-    /// A handle that does not keep the store open.
-    #[cfg_attr(not(feature = "file"), allow(dead_code))]
-    pub(crate) fn downgrade(&self) -> WeakMemoryStore {
-        WeakMemoryStore {
-            shared: Arc::downgrade(&self.shared),
-            max_value_size: self.max_value_size,
-            backend: self.backend,
-        }
-    }
-
     pub(crate) fn new(config: &Config) -> Self {
         Self::with_state(config, State::new(config.history), None)
     }
@@ -195,7 +164,7 @@ impl MemoryStore {
         }
         let shared = Arc::downgrade(&self.shared);
         let wake = self.shared.purge_wake.clone();
-        tokio::spawn(purge_expired_keys(shared, wake));
+        tokio::spawn(purge::purge_expired_keys(shared, wake));
     }
 
     fn watch_target(&self, target: WatchTarget, options: &WatchOptions) -> Result<Watch> {
@@ -205,29 +174,6 @@ impl MemoryStore {
         let (events, initial) = watch::open(&self.shared, target.clone(), options)?;
         let watch = Watch::new(events, self.shared.registry.register(target));
         Ok(watch.with_initial_state(initial))
-    }
-}
-
-/// Deletes keys as their TTLs pass; ends when the store is gone.
-async fn purge_expired_keys(shared: Weak<Shared>, wake: Arc<Notify>) {
-    loop {
-        let next = {
-            let Some(shared) = shared.upgrade() else {
-                return;
-            };
-            let mut state = shared.write();
-            state.purge_expired(Instant::now());
-            state.next_expiry()
-        };
-        match next {
-            Some(at) => {
-                tokio::select! {
-                    _ = tokio::time::sleep_until(at) => {}
-                    _ = wake.notified() => {}
-                }
-            }
-            None => wake.notified().await,
-        }
     }
 }
 

@@ -42,7 +42,9 @@ impl Tombstones {
                 break;
             };
             self.by_key.remove(&key);
-            self.floor = version;
+            // Never lower: a reopen puts tombstones back in key order, so
+            // the one forgotten last need not be the newest forgotten.
+            self.floor = self.floor.max(version);
             forgotten.push(key);
         }
         forgotten

@@ -193,3 +193,24 @@ pub async fn a_resigned_leader_cannot_write(ctx: Ctx) {
     assert_eq!(conflict(ctx.store.txn(stale).await.unwrap()), [lock_key]);
     assert_eq!(ctx.other.get(&config).await.unwrap().unwrap().value, "v1");
 }
+
+/// Deleting the lock's key loses the lock (`lost()` resolves): from then on
+/// its guarded writes are refused, on every backend alike.
+pub async fn a_deleted_lock_key_guards_nothing(ctx: Ctx) {
+    let (lock_key, data) = (ctx.key("lock"), ctx.key("data"));
+    let lock = ctx
+        .store
+        .acquire(&lock_key, Bytes::from("me"))
+        .await
+        .unwrap();
+    let write = Txn::new().check_held(&lock).put(&data, Bytes::from("x"));
+    ctx.other.delete(&lock_key).await.unwrap();
+    assert_eq!(
+        conflict(ctx.store.txn(write).await.unwrap()),
+        [lock_key.as_str()]
+    );
+    assert!(ctx.other.get(&data).await.unwrap().is_none());
+    tokio::time::timeout(Duration::from_secs(20), lock.lost())
+        .await
+        .expect("the holder learns it lost the lock");
+}

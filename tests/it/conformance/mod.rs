@@ -188,6 +188,7 @@ macro_rules! suite {
             guarded::a_lock_released_elsewhere_guards_nothing,
             guarded::a_lock_check_combines_with_version_checks,
             guarded::a_resigned_leader_cannot_write,
+            guarded::a_deleted_lock_key_guards_nothing,
             cache::cache_opens_on_existing_keys,
             cache::cache_converges_under_concurrent_writers,
             cache::cache_changes_carry_the_previous_values,

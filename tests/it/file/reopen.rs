@@ -297,3 +297,59 @@ async fn a_damaged_or_foreign_file_is_a_typed_error() {
     std::fs::create_dir_all(&path).unwrap();
     assert_storage_error(kvmesh::connect(&file_url(&path)).await, "directory");
 }
+
+/// Reopened with a smaller `history`, the store forgets the oldest
+/// deletions it can no longer keep; a watch resuming from before one of
+/// them must not miss it: it either yields it or says the history is gone.
+#[tokio::test]
+async fn a_smaller_history_on_reopen_never_hides_a_delete() {
+    let path = scratch_file("smaller-history");
+    let url = file_url(&path);
+    let store = kvmesh::connect(&format!("{url}?history=500"))
+        .await
+        .unwrap();
+    let keys: Vec<String> = (0..2_000).map(|i| format!("d/{i:05}")).collect();
+    let mut all = kvmesh::Txn::new();
+    for key in &keys {
+        all = all.put(key, Bytes::from("x"));
+    }
+    store.txn(all).await.unwrap();
+    // Deleted in reverse key order, ten at a time: the later the key, the
+    // older its deletion (a reopen reads tombstones in key order).
+    let mut deleted_at = Vec::new();
+    for chunk in keys.rchunks(10) {
+        let mut txn = kvmesh::Txn::new();
+        for key in chunk {
+            txn = txn.delete(key);
+        }
+        match store.txn(txn).await.unwrap() {
+            kvmesh::TxnResult::Committed { version } => deleted_at.push((chunk.to_vec(), version)),
+            other => panic!("{other:?}"),
+        }
+    }
+    drop(store);
+
+    // history=10 keeps 1,000 tombstones of the 2,000.
+    let store = kvmesh::connect(&format!("{url}?history=10")).await.unwrap();
+    let (_, from) = deleted_at[20]; // deletions after it: 179 txns, 1,790 keys
+    let after = from;
+    let expected: usize = deleted_at
+        .iter()
+        .filter(|(_, v)| *v > after)
+        .map(|(k, _)| k.len())
+        .sum();
+    match store.watch_range("d/", WatchOptions::after(after)).await {
+        Err(Error::Compacted { .. }) => {} // said so: fine
+        Ok(mut watch) => {
+            let mut seen = 0;
+            while seen < expected {
+                match tokio::time::timeout(Duration::from_secs(2), watch.next()).await {
+                    Ok(Some(Ok(KvEvent::Delete { .. }))) => seen += 1,
+                    Ok(Some(Err(Error::Compacted { .. }))) => return,
+                    other => panic!("after {seen} of {expected} deletions: {other:?}"),
+                }
+            }
+        }
+        Err(other) => panic!("{other:?}"),
+    }
+}

@@ -1,66 +1,14 @@
 //! The `connect` URL format: `scheme://host:port[,host:port...][?options]`.
 
-use std::time::Duration;
+mod options;
 
 use crate::{Backend, Config, Error, Result};
+use options::{percent_decode, set_options};
 
 /// Every URL form, for hints and help texts: one list, so none leaves a
 /// backend out.
 pub(crate) const URL_FORMS: &str = "memory://, file:///path/store.redb, \
 redis://[user:password@]host:port[/db], consul://host:port or etcd://host:port";
-
-const TLS_OPTIONS: [&str; 4] = ["ca_file", "cert_file", "key_file", "tls_server_name"];
-
-/// The options each backend uses; any other is refused, naming these.
-pub(crate) fn options_of(backend: Backend) -> Vec<&'static str> {
-    let mut options = match backend {
-        Backend::Memory | Backend::File => return vec!["history", "max_value_size"],
-        Backend::Redis => vec!["timeout", "lock_ttl", "history", "namespace"],
-        Backend::Consul => vec!["timeout", "lock_ttl", "stall_timeout", "token", "dc"],
-        Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout"],
-        // A backend added later takes what its own arm says.
-        #[allow(unreachable_patterns)]
-        _ => vec![],
-    };
-    options.extend(TLS_OPTIONS);
-    options
-}
-
-/// Applies each `name=value` of a query string, refusing an option that
-/// `backend` does not use.
-fn set_options(config: &mut Config, backend: Backend, query: &str) -> Result<()> {
-    let takes = options_of(backend);
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-        if !takes.contains(&name) {
-            let known = KNOWN_OPTIONS.contains(&name);
-            return Err(Error::InvalidArgument(format!(
-                "{} option {name:?} for {}://: it takes {}",
-                if known { "no" } else { "unknown" },
-                backend.name(),
-                takes.join(", ")
-            )));
-        }
-        set_option(config, name, value)?;
-    }
-    Ok(())
-}
-
-/// Every option some backend takes.
-const KNOWN_OPTIONS: [&str; 12] = [
-    "timeout",
-    "lock_ttl",
-    "stall_timeout",
-    "history",
-    "max_value_size",
-    "namespace",
-    "token",
-    "dc",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "tls_server_name",
-];
 
 /// A parsed `connect` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -153,101 +101,11 @@ fn parse_file_url(rest: &str) -> Result<(StoreUrl, Config)> {
     Ok((url, config))
 }
 
-/// Applies one `name=value` option from a URL query string.
-fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
-    match name {
-        "timeout" => config.timeout = parse_duration(name, value)?,
-        "lock_ttl" => config.lock_ttl = parse_duration(name, value)?,
-        "stall_timeout" => config.stall_timeout = parse_duration(name, value)?,
-        "token" => config.token = Some(percent_decode(name, value)?),
-        "dc" => config.datacenter = Some(percent_decode(name, value)?),
-        "namespace" => {
-            let namespace = percent_decode(name, value)?;
-            if namespace.is_empty() || namespace.contains(['{', '}']) {
-                return Err(Error::InvalidArgument(
-                    "namespace: a non-empty name without { or }".into(),
-                ));
-            }
-            config.namespace = Some(namespace);
-        }
-        "ca_file" | "cert_file" | "key_file" | "tls_server_name" => {
-            let Some(tls) = config.tls.as_mut() else {
-                return Err(Error::InvalidArgument(format!(
-                    "{name} needs TLS: use consul+https://, etcd+https:// or rediss://"
-                )));
-            };
-            let value = percent_decode(name, value)?;
-            match name {
-                "ca_file" => tls.ca_file = Some(value.into()),
-                "cert_file" => tls.cert_file = Some(value.into()),
-                "key_file" => tls.key_file = Some(value.into()),
-                _ => tls.server_name = Some(value),
-            }
-        }
-        "max_value_size" => config.max_value_size = Some(parse_size(name, value)?),
-        "history" => {
-            config.history = value.parse().map_err(|_| {
-                Error::InvalidArgument(format!("history: {value:?} is not a whole number"))
-            })?
-        }
-        _ => return Err(Error::InvalidArgument(format!("unknown option {name:?}"))),
-    }
-    Ok(())
-}
-
-fn percent_decode(name: &str, value: &str) -> Result<String> {
-    percent_encoding::percent_decode_str(value)
-        .decode_utf8()
-        .map(|v| v.into_owned())
-        .map_err(|_| Error::InvalidArgument(format!("{name}: not valid percent-encoded UTF-8")))
-}
-
-/// Parses `250ms`, `5s`, `2m`, `1h` (a whole number and a unit).
-pub(crate) fn parse_duration(name: &str, text: &str) -> Result<Duration> {
-    let invalid = || {
-        Error::InvalidArgument(format!(
-            "{name}: {text:?} is not a duration like 250ms, 5s, 2m or 1h"
-        ))
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(invalid)?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number.parse().map_err(|_| invalid())?;
-    let seconds = match unit {
-        "ms" => return Ok(Duration::from_millis(n)),
-        "s" => n,
-        "m" => n.checked_mul(60).ok_or_else(invalid)?,
-        "h" => n.checked_mul(3600).ok_or_else(invalid)?,
-        _ => return Err(invalid()),
-    };
-    Ok(Duration::from_secs(seconds))
-}
-
-/// A size in bytes: `524288`, `512KiB`, `1MiB`.
-fn parse_size(name: &str, text: &str) -> Result<usize> {
-    let invalid = || {
-        Error::InvalidArgument(format!(
-            "{name}: {text:?} is not a size like 524288, 512KiB or 1MiB"
-        ))
-    };
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (number, unit) = text.split_at(split);
-    let n: usize = number.parse().map_err(|_| invalid())?;
-    let scale = match unit {
-        "" | "B" => 1,
-        "KiB" => 1024,
-        "MiB" => 1024 * 1024,
-        _ => return Err(invalid()),
-    };
-    n.checked_mul(scale).ok_or_else(invalid)
-}
-
 #[cfg(test)]
 mod tests {
+    use super::options::parse_duration;
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn file_urls_take_a_path() {
@@ -362,7 +220,7 @@ mod tests {
                 "max_value_size",
                 "redis://",
             ),
-            ("file:///tmp/a.redb?timeout=1s", "timeout", "file://"),
+            ("file:///tmp/a.redb?lock_ttl=1s", "lock_ttl", "file://"),
             ("memory://?lock_ttl=3s", "lock_ttl", "memory://"),
             ("consul://127.0.0.1:8500?history=5", "history", "consul://"),
         ];
@@ -388,6 +246,7 @@ mod tests {
             "consul://h:1?token=t&dc=eu&stall_timeout=1m",
             "etcd://h:1?timeout=1s&lock_ttl=3s&stall_timeout=1m",
             "file:///tmp/a.redb?history=5&max_value_size=1KiB",
+            "memory://?timeout=5s",
         ] {
             parse_url(url).unwrap();
         }
