@@ -348,3 +348,54 @@ async fn an_unread_watch_stays_bounded_and_loses_nothing() {
     let quiet = tokio::time::timeout(Duration::from_millis(300), watch.next()).await;
     assert!(quiet.is_err(), "more events than writes: {quiet:?}");
 }
+
+/// Many keys whose TTL passes at once are all deleted (and their `Delete`s
+/// logged) within about a second, not at 100 keys per sweep period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn many_ttl_keys_expiring_together_are_swept_at_once() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "many_ttl_keys_expiring_together_are_swept_at_once";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("sweep");
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}&history=100000"))
+        .await
+        .unwrap();
+    const KEYS: usize = 2_000; // 20 sweep batches
+    let ttl = PutOptions::ttl(Duration::from_millis(500));
+    for chunk in (0..KEYS).collect::<Vec<_>>().chunks(100) {
+        let puts = chunk.iter().map(|i| {
+            let (store, ttl) = (store.clone(), ttl.clone());
+            async move {
+                store
+                    .put_with(&format!("e/{i:05}"), Bytes::from("x"), ttl)
+                    .await
+            }
+        });
+        futures::future::try_join_all(puts).await.unwrap();
+    }
+    let mut watch = store
+        .watch_range("e/", WatchOptions::default())
+        .await
+        .unwrap();
+    let mut present = 0;
+    while present < KEYS {
+        match next(&mut watch).await {
+            KvEvent::Put(_) => present += 1,
+            KvEvent::Delete { .. } => break, // expiring already
+        }
+    }
+    // Every key is gone from the log's point of view within a few seconds
+    // (the sweep period is 250 ms; 20 periods would be 5 s).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    let mut deleted = 0;
+    while deleted < KEYS {
+        let event = tokio::time::timeout_at(deadline, watch.next())
+            .await
+            .unwrap_or_else(|_| panic!("only {deleted} of {KEYS} deletions within the deadline"));
+        if let Some(Ok(KvEvent::Delete { .. })) = event {
+            deleted += 1;
+        }
+    }
+}
