@@ -18,6 +18,13 @@ pub(crate) trait Renewable: Send + Sync + 'static {
     async fn renew(&self) -> Result<bool>;
     /// Ends it (and so the lock it holds).
     async fn destroy(&self) -> Result<()>;
+
+    /// Ends it for an explicit release; `Ok(false)` when it no longer held
+    /// the lock (taken over or expired meanwhile), which the release then
+    /// reports as [`crate::Error::LockLost`].
+    async fn end(&self) -> Result<bool> {
+        self.destroy().await.map(|()| true)
+    }
 }
 
 /// How much of the TTL a lock counts on after the last renewal that worked
@@ -47,6 +54,7 @@ pub(crate) async fn keep_alive(
     created: Instant,
     stop: CancellationToken,
     lost: CancellationToken,
+    released: CancellationToken,
 ) {
     let mut deadline = valid_until(created, ttl);
     let mut next = created + ttl / 3;
@@ -86,6 +94,9 @@ pub(crate) async fn keep_alive(
         }
     }
     lost.cancel();
+    if released.is_cancelled() {
+        return; // `Lock::release` ends it itself, and reports how that went
+    }
     if let Err(error) = lease.destroy().await {
         tracing::warn!(%error, "could not end a lock's session or lease; it expires by itself");
     }
@@ -101,6 +112,8 @@ pub(crate) struct KeptLifetime {
     stop: CancellationToken,
     /// Cancelled when the lifetime (and so the lock) is gone.
     lost: CancellationToken,
+    /// Cancelled by `Lock::release`, which ends the lifetime itself.
+    released: CancellationToken,
     handed_over: bool,
 }
 
@@ -116,6 +129,7 @@ impl KeptLifetime {
             lifetime,
             stop: CancellationToken::new(),
             lost: CancellationToken::new(),
+            released: CancellationToken::new(),
             handed_over: false,
         };
         tokio::spawn(keep_alive(
@@ -124,6 +138,7 @@ impl KeptLifetime {
             created,
             kept.stop.clone(),
             kept.lost.clone(),
+            kept.released.clone(),
         ));
         kept
     }
@@ -149,6 +164,7 @@ impl KeptLifetime {
             key: key.to_owned(),
             stop: self.stop.clone(),
             lost: self.lost.clone(),
+            released: self.released.clone(),
         };
         Lock::new(
             key.to_owned(),
@@ -174,16 +190,18 @@ struct LifetimeReleaser {
     key: String,
     stop: CancellationToken,
     lost: CancellationToken,
+    released: CancellationToken,
 }
 
 impl LockReleaser for LifetimeReleaser {
     fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
         Box::pin(async move {
             let was_lost = self.lost.is_cancelled();
+            self.released.cancel();
             self.stop.cancel();
-            self.lifetime.destroy().await?;
+            let held = self.lifetime.end().await?;
             self.lost.cancel();
-            if was_lost {
+            if was_lost || !held {
                 return Err(crate::Error::LockLost { key: self.key });
             }
             Ok(())

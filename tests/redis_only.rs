@@ -399,3 +399,152 @@ async fn many_ttl_keys_expiring_together_are_swept_at_once() {
         }
     }
 }
+
+/// `delete_range` of a prefix larger than one batch deletes all of it
+/// (batch after batch, each a short script), and logs every delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_delete_range_goes_in_short_batches_and_deletes_all() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_large_delete_range_goes_in_short_batches_and_deletes_all";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    let ns = namespace("large-range");
+    let store = kvmesh::connect(&format!("redis://{addr}?namespace={ns}&history=100000"))
+        .await
+        .unwrap();
+    const KEYS: usize = 2_600; // five batches and a bit
+    let mut txn = kvmesh::Txn::new();
+    for i in 0..KEYS {
+        txn = txn.put(&format!("r/{i:05}"), Bytes::from("x"));
+    }
+    store.txn(txn).await.unwrap();
+    store.put("s/kept", Bytes::from("y")).await.unwrap();
+    let mut watch = store
+        .watch_range("r/", WatchOptions::after(0))
+        .await
+        .unwrap();
+    store.delete_range("r/").await.unwrap();
+    assert!(store.get_range("r/").await.unwrap().is_empty());
+    assert_eq!(
+        store.get_range("s/").await.unwrap().len(),
+        1,
+        "beside the prefix: kept"
+    );
+    let mut deletes = 0;
+    while deletes < KEYS {
+        if let KvEvent::Delete { .. } = next(&mut watch).await {
+            deletes += 1;
+        }
+    }
+}
+
+/// A Redis server of the test's own, without persistence: killed and
+/// started again, it comes back empty.
+struct Ephemeral {
+    binary: String,
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl Ephemeral {
+    fn start(binary: &str, port: u16) -> Ephemeral {
+        let mut server = Ephemeral {
+            binary: binary.to_owned(),
+            port,
+            child: None,
+        };
+        server.restart();
+        server
+    }
+
+    fn restart(&mut self) {
+        self.kill();
+        let child = std::process::Command::new(&self.binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--daemonize", "no"])
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        self.child = Some(child);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", self.port)).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "redis-server did not listen"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill(); // SIGKILL: nothing is saved
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for Ephemeral {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A server that restarts without its data takes the version counter
+/// back. The store notices (the epoch mark is gone), raises the counter past
+/// every version it saw before anything is written, and every watch yields
+/// the difference: the lost keys' deletions, then the new write.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_that_loses_the_data_resyncs_watches_and_repeats_no_version() {
+    let test = "a_restart_that_loses_the_data_resyncs_watches_and_repeats_no_version";
+    let Some(binary) = support::server_addr("KV_REDIS_SERVER_BIN", test) else {
+        return;
+    };
+    let port = 16_391;
+    let mut server = Ephemeral::start(&binary, port);
+    let store = kvmesh::connect(&format!("redis://127.0.0.1:{port}?timeout=2s"))
+        .await
+        .unwrap();
+    for i in 0..20 {
+        store.put("w/a", Bytes::from(i.to_string())).await.unwrap();
+    }
+    store.put("w/b", Bytes::from("b")).await.unwrap();
+    let before = store.get("w/b").await.unwrap().unwrap().version;
+    let mut watch = store
+        .watch_range("w/", WatchOptions::default())
+        .await
+        .unwrap();
+    for _ in 0..2 {
+        next(&mut watch).await; // the initial state
+    }
+
+    server.restart(); // empty now
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while let Err(error) = store.put("w/c", Bytes::from("c")).await {
+        assert!(std::time::Instant::now() < deadline, "{error}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let c = store.get("w/c").await.unwrap().unwrap().version;
+    assert!(
+        c > before,
+        "version {c} handed out again (the store had seen {before})"
+    );
+    assert!(
+        !store
+            .atomic_put("w/b", Bytes::from("stale"), Some(before))
+            .await
+            .unwrap(),
+        "a CAS on a version from before the loss"
+    );
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 3 {
+        let label = match next(&mut watch).await {
+            KvEvent::Put(pair) => format!("put {}", pair.key),
+            KvEvent::Delete { key, .. } => format!("delete {key}"),
+        };
+        seen.insert(label);
+    }
+    let expected = ["delete w/a", "delete w/b", "put w/c"].map(String::from);
+    assert_eq!(seen, std::collections::BTreeSet::from(expected));
+}

@@ -26,10 +26,6 @@ pub(crate) fn url(given: Option<&str>) -> Result<String, Failure> {
         return Ok(url.to_owned());
     }
     let path = default_path()?;
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    }
     // A URL's path is percent-decoded: keep `%`, `?` and `#` in the path.
     let text = path.display().to_string();
     let escaped = text
@@ -43,6 +39,16 @@ pub(crate) fn url(given: Option<&str>) -> Result<String, Failure> {
 /// until `wait` has passed, then refused in one line that names the
 /// holder and the way to share a store.
 pub(crate) async fn open(url: &str, wait: Duration) -> Result<Arc<dyn Store>, Failure> {
+    if url.starts_with("file://") {
+        // The default store's directory, made on first use (not by `kv where`).
+        if let Ok(path) = default_path()
+            && url == self::url(None)?
+            && let Some(dir) = path.parent()
+        {
+            std::fs::create_dir_all(dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        }
+    }
     let deadline = Instant::now() + wait;
     loop {
         match kvmesh::connect(url).await {

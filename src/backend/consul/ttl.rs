@@ -89,7 +89,12 @@ const TTL_SESSION: &str = "kvmesh-ttl";
 /// Redis): released from that session, keeping the key, then acquired. A
 /// key a lock holds (any other session) is [`Error::HeldByLock`].
 async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> Result<()> {
-    for _ in 0..5 {
+    for attempt in 0..5u32 {
+        if attempt > 0 {
+            // Another store writing the key with a TTL at the same moment:
+            // let one of the two finish its turn.
+            tokio::time::sleep(Duration::from_millis(20) * attempt).await;
+        }
         if client.put(key, value.clone(), Write::Acquire(id)).await? {
             return Ok(());
         }

@@ -8,6 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script};
 use tokio::sync::OnceCell;
 
+use super::epoch::{self, Epoch};
 use crate::{Error, Result};
 
 macro_rules! script {
@@ -34,6 +35,8 @@ pub(super) struct Scripts {
     pub(super) lock_renew: Script,
     pub(super) lock_release: Script,
     pub(super) sweep: Script,
+    /// Without the prelude: answers its epoch check.
+    pub(super) raise: Script,
 }
 
 impl Scripts {
@@ -50,6 +53,7 @@ impl Scripts {
             lock_renew: script!("lock_renew"),
             lock_release: script!("lock_release"),
             sweep: script!("sweep"),
+            raise: Script::new(include_str!("lua/raise.lua")),
         }
     }
 }
@@ -66,6 +70,7 @@ pub(super) struct Client {
     pub(super) history: usize,
     pub(super) timeout: Duration,
     pub(super) scripts: Scripts,
+    pub(super) epoch: Epoch,
 }
 
 impl Client {
@@ -84,6 +89,7 @@ impl Client {
             history: history.max(1),
             timeout,
             scripts: Scripts::new(),
+            epoch: Epoch::default(),
         }
     }
 
@@ -100,7 +106,9 @@ impl Client {
     pub(super) async fn revision(&self) -> Result<u64> {
         let get = redis::cmd("GET").arg(format!("{}rev", self.prefix)).clone();
         let revision: Option<u64> = self.command("watch", &get).await?;
-        Ok(revision.unwrap_or(0))
+        let revision = revision.unwrap_or(0);
+        self.epoch.saw(revision);
+        Ok(revision)
     }
 
     /// The shared connection, made on first use.
@@ -140,20 +148,62 @@ impl Client {
         args: &[&[u8]],
     ) -> Result<T> {
         let mut conn = self.connection().await?;
-        let mut invocation = script.prepare_invoke();
-        invocation
-            .arg(&self.prefix)
-            .arg(self.history)
-            .arg(self.history.saturating_mul(10).max(1_000));
-        for arg in args {
-            invocation.arg(*arg);
-        }
         let span = tracing::debug_span!("redis_script", operation, endpoint = %self.endpoint);
         let _entered = span.enter();
-        invocation
-            .invoke_async(&mut conn)
+        // Twice at most: once more after re-establishing a lost epoch.
+        let mut reset = false;
+        loop {
+            let epoch = match self.epoch.current() {
+                Some(epoch) => epoch,
+                None => self.raise(&mut conn, operation).await?,
+            };
+            let mut invocation = script.prepare_invoke();
+            invocation
+                .arg(&self.prefix)
+                .arg(self.history)
+                .arg(self.history.saturating_mul(10).max(1_000))
+                .arg(&epoch);
+            for arg in args {
+                invocation.arg(*arg);
+            }
+            match invocation.invoke_async(&mut conn).await {
+                Err(e) if e.code() == Some("KVMESH_EPOCH") && !reset => {
+                    tracing::warn!(endpoint = %self.endpoint, "the Redis server lost the store's data (its epoch changed); raising the version counter and re-reading every watch");
+                    let revision = self.raise_revision(&mut conn, operation).await?;
+                    self.epoch.reset(revision);
+                    reset = true;
+                }
+                other => return other.map_err(|e| self.error(operation, e)),
+            }
+        }
+    }
+
+    /// Learns the store's epoch (setting one if there is none) and raises
+    /// the counter to what this client saw; returns the epoch.
+    async fn raise(&self, conn: &mut ConnectionManager, operation: &'static str) -> Result<String> {
+        let floor = self.epoch.highest_seen().to_string();
+        let (epoch, revision): (String, u64) = self
+            .scripts
+            .raise
+            .arg(&self.prefix)
+            .arg(floor)
+            .arg(epoch::fresh())
+            .invoke_async(conn)
             .await
-            .map_err(|e| self.error(operation, e))
+            .map_err(|e| self.error(operation, e))?;
+        self.epoch.saw(revision);
+        self.epoch.adopt(epoch.clone());
+        Ok(epoch)
+    }
+
+    /// [`Client::raise`] after a loss: returns the counter now.
+    async fn raise_revision(
+        &self,
+        conn: &mut ConnectionManager,
+        operation: &'static str,
+    ) -> Result<u64> {
+        self.raise(conn, operation).await?;
+        Ok(self.epoch.highest_seen())
     }
 
     /// Runs one plain command.

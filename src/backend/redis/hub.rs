@@ -19,7 +19,7 @@ use redis::streams::{StreamReadOptions, StreamReadReply};
 use tokio::sync::mpsc;
 
 use super::client::Client;
-use super::log::{LogEntry, Position, follows, stream_id};
+use super::log::{LogEntry, Position, after_version, follows, stream_id};
 use crate::backoff::Backoff;
 use crate::watch::WatchTarget;
 
@@ -37,6 +37,8 @@ struct Watcher {
     tx: mpsc::Sender<HubMessage>,
     /// Set when an entry for it did not fit in its channel.
     behind: Arc<AtomicBool>,
+    /// Set when the server lost the store's data: re-read everything.
+    reset: Arc<AtomicBool>,
 }
 
 impl Watcher {
@@ -77,9 +79,16 @@ pub(super) struct Registration {
     hub: Weak<Hub>,
     id: u64,
     behind: Arc<AtomicBool>,
+    reset: Arc<AtomicBool>,
 }
 
 impl Registration {
+    /// True once after the server lost the store's data: the watch re-reads
+    /// its whole state and yields the difference.
+    pub(super) fn take_reset(&self) -> bool {
+        self.reset.swap(false, Ordering::AcqRel)
+    }
+
     /// Where the hub is, when entries for this watch were dropped since the
     /// last call (its channel was full): the watch reads the log up to there.
     pub(super) fn missed_up_to(&self) -> Option<Position> {
@@ -115,6 +124,7 @@ impl Hub {
     ) -> (Position, mpsc::Receiver<HubMessage>, Registration) {
         let (tx, rx) = mpsc::channel(WATCH_BUFFER);
         let behind = Arc::new(AtomicBool::new(false));
+        let reset = Arc::new(AtomicBool::new(false));
         let mut state = self.lock();
         let id = state.next_id;
         state.next_id += 1;
@@ -122,6 +132,7 @@ impl Hub {
             target,
             tx,
             behind: behind.clone(),
+            reset: reset.clone(),
         };
         state.watchers.insert(id, watcher);
         let position = match state.position {
@@ -139,8 +150,29 @@ impl Hub {
             hub: Arc::downgrade(self),
             id,
             behind,
+            reset,
         };
         (position, rx, registration)
+    }
+
+    /// The server lost the store's data; its counter is now `revision`.
+    /// The reader starts again from there, and every watch re-reads.
+    pub(super) fn reset(self: &Arc<Self>, client: &Arc<Client>, revision: u64) {
+        let mut state = self.lock();
+        state.generation += 1;
+        let from = after_version(revision);
+        if state.watchers.is_empty() {
+            state.position = None;
+            return;
+        }
+        state.position = Some(from);
+        for watcher in state.watchers.values() {
+            watcher.reset.store(true, Ordering::Release);
+            // Wakes a watch waiting on its channel; a full one is awake.
+            let _ = watcher.tx.try_send(HubMessage::Resync);
+        }
+        let reader = read_log(Arc::downgrade(self), client.clone(), from, state.generation);
+        tokio::spawn(reader);
     }
 
     /// Hands out `entries`, read after `last`; returns the new position.
@@ -237,7 +269,10 @@ async fn read_log(hub: Weak<Hub>, client: Arc<Client>, mut position: Position, g
                 }
                 let Some(alive) = hub.upgrade() else { return };
                 match alive.dispatch(generation, position, entries) {
-                    Some(next) => position = next,
+                    Some(next) => {
+                        client.epoch.saw(next.0);
+                        position = next;
+                    }
                     None => return,
                 }
             }

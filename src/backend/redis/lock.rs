@@ -52,6 +52,7 @@ pub(super) async fn try_lock(
     if version == 0 {
         return Ok(None);
     }
+    client.epoch.saw(version);
     let owner = Owner {
         client: client.clone(),
         key: key.to_owned(),
@@ -119,8 +120,11 @@ impl Renewable for Owner {
 
     async fn destroy(&self) -> Result<()> {
         // Not held any more (taken over, expired, released): nothing to end.
-        release(&self.client, &self.key, &self.token).await?;
-        Ok(())
+        self.end().await.map(drop)
+    }
+
+    async fn end(&self) -> Result<bool> {
+        release(&self.client, &self.key, &self.token).await
     }
 }
 

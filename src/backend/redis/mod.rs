@@ -10,15 +10,18 @@
 //! log holds every change in order; watches read the log ([`hub`], [`watch`]).
 
 mod client;
+mod connect;
+mod epoch;
 mod hub;
 mod lock;
 mod log;
+mod sweep;
 #[cfg_attr(not(feature = "tls"), path = "no_tls.rs")]
 mod tls;
 mod watch;
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -32,11 +35,9 @@ use crate::{
     Config, Error, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
 };
 
-/// How often each store deletes the keys whose TTL passed (and logs their
-/// `Delete`), whoever wrote them.
-const SWEEP_EVERY: Duration = Duration::from_millis(250);
-/// The most keys one sweep call deletes (`lua/sweep.lua`'s LIMIT).
-const SWEEP_BATCH: u64 = 100;
+/// The most keys one `delete_range` call deletes: about a millisecond of
+/// the server's time.
+const DELETE_BATCH: u64 = 500;
 
 /// The Redis store.
 pub(crate) struct RedisStore {
@@ -109,56 +110,27 @@ impl RedisStore {
             config.history,
             config.timeout,
         );
+        let client = Arc::new(client);
+        let hub = Arc::new(Hub::default());
+        // After the server lost the store's data, every watch re-reads.
+        let (weak_hub, weak_client) = (Arc::downgrade(&hub), Arc::downgrade(&client));
+        client.epoch.on_reset(Box::new(move |revision| {
+            if let (Some(hub), Some(client)) = (weak_hub.upgrade(), weak_client.upgrade()) {
+                hub.reset(&client, revision);
+            }
+        }));
         Ok(RedisStore {
-            client: Arc::new(client),
-            hub: Arc::new(Hub::default()),
+            client,
+            hub,
             registry: WatchRegistry::default(),
             lock_ttl: config.lock_ttl,
             sweeper_started: AtomicBool::new(false),
         })
     }
 
-    /// One request, for `connect`.
-    pub(crate) async fn check_reachable(&self) -> Result<()> {
-        let _: String = self
-            .client
-            .command("connecting", &redis::cmd("PING"))
-            .await?;
-        self.check_eviction_policy().await
-    }
-
-    /// Refuses a server that may evict the store's keys: an evicted value,
-    /// index entry or log would leave a write half-made. Only `noeviction`
-    /// keeps them (the `volatile-*` policies evict the lock and TTL keys,
-    /// which carry expiries). Where `CONFIG GET` is not allowed, says so in
-    /// a warning and goes on.
-    async fn check_eviction_policy(&self) -> Result<()> {
-        let mut get = redis::cmd("CONFIG");
-        get.arg("GET").arg("maxmemory-policy");
-        let reply: Result<Vec<String>> = self.client.command("connecting", &get).await;
-        match reply.as_deref() {
-            Ok([_, policy]) if policy == "noeviction" => Ok(()),
-            Ok([_, policy]) => Err(Error::Unsupported {
-                backend: "redis",
-                what: format!(
-                    "a server whose maxmemory-policy is {policy}: it may evict the store's keys \
-                     and leave writes half-made; set maxmemory-policy noeviction"
-                ),
-            }),
-            Ok(_) | Err(Error::PermissionDenied(_) | Error::MalformedReply { .. }) => {
-                tracing::warn!(
-                    "cannot read the Redis server's maxmemory-policy (CONFIG GET is not allowed); \
-                     unless it is noeviction, evicted keys can leave writes half-made"
-                );
-                Ok(())
-            }
-            Err(error) => Err(error.clone()),
-        }
-    }
-
     fn ensure_sweeper(&self) {
         if !self.sweeper_started.swap(true, Ordering::AcqRel) {
-            tokio::spawn(sweep_expired_keys(Arc::downgrade(&self.client)));
+            tokio::spawn(sweep::sweep_expired_keys(Arc::downgrade(&self.client)));
         }
     }
 
@@ -169,7 +141,9 @@ impl RedisStore {
         args: &[&[u8]],
     ) -> Result<u64> {
         self.ensure_sweeper();
-        self.client.run(operation, script, args).await
+        let version: u64 = self.client.run(operation, script, args).await?;
+        self.client.epoch.saw(version);
+        Ok(version)
     }
 
     async fn watch_target(&self, target: WatchTarget, options: &WatchOptions) -> Result<Watch> {
@@ -178,30 +152,6 @@ impl RedisStore {
             watch::open(&self.client, &self.hub, target.clone(), options).await?;
         let watch = Watch::new(events, self.registry.register(target));
         Ok(watch.with_initial_state(initial))
-    }
-}
-
-/// Deletes keys whose TTL passed, logging each `Delete`; ends with the store.
-async fn sweep_expired_keys(client: Weak<Client>) {
-    loop {
-        tokio::time::sleep(SWEEP_EVERY).await;
-        let Some(client) = client.upgrade() else {
-            return;
-        };
-        // Each call deletes at most a batch (a short script: Redis runs
-        // nothing else meanwhile); a full batch means more are due, so the
-        // next goes at once: 10,000 keys expiring together take about a
-        // hundred short calls, not a hundred sweep periods.
-        loop {
-            match client.run::<u64>("sweep", &client.scripts.sweep, &[]).await {
-                Ok(swept) if swept >= SWEEP_BATCH => continue,
-                Ok(_) => break,
-                Err(e) => {
-                    tracing::debug!(error = %e, "redis TTL sweep failed; trying again");
-                    break;
-                }
-            }
-        }
     }
 }
 
@@ -314,8 +264,15 @@ impl Store for RedisStore {
     async fn delete_range(&self, prefix: &str) -> Result<()> {
         check_delete_prefix(prefix)?;
         let scripts = &self.client.scripts;
-        self.write("delete_range", &scripts.delete_range, &[prefix.as_bytes()])
-            .await?;
+        let batch = DELETE_BATCH.to_string();
+        let args: [&[u8]; 2] = [prefix.as_bytes(), batch.as_bytes()];
+        // Batch after batch: each call is short (Redis runs nothing else
+        // meanwhile); a call that finds less than a batch found the last.
+        while self
+            .write("delete_range", &scripts.delete_range, &args)
+            .await?
+            >= DELETE_BATCH
+        {}
         Ok(())
     }
 
@@ -381,7 +338,11 @@ impl Store for RedisStore {
             .client
             .run("txn", &self.client.scripts.txn, &args)
             .await?;
-        txn_result(reply)
+        let result = txn_result(reply)?;
+        if let TxnResult::Committed { version } = &result {
+            self.client.epoch.saw(*version);
+        }
+        Ok(result)
     }
 }
 

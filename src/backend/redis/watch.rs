@@ -16,7 +16,7 @@ use tokio::sync::mpsc;
 use super::client::Client;
 use super::hub::{Hub, HubMessage, Registration};
 use super::log::{LogEntry, Position, after_version, follows, stream_id};
-use crate::watch::WatchTarget;
+use crate::watch::{Known, WatchTarget, difference, known_entry};
 use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
 
 /// Entries read per XRANGE while catching up.
@@ -34,6 +34,9 @@ struct RedisWatch {
     /// txn's changes share a version): a re-read from there skips them and
     /// yields the rest of that txn.
     at_version: Vec<String>,
+    /// What this watch has reported present, for the difference after the
+    /// server lost the store's data.
+    known: Known,
     ended: bool,
 }
 
@@ -57,6 +60,7 @@ pub(super) async fn read_state(
             &[mode.as_bytes(), name.as_bytes(), after_arg.as_bytes()],
         )
         .await?;
+    client.epoch.saw(revision);
     if let Some(after) = after
         && after < floor
     {
@@ -113,6 +117,7 @@ pub(super) async fn open(
         pending,
         delivered,
         at_version: Vec::new(),
+        known: Known::new(),
         ended: false,
     };
     watch.catch_up(hub_position).await?;
@@ -124,13 +129,38 @@ pub(super) async fn open(
 }
 
 impl RedisWatch {
+    /// The next event, remembered in `known`.
     async fn next_event(&mut self) -> Option<Result<KvEvent>> {
+        let event = self.next_unseen().await;
+        match &event {
+            Some(Ok(KvEvent::Put(pair))) => {
+                let (key, entry) = known_entry(pair);
+                self.known.insert(key, entry);
+            }
+            Some(Ok(KvEvent::Delete { key, .. })) => {
+                self.known.remove(key);
+            }
+            _ => {}
+        }
+        event
+    }
+
+    async fn next_unseen(&mut self) -> Option<Result<KvEvent>> {
         loop {
             if self.ended {
                 return None;
             }
             if let Some(event) = self.pending.pop_front() {
                 return Some(Ok(event));
+            }
+            // The server lost the store's data: all of it again, against
+            // what this watch reported.
+            if self.registration.take_reset() {
+                if let Err(e) = self.reread().await {
+                    self.ended = true;
+                    return Some(Err(e));
+                }
+                continue;
             }
             // Entries that did not fit in the channel: from the log, before
             // anything newer from the channel (which skips what is read here).
@@ -187,6 +217,19 @@ impl RedisWatch {
                 return Ok(());
             }
         }
+        Ok(())
+    }
+
+    /// The difference between what this watch reported and the whole state
+    /// now, after the server lost the store's data (versions before and
+    /// after cannot be compared; values can).
+    async fn reread(&mut self) -> Result<()> {
+        let (revision, pairs, _) = read_state(&self.client, &self.target, None).await?;
+        self.pending.clear();
+        self.pending
+            .extend(difference(&mut self.known, &pairs, revision));
+        self.delivered = after_version(revision);
+        self.at_version.clear();
         Ok(())
     }
 

@@ -1,5 +1,5 @@
 -- atomic_put(key, value, previous version or '' for absent) -> version, or 0
-local key, value, previous = ARGV[4], ARGV[5], ARGV[6]
+local key, value, previous = ARGV[5], ARGV[6], ARGV[7]
 expire(key, now_ms())
 local current = version_of(key)
 if previous == '' then

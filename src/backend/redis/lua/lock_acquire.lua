@@ -1,5 +1,5 @@
 -- lock_acquire(key, value, owner token, ttl_ms) -> fencing version, or 0 when held
-local key, value, token, ttl = ARGV[4], ARGV[5], ARGV[6], tonumber(ARGV[7])
+local key, value, token, ttl = ARGV[5], ARGV[6], ARGV[7], tonumber(ARGV[8])
 local now = now_ms()
 expire(key, now)
 if redis.call('HGET', hkey(key), 'owner') then return 0 end

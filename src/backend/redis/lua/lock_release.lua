@@ -1,5 +1,5 @@
 -- lock_release(key, owner token) -> the deletion's version, or 0 when not held by it
-local key, token = ARGV[4], ARGV[5]
+local key, token = ARGV[5], ARGV[6]
 expire(key, now_ms())
 if redis.call('HGET', hkey(key), 'owner') ~= token then return 0 end
 local version = redis.call('INCR', REV)

@@ -1,6 +1,7 @@
 -- kvmesh's Redis layout, shared by every script (prepended to each).
 -- ARGV[1] the namespace prefix "{ns}:", ARGV[2] the change log's length,
--- ARGV[3] how many tombstones to keep; the script's own arguments follow.
+-- ARGV[3] how many tombstones to keep, ARGV[4] the epoch the caller knows;
+-- the script's own arguments follow.
 -- Every key is under the one hash tag {ns}: one slot, so each script is one
 -- atomic step (and the layout works on Redis Cluster).
 local P = ARGV[1]
@@ -83,8 +84,20 @@ local function set_at(key, value, version, i, deadline)
   append(version, i, key, value)
 end
 
-local function keys_under(prefix)
-  if prefix == '' then return redis.call('ZRANGEBYLEX', INDEX, '-', '+') end
+local function keys_under(prefix, limit)
+  local from, to = '[' .. prefix, '(' .. prefix .. '\255'
   -- 0xFF never occurs in UTF-8: every key with the prefix sorts below it.
-  return redis.call('ZRANGEBYLEX', INDEX, '[' .. prefix, '(' .. prefix .. '\255')
+  if prefix == '' then from, to = '-', '+' end
+  if limit then return redis.call('ZRANGEBYLEX', INDEX, from, to, 'LIMIT', 0, limit) end
+  return redis.call('ZRANGEBYLEX', INDEX, from, to)
+end
+
+-- The store's epoch: set once (raise.lua), gone with the data when the server
+-- loses it (a restart without persistence, FLUSHALL, a lagging replica
+-- promoted). A caller that knows another epoch re-establishes the version
+-- counter first, so that no version is handed out twice.
+local EPOCH = P .. 'epoch'
+local epoch_now = redis.call('GET', EPOCH)
+if epoch_now ~= ARGV[4] then
+  return redis.error_reply('KVMESH_EPOCH the store\'s data was lost or replaced')
 end

@@ -1,5 +1,5 @@
 -- put(key, value, ttl_ms or '') -> version
-local key, value, ttl = ARGV[4], ARGV[5], ARGV[6]
+local key, value, ttl = ARGV[5], ARGV[6], ARGV[7]
 local now = now_ms()
 expire(key, now)
 local deadline = nil

@@ -1,7 +1,7 @@
 -- state(key|prefix, target, after or '')
 --   -> {revision, {key, value, version, ...}, tombstone floor, {key, version, ...}}
 -- One consistent read: the pairs now, and (with after) the deletions after it.
-local mode, target, after = ARGV[4], ARGV[5], ARGV[6]
+local mode, target, after = ARGV[5], ARGV[6], ARGV[7]
 local keys
 if mode == 'key' then keys = {target} else keys = keys_under(target) end
 local pairs_now = {}

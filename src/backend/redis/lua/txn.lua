@@ -2,7 +2,7 @@
 --     m, m × (put|del, key, value))
 --   -> {1, version} committed, or {0, {keys whose check failed}}
 local now = now_ms()
-local at = 5
+local at = 6
 local failed, named = {}, {}
 local function fail(key)
   if not named[key] then
@@ -10,7 +10,7 @@ local function fail(key)
     failed[#failed + 1] = key
   end
 end
-for _ = 1, tonumber(ARGV[4]) do
+for _ = 1, tonumber(ARGV[5]) do
   local key, want = ARGV[at], ARGV[at + 1]
   at = at + 2
   expire(key, now)
