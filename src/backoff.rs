@@ -46,6 +46,15 @@ pub(crate) fn random_unit() -> f64 {
     (bits >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A random 28-hex-digit token (lock owners, epoch marks): distinct for
+/// every call, with no cryptographic quality needed.
+#[cfg(feature = "redis")]
+pub(crate) fn random_token() -> String {
+    let a = (random_unit() * (1u64 << 53) as f64) as u64;
+    let b = (random_unit() * (1u64 << 53) as f64) as u64;
+    format!("{a:014x}{b:014x}")
+}
+
 /// Lets a waiting `acquire` ride out an outage. Once the store has been
 /// reached ([`WaitThroughOutages::reached`]), a transient failure (timeout,
 /// unreachable store, a waiting session or lease that lapsed) starts the

@@ -1,13 +1,14 @@
 //! The copy itself: every key under the prefix with its version, the
 //! highest version applied, and the fan-out of what each batch changed.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::{broadcast, watch};
 
 use super::CacheEvent;
+use crate::watch::{Known, difference, known_entry};
 use crate::{Error, KvEvent, KvPair};
 
 /// How many changes a `changes()` subscriber may fall behind before it is
@@ -144,30 +145,13 @@ impl Copy {
     /// changed.
     pub(super) fn resync(&self, current: Vec<KvPair>) {
         let read_at = current.iter().map(|p| p.version).max().unwrap_or(0);
-        let mut events = Vec::new();
-        {
+        let (mut known, deleted_at): (Known, u64) = {
             let contents = self.read();
-            let present: HashSet<&str> = current.iter().map(|p| p.key.as_str()).collect();
-            let deleted_at = read_at.max(contents.version);
-            for (key, pair) in &contents.pairs {
-                if !present.contains(key.as_str()) {
-                    let version = deleted_at.max(pair.version + 1);
-                    events.push(KvEvent::Delete {
-                        key: key.clone(),
-                        version,
-                    });
-                }
-            }
-            for pair in current {
-                let same = contents.pairs.get(&pair.key);
-                if same.is_none_or(|held| held.version != pair.version || held.value != pair.value)
-                {
-                    events.push(KvEvent::Put(pair));
-                }
-            }
-        }
-        events.sort_by_key(|e| (e.version(), matches!(e, KvEvent::Put(_))));
-        self.apply(events);
+            let known = contents.pairs.values().map(known_entry).collect();
+            (known, read_at.max(contents.version))
+        };
+        // The watches' own difference, in version order.
+        self.apply(difference(&mut known, &current, deleted_at));
     }
 
     /// The copy stops following: `wait_for` callers get `error`.

@@ -31,7 +31,14 @@ pub(super) fn set_options(config: &mut Config, backend: Backend, query: &str) ->
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
         if !takes.contains(&name) {
-            let known = KNOWN_OPTIONS.contains(&name);
+            let known = [
+                Backend::Redis,
+                Backend::Consul,
+                Backend::Etcd,
+                Backend::File,
+            ]
+            .into_iter()
+            .any(|other| options_of(other).contains(&name));
             return Err(Error::InvalidArgument(format!(
                 "{} option {name:?} for {}://: it takes {}",
                 if known { "no" } else { "unknown" },
@@ -43,22 +50,6 @@ pub(super) fn set_options(config: &mut Config, backend: Backend, query: &str) ->
     }
     Ok(())
 }
-
-/// Every option some backend takes.
-const KNOWN_OPTIONS: [&str; 12] = [
-    "timeout",
-    "lock_ttl",
-    "stall_timeout",
-    "history",
-    "max_value_size",
-    "namespace",
-    "token",
-    "dc",
-    "ca_file",
-    "cert_file",
-    "key_file",
-    "tls_server_name",
-];
 
 /// Applies one `name=value` option from a URL query string.
 fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {

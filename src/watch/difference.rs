@@ -1,5 +1,6 @@
 //! The difference a watch yields when a store cannot replay what happened
-//! (Consul's blocking-query results, etcd's re-read after a compaction).
+//! (Consul's blocking-query results, etcd's re-read after a compaction,
+//! Redis after a data loss), and a cache after a re-read of its prefix.
 
 use std::collections::HashMap;
 

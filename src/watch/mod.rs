@@ -18,9 +18,7 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::{KvEvent, Result};
 
-#[cfg(any(feature = "consul", feature = "etcd", feature = "redis"))]
 mod difference;
-#[cfg(any(feature = "consul", feature = "etcd", feature = "redis"))]
 pub(crate) use difference::{Known, difference, known_entry};
 
 /// What a watch is filed under: one exact key, or one prefix.

@@ -8,7 +8,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnecti
 use redis::{AsyncConnectionConfig, FromRedisValue, RedisError, Script};
 use tokio::sync::OnceCell;
 
-use super::epoch::{self, Epoch};
+use super::epoch::Epoch;
 use crate::{Error, Result};
 
 macro_rules! script {
@@ -162,7 +162,7 @@ impl Client {
                 .arg(&self.prefix)
                 .arg(self.history)
                 .arg(self.history.saturating_mul(10).max(1_000))
-                .arg(&epoch);
+                .arg(&*epoch);
             for arg in args {
                 invocation.arg(*arg);
             }
@@ -180,20 +180,23 @@ impl Client {
 
     /// Learns the store's epoch (setting one if there is none) and raises
     /// the counter to what this client saw; returns the epoch.
-    async fn raise(&self, conn: &mut ConnectionManager, operation: &'static str) -> Result<String> {
+    async fn raise(
+        &self,
+        conn: &mut ConnectionManager,
+        operation: &'static str,
+    ) -> Result<std::sync::Arc<str>> {
         let floor = self.epoch.highest_seen().to_string();
         let (epoch, revision): (String, u64) = self
             .scripts
             .raise
             .arg(&self.prefix)
             .arg(floor)
-            .arg(epoch::fresh())
+            .arg(crate::backoff::random_token())
             .invoke_async(conn)
             .await
             .map_err(|e| self.error(operation, e))?;
         self.epoch.saw(revision);
-        self.epoch.adopt(epoch.clone());
-        Ok(epoch)
+        Ok(self.epoch.adopt(epoch))
     }
 
     /// [`Client::raise`] after a loss: returns the counter now.

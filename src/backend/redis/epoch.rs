@@ -5,8 +5,8 @@
 //! version counter past every version it saw, adopts the new epoch, and has
 //! every watch re-read its state and yield the difference.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// What a reset is told: the version counter after it.
 type OnReset = Box<dyn Fn(u64) + Send + Sync>;
@@ -15,7 +15,7 @@ type OnReset = Box<dyn Fn(u64) + Send + Sync>;
 #[derive(Default)]
 pub(super) struct Epoch {
     /// The epoch this client knows; `None` until the first call.
-    current: Mutex<Option<String>>,
+    current: Mutex<Option<Arc<str>>>,
     /// The highest version this client has seen: the floor the counter is
     /// raised to after a loss.
     highest_seen: AtomicU64,
@@ -29,13 +29,15 @@ impl Epoch {
     }
 
     /// The epoch this client knows, if it learned one.
-    pub(super) fn current(&self) -> Option<String> {
+    pub(super) fn current(&self) -> Option<Arc<str>> {
         Self::lock(&self.current).clone()
     }
 
     /// Adopts `epoch` (after a raise).
-    pub(super) fn adopt(&self, epoch: String) {
-        *Self::lock(&self.current) = Some(epoch);
+    pub(super) fn adopt(&self, epoch: String) -> Arc<str> {
+        let epoch: Arc<str> = epoch.into();
+        *Self::lock(&self.current) = Some(epoch.clone());
+        epoch
     }
 
     /// Records a version seen in a reply.
@@ -58,11 +60,4 @@ impl Epoch {
             callback(revision);
         }
     }
-}
-
-/// A new epoch mark: random, so that no two stores make the same one.
-pub(super) fn fresh() -> String {
-    let a = (crate::backoff::random_unit() * (1u64 << 53) as f64) as u64;
-    let b = (crate::backoff::random_unit() * (1u64 << 53) as f64) as u64;
-    format!("{a:014x}{b:014x}")
 }

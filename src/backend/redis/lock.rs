@@ -15,13 +15,6 @@ use super::client::Client;
 use crate::lifetime::{KeptLifetime, Renewable};
 use crate::{Error, Lock, Result, Watch};
 
-/// A new owner token: random, so that no two holders share one.
-fn new_token() -> String {
-    let a = (crate::backoff::random_unit() * (1u64 << 53) as f64) as u64;
-    let b = (crate::backoff::random_unit() * (1u64 << 53) as f64) as u64;
-    format!("{a:014x}{b:014x}")
-}
-
 /// The session string of a lock: its token and its key.
 fn session(token: &str, key: &str) -> String {
     format!("{token}/{key}")
@@ -39,7 +32,7 @@ pub(super) async fn try_lock(
     value: &Bytes,
     ttl: Duration,
 ) -> Result<Option<Lock>> {
-    let token = new_token();
+    let token = crate::backoff::random_token();
     let ttl_ms = ttl.as_millis().max(1).to_string();
     let sent = tokio::time::Instant::now();
     let version: u64 = client

@@ -4,44 +4,9 @@
 use std::time::Duration;
 
 use kvmesh::election::Election;
-use kvmesh::{Bytes, Lock, Txn, TxnResult};
+use kvmesh::{Bytes, Txn, TxnResult};
 
-use super::Ctx;
-
-fn committed(result: TxnResult) -> u64 {
-    match result {
-        TxnResult::Committed { version } => version,
-        other => panic!("expected a commit, got {other:?}"),
-    }
-}
-
-fn conflict(result: TxnResult) -> Vec<String> {
-    match result {
-        TxnResult::Conflict { keys } => keys,
-        other => panic!("expected a conflict, got {other:?}"),
-    }
-}
-
-/// Takes the lock on `key` through `ctx.other`, waiting out the backend's
-/// release lag.
-async fn take_over(ctx: &Ctx, key: &str) -> Lock {
-    let deadline = tokio::time::Instant::now() + ctx.traits.release_lag + Duration::from_secs(10);
-    loop {
-        if let Some(lock) = ctx
-            .other
-            .try_acquire(key, Bytes::from("next"))
-            .await
-            .unwrap()
-        {
-            return lock;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{key:?} never became free"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::{Ctx, committed, conflict, try_acquire_soon};
 
 /// The holder writes; after release the same prepared txn writes nothing.
 pub async fn only_the_holder_writes(ctx: Ctx) {
@@ -73,7 +38,7 @@ pub async fn only_the_holder_writes(ctx: Ctx) {
     );
     assert_eq!(ctx.other.get(&data).await.unwrap().unwrap().value, "2");
     // Still refused once the lock is free, and once someone else holds it.
-    let next = take_over(&ctx, &lock_key).await;
+    let next = try_acquire_soon(&ctx.other, &ctx, &lock_key).await;
     assert_eq!(
         conflict(ctx.store.txn(stale).await.unwrap()),
         [lock_key.as_str()]
@@ -102,7 +67,7 @@ pub async fn a_lock_released_elsewhere_guards_nothing(ctx: Ctx) {
     );
     drop(lock);
 
-    let dropped = take_over(&ctx, &lock_key).await;
+    let dropped = try_acquire_soon(&ctx.other, &ctx, &lock_key).await;
     let write = Txn::new().check_held(&dropped).put(&data, Bytes::from("y"));
     drop(dropped); // released in the background
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);

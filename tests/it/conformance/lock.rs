@@ -6,27 +6,7 @@ use std::time::Duration;
 
 use kvmesh::{Bytes, Error};
 
-use super::Ctx;
-
-/// Polls `try_acquire` until it succeeds within the backend's release lag.
-async fn try_acquire_soon(ctx: &Ctx, key: &str) -> kvmesh::Lock {
-    let deadline = tokio::time::Instant::now() + ctx.traits.release_lag + Duration::from_secs(5);
-    loop {
-        if let Some(lock) = ctx
-            .store
-            .try_acquire(key, Bytes::from("next"))
-            .await
-            .unwrap()
-        {
-            return lock;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "{key:?} never became free"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
+use super::{Ctx, try_acquire_soon};
 
 pub async fn locks_exclude_contending_tasks(ctx: Ctx) {
     const TASKS: usize = 4;
@@ -115,7 +95,7 @@ pub async fn acquire_is_cancel_safe(ctx: Ctx) {
     assert!(gave_up.is_err());
     holder.release().await.unwrap();
     // Nothing of the quitter is left behind: the lock is free at once.
-    let next = try_acquire_soon(&ctx, &key).await;
+    let next = try_acquire_soon(&ctx.store, &ctx, &key).await;
     assert_eq!(ctx.store.get(&key).await.unwrap().unwrap().value, "next");
     next.release().await.unwrap();
 }
@@ -132,7 +112,7 @@ pub async fn release_by_session_id(ctx: Ctx) {
         !ctx.store.exists(&key).await.unwrap(),
         "release deletes the key"
     );
-    let next = try_acquire_soon(&ctx, &key).await;
+    let next = try_acquire_soon(&ctx.store, &ctx, &key).await;
     next.release().await.unwrap();
     match ctx.store.release("no-such-session").await {
         Err(Error::UnknownSession { session }) => assert_eq!(session, "no-such-session"),
@@ -173,7 +153,7 @@ pub async fn deleting_the_key_loses_the_lock(ctx: Ctx) {
     tokio::time::timeout(Duration::from_secs(20), lock.lost())
         .await
         .expect("lost() resolves once the key is deleted");
-    let next = try_acquire_soon(&ctx, &key).await;
+    let next = try_acquire_soon(&ctx.store, &ctx, &key).await;
     next.release().await.unwrap();
 }
 
@@ -185,6 +165,6 @@ pub async fn dropping_a_lock_releases_it(ctx: Ctx) {
         .await
         .unwrap();
     drop(lock);
-    let next = try_acquire_soon(&ctx, &key).await;
+    let next = try_acquire_soon(&ctx.store, &ctx, &key).await;
     next.release().await.unwrap();
 }

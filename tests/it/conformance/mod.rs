@@ -25,7 +25,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use futures::StreamExt;
-use kvmesh::{KvEvent, Store, Watch};
+use kvmesh::{Bytes, KvEvent, Store, TxnResult, Watch};
 
 /// What one case runs against.
 pub struct Ctx {
@@ -139,6 +139,38 @@ pub async fn events_until(
         events.push(next_event(watch).await);
     }
     events
+}
+
+/// Polls `try_acquire` on `store` until it succeeds within the backend's
+/// release lag.
+pub async fn try_acquire_soon(store: &Arc<dyn Store>, ctx: &Ctx, key: &str) -> kvmesh::Lock {
+    let deadline = tokio::time::Instant::now() + ctx.traits.release_lag + Duration::from_secs(10);
+    loop {
+        if let Some(lock) = store.try_acquire(key, Bytes::from("next")).await.unwrap() {
+            return lock;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{key:?} never became free"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The version of a txn that must commit.
+pub fn committed(result: TxnResult) -> u64 {
+    match result {
+        TxnResult::Committed { version } => version,
+        other => panic!("expected a commit, got {other:?}"),
+    }
+}
+
+/// The keys of a txn that must conflict.
+pub fn conflict(result: TxnResult) -> Vec<String> {
+    match result {
+        TxnResult::Conflict { keys } => keys,
+        other => panic!("expected a conflict, got {other:?}"),
+    }
 }
 
 /// Generates one test per conformance case for a backend.

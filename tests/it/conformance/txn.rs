@@ -5,14 +5,7 @@ use std::collections::BTreeMap;
 
 use kvmesh::{Bytes, Error, KvEvent, Txn, TxnResult, WatchOptions};
 
-use super::{Ctx, next_event};
-
-fn committed(result: TxnResult) -> u64 {
-    match result {
-        TxnResult::Committed { version } => version,
-        other => panic!("expected a commit, got {other:?}"),
-    }
-}
+use super::{Ctx, committed, next_event};
 
 pub async fn all_or_nothing_with_conflicts_named(ctx: Ctx) {
     let (a, b, c) = (ctx.key("a"), ctx.key("b"), ctx.key("c"));
