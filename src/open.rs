@@ -7,9 +7,9 @@ use crate::{Backend, Config, Error, Result, Store, backend, url};
 
 /// A store just made, before it is handed out as `Arc<dyn Store>`.
 enum Opened {
-    Memory(backend::memory::MemoryStore),
+    Memory(backend::local::LocalStore),
     #[cfg(feature = "file")]
-    File(backend::memory::MemoryStore),
+    File(backend::local::LocalStore),
     #[cfg(feature = "redis")]
     Redis(backend::redis::RedisStore),
     #[cfg(feature = "consul")]
@@ -36,7 +36,7 @@ impl Opened {
                         "the memory backend takes no endpoints".into(),
                     ));
                 }
-                Ok(Opened::Memory(backend::memory::MemoryStore::new(&config)))
+                Ok(Opened::Memory(backend::memory::open(&config)))
             }
             #[cfg(feature = "file")]
             Backend::File => match endpoints {

@@ -6,6 +6,7 @@ pub(crate) mod consul;
 pub(crate) mod etcd;
 #[cfg(feature = "file")]
 pub(crate) mod file;
+pub(crate) mod local;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;

@@ -12,10 +12,10 @@ use std::panic::AssertUnwindSafe;
 
 use redb::{Database, Durability};
 
+use super::gate::Gate;
+use super::journal::{Batch, JournalReader};
 use super::tables::{self, HISTORY, KEYS, META, TOMBSTONES};
 use crate::Result;
-use crate::backend::memory::durable::Gate;
-use crate::backend::memory::journal::{Batch, JournalReader};
 
 /// The running committer; dropping it waits for its last commit.
 #[derive(Debug)]
@@ -127,7 +127,7 @@ fn commit(db: &Database, batch: &Batch) -> std::result::Result<(), redb::Error> 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::backend::memory::journal::journal;
+    use crate::backend::file::journal::journal;
 
     /// A committer whose commit panics fails the gate; nothing waits forever.
     #[tokio::test]

@@ -1,4 +1,4 @@
-//! Reading a file store back into the memory store's state: the counters,
+//! Reading a file store back into the engine's state: the counters,
 //! the keys, the history and the tombstones, as the last commit left them.
 
 use std::path::Path;
@@ -6,11 +6,11 @@ use std::path::Path;
 use bytes::Bytes;
 use redb::{Database, ReadableTable};
 
+use super::clock;
 use super::tables::{self, HISTORY, KEYS, META, TOMBSTONES, storage_error};
 use crate::Result;
-use crate::backend::memory::change::{Change, Key};
-use crate::backend::memory::clock;
-use crate::backend::memory::state::State;
+use crate::backend::local::change::{Change, Key};
+use crate::backend::local::state::State;
 
 /// The state stored in `db`, and the keys locks held when it was last
 /// open (their holders are gone: the caller deletes them). A new file gets

@@ -1,15 +1,19 @@
 //! The durable embedded store (`file:///path/store.redb`).
 //!
-//! It is the memory store, on the same state, watches, history, TTL purge
-//! and locks, with every change also committed to a redb file: the state
-//! records each change in a journal under its lock, a committer thread
+//! It is the local engine (`backend/local/`), on the same state, watches,
+//! history, TTL purge and locks as the memory store, with every change also
+//! committed to a redb file: the state records each change in a journal
+//! under its lock, a committer thread
 //! writes what accumulated as one fsync'd transaction (group commit), and a
 //! call returns, and a change becomes visible, once its commit is on disk.
 //! Opening the file reads it back into memory: the data set must fit in
 //! memory, and reads never touch the disk.
 
+mod clock;
 mod commit;
+mod gate;
 mod holder;
+mod journal;
 mod load;
 mod tables;
 
@@ -21,9 +25,8 @@ use std::time::Duration;
 use redb::{Database, DatabaseError};
 use tokio::time::Instant;
 
-use crate::backend::memory::durable::{Durable, Gate};
-use crate::backend::memory::journal;
-use crate::backend::memory::{MemoryStore, WeakMemoryStore};
+use self::gate::{Committed, Gate};
+use crate::backend::local::{LocalStore, WeakLocalStore};
 use crate::{Config, Error, Result};
 
 /// The largest value the file store takes by default: redb stores values
@@ -36,7 +39,7 @@ const CACHE_BYTES: usize = 64 << 20;
 
 /// The files this process has open, by canonical path: a second `connect`
 /// of one file shares the store the first opened.
-static OPEN: Mutex<BTreeMap<PathBuf, WeakMemoryStore>> = Mutex::new(BTreeMap::new());
+static OPEN: Mutex<BTreeMap<PathBuf, WeakLocalStore>> = Mutex::new(BTreeMap::new());
 
 /// How long an open waits for a file that this process is closing (the
 /// last handle of its store was just dropped, its last commit under way).
@@ -46,7 +49,7 @@ const CLOSING_WAIT: Duration = Duration::from_secs(5);
 /// every open of one file (by canonical path) hands out the same store,
 /// with the options of the open that opened it; the file closes when the
 /// last handle is dropped. Another process gets [`Error::StoreInUse`].
-pub(crate) fn open(path: &str, config: &Config) -> Result<MemoryStore> {
+pub(crate) fn open(path: &str, config: &Config) -> Result<LocalStore> {
     if path.is_empty() {
         return Err(Error::InvalidArgument(
             "the file store needs a path: file:///absolute/path.redb or file://./relative.redb"
@@ -58,7 +61,7 @@ pub(crate) fn open(path: &str, config: &Config) -> Result<MemoryStore> {
     // Held while opening, so that two opens of one file cannot both open it.
     let mut open = OPEN.lock().unwrap_or_else(|e| e.into_inner());
     open.retain(|_, store| store.is_open());
-    if let Some(store) = open.get(&canonical).and_then(WeakMemoryStore::upgrade) {
+    if let Some(store) = open.get(&canonical).and_then(WeakLocalStore::upgrade) {
         return Ok(store);
     }
     let deadline = std::time::Instant::now() + CLOSING_WAIT;
@@ -88,13 +91,13 @@ fn canonical(path: &Path) -> PathBuf {
 }
 
 /// Opens the file, which no store of this process has open.
-fn open_new(path: PathBuf, config: &Config) -> Result<MemoryStore> {
+fn open_new(path: PathBuf, config: &Config) -> Result<LocalStore> {
     let _span = tracing::debug_span!("file_open", path = %path.display()).entered();
     let db = open_database(&path)?;
     let (mut state, lock_keys) = load::load(&path, &db, config.history)?;
     let gate = Arc::new(Gate::new(state.revision()));
     let (journal, reader) = journal::journal();
-    state.start_journal(journal);
+    state.start_log(Box::new(journal));
     // What happened while the store was closed: TTLs that passed, and the
     // end of the locks its last process held. Both are changes, delivered
     // to watches that resume from before them.
@@ -109,12 +112,16 @@ fn open_new(path: PathBuf, config: &Config) -> Result<MemoryStore> {
             .max_value_size
             .map_or(MAX_VALUE_SIZE, |limit| limit.min(MAX_VALUE_SIZE)),
     );
-    let durable = Durable {
+    let committed = Committed {
         gate,
         location: path.display().to_string(),
         _committer: Box::new(committer),
     };
-    Ok(MemoryStore::with_state(&config, state, Some(durable)))
+    Ok(LocalStore::with_state(
+        &config,
+        state,
+        Some(Box::new(committed)),
+    ))
 }
 
 /// Opens the redb file, checking every page's checksum so that a damaged
@@ -158,5 +165,44 @@ mod tests {
         let store = open(path.to_str().unwrap(), &Config::default()).unwrap();
         store.put("k", Bytes::from("v")).await.unwrap();
         assert_eq!(store.get("k").await.unwrap().unwrap().value, "v");
+    }
+
+    /// Once a commit to disk failed, every change is refused before it touches
+    /// the state: deletes, txns and releases as well as puts.
+    #[tokio::test]
+    async fn after_a_failed_commit_every_change_is_refused() {
+        use crate::Store;
+        let gate = Arc::new(Gate::new(0));
+        let committed = Committed {
+            gate: gate.clone(),
+            location: "test".into(),
+            _committer: Box::new(()),
+        };
+        let state = crate::backend::local::state::State::new(10);
+        let store = LocalStore::with_state(&Config::default(), state, Some(Box::new(committed)));
+        // A key and a lock the failed commit leaves behind (in memory only).
+        gate.committed(u64::MAX);
+        store.put("k", Bytes::from("v")).await.unwrap();
+        let lock = store.acquire("lock", Bytes::from("me")).await.unwrap();
+        gate.failed(Error::Storage {
+            path: "test".into(),
+            message: "committing a write: disk full".into(),
+            source: None,
+        });
+        let refused = |result: Result<()>| matches!(result, Err(Error::Storage { .. }));
+        assert!(refused(store.delete("k").await));
+        assert!(refused(store.delete_range("k").await));
+        assert!(refused(store.atomic_delete("k", 1).await.map(drop)));
+        assert!(refused(
+            store.txn(crate::Txn::new().delete("k")).await.map(drop)
+        ));
+        assert!(refused(store.release(lock.session()).await));
+        assert!(refused(store.put("k2", Bytes::from("v")).await));
+        assert_eq!(
+            store.get("k").await.unwrap().unwrap().value,
+            "v",
+            "nothing changed"
+        );
+        std::mem::forget(lock); // its background release would be refused as well
     }
 }

@@ -9,7 +9,7 @@ use std::path::Path;
 
 use redb::{ReadableTable, Table, TableDefinition, WriteTransaction};
 
-use crate::backend::memory::journal::Marks;
+use crate::backend::local::durable::Marks;
 use crate::{Error, Result};
 
 /// A stored key: its version, TTL deadline, whether a lock holds it, its value.

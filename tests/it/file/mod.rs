@@ -30,5 +30,20 @@ async fn file_ctx(case: &str) -> Option<Ctx> {
 
 conformance::suite!(factory = file_ctx, test = tokio::test);
 
+/// The two local stores share one engine; `Debug` still says which is which,
+/// and where the file store keeps its data.
+#[tokio::test]
+async fn debug_says_which_local_store_it_is() {
+    let path = scratch_file("debug_names");
+    let file = kvmesh::connect(&file_url(&path)).await.expect("file store");
+    let shown = format!("{file:?}");
+    assert!(shown.starts_with("FileStore"), "{shown}");
+    assert!(shown.contains(&path.display().to_string()), "{shown}");
+    let memory = kvmesh::connect("memory://").await.expect("memory store");
+    let shown = format!("{memory:?}");
+    assert!(shown.starts_with("MemoryStore"), "{shown}");
+    assert!(!shown.contains("location"), "{shown}");
+}
+
 mod crash;
 mod reopen;

@@ -1,4 +1,4 @@
-//! Locks on the memory store.
+//! Locks on a local store.
 //!
 //! A lock is a [`Holder`](super::state::Holder) record next to the key. Its
 //! `ended` token is both the holder's `lost()` signal and what waiters sleep

@@ -1,4 +1,4 @@
-//! The last changes of the memory store, for watches that resume with
+//! The last changes of a local store, for watches that resume with
 //! `WatchOptions::after` or fall behind: replayed exactly while they reach
 //! back far enough.
 
@@ -43,6 +43,7 @@ impl History {
         self.changes.push_back(change);
     }
 
+    #[cfg(feature = "file")]
     /// The (version, sequence number) above which every change is here.
     pub(super) fn compacted(&self) -> (u64, u64) {
         (self.compacted, self.compacted_seq)

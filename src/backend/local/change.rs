@@ -1,4 +1,4 @@
-//! One change of the memory store, as kept in the history and sent to the
+//! One change of a local store, as kept in the history and sent to the
 //! watch channels, and the key type the store shares between them.
 
 use std::sync::Arc;

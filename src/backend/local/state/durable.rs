@@ -1,13 +1,14 @@
-//! Reopening a durable store: its data, history and tombstones put back as
-//! they were on disk, without events (they are not changes), before the
-//! journal starts recording new ones.
+//! The state's side of a durable copy (the file store's): reopening puts
+//! its data, history and tombstones back as the copy holds them, without
+//! events (they are not changes), before the change log starts; from then
+//! on every change is recorded in the log, under the state's lock.
 
 use bytes::Bytes;
 use tokio::time::Instant;
 
 use super::State;
-use crate::backend::memory::change::{Change, Entry, Key};
-use crate::backend::memory::journal::{Journal, Marks};
+use crate::backend::local::change::{Change, Entry, Key};
+use crate::backend::local::durable::{ChangeLog, Marks, Recorded};
 
 impl State {
     /// Sets the counters; first, before anything else is put back.
@@ -64,8 +65,45 @@ impl State {
         self.tombstones.insert(key.into(), version)
     }
 
-    /// Records every change from now on in `journal`.
-    pub(crate) fn start_journal(&mut self, journal: Journal) {
-        self.journal = Some(journal);
+    /// Records every change from now on in `log`.
+    pub(crate) fn start_log(&mut self, log: Box<dyn ChangeLog>) {
+        self.log = Some(log);
+    }
+
+    /// What the log needs of `change`, if the store has one.
+    pub(super) fn recorded(
+        &self,
+        change: &Change,
+        expires_at: Option<Instant>,
+        forgotten: Vec<Key>,
+    ) -> Option<Recorded> {
+        self.log.is_some().then(|| Recorded {
+            lock: self.locks.contains_key(&*change.key),
+            expires_at,
+            change: change.clone(),
+            forgotten_tombstones: forgotten,
+        })
+    }
+
+    /// Hands `recorded` to the log, with the counters after it.
+    pub(super) fn record(&self, recorded: Option<Recorded>) {
+        if let (Some(log), Some(recorded)) = (&self.log, recorded) {
+            // A delete or a txn moves the revision only after its changes.
+            let mut marks = self.marks();
+            marks.revision = marks.revision.max(recorded.change.version);
+            log.record(recorded, marks);
+        }
+    }
+
+    /// The counters a durable store keeps beside its data.
+    pub(crate) fn marks(&self) -> Marks {
+        let (history_compacted, history_compacted_seq) = self.history.compacted();
+        Marks {
+            revision: self.revision,
+            seq: self.seq,
+            history_compacted,
+            history_compacted_seq,
+            tombstone_floor: self.tombstones.floor(),
+        }
     }
 }

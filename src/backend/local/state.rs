@@ -1,4 +1,4 @@
-//! The memory store's data, guarded by one lock in [`super::Shared`].
+//! A local store's data, guarded by one lock in [`super::Shared`].
 //!
 //! Every change goes through [`State::set`], [`State::remove`] or
 //! [`State::apply`] (a txn's writes, at one revision), which take the next
@@ -18,7 +18,6 @@ use tokio_util::sync::CancellationToken;
 use super::change::{Change, Entry, Key, KeyHasher};
 use super::channels::{ChangeReceiver, Channels};
 use super::history::History;
-use super::journal::{Journal, Journaled, Marks};
 use super::tombstones::Tombstones;
 use crate::txn::TxnWrite;
 use crate::watch::WatchTarget;
@@ -61,7 +60,8 @@ pub(crate) struct State {
     pub(super) next_session: u64,
 
     /// Where a durable store's changes also go (`None` for `memory://`).
-    journal: Option<Journal>,
+    #[cfg(feature = "file")]
+    log: Option<Box<dyn super::durable::ChangeLog>>,
 }
 
 impl State {
@@ -82,7 +82,8 @@ impl State {
             locks: HashMap::new(),
             sessions: HashMap::new(),
             next_session: 0,
-            journal: None,
+            #[cfg(feature = "file")]
+            log: None,
         }
     }
 
@@ -307,31 +308,14 @@ impl State {
         self.seq += 1;
         change.seq = self.seq;
         self.channels.send(&change);
-        let journaled = self.journal.is_some().then(|| Journaled {
-            lock: self.locks.contains_key(&*change.key),
-            expires_at_ms: expires_at.map(super::clock::to_unix_ms),
-            change: change.clone(),
-            forgotten_tombstones: forgotten,
-        });
+        #[cfg(feature = "file")]
+        let recorded = self.recorded(&change, expires_at, forgotten);
+        // Only a durable copy needs them.
+        #[cfg(not(feature = "file"))]
+        let _ = (expires_at, forgotten);
         self.history.push(change);
-        if let (Some(journal), Some(journaled)) = (&self.journal, journaled) {
-            // A delete or a txn moves the revision only after its changes.
-            let mut marks = self.marks();
-            marks.revision = marks.revision.max(journaled.change.version);
-            journal.record(journaled, marks);
-        }
-    }
-
-    /// The counters a durable store keeps beside its data.
-    pub(crate) fn marks(&self) -> Marks {
-        let (history_compacted, history_compacted_seq) = self.history.compacted();
-        Marks {
-            revision: self.revision,
-            seq: self.seq,
-            history_compacted,
-            history_compacted_seq,
-            tombstone_floor: self.tombstones.floor(),
-        }
+        #[cfg(feature = "file")]
+        self.record(recorded);
     }
 
     /// How many changes have been emitted: the sequence number of the last.
@@ -361,6 +345,6 @@ impl State {
 }
 
 #[cfg(feature = "file")]
-mod restore;
+mod durable;
 #[cfg(test)]
 mod tests;

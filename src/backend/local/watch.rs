@@ -1,4 +1,4 @@
-//! Watches on the memory store: no task per watch, just a stream that reads
+//! Watches on a local store: no task per watch, just a stream that reads
 //! its target's broadcast channel and catches up from the history when it
 //! lags.
 
@@ -126,7 +126,10 @@ impl MemoryWatch {
     }
 
     fn catch_up(&mut self, missed: u64) -> Result<()> {
-        tracing::debug!(missed, "memory watch fell behind; catching up from history");
+        tracing::debug!(
+            missed,
+            "local store watch fell behind; catching up from history"
+        );
         let state = self.shared.read();
         let changes = match state.changes_after_seq(&self.target, self.seen) {
             Some(changes) => changes,

@@ -1,4 +1,4 @@
-//! The memory store's watch channels: one broadcast channel per watched key
+//! A local store's watch channels: one broadcast channel per watched key
 //! and per watched prefix, created by the first watch and dropped with the
 //! last, so a change wakes only the watches it concerns. A watch that falls
 //! more than the channel's capacity behind is told it lagged and catches up

@@ -1,4 +1,4 @@
-//! The memory store's history and tombstones, without a runtime.
+//! A local store's history and tombstones, without a runtime.
 
 use super::*;
 

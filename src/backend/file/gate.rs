@@ -1,12 +1,14 @@
-//! Durability for a local store whose changes are also committed to disk:
-//! a call returns, and a change becomes visible to reads and watches, only
-//! once the commit that holds it is on disk.
+//! How far the file store's commits have come: a call returns, and a
+//! change becomes visible to reads and watches, only once the commit that
+//! holds it is on disk.
 
 use std::sync::OnceLock;
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use futures::future::BoxFuture;
 use tokio::sync::Notify;
 
+use crate::backend::local::durable::Durability;
 use crate::{Error, Result};
 
 /// How far the commits have come, shared by the store and its committer.
@@ -72,12 +74,30 @@ impl Gate {
     }
 }
 
-/// What a durable local store adds to the memory store's state: the gate,
-/// and the committer, stopped (its last batch committed) when dropped.
+/// The file store's side of the engine's [`Durability`]: the gate, and the
+/// committer, stopped (its last batch committed) when dropped.
 #[derive(Debug)]
-pub(crate) struct Durable {
+pub(crate) struct Committed {
     pub(crate) gate: std::sync::Arc<Gate>,
-    /// Where the data lives, for `Debug`.
+    /// The file's path, for `Debug`.
     pub(crate) location: String,
     pub(crate) _committer: Box<dyn std::fmt::Debug + Send + Sync>,
+}
+
+impl Durability for Committed {
+    fn check(&self) -> Result<()> {
+        self.gate.check()
+    }
+
+    fn is_durable(&self, revision: u64) -> bool {
+        self.gate.is_durable(revision)
+    }
+
+    fn wait(&self, revision: u64) -> BoxFuture<'_, Result<()>> {
+        Box::pin(self.gate.wait(revision))
+    }
+
+    fn location(&self) -> &str {
+        &self.location
+    }
 }

@@ -1,15 +1,18 @@
-//! The changes a local store must also write somewhere else (the file
-//! store's disk), in the order they were made.
+//! The changes the file store must also write to disk, in the order they
+//! were made.
 //!
-//! [`State`](super::state::State) records each change here under its own
-//! lock, so the journal's order is the store's order; a committer on its own
+//! The engine's state records each change here (as its
+//! [`ChangeLog`]) under its own lock, so the journal's order is the store's
+//! order; a committer on its own
 //! thread takes everything recorded since its last commit as one [`Batch`]
 //! (group commit: the writers that arrive during one fsync share the next).
 
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use super::change::{Change, Key};
+use super::clock;
+use crate::backend::local::change::{Change, Key};
+use crate::backend::local::durable::{ChangeLog, Marks, Recorded};
 
 /// One change, with what the data map holds beside it.
 #[derive(Debug)]
@@ -22,18 +25,6 @@ pub(crate) struct Journaled {
     pub(crate) lock: bool,
     /// Deletions forgotten with this change, to stay within the limit.
     pub(crate) forgotten_tombstones: Vec<Key>,
-}
-
-/// The store's counters after the last change recorded.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct Marks {
-    pub(crate) revision: u64,
-    pub(crate) seq: u64,
-    /// Every change above these (version, sequence number) is in the history.
-    pub(crate) history_compacted: u64,
-    pub(crate) history_compacted_seq: u64,
-    /// Deletions at or below this revision may have been forgotten.
-    pub(crate) tombstone_floor: u64,
 }
 
 /// What happened since the last commit.
@@ -73,8 +64,14 @@ fn lock(batch: &Mutex<Batch>) -> MutexGuard<'_, Batch> {
     batch.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-impl Journal {
-    pub(super) fn record(&self, change: Journaled, marks: Marks) {
+impl ChangeLog for Journal {
+    fn record(&self, recorded: Recorded, marks: Marks) {
+        let change = Journaled {
+            expires_at_ms: recorded.expires_at.map(clock::to_unix_ms),
+            change: recorded.change,
+            lock: recorded.lock,
+            forgotten_tombstones: recorded.forgotten_tombstones,
+        };
         {
             let mut batch = lock(&self.batch);
             batch.changes.push(change);
@@ -86,7 +83,7 @@ impl Journal {
     }
 }
 
-#[cfg(all(test, feature = "file"))]
+#[cfg(test)]
 impl Journal {
     /// Records a put of `k` at `version`, for the committer's tests.
     pub(crate) fn record_test_change(&self, version: u64) {
@@ -96,9 +93,9 @@ impl Journal {
             version,
             seq: version,
         };
-        let journaled = Journaled {
+        let recorded = Recorded {
             change,
-            expires_at_ms: None,
+            expires_at: None,
             lock: false,
             forgotten_tombstones: Vec::new(),
         };
@@ -107,7 +104,7 @@ impl Journal {
             seq: version,
             ..Marks::default()
         };
-        self.record(journaled, marks);
+        self.record(recorded, marks);
     }
 }
 
