@@ -1,8 +1,9 @@
 //! What only Redis has: the layout `redis-cli` reads, a watch through a
 //! `kill -9` and restart of the server (AOF with appendfsync always), a watch
 //! resumed after the change log was trimmed, TTL expiry logged after the
-//! writer process died, and ACL credentials. A binary of its own: it
-//! restarts the shared server, so its tests also run one at a time.
+//! writer process died, ACL credentials, and large prefixes read in chunks.
+//! A binary of its own: it restarts the shared server, so its tests also run
+//! one at a time.
 
 #[path = "support/mod.rs"]
 mod support;
@@ -436,6 +437,107 @@ async fn a_large_delete_range_goes_in_short_batches_and_deletes_all() {
         if let KvEvent::Delete { .. } = next(&mut watch).await {
             deletes += 1;
         }
+    }
+}
+
+/// A prefix larger than one read chunk, read while a writer changes its
+/// first and last keys together (one txn each time: a token swapped between
+/// two keys, and a key moved between two places): every `get_range` and
+/// every watch's initial state is one moment (one token, one moved key,
+/// every key once, in order), whether the log still reaches back over the
+/// read (`history=100000`) or writes outrun it (`history=2`: the read starts
+/// over, then reads the prefix whole).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_prefix_is_read_in_chunks_as_of_one_moment() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let test = "a_large_prefix_is_read_in_chunks_as_of_one_moment";
+    let Some(addr) = support::server_addr("KV_REDIS_ADDR", test) else {
+        return;
+    };
+    for history in [100_000, 2] {
+        let ns = namespace(&format!("chunked-{history}"));
+        let url = format!("redis://{addr}?namespace={ns}&history={history}");
+        let store = kvmesh::connect(&url).await.unwrap();
+        const KEYS: usize = 3_500; // four chunks, and the keys below
+        for part in 0..4 {
+            let mut txn = kvmesh::Txn::new();
+            for i in (part * 1_000)..((part + 1) * 1_000).min(KEYS) {
+                txn = txn.put(&format!("r/{:04}", i + 1), Bytes::from("x"));
+            }
+            store.txn(txn).await.unwrap();
+        }
+        let setup = kvmesh::Txn::new()
+            .put("r/0000", Bytes::from("token"))
+            .put("r/9999", Bytes::from("plain"))
+            .put("r/0000m", Bytes::from("moved"));
+        store.txn(setup).await.unwrap();
+        let writer_store = kvmesh::connect(&url).await.unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let writer_stop = stop.clone();
+        let writer = tokio::spawn(async move {
+            let (mut token, mut plain) = ("r/0000", "r/9999");
+            let (mut from, mut to) = ("r/0000m", "r/9999m");
+            let mut writes = 0u64;
+            while !writer_stop.load(std::sync::atomic::Ordering::Relaxed) {
+                std::mem::swap(&mut token, &mut plain);
+                let swap = kvmesh::Txn::new()
+                    .put(token, Bytes::from("token"))
+                    .put(plain, Bytes::from("plain"));
+                writer_store.txn(swap).await.unwrap();
+                let r#move = kvmesh::Txn::new()
+                    .delete(from)
+                    .put(to, Bytes::from("moved"));
+                writer_store.txn(r#move).await.unwrap();
+                std::mem::swap(&mut from, &mut to);
+                writes += 1;
+            }
+            writes
+        });
+        let count = |pairs: &[kvmesh::KvPair], value: &str| {
+            pairs.iter().filter(|p| p.value == value).count()
+        };
+        let in_order = |pairs: &[kvmesh::KvPair]| pairs.windows(2).all(|w| w[0].key < w[1].key);
+        for _ in 0..30 {
+            let pairs = store.get_range("r/").await.unwrap();
+            assert_eq!(count(&pairs, "token"), 1, "get_range (history {history})");
+            assert_eq!(count(&pairs, "moved"), 1, "get_range (history {history})");
+            assert_eq!(pairs.len(), KEYS + 3, "get_range (history {history})");
+            assert!(in_order(&pairs), "get_range: in order, each key once");
+            // The initial state: the Puts before the first live change (a
+            // swap repeats a key; a move starts with its Delete, or, from a
+            // re-read, with a second moved key).
+            let mut watch = store
+                .watch_range("r/", WatchOptions::default())
+                .await
+                .unwrap();
+            let mut pairs: Vec<kvmesh::KvPair> = Vec::new();
+            let mut seen = std::collections::HashSet::new();
+            while let KvEvent::Put(pair) = next(&mut watch).await {
+                let second_move = pair.value == "moved" && count(&pairs, "moved") == 1;
+                if !seen.insert(pair.key.clone()) || second_move {
+                    break;
+                }
+                pairs.push(pair);
+            }
+            assert_eq!(
+                count(&pairs, "moved"),
+                1,
+                "initial state (history {history})"
+            );
+            assert_eq!(
+                count(&pairs, "token"),
+                1,
+                "initial state (history {history})"
+            );
+            assert!(in_order(&pairs), "initial state: in order, each key once");
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        let writes = writer.await.unwrap();
+        assert!(
+            writes > 30,
+            "the writer ran during the reads ({writes} rounds)"
+        );
+        store.delete_range("r/").await.unwrap();
     }
 }
 

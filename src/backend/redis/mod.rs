@@ -15,6 +15,7 @@ mod epoch;
 mod hub;
 mod lock;
 mod log;
+mod range;
 mod sweep;
 #[cfg_attr(not(feature = "tls"), path = "no_tls.rs")]
 mod tls;
@@ -257,8 +258,7 @@ impl Store for RedisStore {
 
     async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
         let target = WatchTarget::Prefix(prefix.to_owned());
-        let (_, pairs, _) = watch::read_state(&self.client, &target, None).await?;
-        Ok(pairs)
+        Ok(range::read_state(&self.client, &target, None).await?.pairs)
     }
 
     async fn delete_range(&self, prefix: &str) -> Result<()> {

@@ -7,7 +7,6 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use bytes::Bytes;
 use futures::StreamExt;
 use futures::stream::BoxStream;
 use redis::streams::StreamRangeReply;
@@ -16,8 +15,9 @@ use tokio::sync::mpsc;
 use super::client::Client;
 use super::hub::{Hub, HubMessage, Registration};
 use super::log::{LogEntry, Position, after_version, follows, stream_id};
+use super::range::read_state;
 use crate::watch::{Known, WatchTarget, difference, known_entry};
-use crate::{Error, KvEvent, KvPair, Result, WatchOptions};
+use crate::{KvEvent, Result, WatchOptions};
 
 /// Entries read per XRANGE while catching up.
 const PAGE: usize = 1_000;
@@ -40,50 +40,6 @@ struct RedisWatch {
     ended: bool,
 }
 
-/// The state of `target` read in one step: the revision, the pairs, and
-/// with `after` the deletions after it (`Compacted` if they are forgotten).
-pub(super) async fn read_state(
-    client: &Client,
-    target: &WatchTarget,
-    after: Option<u64>,
-) -> Result<(u64, Vec<KvPair>, Vec<KvEvent>)> {
-    let (mode, name) = match target {
-        WatchTarget::Key(key) => ("key", key.as_str()),
-        WatchTarget::Prefix(prefix) => ("prefix", prefix.as_str()),
-    };
-    let after_arg = after.map(|a| a.to_string()).unwrap_or_default();
-    type Reply = (u64, Vec<(String, Vec<u8>, u64)>, u64, Vec<(String, u64)>);
-    let (revision, pairs, floor, deleted): Reply = client
-        .run(
-            "read",
-            &client.scripts.state,
-            &[mode.as_bytes(), name.as_bytes(), after_arg.as_bytes()],
-        )
-        .await?;
-    client.epoch.saw(revision);
-    if let Some(after) = after
-        && after < floor
-    {
-        return Err(Error::Compacted {
-            requested: after,
-            oldest: floor,
-        });
-    }
-    let pairs = pairs
-        .into_iter()
-        .map(|(key, value, version)| KvPair {
-            key,
-            value: Bytes::from(value),
-            version,
-        })
-        .collect();
-    let deleted = deleted
-        .into_iter()
-        .map(|(key, version)| KvEvent::Delete { key, version })
-        .collect();
-    Ok((revision, pairs, deleted))
-}
-
 /// Opens a watch of `target`.
 pub(super) async fn open(
     client: &Arc<Client>,
@@ -96,9 +52,10 @@ pub(super) async fn open(
     // every other watch of the store back until the log got there.
     let (pending, delivered, start) = match options.after {
         None => {
-            let (revision, pairs, _) = read_state(client, &target, None).await?;
-            let events = pairs.into_iter().map(KvEvent::Put).collect();
-            (events, after_version(revision), after_version(revision))
+            let state = read_state(client, &target, None).await?;
+            let events = state.pairs.into_iter().map(KvEvent::Put).collect();
+            let read = after_version(state.revision);
+            (events, read, read)
         }
         Some(after) => {
             let now = client.revision().await?;
@@ -224,11 +181,11 @@ impl RedisWatch {
     /// now, after the server lost the store's data (versions before and
     /// after cannot be compared; values can).
     async fn reread(&mut self) -> Result<()> {
-        let (revision, pairs, _) = read_state(&self.client, &self.target, None).await?;
+        let state = read_state(&self.client, &self.target, None).await?;
         self.pending.clear();
         self.pending
-            .extend(difference(&mut self.known, &pairs, revision));
-        self.delivered = after_version(revision);
+            .extend(difference(&mut self.known, &state.pairs, state.revision));
+        self.delivered = after_version(state.revision);
         self.at_version.clear();
         Ok(())
     }
@@ -256,18 +213,18 @@ impl RedisWatch {
         let repeat =
             |key: &str, at: u64| !whole && at == version && repeats.iter().any(|k| k == key);
         tracing::debug!(after, "redis watch re-reads the state");
-        let (revision, pairs, deleted) =
-            read_state(&self.client, &self.target, Some(after)).await?;
-        let mut changes: Vec<KvEvent> = pairs
+        let state = read_state(&self.client, &self.target, Some(after)).await?;
+        let mut changes: Vec<KvEvent> = state
+            .pairs
             .into_iter()
             .filter(|p| p.version > after)
             .map(KvEvent::Put)
-            .chain(deleted)
+            .chain(state.deleted)
             .filter(|event| !repeat(event.key(), event.version()))
             .collect();
         changes.sort_by_key(KvEvent::version);
         self.pending.extend(changes);
-        self.delivered = self.delivered.max(after_version(revision));
+        self.delivered = self.delivered.max(after_version(state.revision));
         Ok(())
     }
 }

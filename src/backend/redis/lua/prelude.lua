@@ -84,10 +84,13 @@ local function set_at(key, value, version, i, deadline)
   append(version, i, key, value)
 end
 
-local function keys_under(prefix, limit)
+-- The index's keys under prefix (after the key `after`, if one is given),
+-- at most limit of them.
+local function keys_under(prefix, limit, after)
   local from, to = '[' .. prefix, '(' .. prefix .. '\255'
   -- 0xFF never occurs in UTF-8: every key with the prefix sorts below it.
   if prefix == '' then from, to = '-', '+' end
+  if after and after ~= '' then from = '(' .. after end
   if limit then return redis.call('ZRANGEBYLEX', INDEX, from, to, 'LIMIT', 0, limit) end
   return redis.call('ZRANGEBYLEX', INDEX, from, to)
 end

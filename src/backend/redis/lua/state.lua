@@ -1,9 +1,12 @@
--- state(key|prefix, target, after or '')
---   -> {revision, {key, value, version, ...}, tombstone floor, {key, version, ...}}
--- One consistent read: the pairs now, and (with after) the deletions after it.
-local mode, target, after = ARGV[5], ARGV[6], ARGV[7]
+-- state(key|prefix, target, after or '', from or '', limit or '')
+--   -> {revision, {key, value, version, ...}, tombstone floor, {key, version, ...},
+--       1 when keys after the last one read remain, the last key read}
+-- One consistent read: the pairs now (of a prefix, at most limit keys after
+-- the key from), and (with after) the deletions after it.
+local mode, target, after, from = ARGV[5], ARGV[6], ARGV[7], ARGV[8]
+local limit = tonumber(ARGV[9])
 local keys
-if mode == 'key' then keys = {target} else keys = keys_under(target) end
+if mode == 'key' then keys = {target} else keys = keys_under(target, limit, from) end
 local pairs_now = {}
 for _, key in ipairs(keys) do
   local hv = redis.call('HMGET', hkey(key), 'value', 'version')
@@ -26,4 +29,6 @@ if after ~= '' then
     end
   end
 end
-return {redis.call('GET', REV) or '0', pairs_now, redis.call('GET', FLOOR) or '0', deleted}
+local more, last = 0, ''
+if mode ~= 'key' and limit and #keys == limit then more, last = 1, keys[#keys] end
+return {redis.call('GET', REV) or '0', pairs_now, redis.call('GET', FLOOR) or '0', deleted, more, last}
