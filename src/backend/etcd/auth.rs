@@ -1,13 +1,13 @@
-//! etcd authentication: a user name and password traded for a token at
-//! `/v3/auth/authenticate`, sent raw in `Authorization` (no `Bearer`, which
-//! etcd refuses before 3.5.32), and traded again once when etcd says the
-//! token is invalid (simple tokens expire after `--auth-token-ttl`, 5 min by
-//! default). Neither the password nor the token is ever logged or shown.
+//! etcd authentication: a user name and password traded for a token
+//! (`Authenticate`), which every call then carries, and traded again once
+//! when etcd says the token is invalid (simple tokens expire after
+//! `--auth-token-ttl`, 5 min by default). Neither the password nor the
+//! token is ever logged or shown.
 
 use std::fmt;
 use std::sync::Mutex;
 
-use hyper::header::{AUTHORIZATION, HeaderName, HeaderValue};
+use hyper::header::HeaderValue;
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -59,18 +59,18 @@ impl Credentials {
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = None;
     }
 
-    /// The `Authorization` header, authenticating first if there is no token.
-    pub(super) async fn header<F, Fut>(&self, authenticate: F) -> Result<(HeaderName, HeaderValue)>
+    /// The token, authenticating first if there is none.
+    pub(super) async fn token<F, Fut>(&self, authenticate: F) -> Result<HeaderValue>
     where
         F: FnOnce(AuthenticateRequest) -> Fut,
         Fut: std::future::Future<Output = Result<AuthenticateResponse>>,
     {
         if let Some(token) = self.cached() {
-            return Ok((AUTHORIZATION, token));
+            return Ok(token);
         }
         let _one_at_a_time = self.authenticating.lock().await;
         if let Some(token) = self.cached() {
-            return Ok((AUTHORIZATION, token));
+            return Ok(token);
         }
         let reply = authenticate(AuthenticateRequest {
             name: self.username.clone(),
@@ -84,6 +84,6 @@ impl Credentials {
         }
         token.set_sensitive(true);
         *self.token.lock().unwrap_or_else(|e| e.into_inner()) = Some(token.clone());
-        Ok((AUTHORIZATION, token))
+        Ok(token)
     }
 }

@@ -1,149 +1,93 @@
-//! etcd's KV and lease endpoints as typed calls.
+//! etcd's KV, lease and auth calls as typed calls, over the store's
+//! transport: a token is fetched (once, then shared) when the store has
+//! credentials, and a call etcd refuses for an invalid token is made again
+//! once with a new one.
 
+use std::future::Future;
 use std::time::Duration;
 
-use bytes::Bytes;
-use hyper::header::{HeaderName, HeaderValue};
-use hyper::{Method, StatusCode};
-use serde::de::DeserializeOwned;
-
-use serde::Serialize;
-
-use super::auth::{AuthenticateResponse, Credentials};
+use super::auth::Credentials;
 use super::keys::prefix_end;
 use super::refusal::{self, Refusal, code};
-use super::wire::{self, b64};
-use crate::http::{HttpClient, HttpRequest};
+use super::transport::{Reply, Token, Transport};
+use super::wire::{self, bytes};
 use crate::{Error, KvPair, Result};
 
-/// A key or a prefix, as a gateway range.
-pub(super) fn range_of(key: &str, prefix: bool) -> (String, Option<String>) {
+/// A key or a prefix, as a range.
+pub(super) fn range_of(key: &str, prefix: bool) -> (bytes::Bytes, Option<bytes::Bytes>) {
     if prefix {
         (
-            b64(if key.is_empty() { "\0" } else { key }),
-            Some(b64(prefix_end(key.as_bytes()))),
+            bytes(if key.is_empty() { "\0" } else { key }),
+            Some(bytes(prefix_end(key.as_bytes()))),
         )
     } else {
-        (b64(key), None)
+        (bytes(key), None)
     }
 }
 
 #[derive(Debug)]
 pub(super) struct EtcdClient {
-    pub(super) http: HttpClient,
-    timeout: Duration,
+    pub(super) transport: Box<dyn Transport>,
     credentials: Option<Credentials>,
 }
 
 impl EtcdClient {
-    pub(super) fn new(
-        http: HttpClient,
-        timeout: Duration,
-        credentials: Option<Credentials>,
-    ) -> Self {
+    pub(super) fn new(transport: Box<dyn Transport>, credentials: Option<Credentials>) -> Self {
         EtcdClient {
-            http,
-            timeout,
+            transport,
             credentials,
         }
     }
 
-    /// The headers every request carries: the auth token, if any
+    /// The token every call carries, if the store has credentials
     /// (authenticating first when there is none yet).
-    pub(super) async fn auth_headers(&self) -> Result<Vec<(HeaderName, HeaderValue)>> {
+    pub(super) async fn token(&self) -> Result<Token> {
         let Some(credentials) = &self.credentials else {
-            return Ok(Vec::new());
+            return Ok(None);
         };
-        let authenticate = |request: super::auth::AuthenticateRequest| async move {
-            let body = serde_json::to_vec(&request).map_err(|e| {
-                Error::InvalidArgument(format!("etcd authenticate: cannot encode: {e}"))
-            })?;
-            self.send::<AuthenticateResponse>(
-                "/v3/auth/authenticate",
-                Bytes::from(body),
-                &[],
-                true,
-                "etcd authenticate",
-            )
-            .await?
-            .map_err(|refusal| refusal.error)
+        let authenticate = |request| async move {
+            self.transport
+                .authenticate(&request)
+                .await?
+                .map_err(|refusal| refusal.error)
         };
-        Ok(vec![credentials.header(authenticate).await?])
+        Ok(Some(credentials.token(authenticate).await?))
     }
 
-    /// After etcd called the token invalid: the next request authenticates again.
+    /// After etcd called the token invalid: the next call authenticates again.
     pub(super) fn forget_token(&self) {
         if let Some(credentials) = &self.credentials {
             credentials.forget();
         }
     }
 
-    /// POSTs `request` to `path` and parses the reply, authenticating again
-    /// once if etcd says the token is no longer valid.
-    pub(super) async fn call<Q: Serialize, R: DeserializeOwned>(
-        &self,
-        path: &str,
-        request: &Q,
-        idempotent: bool,
-        operation: &'static str,
-    ) -> Result<R> {
-        self.call_checked(path, request, idempotent, operation)
-            .await?
-            .map_err(|refusal| refusal.error)
-    }
-
-    /// Like [`EtcdClient::call`], but what etcd refused comes back as a
-    /// [`Refusal`] with its gRPC code, for callers that expect some refusals.
-    pub(super) async fn call_checked<Q: Serialize, R: DeserializeOwned>(
-        &self,
-        path: &str,
-        request: &Q,
-        idempotent: bool,
-        operation: &'static str,
-    ) -> Result<std::result::Result<R, Refusal>> {
-        let body = Bytes::from(serde_json::to_vec(request).map_err(|e| {
-            Error::InvalidArgument(format!("{operation}: cannot encode the request: {e}"))
-        })?);
-        let headers = self.auth_headers().await?;
-        match self
-            .send(path, body.clone(), &headers, idempotent, operation)
-            .await?
-        {
+    /// Makes a call with the token, once more with a new token if etcd
+    /// says the first is no longer valid; what etcd refused comes back as a
+    /// [`Refusal`], for callers that expect some refusals.
+    pub(super) async fn call_checked<R, F, Fut>(&self, call: F) -> Reply<R>
+    where
+        F: Fn(Token) -> Fut,
+        Fut: Future<Output = Reply<R>>,
+    {
+        match call(self.token().await?).await? {
             Err(refusal) if self.credentials.is_some() && refusal.invalid_token => {
                 tracing::debug!("etcd auth token expired; authenticating again");
                 self.forget_token();
-                let headers = self.auth_headers().await?;
-                self.send(path, body, &headers, idempotent, operation).await
+                call(self.token().await?).await
             }
             other => Ok(other),
         }
     }
 
-    async fn send<R: DeserializeOwned>(
-        &self,
-        path: &str,
-        body: Bytes,
-        headers: &[(HeaderName, HeaderValue)],
-        idempotent: bool,
-        operation: &'static str,
-    ) -> Result<std::result::Result<R, Refusal>> {
-        let reply = self
-            .http
-            .send(&HttpRequest {
-                method: Method::POST,
-                path,
-                body,
-                idempotent,
-                timeout: self.timeout,
-                operation,
-                headers,
-                long_lived: false,
-            })
-            .await?;
-        if reply.status != StatusCode::OK {
-            return Ok(Err(Refusal::of(&reply, operation)));
-        }
-        reply.json(operation).map(Ok)
+    /// Like [`EtcdClient::call_checked`], a refusal as the error it means.
+    pub(super) async fn call<R, F, Fut>(&self, call: F) -> Result<R>
+    where
+        F: Fn(Token) -> Fut,
+        Fut: Future<Output = Reply<R>>,
+    {
+        self.call_checked(call)
+            .await?
+            .map_err(|refusal: Refusal| refusal.error)
     }
 
     /// The pairs of a key or prefix (sorted by key), and the revision read at.
@@ -154,18 +98,14 @@ impl EtcdClient {
         revision: i64,
     ) -> Result<(Vec<KvPair>, i64)> {
         let (key, range_end) = range_of(key, prefix);
-        let reply: wire::RangeResponse = self
-            .call(
-                "/v3/kv/range",
-                &wire::RangeRequest {
-                    key,
-                    range_end,
-                    revision,
-                    ..wire::RangeRequest::default()
-                },
-                true,
-                "etcd range",
-            )
+        let request = wire::RangeRequest {
+            key,
+            range_end,
+            revision,
+            ..wire::RangeRequest::default()
+        };
+        let reply = self
+            .call(|token| self.transport.range(&request, token))
             .await?;
         let pairs = reply
             .kvs
@@ -186,7 +126,7 @@ impl EtcdClient {
             ..wire::RangeRequest::default()
         };
         let reply = self
-            .call_checked::<_, wire::RangeResponse>("/v3/kv/range", &request, true, "etcd range")
+            .call_checked(|token| self.transport.range(&request, token))
             .await?;
         match reply {
             Ok(reply) => Ok(RangeAt::Read(
@@ -211,8 +151,8 @@ impl EtcdClient {
             range_end,
             ..wire::RangeRequest::default()
         };
-        let reply: wire::RangeResponse = self
-            .call("/v3/kv/range", &request, true, "etcd range")
+        let reply = self
+            .call(|token| self.transport.range(&request, token))
             .await?;
         Ok((reply.kvs, reply.header.revision))
     }
@@ -227,13 +167,13 @@ impl EtcdClient {
         prev_kv: bool,
     ) -> Result<i64> {
         let request = wire::PutRequest {
-            key: b64(key),
-            value: b64(value),
+            key: bytes(key),
+            value: bytes(value),
             lease,
             prev_kv,
         };
-        let reply: wire::PutResponse = self
-            .call("/v3/kv/put", &request, true, "etcd put")
+        let reply = self
+            .call(|token| self.transport.put(&request, token))
             .await
             .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
         Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
@@ -242,13 +182,13 @@ impl EtcdClient {
     /// Writes `key` with `lease`; returns the revision of the write.
     pub(super) async fn put_revision(&self, key: &str, value: &[u8], lease: i64) -> Result<i64> {
         let request = wire::PutRequest {
-            key: b64(key),
-            value: b64(value),
+            key: bytes(key),
+            value: bytes(value),
             lease,
             prev_kv: false,
         };
-        let reply: wire::PutResponse = self
-            .call("/v3/kv/put", &request, true, "etcd put")
+        let reply = self
+            .call(|token| self.transport.put(&request, token))
             .await
             .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
         Ok(reply.header.revision)
@@ -258,17 +198,13 @@ impl EtcdClient {
     /// the leases the deleted values had.
     pub(super) async fn delete(&self, key: &str, prefix: bool, prev_kv: bool) -> Result<Vec<i64>> {
         let (key, range_end) = range_of(key, prefix);
-        let reply: wire::DeleteRangeResponse = self
-            .call(
-                "/v3/kv/deleterange",
-                &wire::DeleteRangeRequest {
-                    key,
-                    range_end,
-                    prev_kv,
-                },
-                true,
-                "etcd delete",
-            )
+        let request = wire::DeleteRangeRequest {
+            key,
+            range_end,
+            prev_kv,
+        };
+        let reply = self
+            .call(|token| self.transport.delete_range(&request, token))
             .await?;
         Ok(leases_of(&reply.prev_kvs))
     }
@@ -276,7 +212,9 @@ impl EtcdClient {
     /// Runs `request`: whether its comparisons held, and the leases of the
     /// values its writes replaced or deleted (where they asked for them).
     pub(super) async fn txn(&self, request: &wire::TxnRequest) -> Result<TxnOutcome> {
-        let reply: wire::TxnResponse = self.call("/v3/kv/txn", request, false, "etcd txn").await?;
+        let reply = self
+            .call(|token| self.transport.txn(request, token))
+            .await?;
         let mut replaced_leases = Vec::new();
         let mut ranges = Vec::new();
         for response in reply.responses {
@@ -302,23 +240,7 @@ impl EtcdClient {
     /// Asks for the member's status (authenticating first, when the store
     /// has credentials): any answer means it is up.
     pub(super) async fn check_reachable(&self) -> Result<()> {
-        let path = "/v3/maintenance/status";
-        let status: std::result::Result<serde::de::IgnoredAny, _> = self
-            .call_checked(path, &serde_json::json!({}), true, "etcd status")
-            .await
-            .map_err(|e| self.http.none_answered(e).not_http("an etcd server"))?;
-        match status {
-            Ok(_) => Ok(()),
-            // Consul (or any HTTP server without etcd's gateway) has no
-            // such path.
-            Err(refusal) if refusal.status == 404 => Err(Error::MalformedReply {
-                message: format!(
-                    "connecting to etcd: the server there does not speak the etcd API (it answered 404 to {path})"
-                ),
-                source: None,
-            }),
-            Err(refusal) => Err(refusal.error),
-        }
+        self.call(|token| self.transport.status(token)).await
     }
 
     /// Grants a lease of at least `ttl` (whole seconds, rounded up; etcd
@@ -326,10 +248,10 @@ impl EtcdClient {
     pub(super) async fn grant_lease(&self, ttl: Duration) -> Result<i64> {
         let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
         let request = wire::LeaseGrantRequest {
-            ttl: seconds.max(1).to_string(),
+            ttl: i64::try_from(seconds.max(1)).unwrap_or(i64::MAX),
         };
-        let reply: wire::LeaseGrantResponse = self
-            .call("/v3/lease/grant", &request, false, "etcd lease grant")
+        let reply = self
+            .call(|token| self.transport.lease_grant(&request, token))
             .await?;
         if reply.id == 0 {
             return Err(Error::malformed("etcd granted lease 0"));
@@ -339,14 +261,9 @@ impl EtcdClient {
 
     /// Revokes a lease (deleting its keys). A lease already gone is fine.
     pub(super) async fn revoke_lease(&self, id: i64) -> Result<()> {
-        let request = wire::LeaseIdRequest { id: id.to_string() };
+        let request = wire::LeaseIdRequest { id };
         let reply = self
-            .call_checked::<_, wire::HeaderOnly>(
-                "/v3/lease/revoke",
-                &request,
-                true,
-                "etcd lease revoke",
-            )
+            .call_checked(|token| self.transport.lease_revoke(&request, token))
             .await?;
         match reply {
             Ok(_) => Ok(()),
@@ -357,14 +274,9 @@ impl EtcdClient {
 
     /// One keep-alive of a lease; `Ok(false)` when it has expired or is unknown.
     pub(super) async fn keep_alive(&self, id: i64) -> Result<bool> {
-        let request = wire::LeaseIdRequest { id: id.to_string() };
-        let reply: wire::KeepAliveResponse = self
-            .call(
-                "/v3/lease/keepalive",
-                &request,
-                true,
-                "etcd lease keepalive",
-            )
+        let request = wire::LeaseIdRequest { id };
+        let reply = self
+            .call(|token| self.transport.lease_keep_alive(&request, token))
             .await?;
         Ok(reply.result.is_some_and(|r| r.ttl > 0))
     }

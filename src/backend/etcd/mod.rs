@@ -1,5 +1,6 @@
-//! The etcd backend: the `Store` contract over etcd's v3 JSON gateway
-//! (HTTP/1.1 + JSON: no gRPC, no protoc).
+//! The etcd backend: the `Store` contract over etcd's v3 API, through a
+//! [`transport::Transport`]: the v3 JSON gateway over HTTP/1.1
+//! ([`gateway`]; no gRPC, no protoc).
 //!
 //! - A key's version is its `mod_revision`; prefixes are `[prefix, range_end)`.
 //! - CAS goes through `txn` (create-only: `create_revision == 0`; swap:
@@ -8,23 +9,23 @@
 //!   etcd says a write through this store replaced or deleted that value
 //!   ([`ttl`]), so leases do not pile up. etcd rounds TTLs to whole seconds
 //!   and raises those below its minimum (about 2 s).
-//! - Watches are long `POST /v3/watch` streams, shared by the watches of a
-//!   key, prefix or directory ([`hub`]), that resume from the next revision
-//!   ([`stream`], [`watch`]); locks are leases kept alive by one keepalive POST
-//!   every TTL/3 ([`lock`]).
+//! - Watches are shared by the watches of a key, prefix or directory
+//!   ([`hub`]) and resume from the next revision ([`stream`], [`watch`]);
+//!   locks are leases kept alive by one keep-alive every TTL/3 ([`lock`]).
 
 mod auth;
 mod client;
+mod gateway;
 mod hub;
 mod keys;
 mod lock;
 mod mutex;
 mod refusal;
 mod stream;
+mod transport;
 mod ttl;
 mod txn;
 mod watch;
-mod watch_messages;
 mod wire;
 
 use std::fmt;
@@ -34,7 +35,7 @@ use bytes::Bytes;
 
 use self::client::{EtcdClient, range_of};
 use self::refusal::with_value_size;
-use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, b64};
+use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest, bytes};
 use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::key::{check_delete_prefix, check_key};
 use crate::watch::{WatchRegistry, WatchTarget};
@@ -58,7 +59,7 @@ pub(crate) struct Inner {
 impl fmt::Debug for EtcdStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("EtcdStore")
-            .field("http", &self.inner.client.http)
+            .field("transport", &self.inner.client.transport)
             .field("config", &self.inner.config)
             .finish()
     }
@@ -87,7 +88,10 @@ impl EtcdStore {
         };
         Ok(EtcdStore {
             inner: Arc::new(Inner {
-                client: EtcdClient::new(http, config.timeout, credentials),
+                client: EtcdClient::new(
+                    Box::new(gateway::Gateway::new(http, config.timeout)),
+                    credentials,
+                ),
                 config,
                 registry: WatchRegistry::default(),
                 hub: hub::Hub::default(),
@@ -228,13 +232,13 @@ impl Store for EtcdStore {
     async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
         check_key(key)?;
         let guard = match previous {
-            None => Compare::absent(b64(key)),
+            None => Compare::absent(bytes(key)),
             Some(0) => return Ok(false),
-            Some(version) => Compare::modified_at(b64(key), version),
+            Some(version) => Compare::modified_at(bytes(key), version),
         };
         let put = RequestOp::Put(PutRequest {
-            key: b64(key),
-            value: b64(&value),
+            key: bytes(key),
+            value: value.clone(),
             lease: 0,
             prev_kv: self.inner.ttl_leases.any(),
         });
@@ -274,7 +278,7 @@ impl Store for EtcdStore {
             .inner
             .client
             .txn(&TxnRequest {
-                compare: vec![Compare::modified_at(b64(key), previous)],
+                compare: vec![Compare::modified_at(bytes(key), previous)],
                 success: vec![RequestOp::DeleteRange(DeleteRangeRequest {
                     key: range_key,
                     range_end,

@@ -13,7 +13,7 @@ use futures::StreamExt;
 
 use super::Inner;
 use super::client::range_of;
-use super::wire::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, b64};
+use super::wire::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, bytes};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Result, WatchOptions};
 
@@ -45,9 +45,9 @@ fn by_creation(prefix: &str, order: &'static str, max_create: i64) -> RangeReque
 /// The first contender for the lock on `key`: its holder.
 pub(super) async fn holder(inner: &Arc<Inner>, key: &str) -> Result<Option<crate::KvPair>> {
     let request = by_creation(&prefix(key), "ASCEND", 0);
-    let reply: super::wire::RangeResponse = inner
-        .client
-        .call("/v3/kv/range", &request, true, "etcd range")
+    let client = &inner.client;
+    let reply = client
+        .call(|token| client.transport.range(&request, token))
         .await?;
     reply
         .kvs
@@ -74,13 +74,13 @@ pub(super) async fn enter(
     lease: i64,
     value: &[u8],
 ) -> Result<Standing> {
-    let mine = b64(contender(prefix, lease));
+    let mine = bytes(contender(prefix, lease));
     let request = TxnRequest {
         compare: vec![Compare::absent(mine.clone())],
         success: vec![
             RequestOp::Put(PutRequest {
                 key: mine.clone(),
-                value: b64(value),
+                value: bytes(value),
                 lease,
                 prev_kv: false,
             }),
@@ -116,9 +116,9 @@ pub(super) async fn enter(
 pub(super) async fn wait_for_turn(inner: &Arc<Inner>, prefix: &str, revision: i64) -> Result<()> {
     loop {
         let request = by_creation(prefix, "DESCEND", revision - 1);
-        let reply: super::wire::RangeResponse = inner
-            .client
-            .call("/v3/kv/range", &request, true, "etcd range")
+        let client = &inner.client;
+        let reply = client
+            .call(|token| client.transport.range(&request, token))
             .await?;
         let Some(before) = reply.kvs.first() else {
             return Ok(());

@@ -55,11 +55,17 @@ impl Refusal {
             .into_iter()
             .find(|m| !m.is_empty())
             .unwrap_or_else(|| reply.excerpt());
+        Refusal::new(body.code, message, reply.status.as_u16(), operation)
+    }
+
+    /// A refusal with etcd's gRPC `code` and `message`, `status` the HTTP
+    /// status it came with.
+    pub(super) fn new(code: i32, message: String, status: u16, operation: &str) -> Self {
         Refusal {
-            code: body.code,
-            status: reply.status.as_u16(),
-            invalid_token: is_invalid_token(body.code, &message),
-            error: classify_code(body.code, &message, operation, reply.status.as_u16()),
+            code,
+            status,
+            invalid_token: is_invalid_token(code, &message),
+            error: classify_code(code, &message, operation, status),
             message,
         }
     }

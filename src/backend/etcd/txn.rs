@@ -9,7 +9,7 @@ use super::client::range_of;
 use super::mutex;
 use super::refusal::with_value_size;
 use super::wire::{
-    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, b64,
+    Compare, DeleteRangeRequest, PutRequest, RangeRequest, RequestOp, TxnRequest, bytes,
 };
 use crate::txn::{LockGuard, TxnWrite};
 use crate::{Error, Result, Txn, TxnResult};
@@ -35,7 +35,7 @@ impl EtcdStore {
         txn.validate("etcd", MAX_TXN_OPS, MAX_TXN_OPS)?;
         let mut compare = Vec::new();
         for check in &txn.checks {
-            let key = b64(&check.key);
+            let key = bytes(&check.key);
             match check.version {
                 None => compare.push(Compare::absent(key)),
                 // No key is at version 0: present and last written at 0
@@ -54,8 +54,8 @@ impl EtcdStore {
         // or overwritten key is a lost lock, as on every backend).
         let contenders: Vec<String> = txn.guards.iter().map(contender_of).collect();
         for (guard, contender) in txn.guards.iter().zip(&contenders) {
-            compare.push(Compare::created_at(b64(contender), guard.fencing_token));
-            compare.push(Compare::leased_by(b64(&guard.key), lease_of(guard)));
+            compare.push(Compare::created_at(bytes(contender), guard.fencing_token));
+            compare.push(Compare::leased_by(bytes(&guard.key), lease_of(guard)));
         }
         if compare.len() > MAX_TXN_OPS {
             return Err(Error::InvalidArgument(format!(
@@ -68,13 +68,13 @@ impl EtcdStore {
             .iter()
             .map(|write| match write {
                 TxnWrite::Put { key, value } => RequestOp::Put(PutRequest {
-                    key: b64(key),
-                    value: b64(value),
+                    key: bytes(key),
+                    value: value.clone(),
                     lease: 0,
                     prev_kv,
                 }),
                 TxnWrite::Delete { key } => RequestOp::DeleteRange(DeleteRangeRequest {
-                    key: b64(key),
+                    key: bytes(key),
                     range_end: None,
                     prev_kv,
                 }),

@@ -1,15 +1,50 @@
-//! The etcd v3 JSON gateway's shapes: typed requests (so a misspelt field,
-//! which the gateway would silently ignore, cannot compile) and tolerant
-//! replies (int64 fields arrive as strings; zero values are omitted).
+//! etcd's messages that kvmesh sends and reads (named as in etcd's
+//! `rpc.proto` and `kv.proto`), as every transport hands them over: typed
+//! requests, serialized the way the v3 JSON gateway reads them (so a
+//! misspelt field, which the gateway would silently ignore, cannot compile;
+//! bytes as base64, int64 as strings), and tolerant replies (int64 fields
+//! arrive as strings; zero values are omitted).
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::{Error, KvPair, Result};
 
+/// A key or value as a request carries it.
+pub(super) fn bytes(bytes: impl AsRef<[u8]>) -> Bytes {
+    Bytes::copy_from_slice(bytes.as_ref())
+}
+
 /// Bytes as the gateway wants them: padded standard base64.
-pub(super) fn b64(bytes: impl AsRef<[u8]>) -> String {
-    crate::base64_bytes::encode(bytes.as_ref())
+fn base64<S: Serializer>(bytes: &Bytes, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.serialize_str(&crate::base64_bytes::encode(bytes))
+}
+
+/// Optional bytes as base64 (skipped when `None`).
+fn base64_some<S: Serializer>(
+    bytes: &Option<Bytes>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match bytes {
+        Some(bytes) => base64(bytes, serializer),
+        None => serializer.serialize_none(),
+    }
+}
+
+/// An int64 as the gateway wants it: a JSON string.
+fn int64_text<S: Serializer>(n: &i64, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+    serializer.collect_str(n)
+}
+
+/// An optional int64 as a JSON string (skipped when `None`).
+fn int64_text_some<S: Serializer>(
+    n: &Option<i64>,
+    serializer: S,
+) -> std::result::Result<S::Ok, S::Error> {
+    match n {
+        Some(n) => int64_text(n, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 /// An int64 that may come as a JSON string or number; absent or `null`
@@ -49,9 +84,13 @@ pub(super) fn int64<'de, D: Deserializer<'de>>(
 
 #[derive(Debug, Default, Serialize)]
 pub(super) struct RangeRequest {
-    pub(super) key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) range_end: Option<String>,
+    #[serde(serialize_with = "base64")]
+    pub(super) key: Bytes,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "base64_some"
+    )]
+    pub(super) range_end: Option<Bytes>,
     /// 0: the latest revision.
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) revision: i64,
@@ -71,8 +110,10 @@ pub(super) struct RangeRequest {
 
 #[derive(Debug, Serialize)]
 pub(super) struct PutRequest {
-    pub(super) key: String,
-    pub(super) value: String,
+    #[serde(serialize_with = "base64")]
+    pub(super) key: Bytes,
+    #[serde(serialize_with = "base64")]
+    pub(super) value: Bytes,
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) lease: i64,
     /// Ask for the value being replaced (to learn its lease).
@@ -82,9 +123,13 @@ pub(super) struct PutRequest {
 
 #[derive(Debug, Serialize)]
 pub(super) struct DeleteRangeRequest {
-    pub(super) key: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) range_end: Option<String>,
+    #[serde(serialize_with = "base64")]
+    pub(super) key: Bytes,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "base64_some"
+    )]
+    pub(super) range_end: Option<Bytes>,
     /// Ask for the deleted values (to learn their leases).
     #[serde(skip_serializing_if = "is_false")]
     pub(super) prev_kv: bool,
@@ -101,46 +146,56 @@ pub(super) struct TxnRequest {
 /// One txn guard on a key.
 #[derive(Debug, Serialize)]
 pub(super) struct Compare {
-    pub(super) key: String,
+    #[serde(serialize_with = "base64")]
+    pub(super) key: Bytes,
     /// `CREATE`, `MOD` or `LEASE`.
     pub(super) target: &'static str,
     /// `EQUAL` or `NOT_EQUAL`.
     pub(super) result: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) create_revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) mod_revision: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) lease: Option<String>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "int64_text_some"
+    )]
+    pub(super) create_revision: Option<i64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "int64_text_some"
+    )]
+    pub(super) mod_revision: Option<i64>,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "int64_text_some"
+    )]
+    pub(super) lease: Option<i64>,
 }
 
 impl Compare {
     /// The key does not exist (its create revision is 0).
-    pub(super) fn absent(key: String) -> Self {
+    pub(super) fn absent(key: Bytes) -> Self {
         Compare {
             key,
             target: "CREATE",
             result: "EQUAL",
-            create_revision: Some("0".into()),
+            create_revision: Some(0),
             mod_revision: None,
             lease: None,
         }
     }
 
     /// The key is attached to `lease`.
-    pub(super) fn leased_by(key: String, lease: i64) -> Self {
+    pub(super) fn leased_by(key: Bytes, lease: i64) -> Self {
         Compare {
             key,
             target: "LEASE",
             result: "EQUAL",
             create_revision: None,
             mod_revision: None,
-            lease: Some(lease.to_string()),
+            lease: Some(lease),
         }
     }
 
     /// The key exists (its create revision is not 0).
-    pub(super) fn present(key: String) -> Self {
+    pub(super) fn present(key: Bytes) -> Self {
         Compare {
             result: "NOT_EQUAL",
             ..Compare::absent(key)
@@ -148,21 +203,21 @@ impl Compare {
     }
 
     /// The key exists and was created at `revision`.
-    pub(super) fn created_at(key: String, revision: u64) -> Self {
+    pub(super) fn created_at(key: Bytes, revision: u64) -> Self {
         Compare {
-            create_revision: Some(revision.to_string()),
+            create_revision: Some(int64_of(revision)),
             ..Compare::absent(key)
         }
     }
 
     /// The key was last written at `revision`.
-    pub(super) fn modified_at(key: String, revision: u64) -> Self {
+    pub(super) fn modified_at(key: Bytes, revision: u64) -> Self {
         Compare {
             key,
             target: "MOD",
             result: "EQUAL",
             create_revision: None,
-            mod_revision: Some(revision.to_string()),
+            mod_revision: Some(int64_of(revision)),
             lease: None,
         }
     }
@@ -180,14 +235,22 @@ pub(super) enum RequestOp {
 
 #[derive(Debug, Serialize)]
 pub(super) struct LeaseGrantRequest {
-    #[serde(rename = "TTL")]
-    pub(super) ttl: String,
+    /// Seconds.
+    #[serde(rename = "TTL", serialize_with = "int64_text")]
+    pub(super) ttl: i64,
 }
 
+/// The request of `LeaseRevoke` and of one `LeaseKeepAlive`.
 #[derive(Debug, Serialize)]
 pub(super) struct LeaseIdRequest {
-    #[serde(rename = "ID")]
-    pub(super) id: String,
+    #[serde(rename = "ID", serialize_with = "int64_text")]
+    pub(super) id: i64,
+}
+
+/// A version as etcd's int64 revision (versions come from etcd's revisions,
+/// so one above `i64::MAX` matches nothing etcd has).
+fn int64_of(version: u64) -> i64 {
+    i64::try_from(version).unwrap_or(i64::MAX)
 }
 
 fn is_zero(n: &i64) -> bool {
@@ -322,6 +385,56 @@ pub(super) struct KeepAliveResponse {
     pub(super) result: Option<LeaseGrantResponse>,
 }
 
+// ----- watches -----
+
+/// The first message of a watch stream.
+#[derive(Debug, Serialize)]
+pub(super) struct WatchRequest<'a> {
+    pub(super) create_request: &'a WatchCreateRequest,
+}
+
+#[derive(Debug, Serialize)]
+pub(super) struct WatchCreateRequest {
+    #[serde(serialize_with = "base64")]
+    pub(super) key: Bytes,
+    #[serde(
+        skip_serializing_if = "Option::is_none",
+        serialize_with = "base64_some"
+    )]
+    pub(super) range_end: Option<Bytes>,
+    #[serde(serialize_with = "int64_text")]
+    pub(super) start_revision: i64,
+    pub(super) progress_notify: bool,
+}
+
+/// One reply of a watch: created, events, a progress notification, or
+/// canceled.
+#[derive(Debug, Default, Deserialize, PartialEq)]
+pub(super) struct WatchResponse {
+    #[serde(default)]
+    pub(super) header: Header,
+    #[serde(default)]
+    pub(super) created: bool,
+    #[serde(default)]
+    pub(super) canceled: bool,
+    #[serde(default, deserialize_with = "int64")]
+    pub(super) compact_revision: i64,
+    #[serde(default)]
+    pub(super) cancel_reason: String,
+    #[serde(default)]
+    pub(super) fragment: bool,
+    #[serde(default)]
+    pub(super) events: Vec<WatchEvent>,
+}
+
+#[derive(Debug, Deserialize, PartialEq)]
+pub(super) struct WatchEvent {
+    /// Absent for a PUT (the zero value).
+    #[serde(default, rename = "type")]
+    pub(super) kind: Option<String>,
+    pub(super) kv: KeyValue,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -346,10 +459,10 @@ mod tests {
     #[test]
     fn requests_serialize_as_the_gateway_expects() {
         let txn = TxnRequest {
-            compare: vec![Compare::modified_at(b64("k"), 5)],
+            compare: vec![Compare::modified_at(bytes("k"), 5)],
             success: vec![RequestOp::Put(PutRequest {
-                key: b64("k"),
-                value: b64("v"),
+                key: bytes("k"),
+                value: bytes("v"),
                 lease: 0,
                 prev_kv: false,
             })],
