@@ -18,7 +18,9 @@ use tokio_util::sync::{CancellationToken, WaitForCancellationFutureOwned};
 
 use crate::{KvEvent, Result};
 
+mod delivered;
 mod difference;
+pub(crate) use delivered::Delivered;
 pub(crate) use difference::{Known, difference, known_entry};
 
 /// What a watch is filed under: one exact key, or one prefix.

@@ -124,6 +124,48 @@ mod memory_only {
         }
     }
 
+    /// A watch that delivered part of a txn and then fell behind, with no
+    /// history to replay (so it re-reads), yields the rest of the txn and
+    /// what came after, each change once: the re-read starts before the
+    /// txn's version and skips the keys of it already delivered.
+    #[tokio::test]
+    async fn a_reread_from_the_middle_of_a_txn_repeats_and_misses_nothing() {
+        let store = kvmesh::connect("memory://?history=0").await.unwrap();
+        let mut watch = store
+            .watch_range("t/", WatchOptions::default())
+            .await
+            .unwrap();
+        let mut txn = kvmesh::Txn::new();
+        for key in ["t/a", "t/b", "t/c", "t/d", "t/e"] {
+            txn = txn.put(key, Bytes::from("txn"));
+        }
+        store.txn(txn).await.unwrap();
+        let mut keys = Vec::new();
+        for _ in 0..2 {
+            keys.push(next_event(&mut watch).await.key().to_owned());
+        }
+        // Far more than the watch's channel holds: it falls behind.
+        for i in 0..20 {
+            store
+                .put(&format!("t/k{i:02}"), Bytes::from("later"))
+                .await
+                .unwrap();
+        }
+        while keys.len() < 25 {
+            keys.push(next_event(&mut watch).await.key().to_owned());
+        }
+        let mut once = keys.clone();
+        once.sort();
+        once.dedup();
+        assert_eq!(once.len(), 25, "each change once: {keys:?}");
+        assert!(
+            tokio::time::timeout(std::time::Duration::from_millis(100), watch.next())
+                .await
+                .is_err(),
+            "nothing more"
+        );
+    }
+
     #[tokio::test]
     async fn max_value_size_refuses_what_production_would() {
         let store = kvmesh::connect("memory://?max_value_size=4").await.unwrap();

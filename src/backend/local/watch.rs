@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 use super::Shared;
 use super::change::Change;
 use super::channels::ChangeReceiver;
-use crate::watch::WatchTarget;
+use crate::watch::{Delivered, WatchTarget};
 use crate::{KvEvent, Result, WatchOptions};
 
 /// One watch. Dropping it drops its receiver, then the target's channel if
@@ -27,10 +27,10 @@ struct MemoryWatch {
     /// Sequence number up to which every change has been queued; live
     /// changes at or below it are duplicates.
     seen: u64,
-    /// The version to re-read after, should catching up find the history
-    /// gone: the last live event's, less one (the rest of its txn may be
-    /// missing), or the revision everything was queued at.
-    resume_after: u64,
+    /// What a re-read starts after, should catching up find the history
+    /// gone: from the middle of a txn, before its version, skipping the
+    /// keys of it already queued.
+    progress: Delivered,
     ended: bool,
 }
 
@@ -71,7 +71,7 @@ pub(super) fn open(
         rx: Some(rx),
         pending: pending.into(),
         seen,
-        resume_after,
+        progress: Delivered::whole(resume_after),
         ended: false,
     };
     let events = futures::stream::unfold(watch, |mut watch| async move {
@@ -92,7 +92,7 @@ impl MemoryWatch {
     fn live(&mut self, change: Change) -> Option<KvEvent> {
         (change.seq > self.seen).then(|| {
             self.seen = change.seq;
-            self.resume_after = change.version - 1;
+            self.progress.record(&change.key, change.version);
             change.into_event()
         })
     }
@@ -133,12 +133,16 @@ impl MemoryWatch {
         let state = self.shared.read();
         let changes = match state.changes_after_seq(&self.target, self.seen) {
             Some(changes) => changes,
-            // Beyond the history: re-read, which may repeat a write of the
-            // last revision delivered rather than miss one.
-            None => state.changes_after(&self.target, self.resume_after)?,
+            // Beyond the history: re-read.
+            None => {
+                let mut changes =
+                    state.changes_after(&self.target, self.progress.reread_after())?;
+                changes.retain(|event| !self.progress.is_repeat(event));
+                changes
+            }
         };
         self.seen = state.seq();
-        self.resume_after = state.revision();
+        self.progress = Delivered::whole(state.revision());
         self.pending.extend(changes);
         Ok(())
     }

@@ -16,7 +16,7 @@ use super::client::Client;
 use super::hub::{Hub, HubMessage, Registration};
 use super::log::{LogEntry, Position, after_version, follows, stream_id};
 use super::range::read_state;
-use crate::watch::{Known, WatchTarget, difference, known_entry};
+use crate::watch::{Delivered, Known, WatchTarget, difference, known_entry};
 use crate::{KvEvent, Result, WatchOptions};
 
 /// Entries read per XRANGE while catching up.
@@ -30,10 +30,9 @@ struct RedisWatch {
     pending: VecDeque<KvEvent>,
     /// Every change up to here was queued or delivered.
     delivered: Position,
-    /// The keys queued at `delivered`'s version while it is not whole (a
-    /// txn's changes share a version): a re-read from there skips them and
-    /// yields the rest of that txn.
-    at_version: Vec<String>,
+    /// The same, for a re-read from the middle of a txn (a txn's changes
+    /// share a version): which keys of the last version were queued.
+    progress: Delivered,
     /// What this watch has reported present, for the difference after the
     /// server lost the store's data.
     known: Known,
@@ -73,7 +72,7 @@ pub(super) async fn open(
         registration,
         pending,
         delivered,
-        at_version: Vec::new(),
+        progress: Delivered::whole(delivered.0),
         known: Known::new(),
         ended: false,
     };
@@ -186,16 +185,13 @@ impl RedisWatch {
         self.pending
             .extend(difference(&mut self.known, &state.pairs, state.revision));
         self.delivered = after_version(state.revision);
-        self.at_version.clear();
+        self.progress = Delivered::whole(state.revision);
         Ok(())
     }
 
     /// `entry` is queued or delivered.
     fn advance(&mut self, entry: &LogEntry) {
-        if entry.position.0 != self.delivered.0 || self.delivered.1 == u64::MAX {
-            self.at_version.clear();
-        }
-        self.at_version.push(entry.key.clone());
+        self.progress.record(&entry.key, entry.position.0);
         self.delivered = entry.position;
     }
 
@@ -203,15 +199,7 @@ impl RedisWatch {
     /// the middle of a txn (some of its changes delivered), the re-read
     /// starts at its version and skips the keys already delivered there.
     async fn resync(&mut self) -> Result<()> {
-        let (version, whole) = (self.delivered.0, self.delivered.1 == u64::MAX);
-        let after = if whole {
-            version
-        } else {
-            version.saturating_sub(1)
-        };
-        let repeats = std::mem::take(&mut self.at_version);
-        let repeat =
-            |key: &str, at: u64| !whole && at == version && repeats.iter().any(|k| k == key);
+        let after = self.progress.reread_after();
         tracing::debug!(after, "redis watch re-reads the state");
         let state = read_state(&self.client, &self.target, Some(after)).await?;
         let mut changes: Vec<KvEvent> = state
@@ -220,11 +208,12 @@ impl RedisWatch {
             .filter(|p| p.version > after)
             .map(KvEvent::Put)
             .chain(state.deleted)
-            .filter(|event| !repeat(event.key(), event.version()))
+            .filter(|event| !self.progress.is_repeat(event))
             .collect();
         changes.sort_by_key(KvEvent::version);
         self.pending.extend(changes);
         self.delivered = self.delivered.max(after_version(state.revision));
+        self.progress = Delivered::whole(self.delivered.0);
         Ok(())
     }
 }
