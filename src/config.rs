@@ -84,6 +84,22 @@ pub struct Config {
     pub password: Option<String>,
     /// TLS for a network store (`https`); `None`: plain HTTP.
     pub tls: Option<crate::TlsConfig>,
+    /// etcd only: how its calls travel. URL: `?transport=http` or
+    /// `?transport=grpc`. Default [`EtcdTransport::Http`].
+    pub etcd_transport: EtcdTransport,
+}
+
+/// How the etcd backend reaches etcd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum EtcdTransport {
+    /// etcd's v3 JSON gateway over HTTP/1.1 (`?transport=http`): works
+    /// through any HTTP/1.1 proxy.
+    #[default]
+    Http,
+    /// etcd's own gRPC API over one HTTP/2 connection per member
+    /// (`?transport=grpc`). Needs the `grpc` feature (on by default).
+    Grpc,
 }
 
 impl std::fmt::Debug for Config {
@@ -100,6 +116,7 @@ impl std::fmt::Debug for Config {
             .field("username", &self.username)
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
+            .field("etcd_transport", &self.etcd_transport)
             .finish()
     }
 }
@@ -118,6 +135,7 @@ impl Default for Config {
             username: None,
             password: None,
             tls: None,
+            etcd_transport: EtcdTransport::default(),
         }
     }
 }
@@ -177,6 +195,13 @@ impl Config {
     #[must_use]
     pub fn with_tls(mut self, tls: crate::TlsConfig) -> Self {
         self.tls = Some(tls);
+        self
+    }
+
+    /// Sets how the etcd backend reaches etcd.
+    #[must_use]
+    pub fn with_etcd_transport(mut self, transport: EtcdTransport) -> Self {
+        self.etcd_transport = transport;
         self
     }
 

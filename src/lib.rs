@@ -68,7 +68,7 @@ mod watch;
 
 pub use bytes::Bytes;
 
-pub use crate::config::{Backend, Config};
+pub use crate::config::{Backend, Config, EtcdTransport};
 pub use crate::error::{Error, Result, SourceError};
 pub use crate::ext::{JsonEvent, StoreExt};
 pub use crate::lock::Lock;

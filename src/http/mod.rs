@@ -27,7 +27,7 @@ use hyper::http::uri::PathAndQuery;
 use hyper::{Method, Request, StatusCode};
 
 use self::connect::{Pool, reply_body_error, request_error};
-use self::endpoint::Endpoint;
+pub(crate) use self::endpoint::Endpoint;
 use crate::backoff::Backoff;
 use crate::{Error, Result};
 

@@ -15,7 +15,7 @@ pub(super) fn options_of(backend: Backend) -> Vec<&'static str> {
         Backend::Memory | Backend::File => return vec!["timeout", "history", "max_value_size"],
         Backend::Redis => vec!["timeout", "lock_ttl", "history", "namespace"],
         Backend::Consul => vec!["timeout", "lock_ttl", "stall_timeout", "token", "dc"],
-        Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout"],
+        Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout", "transport"],
         // A backend added later takes what its own arm says.
         #[allow(unreachable_patterns)]
         _ => vec![],
@@ -83,6 +83,17 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
             }
         }
         "max_value_size" => config.max_value_size = Some(parse_size(name, value)?),
+        "transport" => {
+            config.etcd_transport = match value {
+                "http" => crate::EtcdTransport::Http,
+                "grpc" => crate::EtcdTransport::Grpc,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "transport: {value:?} is not http or grpc"
+                    )));
+                }
+            }
+        }
         "history" => {
             config.history = value.parse().map_err(|_| {
                 Error::InvalidArgument(format!("history: {value:?} is not a whole number"))

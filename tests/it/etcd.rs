@@ -1,5 +1,6 @@
 //! The conformance suite against both real etcd servers that
-//! `scripts/servers` starts: 3.4 (`KV_ETCD_ADDR`) and 3.5 (`KV_ETCD35_ADDR`).
+//! `scripts/servers` starts: 3.4 (`KV_ETCD_ADDR`) and 3.5 (`KV_ETCD35_ADDR`),
+//! through the JSON gateway and (with the `grpc` feature) over gRPC.
 
 use crate::conformance;
 use crate::support;
@@ -20,8 +21,13 @@ const ETCD: BackendTraits = BackendTraits {
 };
 
 async fn ctx(var: &str, case: &str) -> Option<Ctx> {
+    ctx_over(var, case, "http").await
+}
+
+/// A context whose stores reach etcd over `transport` (`http` or `grpc`).
+async fn ctx_over(var: &str, case: &str, transport: &str) -> Option<Ctx> {
     let addr = support::server_addr(var, case)?;
-    let url = format!("etcd://{addr}?lock_ttl=3s");
+    let url = format!("etcd://{addr}?lock_ttl=3s&transport={transport}");
     let store = kvmesh::connect(&url).await.expect("etcd:// opens");
     let other = kvmesh::connect(&url).await.expect("etcd:// opens");
     Some(Ctx::new(store, case, ETCD).with_other(other))
@@ -43,6 +49,28 @@ mod etcd35 {
     }
     crate::conformance::suite!(
         factory = etcd35_ctx,
+        test = tokio::test(flavor = "multi_thread", worker_threads = 2)
+    );
+}
+
+#[cfg(feature = "grpc")]
+mod etcd34_grpc {
+    async fn etcd34_grpc_ctx(case: &str) -> Option<crate::etcd::Ctx> {
+        crate::etcd::ctx_over("KV_ETCD_ADDR", case, "grpc").await
+    }
+    crate::conformance::suite!(
+        factory = etcd34_grpc_ctx,
+        test = tokio::test(flavor = "multi_thread", worker_threads = 2)
+    );
+}
+
+#[cfg(feature = "grpc")]
+mod etcd35_grpc {
+    async fn etcd35_grpc_ctx(case: &str) -> Option<crate::etcd::Ctx> {
+        crate::etcd::ctx_over("KV_ETCD35_ADDR", case, "grpc").await
+    }
+    crate::conformance::suite!(
+        factory = etcd35_grpc_ctx,
         test = tokio::test(flavor = "multi_thread", worker_threads = 2)
     );
 }

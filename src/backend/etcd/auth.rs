@@ -30,8 +30,8 @@ impl fmt::Debug for Credentials {
 
 #[derive(Serialize)]
 pub(super) struct AuthenticateRequest {
-    name: String,
-    password: String,
+    pub(super) name: String,
+    pub(super) password: String,
 }
 
 #[derive(Deserialize)]

@@ -16,6 +16,8 @@
 mod auth;
 mod client;
 mod gateway;
+#[cfg(feature = "grpc")]
+mod grpc;
 mod hub;
 mod keys;
 mod lock;
@@ -67,13 +69,7 @@ impl fmt::Debug for EtcdStore {
 
 impl EtcdStore {
     pub(crate) fn new(endpoints: &[&str], config: Config) -> Result<Self> {
-        // Watch streams are bounded by the hub (one per watched prefix or
-        // directory), not here: etcd sets no per-client connection limit.
-        let limits = ConnectionLimits {
-            requests: MAX_REQUEST_CONNECTIONS,
-            long_lived: tokio::sync::Semaphore::MAX_PERMITS,
-        };
-        let http = HttpClient::new(endpoints, Vec::new(), config.tls.as_ref(), limits)?;
+        let transport = Self::transport(endpoints, &config)?;
         let credentials = match (&config.username, &config.password) {
             (Some(user), password) => Some(auth::Credentials::new(
                 user.clone(),
@@ -88,16 +84,46 @@ impl EtcdStore {
         };
         Ok(EtcdStore {
             inner: Arc::new(Inner {
-                client: EtcdClient::new(
-                    Box::new(gateway::Gateway::new(http, config.timeout)),
-                    credentials,
-                ),
+                client: EtcdClient::new(transport, credentials),
                 config,
                 registry: WatchRegistry::default(),
                 hub: hub::Hub::default(),
                 ttl_leases: ttl::TtlLeases::default(),
             }),
         })
+    }
+
+    /// The transport `config` asks for.
+    fn transport(endpoints: &[&str], config: &Config) -> Result<Box<dyn transport::Transport>> {
+        match config.etcd_transport {
+            #[cfg(feature = "grpc")]
+            crate::EtcdTransport::Grpc => {
+                if config.tls.is_some() {
+                    return Err(crate::Error::Unsupported {
+                        backend: "etcd",
+                        what: "TLS over gRPC: not yet; use ?transport=http".into(),
+                    });
+                }
+                Ok(Box::new(grpc::Grpc::new(endpoints, config.timeout)?))
+            }
+            #[cfg(not(feature = "grpc"))]
+            crate::EtcdTransport::Grpc => Err(crate::Error::Unsupported {
+                backend: "etcd",
+                what: "gRPC: this build of kvmesh left it out: enable the `grpc` cargo feature"
+                    .into(),
+            }),
+            _ => {
+                // Watch streams are bounded by the hub (one per watched
+                // prefix or directory), not here: etcd sets no per-client
+                // connection limit.
+                let limits = ConnectionLimits {
+                    requests: MAX_REQUEST_CONNECTIONS,
+                    long_lived: tokio::sync::Semaphore::MAX_PERMITS,
+                };
+                let http = HttpClient::new(endpoints, Vec::new(), config.tls.as_ref(), limits)?;
+                Ok(Box::new(gateway::Gateway::new(http, config.timeout)))
+            }
+        }
     }
 
     /// Revokes those of `replaced` (the leases of values a write replaced

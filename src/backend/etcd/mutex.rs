@@ -13,7 +13,9 @@ use futures::StreamExt;
 
 use super::Inner;
 use super::client::range_of;
-use super::wire::{Compare, PutRequest, RangeRequest, RequestOp, TxnRequest, bytes};
+use super::wire::{
+    Compare, PutRequest, RangeRequest, RequestOp, SortOrder, SortTarget, TxnRequest, bytes,
+};
 use crate::watch::WatchTarget;
 use crate::{Error, KvEvent, Result, WatchOptions};
 
@@ -29,14 +31,14 @@ pub(super) fn contender(prefix: &str, lease: i64) -> String {
 
 /// The first (or last) key created under `prefix`, at or below `max_create`
 /// when it is not 0.
-fn by_creation(prefix: &str, order: &'static str, max_create: i64) -> RangeRequest {
+fn by_creation(prefix: &str, order: SortOrder, max_create: i64) -> RangeRequest {
     let (key, range_end) = range_of(prefix, true);
     RangeRequest {
         key,
         range_end,
         limit: 1,
         sort_order: Some(order),
-        sort_target: Some("CREATE"),
+        sort_target: Some(SortTarget::Create),
         max_create_revision: max_create,
         ..RangeRequest::default()
     }
@@ -44,7 +46,7 @@ fn by_creation(prefix: &str, order: &'static str, max_create: i64) -> RangeReque
 
 /// The first contender for the lock on `key`: its holder.
 pub(super) async fn holder(inner: &Arc<Inner>, key: &str) -> Result<Option<crate::KvPair>> {
-    let request = by_creation(&prefix(key), "ASCEND", 0);
+    let request = by_creation(&prefix(key), SortOrder::Ascend, 0);
     let client = &inner.client;
     let reply = client
         .call(|token| client.transport.range(&request, token))
@@ -84,14 +86,14 @@ pub(super) async fn enter(
                 lease,
                 prev_kv: false,
             }),
-            RequestOp::Range(by_creation(prefix, "ASCEND", 0)),
+            RequestOp::Range(by_creation(prefix, SortOrder::Ascend, 0)),
         ],
         failure: vec![
             RequestOp::Range(RangeRequest {
                 key: mine,
                 ..RangeRequest::default()
             }),
-            RequestOp::Range(by_creation(prefix, "ASCEND", 0)),
+            RequestOp::Range(by_creation(prefix, SortOrder::Ascend, 0)),
         ],
     };
     let outcome = inner.client.txn(&request).await?;
@@ -115,7 +117,7 @@ pub(super) async fn enter(
 /// time: the last one before us, then the next, as etcd's own does.
 pub(super) async fn wait_for_turn(inner: &Arc<Inner>, prefix: &str, revision: i64) -> Result<()> {
     loop {
-        let request = by_creation(prefix, "DESCEND", revision - 1);
+        let request = by_creation(prefix, SortOrder::Descend, revision - 1);
         let client = &inner.client;
         let reply = client
             .call(|token| client.transport.range(&request, token))

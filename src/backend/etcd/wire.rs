@@ -97,15 +97,29 @@ pub(super) struct RangeRequest {
     /// 0: every key in the range.
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) limit: i64,
-    /// `ASCEND` or `DESCEND`, by `sort_target`.
+    /// By `sort_target`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) sort_order: Option<&'static str>,
-    /// `KEY`, `CREATE`, `MOD`, ...
+    pub(super) sort_order: Option<SortOrder>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub(super) sort_target: Option<&'static str>,
+    pub(super) sort_target: Option<SortTarget>,
     /// 0: no bound; else only keys created at or below this revision.
     #[serde(skip_serializing_if = "is_zero")]
     pub(super) max_create_revision: i64,
+}
+
+/// `RangeRequest.SortOrder` (the values are the protobuf enum's).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum SortOrder {
+    Ascend = 1,
+    Descend = 2,
+}
+
+/// `RangeRequest.SortTarget` (the one kvmesh sorts by).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum SortTarget {
+    Create = 2,
 }
 
 #[derive(Debug, Serialize)]
@@ -148,10 +162,8 @@ pub(super) struct TxnRequest {
 pub(super) struct Compare {
     #[serde(serialize_with = "base64")]
     pub(super) key: Bytes,
-    /// `CREATE`, `MOD` or `LEASE`.
-    pub(super) target: &'static str,
-    /// `EQUAL` or `NOT_EQUAL`.
-    pub(super) result: &'static str,
+    pub(super) target: CompareTarget,
+    pub(super) result: CompareResult,
     #[serde(
         skip_serializing_if = "Option::is_none",
         serialize_with = "int64_text_some"
@@ -169,13 +181,30 @@ pub(super) struct Compare {
     pub(super) lease: Option<i64>,
 }
 
+/// `Compare.CompareTarget` (those kvmesh compares).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum CompareTarget {
+    Create = 1,
+    Mod = 2,
+    Lease = 4,
+}
+
+/// `Compare.CompareResult` (those kvmesh uses).
+#[derive(Debug, Clone, Copy, Serialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub(super) enum CompareResult {
+    Equal = 0,
+    NotEqual = 3,
+}
+
 impl Compare {
     /// The key does not exist (its create revision is 0).
     pub(super) fn absent(key: Bytes) -> Self {
         Compare {
             key,
-            target: "CREATE",
-            result: "EQUAL",
+            target: CompareTarget::Create,
+            result: CompareResult::Equal,
             create_revision: Some(0),
             mod_revision: None,
             lease: None,
@@ -186,8 +215,8 @@ impl Compare {
     pub(super) fn leased_by(key: Bytes, lease: i64) -> Self {
         Compare {
             key,
-            target: "LEASE",
-            result: "EQUAL",
+            target: CompareTarget::Lease,
+            result: CompareResult::Equal,
             create_revision: None,
             mod_revision: None,
             lease: Some(lease),
@@ -197,7 +226,7 @@ impl Compare {
     /// The key exists (its create revision is not 0).
     pub(super) fn present(key: Bytes) -> Self {
         Compare {
-            result: "NOT_EQUAL",
+            result: CompareResult::NotEqual,
             ..Compare::absent(key)
         }
     }
@@ -214,8 +243,8 @@ impl Compare {
     pub(super) fn modified_at(key: Bytes, revision: u64) -> Self {
         Compare {
             key,
-            target: "MOD",
-            result: "EQUAL",
+            target: CompareTarget::Mod,
+            result: CompareResult::Equal,
             create_revision: None,
             mod_revision: Some(int64_of(revision)),
             lease: None,
@@ -269,7 +298,7 @@ pub(super) struct Header {
     pub(super) revision: i64,
 }
 
-#[derive(Debug, Deserialize, PartialEq)]
+#[derive(Debug, Default, Deserialize, PartialEq)]
 pub(super) struct KeyValue {
     /// Decoded from base64 (UTF-8 is checked when it becomes a `String`).
     #[serde(default, deserialize_with = "crate::base64_bytes::bytes")]
