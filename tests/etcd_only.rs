@@ -402,6 +402,17 @@ async fn a_killed_holder_frees_its_semaphore_slot() {
 
 #[tokio::test]
 async fn auth_right_and_wrong_passwords() {
+    auth_over(kvmesh::EtcdTransport::Http, "http").await;
+}
+
+#[cfg(feature = "grpc")]
+#[tokio::test]
+async fn auth_right_and_wrong_passwords_over_grpc() {
+    auth_over(kvmesh::EtcdTransport::Grpc, "grpc").await;
+}
+
+/// Credentials over `transport` (`name` in the URL's `?transport=`).
+async fn auth_over(transport: kvmesh::EtcdTransport, name: &str) {
     let test = "auth_right_and_wrong_passwords";
     let (Some(addr), Some(user), Some(password)) = (
         support::server_addr("KV_ETCD_AUTH_ADDR", test),
@@ -410,16 +421,18 @@ async fn auth_right_and_wrong_passwords() {
     ) else {
         return;
     };
-    let key = unique("auth") + "k";
+    let key = unique(&format!("auth-{name}")) + "k";
 
-    let anonymous = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let anonymous = kvmesh::connect(&format!("etcd://{addr}?transport={name}"))
+        .await
+        .unwrap();
     assert!(matches!(
         anonymous.get(&key).await,
         Err(kvmesh::Error::PermissionDenied(_))
     ));
 
     let wrong_secret = "wrong-pw-91c2";
-    let wrong_url = format!("etcd://{user}:{wrong_secret}@{addr}");
+    let wrong_url = format!("etcd://{user}:{wrong_secret}@{addr}?transport={name}");
     // `connect` authenticates, so it is refused at once; a lazy store is
     // refused at its first call.
     let refused = kvmesh::connect(&wrong_url).await.unwrap_err();
@@ -445,7 +458,9 @@ async fn auth_right_and_wrong_passwords() {
         );
     }
 
-    let config = kvmesh::Config::default().with_credentials(user, password.clone());
+    let config = kvmesh::Config::default()
+        .with_credentials(user, password.clone())
+        .with_etcd_transport(transport);
     let right = kvmesh::create_store(kvmesh::Backend::Etcd, &[&addr], config).unwrap();
     assert!(!format!("{right:?}").contains(&password));
     right.put(&key, Bytes::from("1")).await.unwrap();

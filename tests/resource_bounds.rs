@@ -252,3 +252,48 @@ async fn etcd_burst_stays_within_the_connection_bound() {
     // One stream per watched prefix, plus the requests' 48.
     burst_under_watches(store, port, &unique("etcd-burst"), 48 + 100).await;
 }
+
+/// Over gRPC, the same burst with 100 watches open goes over one
+/// connection: every call, watch and keep-alive of the store shares the
+/// member's HTTP/2 connection (and the watches one stream).
+#[cfg(feature = "grpc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn etcd_grpc_burst_uses_one_connection() {
+    // A member of the cluster: no other case of this binary uses it.
+    let test = "etcd_grpc_burst_uses_one_connection";
+    let Some(cluster) = support::server_addr("KV_ETCD_CLUSTER", test) else {
+        return;
+    };
+    let addr = cluster.split(',').next().unwrap().to_owned();
+    let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
+    let store = kvmesh::connect(&format!("etcd://{addr}?transport=grpc&lock_ttl=5s"))
+        .await
+        .unwrap();
+    let prefix = unique("etcd-grpc-burst");
+    // A lock and a TTL key keep leases alive meanwhile.
+    let lock = store
+        .acquire(&format!("{prefix}lock"), Bytes::new())
+        .await
+        .unwrap();
+    store
+        .put_with(
+            &format!("{prefix}ttl"),
+            Bytes::from("v"),
+            kvmesh::PutOptions::ttl(Duration::from_secs(30)),
+        )
+        .await
+        .unwrap();
+    let watchers = async || {
+        let metrics = support::http_get(&format!("http://{addr}/metrics")).await;
+        String::from_utf8_lossy(&metrics)
+            .lines()
+            .find_map(|line| line.strip_prefix("etcd_debugging_mvcc_watcher_total "))
+            .and_then(|n| n.trim().parse::<f64>().ok())
+            .expect("etcd's watcher gauge") as usize
+    };
+    let before = watchers().await;
+    burst_under_watches(store, port, &prefix, 1).await;
+    drop(lock);
+    // The dropped watches were cancelled on the shared stream.
+    settles("etcd's watchers", before, watchers).await;
+}

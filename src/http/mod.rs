@@ -10,7 +10,7 @@ mod reply;
 #[cfg(feature = "etcd")]
 mod stream;
 #[cfg(feature = "tls")]
-mod tls;
+pub(crate) mod tls;
 
 pub(crate) use self::reply::HttpReply;
 #[cfg(any(feature = "etcd", test))]

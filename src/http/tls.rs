@@ -25,16 +25,44 @@ pub(super) fn wrap<C>(tls: Option<&TlsConfig>, connector: C) -> Result<HttpsConn
     let builder = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(client_config)
         .https_or_http();
-    let builder = match tls.and_then(|t| t.server_name.clone()) {
-        Some(name) => {
-            let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
-                Error::InvalidArgument(format!("TLS server name {name:?} is not a DNS name or IP"))
-            })?;
-            builder.with_server_name_resolver(hyper_rustls::FixedServerNameResolver::new(name))
-        }
+    let builder = match tls.map(server_name).transpose()?.flatten() {
+        Some(name) => builder.with_server_name_resolver(name),
         None => builder,
     };
     Ok(builder.enable_http1().wrap_connector(connector))
+}
+
+/// A connector that speaks HTTP/2 over TLS only, as `tls` describes (for
+/// etcd's gRPC API).
+#[cfg(feature = "grpc")]
+pub(crate) fn h2_connector(
+    tls: &TlsConfig,
+    connect_timeout: std::time::Duration,
+) -> Result<HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>> {
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    connector.set_nodelay(true);
+    connector.set_connect_timeout(Some(connect_timeout));
+    connector.enforce_http(false);
+    let builder = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(client_config(tls)?)
+        .https_only();
+    let builder = match server_name(tls)? {
+        Some(name) => builder.with_server_name_resolver(name),
+        None => builder,
+    };
+    Ok(builder.enable_http2().wrap_connector(connector))
+}
+
+/// The name every certificate is checked against, when `tls` sets one
+/// (else each endpoint's host).
+fn server_name(tls: &TlsConfig) -> Result<Option<hyper_rustls::FixedServerNameResolver>> {
+    let Some(name) = &tls.server_name else {
+        return Ok(None);
+    };
+    let name = rustls_pki_types::ServerName::try_from(name.clone()).map_err(|_| {
+        Error::InvalidArgument(format!("TLS server name {name:?} is not a DNS name or IP"))
+    })?;
+    Ok(Some(hyper_rustls::FixedServerNameResolver::new(name)))
 }
 
 /// The rustls client configuration `tls` describes.
@@ -101,7 +129,7 @@ fn read_certificates(path: &Path) -> Result<Vec<CertificateDer<'static>>> {
 }
 
 /// The TLS failure somewhere in `error`'s causes, as text, if there is one.
-pub(super) fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
+pub(crate) fn tls_failure(error: &(dyn std::error::Error + 'static)) -> Option<String> {
     let mut cause = Some(error);
     while let Some(current) = cause {
         if let Some(tls) = current.downcast_ref::<rustls::Error>() {

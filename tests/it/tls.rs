@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use kvmesh::{Backend, Config, Error, KvEvent, TlsConfig, WatchOptions};
+use kvmesh::{Backend, Config, Error, EtcdTransport, KvEvent, TlsConfig, WatchOptions};
 use rcgen::{
     BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair,
     KeyUsagePurpose,
@@ -108,12 +108,23 @@ fn store(
     addr: &str,
     tls: TlsConfig,
 ) -> kvmesh::Result<std::sync::Arc<dyn kvmesh::Store>> {
+    store_over(backend, addr, tls, EtcdTransport::Http)
+}
+
+/// A store with `tls`; an etcd store over `transport`.
+fn store_over(
+    backend: Backend,
+    addr: &str,
+    tls: TlsConfig,
+    transport: EtcdTransport,
+) -> kvmesh::Result<std::sync::Arc<dyn kvmesh::Store>> {
     kvmesh::create_store(
         backend,
         &[addr],
         Config::default()
             .with_timeout(Duration::from_secs(3))
-            .with_tls(tls),
+            .with_tls(tls)
+            .with_etcd_transport(transport),
     )
 }
 
@@ -196,6 +207,17 @@ async fn start_consul(binary: &str, pki: &Pki) -> (Child, String) {
 
 /// What must work and what must fail, on one TLS server.
 async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
+    check_over(backend, addr, pki, scheme, EtcdTransport::Http).await;
+}
+
+async fn check_over(
+    backend: Backend,
+    addr: &str,
+    pki: &Pki,
+    scheme: &str,
+    transport: EtcdTransport,
+) {
+    let store = |backend, addr, tls| store_over(backend, addr, tls, transport);
     // The right CA, name and client certificate: reads, writes and a watch.
     let good = store(backend, addr, pki.client()).unwrap();
     let key = format!("{}k", unique("tls"));
@@ -211,12 +233,15 @@ async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
         other => panic!("{other:?}"),
     }
     // The same through a URL.
-    let url = format!(
+    let mut url = format!(
         "{scheme}://{addr}?ca_file={}&cert_file={}&key_file={}&tls_server_name={SERVER_NAME}",
         pki.path("ca.pem").display(),
         pki.path("client.pem").display(),
         pki.path("client-key.pem").display()
     );
+    if transport == EtcdTransport::Grpc {
+        url.push_str("&transport=grpc");
+    }
     let by_url = kvmesh::connect(&url).await.unwrap();
     assert_eq!(
         by_url.get(&key).await.unwrap().expect("present").value,
@@ -267,7 +292,9 @@ async fn check(backend: Backend, addr: &str, pki: &Pki, scheme: &str) {
     let plain = kvmesh::create_store(
         backend,
         &[addr],
-        Config::default().with_timeout(Duration::from_secs(3)),
+        Config::default()
+            .with_timeout(Duration::from_secs(3))
+            .with_etcd_transport(transport),
     )
     .unwrap();
     assert!(plain.get(&key).await.is_err());
@@ -281,6 +308,15 @@ async fn etcd_over_tls() {
     let pki = Pki::generate("etcd");
     let (_server, addr) = start_etcd(&binary, &pki).await;
     check(Backend::Etcd, &addr, &pki, "etcd+https").await;
+    #[cfg(feature = "grpc")]
+    check_over(
+        Backend::Etcd,
+        &addr,
+        &pki,
+        "etcd+https",
+        EtcdTransport::Grpc,
+    )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -67,9 +67,18 @@ async fn take(
     wait: bool,
 ) -> Result<Option<(u64, i64)>> {
     let prefix = mutex::prefix(key);
-    let standing = mutex::enter(inner, &prefix, lease, value).await?;
     let lost = || Error::LockLost {
         key: key.to_owned(),
+    };
+    // etcd refuses a write under a lease that ended (it expired while etcd
+    // was away): this lease's try is over, not the acquire.
+    let standing = match mutex::enter(inner, &prefix, lease, value).await {
+        Ok(standing) => standing,
+        Err(error) if lease_ended(inner, lease).await => {
+            tracing::debug!(%error, "the lock lease ended before its contender key was written");
+            return Err(lost());
+        }
+        Err(error) => return Err(error),
     };
     if !standing.holds {
         if !wait {
@@ -89,10 +98,20 @@ async fn take(
             return Err(lost());
         }
     }
-    let written = inner.client.put_revision(key, value, lease).await?;
+    let written = match inner.client.put_revision(key, value, lease).await {
+        Ok(written) => written,
+        Err(_) if lease_ended(inner, lease).await => return Err(lost()),
+        Err(error) => return Err(error),
+    };
     let token = u64::try_from(standing.revision)
         .map_err(|_| Error::malformed("etcd answered a negative revision"))?;
     Ok(Some((token, written)))
+}
+
+/// True when etcd says `lease` no longer exists (asked once more: a
+/// failure to ask says nothing).
+async fn lease_ended(inner: &Arc<Inner>, lease: i64) -> bool {
+    matches!(inner.client.keep_alive(lease).await, Ok(false))
 }
 
 pub(super) async fn try_acquire(

@@ -97,15 +97,11 @@ impl EtcdStore {
     fn transport(endpoints: &[&str], config: &Config) -> Result<Box<dyn transport::Transport>> {
         match config.etcd_transport {
             #[cfg(feature = "grpc")]
-            crate::EtcdTransport::Grpc => {
-                if config.tls.is_some() {
-                    return Err(crate::Error::Unsupported {
-                        backend: "etcd",
-                        what: "TLS over gRPC: not yet; use ?transport=http".into(),
-                    });
-                }
-                Ok(Box::new(grpc::Grpc::new(endpoints, config.timeout)?))
-            }
+            crate::EtcdTransport::Grpc => Ok(Box::new(grpc::Grpc::new(
+                endpoints,
+                config.timeout,
+                config.tls.as_ref(),
+            )?)),
             #[cfg(not(feature = "grpc"))]
             crate::EtcdTransport::Grpc => Err(crate::Error::Unsupported {
                 backend: "etcd",

@@ -1,10 +1,13 @@
 //! The gRPC transport (`?transport=grpc`): etcd's own API, with tonic over
-//! one HTTP/2 connection per member that every call and watch of the store
-//! shares, and messages written by hand with prost ([`proto`]; no protoc,
-//! no build step). Calls start at the member that answered last and fail
-//! over to the next when one cannot be reached (and, for reads and other
-//! calls that may run twice, when it answers `Unavailable`).
+//! one HTTP/2 connection per member (plain or TLS) that every call of the
+//! store shares, with one `Watch` stream for all its watches ([`watch`])
+//! and one `LeaseKeepAlive` stream for all its leases ([`keep_alive`]), and
+//! messages written by hand with prost ([`proto`]; no protoc, no build
+//! step). Calls start at the member that answered last and fail over to the
+//! next when one cannot be reached (and, for reads and other calls that may
+//! run twice, when it answers `Unavailable` or does not answer in time).
 
+mod calls;
 mod convert;
 mod keep_alive;
 mod proto;
@@ -14,16 +17,13 @@ use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
-use super::auth::{AuthenticateRequest, AuthenticateResponse};
 use super::refusal::Refusal;
-use super::transport::{Reply, Token, Transport, WatchChannel};
-use super::wire;
+use super::transport::{Reply, Token};
 use crate::{Error, Result};
 
 /// The largest reply taken: etcd's own client's limit (`math.MaxInt32`).
@@ -34,11 +34,14 @@ const MAX_REPLY: usize = i32::MAX as usize;
 const KEEP_ALIVE: Duration = Duration::from_secs(10);
 const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// One member: its address (for errors) and its connection.
+/// One member: its address (for errors), its connection, and the streams
+/// on it that the store's watches and leases share.
 #[derive(Debug)]
 struct Member {
     address: String,
     channel: Channel,
+    watches: watch::SharedWatches,
+    keep_alives: keep_alive::SharedKeepAlives,
 }
 
 /// etcd's calls over gRPC.
@@ -51,8 +54,13 @@ pub(super) struct Grpc {
 }
 
 impl Grpc {
-    /// A transport to `endpoints` (`host:port` each); connects on first use.
-    pub(super) fn new(endpoints: &[&str], timeout: Duration) -> Result<Self> {
+    /// A transport to `endpoints` (`host:port` each), over TLS when `tls`
+    /// is set; connects on first use.
+    pub(super) fn new(
+        endpoints: &[&str],
+        timeout: Duration,
+        tls: Option<&crate::TlsConfig>,
+    ) -> Result<Self> {
         if endpoints.is_empty() {
             return Err(Error::InvalidArgument(
                 "at least one endpoint is needed".into(),
@@ -62,8 +70,9 @@ impl Grpc {
             .iter()
             .map(|address| {
                 // The same checks as every HTTP endpoint: host:port only.
-                crate::http::Endpoint::parse(address, false)?;
-                let endpoint = Endpoint::from_shared(format!("http://{address}"))
+                crate::http::Endpoint::parse(address, tls.is_some())?;
+                let scheme = if tls.is_some() { "https" } else { "http" };
+                let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                     .map_err(|e| Error::InvalidArgument(format!("endpoint {address:?}: {e}")))?
                     .connect_timeout(timeout)
                     .tcp_nodelay(true)
@@ -72,7 +81,9 @@ impl Grpc {
                     .keep_alive_while_idle(true);
                 Ok(Member {
                     address: (*address).to_owned(),
-                    channel: endpoint.connect_lazy(),
+                    channel: connect(endpoint, tls, timeout)?,
+                    watches: watch::SharedWatches::default(),
+                    keep_alives: keep_alive::SharedKeepAlives::default(),
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -113,12 +124,15 @@ impl Grpc {
         Q: prost::Message + Clone + Send + Sync + 'static,
         R: prost::Message + Default + Send + Sync + 'static,
     {
-        self.on_members(idempotent, operation, |channel| {
+        self.on_members(idempotent, operation, |member| {
             let call = request_with(request.clone(), &token, self.timeout);
             async move {
-                let mut client = Self::client(&channel);
+                let mut client = Self::client(&member.channel);
                 if let Err(e) = client.ready().await {
-                    return Attempt::NotSent(e.to_string());
+                    return match tls_error(&e, operation, &member.address) {
+                        Some(error) => Attempt::Failed(error),
+                        None => Attempt::NotSent(e.to_string()),
+                    };
                 }
                 let codec = tonic_prost::ProstCodec::<Q, R>::default();
                 match call {
@@ -138,20 +152,20 @@ impl Grpc {
 
     /// Makes `attempt` on the members in turn until one answers, fails
     /// over as the module says, and names every member that failed.
-    async fn on_members<R, F, Fut>(
-        &self,
+    async fn on_members<'a, R, F, Fut>(
+        &'a self,
         idempotent: bool,
         operation: &'static str,
         attempt: F,
     ) -> Reply<R>
     where
-        F: Fn(Channel) -> Fut,
+        F: Fn(&'a Member) -> Fut,
         Fut: Future<Output = Attempt<R>>,
     {
         let mut failures = Vec::new();
         for (index, member) in self.in_order() {
             let span = tracing::debug_span!("etcd_grpc", operation, member = %member.address);
-            let outcome = tokio::time::timeout(self.timeout, attempt(member.channel.clone()))
+            let outcome = tokio::time::timeout(self.timeout, attempt(member))
                 .instrument(span)
                 .await;
             match outcome {
@@ -160,10 +174,15 @@ impl Grpc {
                     return Ok(Ok(reply));
                 }
                 Ok(Attempt::NotSent(why)) => failures.push(format!("{}: {why}", member.address)),
-                Ok(Attempt::Refused(status)) if idempotent && unavailable(&status) => {
+                Ok(Attempt::Refused(status)) => {
+                    if let Some(error) = tls_error(&status, operation, &member.address) {
+                        return Err(error);
+                    }
+                    if !(idempotent && unavailable(&status)) {
+                        return Ok(Err(refusal(&status, operation)));
+                    }
                     failures.push(format!("{}: {}", member.address, status.message()));
                 }
-                Ok(Attempt::Refused(status)) => return Ok(Err(refusal(&status, operation))),
                 Ok(Attempt::Failed(error)) => return Err(error),
                 Err(_) if idempotent => failures.push(format!("{}: timed out", member.address)),
                 Err(_) => {
@@ -217,6 +236,49 @@ fn unavailable(status: &tonic::Status) -> bool {
     )
 }
 
+/// The member's connection: plain HTTP/2, or HTTP/2 over TLS as `tls` says.
+fn connect(
+    endpoint: Endpoint,
+    tls: Option<&crate::TlsConfig>,
+    timeout: Duration,
+) -> Result<Channel> {
+    match tls {
+        None => Ok(endpoint.connect_lazy()),
+        #[cfg(feature = "tls")]
+        Some(tls) => {
+            let connector = crate::http::tls::h2_connector(tls, timeout)?;
+            Ok(endpoint.connect_with_connector_lazy(connector))
+        }
+        #[cfg(not(feature = "tls"))]
+        Some(_) => {
+            let _ = timeout;
+            Err(Error::Unsupported {
+                backend: "etcd",
+                what: "TLS: this build of kvmesh left it out: enable the `tls` cargo feature"
+                    .into(),
+            })
+        }
+    }
+}
+
+/// The TLS failure among `error`'s causes, as [`Error::Tls`] naming the
+/// call and the member.
+#[cfg(feature = "tls")]
+fn tls_error(
+    error: &(dyn std::error::Error + 'static),
+    operation: &str,
+    member: &str,
+) -> Option<Error> {
+    crate::http::tls::tls_failure(error).map(|failure| Error::Tls {
+        message: format!("{operation} to {member}: {failure}"),
+    })
+}
+
+#[cfg(not(feature = "tls"))]
+fn tls_error(_: &(dyn std::error::Error + 'static), _: &str, _: &str) -> Option<Error> {
+    None
+}
+
 /// What etcd refused, as the gateway's refusals are read.
 fn refusal(status: &tonic::Status, operation: &str) -> Refusal {
     Refusal::new(
@@ -225,137 +287,6 @@ fn refusal(status: &tonic::Status, operation: &str) -> Refusal {
         200,
         operation,
     )
-}
-
-#[async_trait]
-impl Transport for Grpc {
-    async fn range(
-        &self,
-        request: &wire::RangeRequest,
-        token: Token,
-    ) -> Reply<wire::RangeResponse> {
-        let path = "/etcdserverpb.KV/Range";
-        let reply = self
-            .unary(path, convert::range(request), token, true, "etcd range")
-            .await?;
-        Ok(reply.map(convert::range_response))
-    }
-
-    async fn put(&self, request: &wire::PutRequest, token: Token) -> Reply<wire::PutResponse> {
-        let path = "/etcdserverpb.KV/Put";
-        let reply = self
-            .unary(path, convert::put(request), token, true, "etcd put")
-            .await?;
-        Ok(reply.map(convert::put_response))
-    }
-
-    async fn delete_range(
-        &self,
-        request: &wire::DeleteRangeRequest,
-        token: Token,
-    ) -> Reply<wire::DeleteRangeResponse> {
-        let path = "/etcdserverpb.KV/DeleteRange";
-        let request = convert::delete_range(request);
-        let reply = self
-            .unary(path, request, token, true, "etcd delete")
-            .await?;
-        Ok(reply.map(convert::delete_range_response))
-    }
-
-    async fn txn(&self, request: &wire::TxnRequest, token: Token) -> Reply<wire::TxnResponse> {
-        let path = "/etcdserverpb.KV/Txn";
-        let reply = self
-            .unary(path, convert::txn(request), token, false, "etcd txn")
-            .await?;
-        Ok(reply.map(convert::txn_response))
-    }
-
-    async fn lease_grant(
-        &self,
-        request: &wire::LeaseGrantRequest,
-        token: Token,
-    ) -> Reply<wire::LeaseGrantResponse> {
-        let path = "/etcdserverpb.Lease/LeaseGrant";
-        let request = proto::LeaseGrantRequest {
-            ttl: request.ttl,
-            id: 0,
-        };
-        let reply: std::result::Result<proto::LeaseGrantResponse, _> = self
-            .unary(path, request, token, false, "etcd lease grant")
-            .await?;
-        Ok(reply.map(|reply| wire::LeaseGrantResponse {
-            id: reply.id,
-            ttl: reply.ttl,
-        }))
-    }
-
-    async fn lease_revoke(
-        &self,
-        request: &wire::LeaseIdRequest,
-        token: Token,
-    ) -> Reply<wire::HeaderOnly> {
-        let path = "/etcdserverpb.Lease/LeaseRevoke";
-        let request = proto::LeaseIdRequest { id: request.id };
-        let reply: std::result::Result<proto::LeaseRevokeResponse, _> = self
-            .unary(path, request, token, true, "etcd lease revoke")
-            .await?;
-        Ok(reply.map(|reply| wire::HeaderOnly {
-            header: convert::header(reply.header),
-        }))
-    }
-
-    async fn lease_keep_alive(
-        &self,
-        request: &wire::LeaseIdRequest,
-        token: Token,
-    ) -> Reply<wire::KeepAliveResponse> {
-        keep_alive::once(self, request.id, token).await
-    }
-
-    async fn authenticate(&self, request: &AuthenticateRequest) -> Reply<AuthenticateResponse> {
-        let path = "/etcdserverpb.Auth/Authenticate";
-        let request = proto::AuthenticateRequest {
-            name: request.name.clone(),
-            password: request.password.clone(),
-        };
-        let reply: std::result::Result<proto::AuthenticateResponse, _> = self
-            .unary(path, request, None, true, "etcd authenticate")
-            .await?;
-        Ok(reply.map(|reply| AuthenticateResponse { token: reply.token }))
-    }
-
-    async fn status(&self, token: Token) -> Reply<()> {
-        let path = "/etcdserverpb.Maintenance/Status";
-        let reply: std::result::Result<proto::StatusResponse, _> = self
-            .unary(path, proto::StatusRequest {}, token, true, "etcd status")
-            .await?;
-        Ok(reply.map(drop))
-    }
-
-    async fn watch(
-        &self,
-        request: &wire::WatchCreateRequest,
-        token: Token,
-    ) -> Result<Box<dyn WatchChannel>> {
-        let request = convert::watch_create(request);
-        let mut failures = Vec::new();
-        for (index, member) in self.in_order() {
-            match watch::open(&member.channel, request.clone(), &token, self.timeout).await {
-                Ok(channel) => {
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(channel);
-                }
-                Err(error) if error.is_retryable() => {
-                    failures.push(format!("{}: {error}", member.address));
-                }
-                Err(error) => return Err(error),
-            }
-        }
-        Err(Error::Unreachable {
-            message: format!("etcd watch: no member answered ({})", failures.join("; ")),
-            source: None,
-        })
-    }
 }
 
 #[cfg(test)]

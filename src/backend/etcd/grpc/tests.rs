@@ -35,7 +35,7 @@ fn transports(addr: &str) -> (Gateway, Grpc) {
         long_lived: 4,
     };
     let http = HttpClient::new(&[addr], Vec::new(), None, limits).unwrap();
-    let grpc = Grpc::new(&[addr], timeout).unwrap();
+    let grpc = Grpc::new(&[addr], timeout, None).unwrap();
     (Gateway::new(http, timeout), grpc)
 }
 

@@ -1,9 +1,18 @@
-//! One watch on a `Watch` stream of its own: the create request sent, the
-//! stream kept open, its replies read as the watch's messages.
+//! Every watch of a store on one member shares one `Watch` stream, told
+//! apart by the watch id etcd gives each (etcd's own client does the same).
+//! One task owns the stream: it sends the creates, one at a time (etcd
+//! answers them in order, so the next `created` reply is the oldest
+//! create's), and the cancels of dropped watches, and hands each reply to
+//! its watch. When the stream ends or breaks, every watch on it is told
+//! (they resume on a new stream, from their own next revision); a watch
+//! opened with another token (after re-authentication) gets a new stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use futures::StreamExt;
-use tonic::Streaming;
+use tokio::sync::{mpsc, oneshot};
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -14,49 +23,112 @@ use crate::{Error, Result};
 
 const PATH: &str = "/etcdserverpb.Watch/Watch";
 
-/// An open watch stream.
-pub(super) struct GrpcWatch {
-    replies: Streaming<proto::WatchResponse>,
+/// Replies queued per watch before the stream waits for it to read them.
+const QUEUED: usize = 64;
+
+type Delivery = Result<WatchMessage>;
+
+/// The watch stream of one member, opened on first use.
+#[derive(Debug, Default)]
+pub(super) struct SharedWatches {
+    current: Mutex<Option<Handle>>,
 }
 
-/// Opens a watch stream on `channel` with `create` as its first request.
-pub(super) async fn open(
-    channel: &Channel,
-    create: proto::WatchCreateRequest,
+/// The way to the task of an open stream.
+#[derive(Debug, Clone)]
+struct Handle {
+    token: Token,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+enum Command {
+    Create {
+        request: proto::WatchCreateRequest,
+        opened: oneshot::Sender<Result<Opened>>,
+    },
+    Cancel(i64),
+}
+
+/// A created watch: its id and its replies.
+struct Opened {
+    id: i64,
+    replies: mpsc::Receiver<Delivery>,
+}
+
+impl SharedWatches {
+    /// Opens a watch on the member's stream (opening the stream first when
+    /// there is none, it ended, or it carries another token).
+    pub(super) async fn open(
+        &self,
+        channel: &Channel,
+        create: proto::WatchCreateRequest,
+        token: &Token,
+        timeout: Duration,
+    ) -> Result<Box<dyn WatchChannel>> {
+        let handle = self.handle(channel, token, timeout)?;
+        let (opened, created) = oneshot::channel();
+        let command = Command::Create {
+            request: create,
+            opened,
+        };
+        if handle.commands.send(command).is_err() {
+            return Err(broken("the watch stream ended"));
+        }
+        let opened = tokio::time::timeout(timeout, created)
+            .await
+            .map_err(|_| Error::Timeout {
+                operation: "etcd watch",
+                after: timeout,
+            })?
+            .map_err(|_| broken("the watch stream ended"))??;
+        Ok(Box::new(SharedWatch {
+            id: opened.id,
+            replies: opened.replies,
+            commands: handle.commands,
+        }))
+    }
+
+    fn handle(&self, channel: &Channel, token: &Token, timeout: Duration) -> Result<Handle> {
+        let mut current = self.current.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(handle) = current.as_ref()
+            && !handle.commands.is_closed()
+            && &handle.token == token
+        {
+            return Ok(handle.clone());
+        }
+        let (requests, call) = outgoing(token, timeout)?;
+        let (commands, received) = mpsc::unbounded_channel();
+        let handle = Handle {
+            token: token.clone(),
+            commands,
+        };
+        tokio::spawn(run(Grpc::client(channel), call, requests, received));
+        *current = Some(handle.clone());
+        Ok(handle)
+    }
+}
+
+type Call = tonic::Request<futures::stream::BoxStream<'static, proto::WatchRequest>>;
+
+/// The stream's call, and where to put what it sends.
+fn outgoing(
     token: &Token,
-    timeout: std::time::Duration,
-) -> Result<Box<dyn WatchChannel>> {
-    let first = proto::WatchRequest {
-        request_union: Some(proto::WatchRequestUnion::Create(create)),
-    };
-    // Never ends: the watch lasts until the reply stream is dropped.
-    let requests = futures::stream::once(async move { first }).chain(futures::stream::pending());
-    let mut call = request_with(requests, token, timeout)?;
-    // A watch is long-lived: no deadline. A member without a leader cancels
-    // it instead of leaving it hanging.
+    timeout: Duration,
+) -> Result<(mpsc::UnboundedSender<proto::WatchRequest>, Call)> {
+    let (requests, outgoing) = mpsc::unbounded_channel::<proto::WatchRequest>();
+    let outgoing = futures::stream::unfold(outgoing, |mut outgoing| async move {
+        outgoing.recv().await.map(|request| (request, outgoing))
+    });
+    let mut call = request_with(Box::pin(outgoing) as _, token, timeout)?;
+    // Long-lived: no deadline. A member without a leader cancels the
+    // watches instead of leaving them hanging.
     call.metadata_mut().remove("grpc-timeout");
     call.metadata_mut()
         .insert("hasleader", MetadataValue::from_static("true"));
-    let mut client = Grpc::client(channel);
-    let opened = tokio::time::timeout(timeout, async {
-        client.ready().await.map_err(|e| broken(e.to_string()))?;
-        let codec = tonic_prost::ProstCodec::<proto::WatchRequest, proto::WatchResponse>::default();
-        client
-            .streaming(call, PathAndQuery::from_static(PATH), codec)
-            .await
-            .map_err(|status| status_error(&status))
-    })
-    .await
-    .map_err(|_| Error::Timeout {
-        operation: "etcd watch",
-        after: timeout,
-    })??;
-    Ok(Box::new(GrpcWatch {
-        replies: opened.into_inner(),
-    }))
+    Ok((requests, call))
 }
 
-/// A status that ended or refused a watch stream, as the watch's error.
+/// A status that ended or refused the stream, as the watches' error.
 fn status_error(status: &tonic::Status) -> Error {
     if super::unavailable(status) {
         broken(status.message())
@@ -65,17 +137,178 @@ fn status_error(status: &tonic::Status) -> Error {
     }
 }
 
+/// The stream's task: opens it (sending the creates that arrive meanwhile:
+/// etcd may answer with its headers only once it has something to say),
+/// then runs until the stream ends or the store is gone.
+async fn run(
+    mut client: tonic::client::Grpc<Channel>,
+    call: Call,
+    requests: mpsc::UnboundedSender<proto::WatchRequest>,
+    mut commands: mpsc::UnboundedReceiver<Command>,
+) {
+    let mut stream = Stream {
+        requests,
+        waiting: VecDeque::new(),
+        creating: None,
+        watches: HashMap::new(),
+    };
+    let opening = async {
+        client.ready().await.map_err(|e| broken(e.to_string()))?;
+        let codec = tonic_prost::ProstCodec::<proto::WatchRequest, proto::WatchResponse>::default();
+        client
+            .streaming(call, PathAndQuery::from_static(PATH), codec)
+            .await
+            .map(tonic::Response::into_inner)
+            .map_err(|status| status_error(&status))
+    };
+    tokio::pin!(opening);
+    let opened = loop {
+        tokio::select! {
+            opened = &mut opening => break opened,
+            command = commands.recv() => match command {
+                Some(command) => stream.command(command),
+                None => return,
+            },
+        }
+    };
+    let mut replies = match opened {
+        Ok(replies) => replies,
+        Err(error) => return stream.end(&error),
+    };
+    let ended = loop {
+        tokio::select! {
+            command = commands.recv() => match command {
+                Some(command) => stream.command(command),
+                None => return,
+            },
+            reply = replies.message() => match reply {
+                Ok(Some(reply)) => stream.reply(reply).await,
+                Ok(None) => break broken("the server ended the watch stream"),
+                Err(status) => break status_error(&status),
+            },
+        }
+    };
+    stream.end(&ended);
+}
+
+/// The stream's state, owned by its task.
+struct Stream {
+    requests: mpsc::UnboundedSender<proto::WatchRequest>,
+    /// Creates not sent yet: one is in flight at a time.
+    waiting: VecDeque<(proto::WatchCreateRequest, oneshot::Sender<Result<Opened>>)>,
+    /// The create in flight: who waits for it.
+    creating: Option<oneshot::Sender<Result<Opened>>>,
+    watches: HashMap<i64, mpsc::Sender<Delivery>>,
+}
+
+impl Stream {
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Create { request, opened } => {
+                self.waiting.push_back((request, opened));
+                self.send_next_create();
+            }
+            Command::Cancel(id) => {
+                if self.watches.remove(&id).is_some() {
+                    self.cancel(id);
+                }
+            }
+        }
+    }
+
+    fn cancel(&self, id: i64) {
+        self.send(proto::WatchRequestUnion::Cancel(
+            proto::WatchCancelRequest { watch_id: id },
+        ));
+    }
+
+    fn send(&self, request: proto::WatchRequestUnion) {
+        // Closed only once the stream is gone, which the reply side sees.
+        let _ = self.requests.send(proto::WatchRequest {
+            request_union: Some(request),
+        });
+    }
+
+    fn send_next_create(&mut self) {
+        while self.creating.is_none() {
+            let Some((request, opened)) = self.waiting.pop_front() else {
+                return;
+            };
+            if opened.is_closed() {
+                continue; // its opener gave up
+            }
+            self.send(proto::WatchRequestUnion::Create(request));
+            self.creating = Some(opened);
+        }
+    }
+
+    async fn reply(&mut self, reply: proto::WatchResponse) {
+        let id = reply.watch_id;
+        if reply.created {
+            if let Some(opened) = self.creating.take() {
+                let (deliver, replies) = mpsc::channel(QUEUED);
+                let canceled = reply.canceled;
+                let response = convert::watch_response(reply);
+                let _ = deliver.try_send(Ok(WatchMessage::Response(response)));
+                let taken = opened.send(Ok(Opened { id, replies })).is_ok();
+                if taken && !canceled {
+                    self.watches.insert(id, deliver);
+                } else if !canceled {
+                    self.cancel(id);
+                }
+            }
+            self.send_next_create();
+            return;
+        }
+        let canceled = reply.canceled;
+        let Some(watch) = self.watches.get(&id) else {
+            return;
+        };
+        let delivered = watch
+            .send(Ok(WatchMessage::Response(convert::watch_response(reply))))
+            .await;
+        if canceled {
+            self.watches.remove(&id);
+        } else if delivered.is_err() {
+            self.watches.remove(&id);
+            self.cancel(id);
+        }
+    }
+
+    /// Tells every watch and opener the stream ended with `error`.
+    fn end(&mut self, error: &Error) {
+        for (_, watch) in self.watches.drain() {
+            let _ = watch.try_send(Err(error.clone()));
+        }
+        if let Some(opened) = self.creating.take() {
+            let _ = opened.send(Err(error.clone()));
+        }
+        for (_, opened) in self.waiting.drain(..) {
+            let _ = opened.send(Err(error.clone()));
+        }
+    }
+}
+
+/// One watch on a shared stream.
+struct SharedWatch {
+    id: i64,
+    replies: mpsc::Receiver<Delivery>,
+    commands: mpsc::UnboundedSender<Command>,
+}
+
+impl Drop for SharedWatch {
+    fn drop(&mut self) {
+        let _ = self.commands.send(Command::Cancel(self.id));
+    }
+}
+
 #[async_trait]
-impl WatchChannel for GrpcWatch {
+impl WatchChannel for SharedWatch {
     async fn next(&mut self) -> Result<Option<WatchMessage>> {
-        match self.replies.message().await {
-            Ok(Some(reply)) => Ok(Some(WatchMessage::Response(convert::watch_response(reply)))),
-            Ok(None) => Ok(None),
-            Err(status) if super::unavailable(&status) => Err(broken(status.message())),
-            Err(status) => Ok(Some(WatchMessage::Error {
-                code: status.code() as i32,
-                message: status.message().to_owned(),
-            })),
+        match self.replies.recv().await {
+            Some(delivery) => delivery.map(Some),
+            // The stream's task is gone without a word: broken.
+            None => Err(broken("the watch stream ended")),
         }
     }
 }
