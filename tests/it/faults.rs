@@ -43,6 +43,42 @@ macro_rules! on_backends {
     };
 }
 
+/// Each case on etcd over gRPC. (Not the reply cuts: the proxy cuts an
+/// HTTP/1.1 reply after its head, a place an HTTP/2 stream does not have.)
+#[cfg(feature = "grpc")]
+macro_rules! on_grpc {
+    ($($case:ident),* $(,)?) => {
+        mod etcd_grpc {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(addr) = super::server_addr("KV_ETCD35_ADDR", stringify!($case)) else {
+                        return;
+                    };
+                    super::$case(super::ETCD_GRPC, &addr).await;
+                }
+            )*
+        }
+    };
+}
+
+#[cfg(feature = "grpc")]
+on_grpc!(
+    stalled_watch_is_reissued,
+    a_waiting_permit_rides_out_an_outage
+);
+
+/// The scheme these cases take for etcd over gRPC.
+const ETCD_GRPC: &str = "etcd+grpc";
+
+/// The URL of a store at `addr` (`etcd+grpc`: etcd with `transport=grpc`).
+fn url(scheme: &str, addr: &str, options: &str) -> String {
+    match scheme {
+        ETCD_GRPC => format!("etcd://{addr}?transport=grpc&{options}"),
+        _ => format!("{scheme}://{addr}?{options}"),
+    }
+}
+
 on_backends!(
     cut_reply_to_a_read_is_retried,
     cut_reply_to_a_write_is_outcome_unknown,
@@ -57,14 +93,14 @@ async fn stores(
     options: &str,
 ) -> (FaultProxy, std::sync::Arc<dyn Store>) {
     let proxy = FaultProxy::start(addr).await;
-    let proxied = kvmesh::connect(&format!("{scheme}://{}?{options}", proxy.addr))
+    let proxied = kvmesh::connect(&url(scheme, &proxy.addr, options))
         .await
         .expect("connect through the proxy");
     (proxy, proxied)
 }
 
 async fn direct(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
-    kvmesh::connect(&format!("{scheme}://{addr}"))
+    kvmesh::connect(&url(scheme, addr, ""))
         .await
         .expect("connect")
 }
@@ -188,15 +224,25 @@ async fn stalled_watch_is_reissued(scheme: &str, addr: &str) {
 /// `last_error`), and is registered again once the store is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_registration_that_cannot_refresh_is_lost_then_back() {
+    registration_lost_then_back("etcd").await;
+}
+
+#[cfg(feature = "grpc")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_registration_that_cannot_refresh_is_lost_then_back_over_grpc() {
+    registration_lost_then_back(ETCD_GRPC).await;
+}
+
+async fn registration_lost_then_back(scheme: &str) {
     use kvmesh::discovery::{Discovery, Node};
     let test = "a_registration_that_cannot_refresh_is_lost_then_back";
     let Some(addr) = server_addr("KV_ETCD35_ADDR", test) else {
         return;
     };
-    let (proxy, store) = stores("etcd", &addr, "timeout=1s").await;
+    let (proxy, store) = stores(scheme, &addr, "timeout=1s").await;
     let root = unique(test);
     let discovery = Discovery::with_root(store, root.clone());
-    let observer = Discovery::with_root(direct("etcd", &addr).await, root);
+    let observer = Discovery::with_root(direct(scheme, &addr).await, root);
     let ttl = Duration::from_secs(2);
     let node = Node::new("n1", "10.0.0.1:1");
     let registration = discovery.register("svc", node.clone(), ttl).await.unwrap();

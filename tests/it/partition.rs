@@ -47,6 +47,18 @@ macro_rules! on_backends {
                 }
             )*
         }
+        #[cfg(feature = "grpc")]
+        mod etcd_grpc {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(addr) = super::server_addr("KV_ETCD35_ADDR", stringify!($case)) else {
+                        return;
+                    };
+                    super::$case("etcd+grpc", &addr).await;
+                }
+            )*
+        }
         #[cfg(feature = "redis")]
         mod redis {
             $(
@@ -68,10 +80,13 @@ on_backends!(
     a_cache_serves_through_an_outage
 );
 
+/// A store at `addr` (`etcd+grpc`: etcd with `transport=grpc`).
 async fn connect(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
-    kvmesh::connect(&format!("{scheme}://{addr}?{OPTIONS}"))
-        .await
-        .expect("connect")
+    let url = match scheme {
+        "etcd+grpc" => format!("etcd://{addr}?transport=grpc&{OPTIONS}"),
+        _ => format!("{scheme}://{addr}?{OPTIONS}"),
+    };
+    kvmesh::connect(&url).await.expect("connect")
 }
 
 async fn a_partitioned_holder_knows_first(scheme: &str, addr: &str) {
@@ -184,7 +199,11 @@ async fn a_cache_serves_through_an_outage(scheme: &str, addr: &str) {
     use futures::StreamExt;
     use kvmesh::cache::{Cache, CacheEvent, PROBE_INTERVAL};
     let proxy = FaultProxy::start(addr).await;
-    let proxied = kvmesh::connect(&format!("{scheme}://{}?timeout=1s", proxy.addr))
+    let url = match scheme {
+        "etcd+grpc" => format!("etcd://{}?transport=grpc&timeout=1s", proxy.addr),
+        _ => format!("{scheme}://{}?timeout=1s", proxy.addr),
+    };
+    let proxied = kvmesh::connect(&url)
         .await
         .expect("connect through the proxy");
     let direct = connect(scheme, addr).await;

@@ -164,32 +164,63 @@ impl Grpc {
     {
         let mut failures = Vec::new();
         for (index, member) in self.in_order() {
-            let span = tracing::debug_span!("etcd_grpc", operation, member = %member.address);
-            let outcome = tokio::time::timeout(self.timeout, attempt(member))
-                .instrument(span)
-                .await;
-            match outcome {
-                Ok(Attempt::Answered(reply)) => {
-                    self.preferred.store(index, Ordering::Relaxed);
-                    return Ok(Ok(reply));
-                }
-                Ok(Attempt::NotSent(why)) => failures.push(format!("{}: {why}", member.address)),
-                Ok(Attempt::Refused(status)) => {
-                    if let Some(error) = tls_error(&status, operation, &member.address) {
-                        return Err(error);
+            // A call whose connection broke under it goes to the same
+            // member once more (a cut is usually the connection's fault).
+            for again in [false, true] {
+                let span = tracing::debug_span!("etcd_grpc", operation, member = %member.address);
+                let outcome = tokio::time::timeout(self.timeout, attempt(member))
+                    .instrument(span)
+                    .await;
+                let status = match outcome {
+                    Ok(Attempt::Answered(reply)) => {
+                        self.preferred.store(index, Ordering::Relaxed);
+                        return Ok(Ok(reply));
                     }
-                    if !(idempotent && unavailable(&status)) {
-                        return Ok(Err(refusal(&status, operation)));
+                    Ok(Attempt::NotSent(why)) => {
+                        failures.push(format!("{}: {why}", member.address));
+                        break;
                     }
-                    failures.push(format!("{}: {}", member.address, status.message()));
+                    Ok(Attempt::Failed(error)) => return Err(error),
+                    Ok(Attempt::Refused(status)) => status,
+                    Err(_) if idempotent => {
+                        failures.push(format!("{}: timed out", member.address));
+                        break;
+                    }
+                    Err(_) => {
+                        return Err(Error::Timeout {
+                            operation,
+                            after: self.timeout,
+                        });
+                    }
+                };
+                if let Some(error) = tls_error(&status, operation, &member.address) {
+                    return Err(error);
                 }
-                Ok(Attempt::Failed(error)) => return Err(error),
-                Err(_) if idempotent => failures.push(format!("{}: timed out", member.address)),
-                Err(_) => {
-                    return Err(Error::Timeout {
-                        operation,
-                        after: self.timeout,
-                    });
+                let why = format!("{}: {}", member.address, status.message());
+                match failure(&status) {
+                    // etcd's own answer; another member may do better only
+                    // when this one could not serve it.
+                    Failure::Refused if idempotent && status.code() == tonic::Code::Unavailable => {
+                        failures.push(why);
+                        break;
+                    }
+                    Failure::Refused => return Ok(Err(refusal(&status, operation))),
+                    Failure::NoConnection => {
+                        failures.push(why);
+                        break;
+                    }
+                    Failure::Broken if idempotent => {
+                        if again {
+                            failures.push(why);
+                        }
+                    }
+                    Failure::Broken => {
+                        return Err(Error::OutcomeUnknown {
+                            operation,
+                            message: why,
+                            source: None,
+                        });
+                    }
                 }
             }
         }
@@ -225,6 +256,40 @@ enum Attempt<R> {
     Refused(tonic::Status),
     /// Nothing to send (a token that cannot be metadata).
     Failed(Error),
+}
+
+/// How a call that got no answer failed.
+enum Failure {
+    /// etcd answered with an error status.
+    Refused,
+    /// No connection to the member: nothing was sent.
+    NoConnection,
+    /// The connection broke with the call on it: it may have been applied.
+    Broken,
+}
+
+fn failure(status: &tonic::Status) -> Failure {
+    // A status etcd sent carries no source; one tonic made from a
+    // transport error does.
+    let Some(mut cause) = std::error::Error::source(status) else {
+        return Failure::Refused;
+    };
+    loop {
+        if let Some(io) = cause.downcast_ref::<std::io::Error>()
+            && matches!(
+                io.kind(),
+                std::io::ErrorKind::ConnectionRefused
+                    | std::io::ErrorKind::AddrNotAvailable
+                    | std::io::ErrorKind::NotConnected
+            )
+        {
+            return Failure::NoConnection;
+        }
+        match cause.source() {
+            Some(next) => cause = next,
+            None => return Failure::Broken,
+        }
+    }
 }
 
 /// The member could not serve the call (down, no leader, the connection
