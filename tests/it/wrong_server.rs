@@ -22,6 +22,12 @@ async fn a_url_at_the_wrong_kind_of_server_says_so() {
         (format!("etcd://{redis}?timeout=2s"), "etcd"),
         (format!("etcd://{consul}?timeout=2s"), "etcd"),
     ];
+    // And over gRPC, which meets an HTTP/1.1 server or Redis at HTTP/2.
+    #[cfg(feature = "grpc")]
+    let cases = cases.into_iter().chain([
+        (format!("etcd://{redis}?timeout=2s&transport=grpc"), "etcd"),
+        (format!("etcd://{consul}?timeout=2s&transport=grpc"), "etcd"),
+    ]);
     let mut failures = Vec::new();
     for (url, kind) in cases {
         let message = match kvmesh::connect(&url).await {

@@ -121,10 +121,23 @@ impl Transport for Grpc {
 
     async fn status(&self, token: Token) -> Reply<()> {
         let path = "/etcdserverpb.Maintenance/Status";
-        let reply: std::result::Result<proto::StatusResponse, _> = self
+        let reply: Reply<proto::StatusResponse> = self
             .unary(path, proto::StatusRequest {}, token, true, "etcd status")
-            .await?;
-        Ok(reply.map(drop))
+            .await;
+        match reply {
+            Ok(reply) => Ok(reply.map(drop)),
+            Err(Error::Unreachable { message, source })
+                if source.as_ref().is_some_and(|s| s.is::<super::NotGrpc>()) =>
+            {
+                Err(Error::MalformedReply {
+                    message: format!(
+                        "connecting to etcd: the server there does not speak the etcd API over gRPC (is it an etcd server? {message})"
+                    ),
+                    source: None,
+                })
+            }
+            Err(error) => Err(error),
+        }
     }
 
     async fn watch(

@@ -163,6 +163,9 @@ impl Grpc {
         Fut: Future<Output = Attempt<R>>,
     {
         let mut failures = Vec::new();
+        // Whether every member took the connection and then broke it: a
+        // server there that does not speak HTTP/2 gRPC, most likely.
+        let mut all_broke = true;
         for (index, member) in self.in_order() {
             // A call whose connection broke under it goes to the same
             // member once more (a cut is usually the connection's fault).
@@ -178,12 +181,14 @@ impl Grpc {
                     }
                     Ok(Attempt::NotSent(why)) => {
                         failures.push(format!("{}: {why}", member.address));
+                        all_broke = false;
                         break;
                     }
                     Ok(Attempt::Failed(error)) => return Err(error),
                     Ok(Attempt::Refused(status)) => status,
                     Err(_) if idempotent => {
                         failures.push(format!("{}: timed out", member.address));
+                        all_broke = false;
                         break;
                     }
                     Err(_) => {
@@ -196,8 +201,10 @@ impl Grpc {
                 if let Some(error) = tls_error(&status, operation, &member.address) {
                     return Err(error);
                 }
-                let why = format!("{}: {}", member.address, status.message());
-                match failure(&status) {
+                let why = format!("{}: {}", member.address, detail(&status));
+                let kind = failure(&status);
+                all_broke &= matches!(kind, Failure::Broken);
+                match kind {
                     // etcd's own answer; another member may do better only
                     // when this one could not serve it.
                     Failure::Refused if idempotent && status.code() == tonic::Code::Unavailable => {
@@ -229,7 +236,7 @@ impl Grpc {
                 "{operation}: no etcd member answered ({})",
                 failures.join("; ")
             ),
-            source: None,
+            source: all_broke.then(|| std::sync::Arc::new(NotGrpc) as crate::error::SourceError),
         })
     }
 }
@@ -256,6 +263,36 @@ enum Attempt<R> {
     Refused(tonic::Status),
     /// Nothing to send (a token that cannot be metadata).
     Failed(Error),
+}
+
+/// Every member took the connection and broke the exchange: what answers
+/// there may not speak HTTP/2 gRPC.
+#[derive(Debug)]
+pub(super) struct NotGrpc;
+
+impl std::fmt::Display for NotGrpc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("every member broke the HTTP/2 exchange")
+    }
+}
+
+impl std::error::Error for NotGrpc {}
+
+/// A status's message with the causes tonic keeps beside it.
+fn detail(status: &tonic::Status) -> String {
+    let mut text = status.message().to_owned();
+    let mut last = text.clone();
+    let mut cause = std::error::Error::source(status);
+    while let Some(error) = cause {
+        let piece = error.to_string();
+        if piece != last {
+            text.push_str(": ");
+            text.push_str(&piece);
+        }
+        last = piece;
+        cause = error.source();
+    }
+    text
 }
 
 /// How a call that got no answer failed.
