@@ -15,11 +15,16 @@ use kvmesh::{Bytes, KvEvent, PutOptions, Store, Watch, WatchOptions};
 
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
+/// The URL of etcd at `addrs` with `options`, over the transport
+/// `KV_ETCD_TRANSPORT` names (`http` or `grpc`; unset: the default), so
+/// that `scripts/test` runs every case on both.
+fn etcd_url(addrs: &str, options: &str) -> String {
+    support::over_etcd_transport(format!("etcd://{addrs}?{options}"))
+}
+
 async fn store(var: &str, test: &str, options: &str) -> Option<(Arc<dyn Store>, String)> {
     let addr = support::server_addr(var, test)?;
-    let store = kvmesh::connect(&format!("etcd://{addr}?{options}"))
-        .await
-        .unwrap();
+    let store = kvmesh::connect(&etcd_url(&addr, options)).await.unwrap();
     Some((store, addr))
 }
 
@@ -46,10 +51,8 @@ async fn a_cache_cut_off_during_a_compaction_catches_up() {
         return;
     };
     let proxy = support::proxy::FaultProxy::start(&addr).await;
-    let watcher = kvmesh::connect(&format!("etcd://{}", proxy.addr))
-        .await
-        .unwrap();
-    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let watcher = kvmesh::connect(&etcd_url(&proxy.addr, "")).await.unwrap();
+    let store = kvmesh::connect(&etcd_url(&addr, "")).await.unwrap();
     let dir = unique("cache-compaction");
     let key = |name: &str| format!("{dir}{name}");
     for name in ["kept", "changed", "deleted"] {
@@ -105,10 +108,8 @@ async fn a_live_watch_cut_off_during_a_compaction_yields_the_difference() {
     };
     // The watch talks through a proxy that can cut it off; writes go direct.
     let proxy = support::proxy::FaultProxy::start(&addr).await;
-    let watcher = kvmesh::connect(&format!("etcd://{}", proxy.addr))
-        .await
-        .unwrap();
-    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let watcher = kvmesh::connect(&etcd_url(&proxy.addr, "")).await.unwrap();
+    let store = kvmesh::connect(&etcd_url(&addr, "")).await.unwrap();
     let dir = unique("compaction");
     let key = |name: &str| format!("{dir}{name}");
     for name in ["kept", "changed", "deleted"] {
@@ -338,7 +339,7 @@ async fn lock_holder_child() {
     ) else {
         return; // not a child: nothing to do
     };
-    let store = kvmesh::connect(&format!("etcd://{addr}?lock_ttl=2s"))
+    let store = kvmesh::connect(&etcd_url(&addr, "lock_ttl=2s"))
         .await
         .unwrap();
     support::hold_until_killed(store, &key).await;
@@ -525,7 +526,7 @@ async fn a_dead_first_endpoint_fails_over() {
     else {
         return;
     };
-    let store = kvmesh::connect(&format!("etcd://127.0.0.1:1,{addr}"))
+    let store = kvmesh::connect(&etcd_url(&format!("127.0.0.1:1,{addr}"), ""))
         .await
         .unwrap();
     let key = unique("failover") + "k";

@@ -147,7 +147,7 @@ async fn cluster_run(scheme: &str, var: &str, cluster: &'static str, test: &str)
     let Some(addrs) = support::server_addr(var, test) else {
         return;
     };
-    let url = format!("{scheme}://{addrs}?timeout=2s");
+    let url = support::over_etcd_transport(format!("{scheme}://{addrs}?timeout=2s"));
     let mut stores = Vec::new();
     for _ in 0..CLIENTS {
         stores.push(kvmesh::connect(&url).await.unwrap());

@@ -257,7 +257,8 @@ async fn one_server_restart(backend: &str, var: &str, server: &str, case: &str) 
             .with_test_writer()
             .try_init();
     }
-    let live = go_live(&format!("{backend}://{addr}?{OPTIONS}"), case).await;
+    let url = support::over_etcd_transport(format!("{backend}://{addr}?{OPTIONS}"));
+    let live = go_live(&url, case).await;
     servers(&["kill", server]);
     while_down(&live).await;
     servers(&["revive", server]);
@@ -292,7 +293,8 @@ async fn cluster_member_loss(backend: &str, var: &str, cluster: &str, case: &str
                 .find(|m| *m != leader)
                 .expect("a follower")
         };
-        let live = go_live(&format!("{backend}://{addrs}?{OPTIONS}"), case).await;
+        let url = support::over_etcd_transport(format!("{backend}://{addrs}?{OPTIONS}"));
+        let live = go_live(&url, case).await;
         servers(&["kill", &victim]);
         // The other members carry on: reads and writes work within the
         // timeout (after failover and, for a leader, an election).

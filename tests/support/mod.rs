@@ -260,3 +260,17 @@ pub async fn hold_until_killed(store: std::sync::Arc<dyn kvmesh::Store>, key: &s
     tokio::time::sleep(std::time::Duration::from_secs(600)).await;
     drop(held);
 }
+
+/// `url` over the etcd transport `KV_ETCD_TRANSPORT` names (`http` or
+/// `grpc`), when it is an etcd URL with a query and the variable is set:
+/// `scripts/test` runs the etcd cases of some binaries on both.
+#[allow(dead_code)] // not every test binary has etcd cases
+pub fn over_etcd_transport(url: String) -> String {
+    match std::env::var("KV_ETCD_TRANSPORT") {
+        Ok(transport) if !transport.is_empty() && url.starts_with("etcd://") => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}transport={transport}")
+        }
+        _ => url,
+    }
+}
