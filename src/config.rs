@@ -13,7 +13,8 @@ pub enum Backend {
     /// HashiCorp Consul's KV store over its HTTP API (`consul://host:port`).
     /// Needs the `consul` feature (`consul+https://`: and `tls`).
     Consul,
-    /// etcd v3 through its JSON gateway (`etcd://host:port`). Needs the
+    /// etcd v3, over its gRPC API or its JSON gateway
+    /// ([`Config::etcd_transport`]; `etcd://host:port`). Needs the
     /// `etcd` feature (`etcd+https://`: and `tls`).
     Etcd,
     /// Redis 7 (`redis://[user:password@]host:port[/db]`). Needs the `redis`
@@ -84,22 +85,33 @@ pub struct Config {
     pub password: Option<String>,
     /// TLS for a network store (`https`); `None`: plain HTTP.
     pub tls: Option<crate::TlsConfig>,
-    /// etcd only: how its calls travel. URL: `?transport=http` or
-    /// `?transport=grpc`. Default [`EtcdTransport::Http`].
+    /// etcd only: how its calls travel. URL: `?transport=grpc` or
+    /// `?transport=http`. Default [`EtcdTransport::Grpc`] (with the `grpc`
+    /// feature; without it, [`EtcdTransport::Http`]).
     pub etcd_transport: EtcdTransport,
 }
 
 /// How the etcd backend reaches etcd.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum EtcdTransport {
     /// etcd's v3 JSON gateway over HTTP/1.1 (`?transport=http`): works
     /// through any HTTP/1.1 proxy.
-    #[default]
     Http,
     /// etcd's own gRPC API over one HTTP/2 connection per member
     /// (`?transport=grpc`). Needs the `grpc` feature (on by default).
     Grpc,
+}
+
+impl Default for EtcdTransport {
+    /// gRPC when this build has it, else the JSON gateway.
+    fn default() -> Self {
+        if cfg!(feature = "grpc") {
+            EtcdTransport::Grpc
+        } else {
+            EtcdTransport::Http
+        }
+    }
 }
 
 impl std::fmt::Debug for Config {

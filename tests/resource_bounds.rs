@@ -92,7 +92,13 @@ async fn count(addr: &str, path: &str, field: &str) -> usize {
 
 async fn network_cycles(scheme: &str, addr: &str, resources: (&str, &str), case: &str) {
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let store = kvmesh::connect(&format!("{scheme}://{addr}?lock_ttl=10s"))
+    // etcd over its gateway: the pool's connections are what is counted.
+    let transport = if scheme == "etcd" {
+        "&transport=http"
+    } else {
+        ""
+    };
+    let store = kvmesh::connect(&format!("{scheme}://{addr}?lock_ttl=10s{transport}"))
         .await
         .unwrap();
     let (path, field) = resources;
@@ -152,7 +158,9 @@ async fn idle_connections_close_after_a_burst() {
         return;
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let store = kvmesh::connect(&format!("etcd://{addr}")).await.unwrap();
+    let store = kvmesh::connect(&format!("etcd://{addr}?transport=http"))
+        .await
+        .unwrap();
     let prefix = unique("idle-burst");
     let burst = (0..16).map(|i| {
         let (store, key) = (store.clone(), format!("{prefix}/{i}"));
@@ -247,7 +255,9 @@ async fn etcd_burst_stays_within_the_connection_bound() {
         return;
     };
     let port: u16 = addr.rsplit(':').next().unwrap().parse().unwrap();
-    let config = kvmesh::Config::default().with_credentials(user, password);
+    let config = kvmesh::Config::default()
+        .with_credentials(user, password)
+        .with_etcd_transport(kvmesh::EtcdTransport::Http);
     let store = kvmesh::create_store(kvmesh::Backend::Etcd, &[&addr], config).unwrap();
     // One stream per watched prefix, plus the requests' 48.
     burst_under_watches(store, port, &unique("etcd-burst"), 48 + 100).await;

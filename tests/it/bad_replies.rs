@@ -19,7 +19,14 @@ async fn store_on(
     answer: fn() -> Answer,
 ) -> (std::sync::Arc<dyn kvmesh::Store>, FakeServer) {
     let server = FakeServer::start(move |_, _| answer()).await;
-    let store = kvmesh::connect_lazy(&format!("{scheme}://{}?timeout=2s", server.addr)).unwrap();
+    // The fake etcd is its JSON gateway (HTTP/1.1).
+    let transport = if scheme == "etcd" {
+        "&transport=http"
+    } else {
+        ""
+    };
+    let url = format!("{scheme}://{}?timeout=2s{transport}", server.addr);
+    let store = kvmesh::connect_lazy(&url).unwrap();
     (store, server)
 }
 
@@ -214,7 +221,7 @@ async fn watch_on_fake_etcd(
         }
     })
     .await;
-    let store = kvmesh::connect(&format!("etcd://{}", server.addr))
+    let store = kvmesh::connect(&format!("etcd://{}?transport=http", server.addr))
         .await
         .unwrap();
     let watch = store.watch("k", WatchOptions::default()).await.unwrap();

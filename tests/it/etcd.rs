@@ -23,6 +23,7 @@ const ETCD: BackendTraits = BackendTraits {
 async fn ctx(var: &str, case: &str) -> Option<Ctx> {
     ctx_over(var, case, "http").await
 }
+// (`etcd34`/`etcd35` pin the gateway; `etcd34_grpc`/`etcd35_grpc` gRPC.)
 
 /// A context whose stores reach etcd over `transport` (`http` or `grpc`).
 async fn ctx_over(var: &str, case: &str, transport: &str) -> Option<Ctx> {

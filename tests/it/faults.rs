@@ -71,9 +71,11 @@ on_grpc!(
 /// The scheme these cases take for etcd over gRPC.
 const ETCD_GRPC: &str = "etcd+grpc";
 
-/// The URL of a store at `addr` (`etcd+grpc`: etcd with `transport=grpc`).
+/// The URL of a store at `addr` (`etcd`: over the JSON gateway;
+/// `etcd+grpc`: over gRPC).
 fn url(scheme: &str, addr: &str, options: &str) -> String {
     match scheme {
+        "etcd" => format!("etcd://{addr}?transport=http&{options}"),
         ETCD_GRPC => format!("etcd://{addr}?transport=grpc&{options}"),
         _ => format!("{scheme}://{addr}?{options}"),
     }

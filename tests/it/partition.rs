@@ -83,6 +83,7 @@ on_backends!(
 /// A store at `addr` (`etcd+grpc`: etcd with `transport=grpc`).
 async fn connect(scheme: &str, addr: &str) -> std::sync::Arc<dyn Store> {
     let url = match scheme {
+        "etcd" => format!("etcd://{addr}?transport=http&{OPTIONS}"),
         "etcd+grpc" => format!("etcd://{addr}?transport=grpc&{OPTIONS}"),
         _ => format!("{scheme}://{addr}?{OPTIONS}"),
     };
@@ -200,6 +201,7 @@ async fn a_cache_serves_through_an_outage(scheme: &str, addr: &str) {
     use kvmesh::cache::{Cache, CacheEvent, PROBE_INTERVAL};
     let proxy = FaultProxy::start(addr).await;
     let url = match scheme {
+        "etcd" => format!("etcd://{}?transport=http&timeout=1s", proxy.addr),
         "etcd+grpc" => format!("etcd://{}?transport=grpc&timeout=1s", proxy.addr),
         _ => format!("{scheme}://{}?timeout=1s", proxy.addr),
     };

@@ -127,13 +127,16 @@ impl Transport for Grpc {
         match reply {
             Ok(reply) => Ok(reply.map(drop)),
             Err(Error::Unreachable { message, source })
-                if source.as_ref().is_some_and(|s| s.is::<super::NotGrpc>()) =>
+                if source
+                    .as_ref()
+                    .and_then(|s| s.downcast_ref::<super::Failures>())
+                    .is_some_and(|f| f.all_broke) =>
             {
                 Err(Error::MalformedReply {
                     message: format!(
                         "connecting to etcd: the server there does not speak the etcd API over gRPC (is it an etcd server? {message})"
                     ),
-                    source: None,
+                    source,
                 })
             }
             Err(error) => Err(error),
@@ -163,9 +166,6 @@ impl Transport for Grpc {
                 Err(error) => return Err(error),
             }
         }
-        Err(Error::Unreachable {
-            message: format!("etcd watch: no member answered ({})", failures.join("; ")),
-            source: None,
-        })
+        Err(self.none_answered("etcd watch", failures, false))
     }
 }

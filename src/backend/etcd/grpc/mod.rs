@@ -80,7 +80,7 @@ impl Grpc {
                     .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
                     .keep_alive_while_idle(true);
                 Ok(Member {
-                    address: (*address).to_owned(),
+                    address: format!("{scheme}://{address}"),
                     channel: connect(endpoint, tls, timeout)?,
                     watches: watch::SharedWatches::default(),
                     keep_alives: keep_alive::SharedKeepAlives::default(),
@@ -231,15 +231,42 @@ impl Grpc {
                 }
             }
         }
-        Err(Error::Unreachable {
+        Err(self.none_answered(operation, failures, all_broke))
+    }
+
+    /// [`Error::Unreachable`] naming every member, each member's failure
+    /// in its source.
+    fn none_answered(&self, operation: &str, failures: Vec<String>, all_broke: bool) -> Error {
+        let members: Vec<&str> = self.members.iter().map(|m| m.address.as_str()).collect();
+        Error::Unreachable {
             message: format!(
                 "{operation}: no etcd member answered ({})",
-                failures.join("; ")
+                members.join(", ")
             ),
-            source: all_broke.then(|| std::sync::Arc::new(NotGrpc) as crate::error::SourceError),
-        })
+            source: Some(std::sync::Arc::new(Failures {
+                failures,
+                all_broke,
+            })),
+        }
     }
 }
+
+/// What each member did instead of answering.
+#[derive(Debug)]
+pub(super) struct Failures {
+    failures: Vec<String>,
+    /// Every member took the connection and broke the exchange: what
+    /// answers there may not speak HTTP/2 gRPC.
+    pub(super) all_broke: bool,
+}
+
+impl std::fmt::Display for Failures {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.failures.join("; "))
+    }
+}
+
+impl std::error::Error for Failures {}
 
 /// `message` as a call: its deadline, and the token etcd's gRPC API reads
 /// (`token` metadata).
@@ -264,19 +291,6 @@ enum Attempt<R> {
     /// Nothing to send (a token that cannot be metadata).
     Failed(Error),
 }
-
-/// Every member took the connection and broke the exchange: what answers
-/// there may not speak HTTP/2 gRPC.
-#[derive(Debug)]
-pub(super) struct NotGrpc;
-
-impl std::fmt::Display for NotGrpc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("every member broke the HTTP/2 exchange")
-    }
-}
-
-impl std::error::Error for NotGrpc {}
 
 /// A status's message with the causes tonic keeps beside it.
 fn detail(status: &tonic::Status) -> String {
