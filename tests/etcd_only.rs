@@ -641,3 +641,63 @@ async fn a_watch_that_falls_behind_its_shared_stream_loses_nothing() {
     }
     reader_and_idle_watch(&store, &format!("{dir}k"), 100).await;
 }
+
+/// Over one shared gRPC watch stream, a watch nobody reads holds back no
+/// other: its queue fills, it is let go from the stream (to resume on its
+/// own when read, losing nothing), and the others go on.
+#[tokio::test]
+async fn an_unread_watch_holds_back_no_other() {
+    let _serial = SERIAL.lock().await;
+    let test = "an_unread_watch_holds_back_no_other";
+    let Some((store, _addr)) = store("KV_ETCD35_ADDR", test, "").await else {
+        return;
+    };
+    let prefix = unique("unread") + "slow/";
+    // A watch of the prefix keeps its shared upstream ahead, so that a
+    // watch `after` an older version needs an upstream watch of its own.
+    let start = store.put(&format!("{prefix}k"), Bytes::from("0")).await;
+    start.unwrap();
+    let version = store
+        .get(&format!("{prefix}k"))
+        .await
+        .unwrap()
+        .unwrap()
+        .version;
+    let mut ahead = store
+        .watch_range(&prefix, WatchOptions::default())
+        .await
+        .unwrap();
+    next(&mut ahead).await;
+    store
+        .put(&format!("{prefix}k"), Bytes::from("1"))
+        .await
+        .unwrap();
+    next(&mut ahead).await;
+    let mut slow = store
+        .watch_range(&prefix, WatchOptions::after(version))
+        .await
+        .unwrap();
+    drop(ahead);
+    // Far more changes than a watch's queue holds, none read.
+    for i in 0..300 {
+        store
+            .put(&format!("{prefix}k"), Bytes::from(i.to_string()))
+            .await
+            .unwrap();
+    }
+    let other = unique("unread") + "other";
+    let mut watch = store.watch(&other, WatchOptions::default()).await.unwrap();
+    store.put(&other, Bytes::from("seen")).await.unwrap();
+    match next(&mut watch).await {
+        KvEvent::Put(pair) => assert_eq!(pair.value, "seen"),
+        event => panic!("{event:?}"),
+    }
+    // The unread watch then delivers everything, in order, once.
+    let mut last = String::new();
+    while last != "299" {
+        match next(&mut slow).await {
+            KvEvent::Put(pair) => last = String::from_utf8(pair.value.to_vec()).unwrap(),
+            event => panic!("{event:?}"),
+        }
+    }
+}

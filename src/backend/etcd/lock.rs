@@ -5,8 +5,9 @@
 //! value to `<key>` under the same lease.
 //!
 //! The lease has the configured lock TTL and is kept alive by one
-//! `lease/keepalive` POST every TTL/3 (the gateway ignores streamed
-//! keepalives) from the moment it is granted, by the keeper shared with the
+//! keep-alive every TTL/3 (over gRPC on the store's shared keep-alive
+//! stream; over the gateway one `lease/keepalive` POST, since it ignores
+//! streamed keep-alives) from the moment it is granted, by the keeper shared with the
 //! other backends ([`KeptLifetime`]). Revoking the lease releases the lock
 //! and deletes both keys in one step; a dead holder's lease expires after
 //! the TTL. The fencing token is the contender key's create revision, which

@@ -1,6 +1,7 @@
 //! The etcd backend: the `Store` contract over etcd's v3 API, through a
-//! [`transport::Transport`]: the v3 JSON gateway over HTTP/1.1
-//! ([`gateway`]; no gRPC, no protoc).
+//! [`transport::Transport`]: etcd's gRPC API over HTTP/2 (`grpc`, the
+//! default with the `grpc` feature) or its v3 JSON gateway over HTTP/1.1
+//! ([`gateway`]); neither needs protoc.
 //!
 //! - A key's version is its `mod_revision`; prefixes are `[prefix, range_end)`.
 //! - CAS goes through `txn` (create-only: `create_revision == 0`; swap:

@@ -1,5 +1,6 @@
-//! How etcd's calls reach it: the one thing the etcd backend's transports
-//! (the v3 JSON gateway over HTTP/1.1 today) differ in. Everything above it
+//! How etcd's calls reach it: the one thing the etcd backend's two
+//! transports (gRPC over HTTP/2, the v3 JSON gateway over HTTP/1.1) differ
+//! in. Everything above it
 //! (auth tokens, the watch hub, resuming after the last delivered revision,
 //! compaction resync, leases, locks) is written once against this trait.
 
@@ -83,9 +84,10 @@ pub(super) enum WatchMessage {
 /// An open watch.
 #[async_trait]
 pub(super) trait WatchChannel: Send {
-    /// The next message; `Ok(None)` when the server ended the watch,
-    /// `Err` when the channel broke (retryable errors: reconnect) or
-    /// carried something that cannot be read.
+    /// The next message; `Ok(None)` when the server ended the watch's
+    /// stream cleanly (the gateway), `Err` when the channel broke or ended
+    /// otherwise (retryable errors: reconnect) or carried something that
+    /// cannot be read.
     async fn next(&mut self) -> Result<Option<WatchMessage>>;
 }
 

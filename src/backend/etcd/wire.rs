@@ -6,78 +6,17 @@
 //! arrive as strings; zero values are omitted).
 
 use bytes::Bytes;
-use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde::{Deserialize, Serialize};
 
+pub(super) use self::json::int64;
+use self::json::{base64, base64_some, int64_text, int64_text_some};
 use crate::{Error, KvPair, Result};
+
+mod json;
 
 /// A key or value as a request carries it.
 pub(super) fn bytes(bytes: impl AsRef<[u8]>) -> Bytes {
     Bytes::copy_from_slice(bytes.as_ref())
-}
-
-/// Bytes as the gateway wants them: padded standard base64.
-fn base64<S: Serializer>(bytes: &Bytes, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-    serializer.serialize_str(&crate::base64_bytes::encode(bytes))
-}
-
-/// Optional bytes as base64 (skipped when `None`).
-fn base64_some<S: Serializer>(
-    bytes: &Option<Bytes>,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match bytes {
-        Some(bytes) => base64(bytes, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// An int64 as the gateway wants it: a JSON string.
-fn int64_text<S: Serializer>(n: &i64, serializer: S) -> std::result::Result<S::Ok, S::Error> {
-    serializer.collect_str(n)
-}
-
-/// An optional int64 as a JSON string (skipped when `None`).
-fn int64_text_some<S: Serializer>(
-    n: &Option<i64>,
-    serializer: S,
-) -> std::result::Result<S::Ok, S::Error> {
-    match n {
-        Some(n) => int64_text(n, serializer),
-        None => serializer.serialize_none(),
-    }
-}
-
-/// An int64 that may come as a JSON string or number; absent or `null`
-/// means 0. Read by a visitor: no buffering, no allocation.
-pub(super) fn int64<'de, D: Deserializer<'de>>(
-    deserializer: D,
-) -> std::result::Result<i64, D::Error> {
-    struct Int64;
-    impl serde::de::Visitor<'_> for Int64 {
-        type Value = i64;
-
-        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str("an int64, as a number or a string")
-        }
-
-        fn visit_i64<E: serde::de::Error>(self, n: i64) -> std::result::Result<i64, E> {
-            Ok(n)
-        }
-
-        fn visit_u64<E: serde::de::Error>(self, n: u64) -> std::result::Result<i64, E> {
-            i64::try_from(n).map_err(|_| E::custom(format!("{n} is out of the int64 range")))
-        }
-
-        fn visit_str<E: serde::de::Error>(self, text: &str) -> std::result::Result<i64, E> {
-            text.parse()
-                .map_err(|_| E::custom(format!("{text:?} is not an int64")))
-        }
-
-        fn visit_unit<E: serde::de::Error>(self) -> std::result::Result<i64, E> {
-            Ok(0)
-        }
-    }
-    deserializer.deserialize_any(Int64)
 }
 
 // ----- requests -----
@@ -414,104 +353,8 @@ pub(super) struct KeepAliveResponse {
     pub(super) result: Option<LeaseGrantResponse>,
 }
 
-// ----- watches -----
-
-/// The first message of a watch stream.
-#[derive(Debug, Serialize)]
-pub(super) struct WatchRequest<'a> {
-    pub(super) create_request: &'a WatchCreateRequest,
-}
-
-#[derive(Debug, Serialize)]
-pub(super) struct WatchCreateRequest {
-    #[serde(serialize_with = "base64")]
-    pub(super) key: Bytes,
-    #[serde(
-        skip_serializing_if = "Option::is_none",
-        serialize_with = "base64_some"
-    )]
-    pub(super) range_end: Option<Bytes>,
-    #[serde(serialize_with = "int64_text")]
-    pub(super) start_revision: i64,
-    pub(super) progress_notify: bool,
-}
-
-/// One reply of a watch: created, events, a progress notification, or
-/// canceled.
-#[derive(Debug, Default, Deserialize, PartialEq)]
-pub(super) struct WatchResponse {
-    #[serde(default)]
-    pub(super) header: Header,
-    #[serde(default)]
-    pub(super) created: bool,
-    #[serde(default)]
-    pub(super) canceled: bool,
-    #[serde(default, deserialize_with = "int64")]
-    pub(super) compact_revision: i64,
-    #[serde(default)]
-    pub(super) cancel_reason: String,
-    #[serde(default)]
-    pub(super) fragment: bool,
-    #[serde(default)]
-    pub(super) events: Vec<WatchEvent>,
-}
-
-#[derive(Debug, Deserialize, PartialEq)]
-pub(super) struct WatchEvent {
-    /// Absent for a PUT (the zero value).
-    #[serde(default, rename = "type")]
-    pub(super) kind: Option<String>,
-    pub(super) kv: KeyValue,
-}
+mod watch;
+pub(super) use watch::{WatchCreateRequest, WatchEvent, WatchRequest, WatchResponse};
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn replies_with_omitted_zero_values_decode() {
-        let range: RangeResponse =
-            serde_json::from_str(r#"{"header":{"revision":"7"},"kvs":[{"key":"YQ==","mod_revision":"5","create_revision":5}]}"#)
-                .unwrap();
-        assert_eq!(range.header.revision, 7);
-        let pair = range.kvs.into_iter().next().unwrap().into_pair().unwrap();
-        assert_eq!(
-            (pair.key.as_str(), pair.value.len(), pair.version),
-            ("a", 0, 5)
-        );
-        let txn: TxnResponse = serde_json::from_str(r#"{"header":{}}"#).unwrap();
-        assert!(!txn.succeeded);
-        let empty: RangeResponse = serde_json::from_str(r#"{"header":{"revision":"3"}}"#).unwrap();
-        assert!(empty.kvs.is_empty());
-    }
-
-    #[test]
-    fn requests_serialize_as_the_gateway_expects() {
-        let txn = TxnRequest {
-            compare: vec![Compare::modified_at(bytes("k"), 5)],
-            success: vec![RequestOp::Put(PutRequest {
-                key: bytes("k"),
-                value: bytes("v"),
-                lease: 0,
-                prev_kv: false,
-            })],
-            failure: vec![],
-        };
-        assert_eq!(
-            serde_json::to_string(&txn).unwrap(),
-            r#"{"compare":[{"key":"aw==","target":"MOD","result":"EQUAL","mod_revision":"5"}],"success":[{"request_put":{"key":"aw==","value":"dg=="}}]}"#
-        );
-    }
-
-    #[test]
-    fn bad_replies_are_typed_errors() {
-        assert!(serde_json::from_str::<RangeResponse>(r#"{"header":{"revision":"x"}}"#).is_err());
-        // Bad base64 fails the parse itself, which callers map to MalformedReply.
-        assert!(serde_json::from_str::<KeyValue>(r#"{"key":"!!","mod_revision":"1"}"#).is_err());
-        assert!(serde_json::from_str::<KeyValue>(r#"{"key":"YQ==","mod_revision":1e3}"#).is_err());
-        let kv: KeyValue = serde_json::from_str(r#"{"key":"/w==","mod_revision":"1"}"#).unwrap();
-        assert!(kv.into_pair().is_err(), "not UTF-8");
-        let kv: KeyValue = serde_json::from_str(r#"{"key":"YQ==","mod_revision":"-4"}"#).unwrap();
-        assert!(kv.into_pair().is_err());
-    }
-}
+mod tests;

@@ -96,7 +96,7 @@ impl Transport for Grpc {
         let id = request.id;
         let reply = self
             .on_members(true, "etcd lease keepalive", |member| {
-                member.keep_alives.once(self, &member.channel, id, &token)
+                member.keep_alives.once(self, member.channel(), id, &token)
             })
             .await?;
         Ok(reply.map(|reply| wire::KeepAliveResponse {
@@ -153,7 +153,7 @@ impl Transport for Grpc {
         for (index, member) in self.in_order() {
             let opened = member
                 .watches
-                .open(&member.channel, request.clone(), &token, self.timeout)
+                .open(member.channel(), request.clone(), &token, self.timeout)
                 .await;
             match opened {
                 Ok(channel) => {

@@ -8,6 +8,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
@@ -71,7 +72,14 @@ impl SharedKeepAlives {
         let mut call = request_with(outgoing, token, grpc.timeout)?;
         call.metadata_mut().remove("grpc-timeout"); // long-lived
         let (keep_alive, received) = mpsc::unbounded_channel();
-        tokio::spawn(run(Grpc::client(channel), call, requests, received));
+        let timeout = grpc.timeout;
+        tokio::spawn(run(
+            Grpc::client(channel),
+            call,
+            requests,
+            received,
+            timeout,
+        ));
         let handle = Handle {
             token: token.clone(),
             keep_alive,
@@ -91,6 +99,7 @@ async fn run<S>(
     call: tonic::Request<S>,
     requests: mpsc::UnboundedSender<proto::LeaseIdRequest>,
     mut keep_alives: mpsc::UnboundedReceiver<(i64, oneshot::Sender<Answer>)>,
+    timeout: std::time::Duration,
 ) where
     S: futures::Stream<Item = proto::LeaseIdRequest> + Send + 'static,
 {
@@ -111,35 +120,59 @@ async fn run<S>(
             .map(tonic::Response::into_inner)
     };
     tokio::pin!(opening);
-    let opened = loop {
+    let mut replies = None;
+    // Since when a keep-alive has waited with no reply at all: past the
+    // timeout, the stream is stuck (stalled, or never opened) and ends, so
+    // that the next keep-alive opens a new one.
+    let mut waiting_since: Option<Instant> = None;
+    let ended = loop {
         tokio::select! {
-            opened = &mut opening => break opened,
+            opened = &mut opening, if replies.is_none() => match opened {
+                Ok(opened) => replies = Some(opened),
+                Err(status) => break status,
+            },
             asked = keep_alives.recv() => match asked {
-                Some((id, answer)) => ask(&mut waiting, id, answer),
+                Some((id, answer)) => {
+                    waiting_since.get_or_insert_with(Instant::now);
+                    ask(&mut waiting, id, answer);
+                }
                 None => return,
             },
-        }
-    };
-    let ended = match opened {
-        Err(status) => status,
-        Ok(mut replies) => loop {
-            tokio::select! {
-                asked = keep_alives.recv() => match asked {
-                    Some((id, answer)) => ask(&mut waiting, id, answer),
-                    None => return,
-                },
-                reply = replies.message() => match reply {
-                    Ok(Some(reply)) => answer(&mut waiting, reply),
-                    Ok(None) => break tonic::Status::unavailable("the server ended the keep-alive stream"),
-                    Err(status) => break status,
-                },
+            reply = next_reply(&mut replies), if replies.is_some() => match reply {
+                Ok(Some(reply)) => {
+                    answer(&mut waiting, reply);
+                    waiting_since = (!waiting.is_empty()).then(Instant::now);
+                }
+                Ok(None) => break tonic::Status::unavailable("the server ended the keep-alive stream"),
+                Err(status) => break status,
+            },
+            _ = sleep_until_some(waiting_since.map(|since| since + timeout)), if waiting_since.is_some() => {
+                break tonic::Status::unavailable("the keep-alive stream went silent");
             }
-        },
+        }
     };
     for (_, queue) in waiting {
         for answer in queue {
             let _ = answer.send(Err(ended.clone()));
         }
+    }
+}
+
+/// The next reply of an open stream.
+async fn next_reply(
+    replies: &mut Option<tonic::Streaming<proto::LeaseKeepAliveResponse>>,
+) -> std::result::Result<Option<proto::LeaseKeepAliveResponse>, tonic::Status> {
+    match replies {
+        Some(replies) => replies.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
     }
 }
 

@@ -9,11 +9,13 @@
 
 mod calls;
 mod convert;
+mod errors;
 mod keep_alive;
 mod proto;
 mod watch;
 
 use std::future::Future;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
@@ -22,7 +24,7 @@ use tonic::metadata::MetadataValue;
 use tonic::transport::{Channel, Endpoint};
 use tracing::Instrument;
 
-use super::refusal::Refusal;
+use self::errors::{Failure, Failures, detail, failure, refusal, tls_error, unavailable};
 use super::transport::{Reply, Token};
 use crate::{Error, Result};
 
@@ -39,7 +41,11 @@ const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug)]
 struct Member {
     address: String,
-    channel: Channel,
+    /// How to reach it: made when the store is, so that bad settings fail
+    /// there; the connection itself is made on first use, inside the
+    /// runtime (a store can be made outside one).
+    connect: Connect,
+    channel: OnceLock<Channel>,
     watches: watch::SharedWatches,
     keep_alives: keep_alive::SharedKeepAlives,
 }
@@ -74,14 +80,17 @@ impl Grpc {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                     .map_err(|e| Error::InvalidArgument(format!("endpoint {address:?}: {e}")))?
-                    .connect_timeout(timeout)
+                    // Well inside a call's timeout, so that a member that
+                    // drops connection attempts leaves time for the next.
+                    .connect_timeout(timeout / 2)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(KEEP_ALIVE)
                     .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
                     .keep_alive_while_idle(true);
                 Ok(Member {
                     address: format!("{scheme}://{address}"),
-                    channel: connect(endpoint, tls, timeout)?,
+                    connect: Connect::new(endpoint, tls, timeout)?,
+                    channel: OnceLock::new(),
                     watches: watch::SharedWatches::default(),
                     keep_alives: keep_alive::SharedKeepAlives::default(),
                 })
@@ -127,7 +136,7 @@ impl Grpc {
         self.on_members(idempotent, operation, |member| {
             let call = request_with(request.clone(), &token, self.timeout);
             async move {
-                let mut client = Self::client(&member.channel);
+                let mut client = Self::client(member.channel());
                 if let Err(e) = client.ready().await {
                     return match tls_error(&e, operation, &member.address) {
                         Some(error) => Attempt::Failed(error),
@@ -211,6 +220,17 @@ impl Grpc {
                         failures.push(why);
                         break;
                     }
+                    // etcd may have proposed a write it then could not
+                    // confirm ("leader changed", "request timed out").
+                    Failure::Refused
+                        if !idempotent && status.code() == tonic::Code::Unavailable =>
+                    {
+                        return Err(Error::OutcomeUnknown {
+                            operation,
+                            message: why,
+                            source: Some(std::sync::Arc::new(status)),
+                        });
+                    }
                     Failure::Refused => return Ok(Err(refusal(&status, operation))),
                     Failure::NoConnection => {
                         failures.push(why);
@@ -225,7 +245,7 @@ impl Grpc {
                         return Err(Error::OutcomeUnknown {
                             operation,
                             message: why,
-                            source: None,
+                            source: Some(std::sync::Arc::new(status)),
                         });
                     }
                 }
@@ -251,23 +271,6 @@ impl Grpc {
     }
 }
 
-/// What each member did instead of answering.
-#[derive(Debug)]
-pub(super) struct Failures {
-    failures: Vec<String>,
-    /// Every member took the connection and broke the exchange: what
-    /// answers there may not speak HTTP/2 gRPC.
-    pub(super) all_broke: bool,
-}
-
-impl std::fmt::Display for Failures {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.failures.join("; "))
-    }
-}
-
-impl std::error::Error for Failures {}
-
 /// `message` as a call: its deadline, and the token etcd's gRPC API reads
 /// (`token` metadata).
 fn request_with<M>(message: M, token: &Token, timeout: Duration) -> Result<tonic::Request<M>> {
@@ -292,117 +295,56 @@ enum Attempt<R> {
     Failed(Error),
 }
 
-/// A status's message with the causes tonic keeps beside it.
-fn detail(status: &tonic::Status) -> String {
-    let mut text = status.message().to_owned();
-    let mut last = text.clone();
-    let mut cause = std::error::Error::source(status);
-    while let Some(error) = cause {
-        let piece = error.to_string();
-        if piece != last {
-            text.push_str(": ");
-            text.push_str(&piece);
+/// How a member is reached: plain HTTP/2, or HTTP/2 over TLS.
+#[derive(Debug)]
+enum Connect {
+    Plain(Endpoint),
+    #[cfg(feature = "tls")]
+    Tls(
+        Endpoint,
+        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+    ),
+}
+
+impl Connect {
+    /// `endpoint`, over TLS as `tls` says.
+    fn new(endpoint: Endpoint, tls: Option<&crate::TlsConfig>, timeout: Duration) -> Result<Self> {
+        match tls {
+            None => Ok(Connect::Plain(endpoint)),
+            #[cfg(feature = "tls")]
+            Some(tls) => Ok(Connect::Tls(
+                endpoint,
+                crate::http::tls::h2_connector(tls, timeout)?,
+            )),
+            #[cfg(not(feature = "tls"))]
+            Some(_) => {
+                let _ = timeout;
+                Err(Error::Unsupported {
+                    backend: "etcd",
+                    what: "TLS: this build of kvmesh left it out: enable the `tls` cargo feature"
+                        .into(),
+                })
+            }
         }
-        last = piece;
-        cause = error.source();
     }
-    text
-}
 
-/// How a call that got no answer failed.
-enum Failure {
-    /// etcd answered with an error status.
-    Refused,
-    /// No connection to the member: nothing was sent.
-    NoConnection,
-    /// The connection broke with the call on it: it may have been applied.
-    Broken,
-}
-
-fn failure(status: &tonic::Status) -> Failure {
-    // A status etcd sent carries no source; one tonic made from a
-    // transport error does.
-    let Some(mut cause) = std::error::Error::source(status) else {
-        return Failure::Refused;
-    };
-    loop {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::AddrNotAvailable
-                    | std::io::ErrorKind::NotConnected
-            )
-        {
-            return Failure::NoConnection;
-        }
-        match cause.source() {
-            Some(next) => cause = next,
-            None => return Failure::Broken,
+    /// The connection, made on first use (it needs a runtime).
+    fn channel(&self) -> Channel {
+        match self {
+            Connect::Plain(endpoint) => endpoint.connect_lazy(),
+            #[cfg(feature = "tls")]
+            Connect::Tls(endpoint, connector) => {
+                endpoint.connect_with_connector_lazy(connector.clone())
+            }
         }
     }
 }
 
-/// The member could not serve the call (down, no leader, the connection
-/// broke): another may.
-fn unavailable(status: &tonic::Status) -> bool {
-    matches!(
-        status.code(),
-        tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled
-    )
-}
-
-/// The member's connection: plain HTTP/2, or HTTP/2 over TLS as `tls` says.
-fn connect(
-    endpoint: Endpoint,
-    tls: Option<&crate::TlsConfig>,
-    timeout: Duration,
-) -> Result<Channel> {
-    match tls {
-        None => Ok(endpoint.connect_lazy()),
-        #[cfg(feature = "tls")]
-        Some(tls) => {
-            let connector = crate::http::tls::h2_connector(tls, timeout)?;
-            Ok(endpoint.connect_with_connector_lazy(connector))
-        }
-        #[cfg(not(feature = "tls"))]
-        Some(_) => {
-            let _ = timeout;
-            Err(Error::Unsupported {
-                backend: "etcd",
-                what: "TLS: this build of kvmesh left it out: enable the `tls` cargo feature"
-                    .into(),
-            })
-        }
+impl Member {
+    /// The member's one connection.
+    fn channel(&self) -> &Channel {
+        self.channel.get_or_init(|| self.connect.channel())
     }
-}
-
-/// The TLS failure among `error`'s causes, as [`Error::Tls`] naming the
-/// call and the member.
-#[cfg(feature = "tls")]
-fn tls_error(
-    error: &(dyn std::error::Error + 'static),
-    operation: &str,
-    member: &str,
-) -> Option<Error> {
-    crate::http::tls::tls_failure(error).map(|failure| Error::Tls {
-        message: format!("{operation} to {member}: {failure}"),
-    })
-}
-
-#[cfg(not(feature = "tls"))]
-fn tls_error(_: &(dyn std::error::Error + 'static), _: &str, _: &str) -> Option<Error> {
-    None
-}
-
-/// What etcd refused, as the gateway's refusals are read.
-fn refusal(status: &tonic::Status, operation: &str) -> Refusal {
-    Refusal::new(
-        status.code() as i32,
-        status.message().to_owned(),
-        200,
-        operation,
-    )
 }
 
 #[cfg(test)]

@@ -13,6 +13,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::{mpsc, oneshot};
+use tokio::time::Instant;
+use tonic::Streaming;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
@@ -49,10 +51,26 @@ enum Command {
     Cancel(i64),
 }
 
-/// A created watch: its id and its replies.
+/// A created watch: its replies, and its cancel (sent when it is dropped,
+/// whether or not its opener still waits for it).
 struct Opened {
-    id: i64,
     replies: mpsc::Receiver<Delivery>,
+    cancel: CancelOnDrop,
+}
+
+/// Cancels watch `id` on its stream when dropped.
+struct CancelOnDrop {
+    id: i64,
+    /// Weak: the stream's task ends once only its own handles are left.
+    commands: mpsc::WeakUnboundedSender<Command>,
+}
+
+impl Drop for CancelOnDrop {
+    fn drop(&mut self) {
+        if let Some(commands) = self.commands.upgrade() {
+            let _ = commands.send(Command::Cancel(self.id));
+        }
+    }
 }
 
 impl SharedWatches {
@@ -82,9 +100,8 @@ impl SharedWatches {
             })?
             .map_err(|_| broken("the watch stream ended"))??;
         Ok(Box::new(SharedWatch {
-            id: opened.id,
             replies: opened.replies,
-            commands: handle.commands,
+            _cancel: opened.cancel,
         }))
     }
 
@@ -102,7 +119,14 @@ impl SharedWatches {
             token: token.clone(),
             commands,
         };
-        tokio::spawn(run(Grpc::client(channel), call, requests, received));
+        let weak = handle.commands.downgrade();
+        tokio::spawn(run(
+            Grpc::client(channel),
+            call,
+            requests,
+            (received, weak),
+            timeout,
+        ));
         *current = Some(handle.clone());
         Ok(handle)
     }
@@ -139,15 +163,22 @@ fn status_error(status: &tonic::Status) -> Error {
 
 /// The stream's task: opens it (sending the creates that arrive meanwhile:
 /// etcd may answer with its headers only once it has something to say),
-/// then runs until the stream ends or the store is gone.
+/// then runs until the stream ends, etcd leaves a create unanswered for
+/// `timeout`, or the store is gone.
 async fn run(
     mut client: tonic::client::Grpc<Channel>,
     call: Call,
     requests: mpsc::UnboundedSender<proto::WatchRequest>,
-    mut commands: mpsc::UnboundedReceiver<Command>,
+    (mut commands, weak): (
+        mpsc::UnboundedReceiver<Command>,
+        mpsc::WeakUnboundedSender<Command>,
+    ),
+    timeout: Duration,
 ) {
     let mut stream = Stream {
         requests,
+        commands: weak,
+        timeout,
         waiting: VecDeque::new(),
         creating: None,
         watches: HashMap::new(),
@@ -162,42 +193,61 @@ async fn run(
             .map_err(|status| status_error(&status))
     };
     tokio::pin!(opening);
-    let opened = loop {
-        tokio::select! {
-            opened = &mut opening => break opened,
-            command = commands.recv() => match command {
-                Some(command) => stream.command(command),
-                None => return,
-            },
-        }
-    };
-    let mut replies = match opened {
-        Ok(replies) => replies,
-        Err(error) => return stream.end(&error),
-    };
+    let mut replies: Option<Streaming<proto::WatchResponse>> = None;
     let ended = loop {
+        let deadline = stream.creating.as_ref().map(|(_, by)| *by);
         tokio::select! {
+            opened = &mut opening, if replies.is_none() => match opened {
+                Ok(opened) => replies = Some(opened),
+                Err(error) => break error,
+            },
             command = commands.recv() => match command {
                 Some(command) => stream.command(command),
                 None => return,
             },
-            reply = replies.message() => match reply {
-                Ok(Some(reply)) => stream.reply(reply).await,
+            reply = next_reply(&mut replies), if replies.is_some() => match reply {
+                Ok(Some(reply)) => stream.reply(reply),
                 Ok(None) => break broken("the server ended the watch stream"),
                 Err(status) => break status_error(&status),
             },
+            _ = sleep_until_some(deadline), if deadline.is_some() => {
+                break broken("etcd did not answer a watch create in time");
+            }
         }
     };
     stream.end(&ended);
 }
 
+/// The next reply of an open stream.
+async fn next_reply(
+    replies: &mut Option<Streaming<proto::WatchResponse>>,
+) -> std::result::Result<Option<proto::WatchResponse>, tonic::Status> {
+    match replies {
+        Some(replies) => replies.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until_some(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The stream's state, owned by its task.
 struct Stream {
     requests: mpsc::UnboundedSender<proto::WatchRequest>,
+    /// For the cancels of the watches it creates.
+    commands: mpsc::WeakUnboundedSender<Command>,
+    /// How long etcd may take to answer a create.
+    timeout: Duration,
     /// Creates not sent yet: one is in flight at a time.
     waiting: VecDeque<(proto::WatchCreateRequest, oneshot::Sender<Result<Opened>>)>,
-    /// The create in flight: who waits for it.
-    creating: Option<oneshot::Sender<Result<Opened>>>,
+    /// The create in flight: who waits for it, and until when etcd may
+    /// take to answer it.
+    creating: Option<(oneshot::Sender<Result<Opened>>, Instant)>,
     watches: HashMap<i64, mpsc::Sender<Delivery>>,
 }
 
@@ -238,24 +288,27 @@ impl Stream {
                 continue; // its opener gave up
             }
             self.send(proto::WatchRequestUnion::Create(request));
-            self.creating = Some(opened);
+            self.creating = Some((opened, Instant::now() + self.timeout));
         }
     }
 
-    async fn reply(&mut self, reply: proto::WatchResponse) {
+    fn reply(&mut self, reply: proto::WatchResponse) {
         let id = reply.watch_id;
         if reply.created {
-            if let Some(opened) = self.creating.take() {
+            if let Some((opened, _)) = self.creating.take() {
                 let (deliver, replies) = mpsc::channel(QUEUED);
                 let canceled = reply.canceled;
                 let response = convert::watch_response(reply);
                 let _ = deliver.try_send(Ok(WatchMessage::Response(response)));
-                let taken = opened.send(Ok(Opened { id, replies })).is_ok();
-                if taken && !canceled {
+                if !canceled {
                     self.watches.insert(id, deliver);
-                } else if !canceled {
-                    self.cancel(id);
                 }
+                // Dropped unopened (its opener gave up), it cancels itself.
+                let cancel = CancelOnDrop {
+                    id,
+                    commands: self.commands.clone(),
+                };
+                let _ = opened.send(Ok(Opened { replies, cancel }));
             }
             self.send_next_create();
             return;
@@ -264,9 +317,12 @@ impl Stream {
         let Some(watch) = self.watches.get(&id) else {
             return;
         };
-        let delivered = watch
-            .send(Ok(WatchMessage::Response(convert::watch_response(reply))))
-            .await;
+        // Never waits: a watch whose reader is behind by a full queue is
+        // let go (cancelled here, its sender dropped). It reads what was
+        // queued, then learns its stream ended and resumes from its own
+        // next revision on a new watch: nothing lost, and no other watch of
+        // the stream waits for it.
+        let delivered = watch.try_send(Ok(WatchMessage::Response(convert::watch_response(reply))));
         if canceled {
             self.watches.remove(&id);
         } else if delivered.is_err() {
@@ -280,7 +336,7 @@ impl Stream {
         for (_, watch) in self.watches.drain() {
             let _ = watch.try_send(Err(error.clone()));
         }
-        if let Some(opened) = self.creating.take() {
+        if let Some((opened, _)) = self.creating.take() {
             let _ = opened.send(Err(error.clone()));
         }
         for (_, opened) in self.waiting.drain(..) {
@@ -289,17 +345,10 @@ impl Stream {
     }
 }
 
-/// One watch on a shared stream.
+/// One watch on a shared stream; dropped, it is cancelled there.
 struct SharedWatch {
-    id: i64,
     replies: mpsc::Receiver<Delivery>,
-    commands: mpsc::UnboundedSender<Command>,
-}
-
-impl Drop for SharedWatch {
-    fn drop(&mut self) {
-        let _ = self.commands.send(Command::Cancel(self.id));
-    }
+    _cancel: CancelOnDrop,
 }
 
 #[async_trait]
