@@ -5,8 +5,9 @@
 //! revisions are made one state, as of the last chunk's revision, from the
 //! change log: each key gets the logged changes after the revision its own
 //! chunk was read at. When the log no longer reaches back that far (writes
-//! outran it), the read starts over; after [`ATTEMPTS`], it is one script
-//! over the whole prefix.
+//! outran it), or the server lost the data between chunks (a new epoch),
+//! the read starts over; after [`ATTEMPTS`], it is one script over the
+//! whole prefix.
 
 use std::collections::BTreeMap;
 
@@ -58,11 +59,17 @@ pub(super) async fn read_state(
     after: Option<u64>,
 ) -> Result<ReadState> {
     for _ in 0..ATTEMPTS {
+        let epoch = client.epoch.current();
         let (mut state, chunks) = read_chunks(client, target, after, Some(CHUNK)).await?;
-        if state.made_one(client, target, after, &chunks).await? {
+        // The server lost the data between chunks: the chunks are of two
+        // data sets, which no log joins.
+        let same_data = epoch.is_none() || client.epoch.current() == epoch;
+        if same_data && state.made_one(client, target, after, &chunks).await? {
             return Ok(state);
         }
-        tracing::debug!("writes outran the change log during a chunked read; reading again");
+        tracing::debug!(
+            "writes outran the change log (or the data was lost) during a chunked read; reading again"
+        );
     }
     // One chunk: one revision.
     let (state, _) = read_chunks(client, target, after, None).await?;
