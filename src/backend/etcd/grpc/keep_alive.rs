@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tonic::codegen::http::uri::PathAndQuery;
 use tonic::transport::Channel;
 
-use super::{Attempt, Grpc, proto, request_with};
+use super::{Attempt, Grpc, next_message, proto, request_with, sleep_until_some};
 use crate::Result;
 use crate::backend::etcd::transport::Token;
 
@@ -138,7 +138,7 @@ async fn run<S>(
                 }
                 None => return,
             },
-            reply = next_reply(&mut replies), if replies.is_some() => match reply {
+            reply = next_message(&mut replies), if replies.is_some() => match reply {
                 Ok(Some(reply)) => {
                     answer(&mut waiting, reply);
                     waiting_since = (!waiting.is_empty()).then(Instant::now);
@@ -155,24 +155,6 @@ async fn run<S>(
         for answer in queue {
             let _ = answer.send(Err(ended.clone()));
         }
-    }
-}
-
-/// The next reply of an open stream.
-async fn next_reply(
-    replies: &mut Option<tonic::Streaming<proto::LeaseKeepAliveResponse>>,
-) -> std::result::Result<Option<proto::LeaseKeepAliveResponse>, tonic::Status> {
-    match replies {
-        Some(replies) => replies.message().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleeps until `deadline`; never wakes without one.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
     }
 }
 

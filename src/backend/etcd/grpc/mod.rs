@@ -285,6 +285,24 @@ fn request_with<M>(message: M, token: &Token, timeout: Duration) -> Result<tonic
     Ok(call)
 }
 
+/// The next message of a stream, once it is open (never before).
+async fn next_message<M: prost::Message + Default + 'static>(
+    replies: &mut Option<tonic::Streaming<M>>,
+) -> std::result::Result<Option<M>, tonic::Status> {
+    match replies {
+        Some(replies) => replies.message().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sleeps until `deadline`; never wakes without one.
+async fn sleep_until_some(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// How one member took a call.
 enum Attempt<R> {
     Answered(R),

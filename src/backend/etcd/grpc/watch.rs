@@ -19,7 +19,7 @@ use tonic::codegen::http::uri::PathAndQuery;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 
-use super::{Grpc, convert, proto, request_with};
+use super::{Grpc, convert, next_message, proto, request_with, sleep_until_some};
 use crate::backend::etcd::transport::{Token, WatchChannel, WatchMessage, broken};
 use crate::{Error, Result};
 
@@ -205,7 +205,7 @@ async fn run(
                 Some(command) => stream.command(command),
                 None => return,
             },
-            reply = next_reply(&mut replies), if replies.is_some() => match reply {
+            reply = next_message(&mut replies), if replies.is_some() => match reply {
                 Ok(Some(reply)) => stream.reply(reply),
                 Ok(None) => break broken("the server ended the watch stream"),
                 Err(status) => break status_error(&status),
@@ -216,24 +216,6 @@ async fn run(
         }
     };
     stream.end(&ended);
-}
-
-/// The next reply of an open stream.
-async fn next_reply(
-    replies: &mut Option<Streaming<proto::WatchResponse>>,
-) -> std::result::Result<Option<proto::WatchResponse>, tonic::Status> {
-    match replies {
-        Some(replies) => replies.message().await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sleeps until `deadline`; never wakes without one.
-async fn sleep_until_some(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
 }
 
 /// The stream's state, owned by its task.
