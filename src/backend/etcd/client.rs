@@ -6,6 +6,8 @@
 use std::future::Future;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::auth::Credentials;
 use super::keys::prefix_end;
 use super::refusal::{self, Refusal, code};
@@ -90,6 +92,17 @@ impl EtcdClient {
             .map_err(|refusal: Refusal| refusal.error)
     }
 
+    /// A read of a key or prefix at `revision` (0: the latest).
+    fn range_request(key: &str, prefix: bool, revision: i64) -> wire::RangeRequest {
+        let (key, range_end) = range_of(key, prefix);
+        wire::RangeRequest {
+            key,
+            range_end,
+            revision,
+            ..wire::RangeRequest::default()
+        }
+    }
+
     /// The pairs of a key or prefix (sorted by key), and the revision read at.
     pub(super) async fn range(
         &self,
@@ -97,45 +110,22 @@ impl EtcdClient {
         prefix: bool,
         revision: i64,
     ) -> Result<(Vec<KvPair>, i64)> {
-        let (key, range_end) = range_of(key, prefix);
-        let request = wire::RangeRequest {
-            key,
-            range_end,
-            revision,
-            ..wire::RangeRequest::default()
-        };
+        let request = Self::range_request(key, prefix, revision);
         let reply = self
             .call(|token| self.transport.range(&request, token))
             .await?;
-        let pairs = reply
-            .kvs
-            .into_iter()
-            .map(wire::KeyValue::into_pair)
-            .collect::<Result<Vec<_>>>()?;
-        Ok((pairs, reply.header.revision))
+        Ok((pairs(reply.kvs)?, reply.header.revision))
     }
 
     /// Like [`EtcdClient::range`] at `revision`, which etcd may have
     /// compacted away or not have reached yet.
     pub(super) async fn range_at(&self, key: &str, prefix: bool, revision: i64) -> Result<RangeAt> {
-        let (key, range_end) = range_of(key, prefix);
-        let request = wire::RangeRequest {
-            key,
-            range_end,
-            revision,
-            ..wire::RangeRequest::default()
-        };
+        let request = Self::range_request(key, prefix, revision);
         let reply = self
             .call_checked(|token| self.transport.range(&request, token))
             .await?;
         match reply {
-            Ok(reply) => Ok(RangeAt::Read(
-                reply
-                    .kvs
-                    .into_iter()
-                    .map(wire::KeyValue::into_pair)
-                    .collect::<Result<Vec<_>>>()?,
-            )),
+            Ok(reply) => Ok(RangeAt::Read(pairs(reply.kvs)?)),
             Err(refusal) if refusal.is_compacted() => Ok(RangeAt::Compacted),
             Err(refusal) if refusal.is_future_revision() => Ok(RangeAt::Future),
             Err(refusal) => Err(refusal.error),
@@ -145,16 +135,32 @@ impl EtcdClient {
     /// The raw entry of one key (with its lease and create revision), and
     /// the revision read at.
     pub(super) async fn range_raw(&self, key: &str) -> Result<(Vec<wire::KeyValue>, i64)> {
-        let (key, range_end) = range_of(key, false);
-        let request = wire::RangeRequest {
-            key,
-            range_end,
-            ..wire::RangeRequest::default()
-        };
+        let request = Self::range_request(key, false, 0);
         let reply = self
             .call(|token| self.transport.range(&request, token))
             .await?;
         Ok((reply.kvs, reply.header.revision))
+    }
+
+    /// Writes `key` with `lease` (0: none); with `prev_kv`, the reply names
+    /// the value it replaced.
+    async fn put_reply(
+        &self,
+        key: &str,
+        value: &Bytes,
+        lease: i64,
+        prev_kv: bool,
+    ) -> Result<wire::PutResponse> {
+        let request = wire::PutRequest {
+            key: bytes(key),
+            // Shared, not copied: the transports encode from it.
+            value: value.clone(),
+            lease,
+            prev_kv,
+        };
+        self.call(|token| self.transport.put(&request, token))
+            .await
+            .map_err(|e| refusal::with_value_size(e, key, value.len()))
     }
 
     /// Writes `key` with `lease` (0: none). With `prev_kv`, returns the
@@ -162,35 +168,17 @@ impl EtcdClient {
     pub(super) async fn put(
         &self,
         key: &str,
-        value: &[u8],
+        value: &Bytes,
         lease: i64,
         prev_kv: bool,
     ) -> Result<i64> {
-        let request = wire::PutRequest {
-            key: bytes(key),
-            value: bytes(value),
-            lease,
-            prev_kv,
-        };
-        let reply = self
-            .call(|token| self.transport.put(&request, token))
-            .await
-            .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
+        let reply = self.put_reply(key, value, lease, prev_kv).await?;
         Ok(reply.prev_kv.map_or(0, |kv| kv.lease))
     }
 
     /// Writes `key` with `lease`; returns the revision of the write.
-    pub(super) async fn put_revision(&self, key: &str, value: &[u8], lease: i64) -> Result<i64> {
-        let request = wire::PutRequest {
-            key: bytes(key),
-            value: bytes(value),
-            lease,
-            prev_kv: false,
-        };
-        let reply = self
-            .call(|token| self.transport.put(&request, token))
-            .await
-            .map_err(|e| refusal::with_value_size(e, key, value.len()))?;
+    pub(super) async fn put_revision(&self, key: &str, value: &Bytes, lease: i64) -> Result<i64> {
+        let reply = self.put_reply(key, value, lease, false).await?;
         Ok(reply.header.revision)
     }
 
@@ -302,6 +290,11 @@ pub(super) struct TxnOutcome {
     pub(super) ranges: Vec<wire::RangeResponse>,
     /// Leases of the values the txn's writes replaced or deleted.
     pub(super) replaced_leases: Vec<i64>,
+}
+
+/// `kvs` as pairs.
+fn pairs(kvs: Vec<wire::KeyValue>) -> Result<Vec<KvPair>> {
+    kvs.into_iter().map(wire::KeyValue::into_pair).collect()
 }
 
 /// The non-zero leases of `kvs`.
