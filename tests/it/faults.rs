@@ -1,5 +1,6 @@
 //! Network faults between kvmesh and a real server, through the loopback
-//! fault proxy (`tests/support/proxy.rs`), on Consul and on etcd (3.5):
+//! fault proxy (`tests/support/proxy.rs`), on Consul and on etcd (3.5, over
+//! its gateway and over gRPC):
 //! - a reply cut mid-body: a read is retried and succeeds; a write fails with
 //!   `Error::OutcomeUnknown` (and was in fact applied);
 //! - a stalled connection (open, silent): a watch notices within its
@@ -43,8 +44,8 @@ macro_rules! on_backends {
     };
 }
 
-/// Each case on etcd over gRPC. (Not the reply cuts: the proxy cuts an
-/// HTTP/1.1 reply after its head, a place an HTTP/2 stream does not have.)
+/// Each case on etcd over gRPC (the proxy cuts an HTTP/2 reply before its
+/// first DATA frame).
 #[cfg(feature = "grpc")]
 macro_rules! on_grpc {
     ($($case:ident),* $(,)?) => {
@@ -64,6 +65,8 @@ macro_rules! on_grpc {
 
 #[cfg(feature = "grpc")]
 on_grpc!(
+    cut_reply_to_a_read_is_retried,
+    cut_reply_to_a_write_is_outcome_unknown,
     stalled_watch_is_reissued,
     a_waiting_permit_rides_out_an_outage
 );

@@ -6,7 +6,9 @@
 //!   and new ones are accepted but forward nothing (packets dropped, no
 //!   reset), until `heal()` closes them all and forwards again;
 //! - `cut_next_replies(n)`: the next `n` connections forward their first reply
-//!   up to its head and one byte of its body, then close.
+//!   only in part, then close: an HTTP/1.1 reply up to its head and one byte
+//!   of its body; on HTTP/2 (gRPC) every frame before the first DATA frame
+//!   of a request's stream.
 //!
 //! `upstream_ports()` names the proxy's own ends of its server connections,
 //! so a test can count what the *server* still holds open
@@ -159,15 +161,18 @@ impl FaultProxy {
         self.generation.send_modify(|g| *g += 1);
     }
 
-    /// The next `n` connections accepted forward their first reply only up
-    /// to its head and one byte of its body, then close.
+    /// The next `n` connections accepted forward their first reply only in
+    /// part (see the module's doc), then close.
     pub fn cut_next_replies(&self, n: usize) {
         self.replies_to_cut.store(n, Ordering::SeqCst);
     }
 }
 
-/// Copies `from` to `to` until either ends; with `truncate`, stops after the
-/// first reply's head and one byte of its body.
+/// Copies `from` to `to` until either ends; with `truncate`, stops before
+/// the first reply's body is through: an HTTP/1.1 reply is forwarded up to
+/// its head and one byte of its body; an HTTP/2 connection's frames are
+/// forwarded up to the first DATA frame of a request's stream, which is
+/// dropped (the server answered: the request was applied, its reply lost).
 async fn pipe(
     from: &mut (impl AsyncRead + Unpin),
     to: &mut (impl AsyncWrite + Unpin),
@@ -175,23 +180,54 @@ async fn pipe(
 ) {
     let mut buffer = vec![0u8; 16 * 1024];
     let mut seen = Vec::new();
+    let mut forwarded = 0;
     loop {
         let n = match from.read(&mut buffer).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
         if truncate {
-            let before = seen.len();
             seen.extend_from_slice(&buffer[..n]);
-            if let Some(head_end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
-                let keep = (head_end + 4 + 1).saturating_sub(before).min(n);
-                let _ = to.write_all(&buffer[..keep]).await;
+            let (keep, done) = reply_cut(&seen);
+            let _ = to.write_all(&seen[forwarded..keep.max(forwarded)]).await;
+            forwarded = keep.max(forwarded);
+            if done {
                 let _ = to.flush().await;
                 return;
             }
+            continue;
         }
         if to.write_all(&buffer[..n]).await.is_err() {
             return;
         }
     }
+}
+
+/// How much of a reply's first bytes a cut forwards, and whether it has
+/// reached the cut.
+fn reply_cut(seen: &[u8]) -> (usize, bool) {
+    if seen.len() < 5 {
+        return (0, false);
+    }
+    if seen.starts_with(b"HTTP/") {
+        return match seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            Some(head_end) => ((head_end + 4 + 1).min(seen.len()), true),
+            None => (0, false),
+        };
+    }
+    // HTTP/2: whole frames (9-byte head: length, type, flags, stream id).
+    let mut at = 0;
+    while seen.len() >= at + 9 {
+        let head = &seen[at..at + 9];
+        let length = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5], head[6], head[7], head[8]]) & 0x7fff_ffff;
+        if head[3] == 0 && stream != 0 {
+            return (at, true);
+        }
+        if seen.len() < at + 9 + length {
+            break;
+        }
+        at += 9 + length;
+    }
+    (at, false)
 }

@@ -45,6 +45,9 @@ pub(super) enum Failure {
     Refused,
     /// No connection to the member: nothing was sent.
     NoConnection,
+    /// The connection closed before it took the call (hyper cancels a
+    /// request it never sent): safe to send again, on a new connection.
+    NotSent,
     /// The connection broke with the call on it: it may have been applied.
     Broken,
 }
@@ -67,6 +70,12 @@ pub(super) fn failure(status: &tonic::Status) -> Failure {
             )
         {
             return Failure::NoConnection;
+        }
+        if cause
+            .downcast_ref::<hyper::Error>()
+            .is_some_and(hyper::Error::is_canceled)
+        {
+            return Failure::NotSent;
         }
         // hyper-util's connector says so of a connection it never made:
         // a name it could not resolve, a connect that timed out.

@@ -177,8 +177,10 @@ impl Grpc {
         let mut all_broke = true;
         for (index, member) in self.in_order() {
             // A call whose connection broke under it goes to the same
-            // member once more (a cut is usually the connection's fault).
-            for again in [false, true] {
+            // member once more (a cut is usually the connection's fault);
+            // one the connection never took goes again, a few times.
+            let (mut broken_retries, mut unsent_retries) = (1, 3);
+            loop {
                 let span = tracing::debug_span!("etcd_grpc", operation, member = %member.address);
                 let outcome = tokio::time::timeout(self.timeout, attempt(member))
                     .instrument(span)
@@ -212,7 +214,7 @@ impl Grpc {
                 }
                 let why = format!("{}: {}", member.address, detail(&status));
                 let kind = failure(&status);
-                all_broke &= matches!(kind, Failure::Broken);
+                all_broke &= matches!(kind, Failure::Broken | Failure::NotSent);
                 match kind {
                     // etcd's own answer; another member may do better only
                     // when this one could not serve it.
@@ -236,10 +238,19 @@ impl Grpc {
                         failures.push(why);
                         break;
                     }
+                    Failure::NotSent if unsent_retries > 0 => {
+                        unsent_retries -= 1;
+                        // Time for the channel to see its connection gone.
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    Failure::NotSent => {
+                        failures.push(why);
+                        break;
+                    }
+                    Failure::Broken if idempotent && broken_retries > 0 => broken_retries -= 1,
                     Failure::Broken if idempotent => {
-                        if again {
-                            failures.push(why);
-                        }
+                        failures.push(why);
+                        break;
                     }
                     Failure::Broken => {
                         return Err(Error::OutcomeUnknown {
