@@ -1,0 +1,333 @@
+//! A key as a node: read, written, compared and deleted, with the parent
+//! nodes a key needs.
+//!
+//! Every node under the root is a key, except the parents kvmesh creates
+//! only to hold a key (`a` when only `a/b` was written): those hold
+//! [`PARENT`]. A key with children that is deleted turns into such a
+//! parent; parents left without children are deleted on the way back up
+//! (each with its version checked, and ZooKeeper refuses to delete a node
+//! with children, so a key written below one meanwhile is never lost).
+//! A key's version is its node's `mzxid`: the zxid of its last write,
+//! which orders every write of the ensemble.
+
+use bytes::Bytes;
+use zookeeper_client as zk;
+
+use super::session::{Repeat, Session};
+use crate::{Error, KvPair, Result};
+
+/// The data of a parent node kvmesh created only to hold keys below it.
+pub(crate) const PARENT: &[u8] = b"kvmesh:parent\0";
+
+/// How many times a write goes round a race (a parent removed under it, a
+/// node created or changed between two steps) before it gives up.
+const RACE_ROUNDS: usize = 20;
+
+/// The largest value kvmesh sends: ZooKeeper refuses a request past its
+/// `jute.maxbuffer` (1 MiB by default), path and header included.
+pub(crate) const MAX_VALUE: usize = 1024 * 1024 - 4096;
+
+/// The ACL new nodes get: everyone, or with a digest identity only it.
+pub(crate) fn acls(session: &Session) -> zk::Acls<'static> {
+    if session.settings().digest.is_some() {
+        zk::Acls::creator_all()
+    } else {
+        zk::Acls::anyone_all()
+    }
+}
+
+/// The version of a node as a key's version.
+pub(crate) fn version_of(stat: &zk::Stat) -> std::result::Result<u64, zk::Error> {
+    u64::try_from(stat.mzxid)
+        .ok()
+        .filter(|v| *v > 0)
+        .ok_or_else(|| zk::Error::UnexpectedError(format!("a node's mzxid is {}", stat.mzxid)))
+}
+
+/// The pair a node's data stands for; `None` for a parent.
+pub(crate) fn pair_of(
+    key: &str,
+    data: Vec<u8>,
+    stat: &zk::Stat,
+) -> std::result::Result<Option<KvPair>, zk::Error> {
+    if data == PARENT {
+        return Ok(None);
+    }
+    Ok(Some(KvPair {
+        key: key.to_owned(),
+        value: Bytes::from(data),
+        version: version_of(stat)?,
+    }))
+}
+
+/// Refuses a value ZooKeeper would refuse, or read as a parent.
+pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE {
+        return Err(Error::ValueTooLarge {
+            key: key.to_owned(),
+            size: value.len(),
+            limit: MAX_VALUE,
+        });
+    }
+    if value == PARENT {
+        return Err(Error::InvalidArgument(format!(
+            "the value written to {key:?} is the bytes kvmesh marks a parent node with on ZooKeeper ({PARENT:?})"
+        )));
+    }
+    Ok(())
+}
+
+/// The node's data and stat; `None` when there is no node.
+async fn read(
+    client: &zk::Client,
+    path: &str,
+) -> std::result::Result<Option<(Vec<u8>, zk::Stat)>, zk::Error> {
+    match client.get_data(path).await {
+        Ok(found) => Ok(Some(found)),
+        Err(zk::Error::NoNode) => Ok(None),
+        Err(error) => Err(error),
+    }
+}
+
+/// The path's parent; `None` for `/`.
+fn parent_of(path: &str) -> Option<&str> {
+    match path.rfind('/')? {
+        0 if path.len() > 1 => Some("/"),
+        0 => None,
+        at => Some(&path[..at]),
+    }
+}
+
+/// Creates `path` with `data`, and first every missing parent (as
+/// [`PARENT`] nodes). `NodeExists` when `path` itself exists.
+pub(crate) async fn create(
+    client: &zk::Client,
+    path: &str,
+    data: &[u8],
+    options: &zk::CreateOptions<'_>,
+    parents: &zk::CreateOptions<'_>,
+) -> std::result::Result<zk::Stat, zk::Error> {
+    for _ in 0..RACE_ROUNDS {
+        match client.create(path, data, options).await {
+            Ok((stat, _)) => return Ok(stat),
+            Err(zk::Error::NoNode) => {}
+            Err(error) => return Err(error),
+        }
+        // Make the missing parents, from the highest missing one down.
+        let mut missing = Vec::new();
+        let mut at = parent_of(path);
+        while let Some(parent) = at.filter(|p| *p != "/") {
+            match client.check_stat(parent).await? {
+                Some(_) => break,
+                None => missing.push(parent),
+            }
+            at = parent_of(parent);
+        }
+        for parent in missing.into_iter().rev() {
+            match client.create(parent, PARENT, parents).await {
+                Ok(_) | Err(zk::Error::NodeExists) => {}
+                // Removed again above it: the next round starts over.
+                Err(zk::Error::NoNode) => break,
+                Err(error) => return Err(error),
+            }
+        }
+    }
+    Err(raced(path))
+}
+
+fn raced(path: &str) -> zk::Error {
+    zk::Error::UnexpectedError(format!(
+        "{path} kept changing under the write ({RACE_ROUNDS} rounds)"
+    ))
+}
+
+/// Deletes the parents above `path` that hold nothing any more, up to (not
+/// including) `root`. Best effort: a parent written meanwhile stays.
+pub(crate) async fn remove_empty_parents(client: &zk::Client, root: &str, path: &str) {
+    let mut at = parent_of(path);
+    while let Some(parent) = at.filter(|p| p.len() > root.len() && p.starts_with(root)) {
+        let Ok(Some((data, stat))) = read(client, parent).await else {
+            return;
+        };
+        if data != PARENT || stat.num_children > 0 {
+            return;
+        }
+        if client.delete(parent, Some(stat.version)).await.is_err() {
+            return;
+        }
+        at = parent_of(parent);
+    }
+}
+
+/// The key at `path`, if it is one.
+pub(crate) async fn get(session: &Session, key: &str, path: &str) -> Result<Option<KvPair>> {
+    session
+        .run("zookeeper get", Repeat::Safe, |client| async move {
+            match read(&client, path).await? {
+                Some((data, stat)) => pair_of(key, data, &stat),
+                None => Ok(None),
+            }
+        })
+        .await
+}
+
+/// Writes `value` at `path`, creating the node (and its parents) if needed.
+pub(crate) async fn put(session: &Session, path: &str, value: &[u8]) -> Result<()> {
+    let options = zk::CreateMode::Persistent.with_acls(acls(session));
+    session
+        .run("zookeeper put", Repeat::Safe, |client| {
+            let options = options.clone();
+            async move {
+                for _ in 0..RACE_ROUNDS {
+                    match client.set_data(path, value, None).await {
+                        Ok(_) => return Ok(()),
+                        Err(zk::Error::NoNode) => {}
+                        Err(error) => return Err(error),
+                    }
+                    match create(&client, path, value, &options, &options).await {
+                        Ok(_) => return Ok(()),
+                        Err(zk::Error::NodeExists) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(raced(path))
+            }
+        })
+        .await
+}
+
+/// Deletes the key at `path` (a node with children becomes a parent).
+pub(crate) async fn delete(session: &Session, root: &str, path: &str) -> Result<()> {
+    session
+        .run("zookeeper delete", Repeat::Safe, |client| async move {
+            for _ in 0..RACE_ROUNDS {
+                match client.delete(path, None).await {
+                    Ok(()) => {
+                        remove_empty_parents(&client, root, path).await;
+                        return Ok(());
+                    }
+                    Err(zk::Error::NoNode) => return Ok(()),
+                    Err(zk::Error::NotEmpty) => {}
+                    Err(error) => return Err(error),
+                }
+                let Some((data, stat)) = read(&client, path).await? else {
+                    return Ok(());
+                };
+                if data == PARENT {
+                    return Ok(());
+                }
+                match client.set_data(path, PARENT, Some(stat.version)).await {
+                    Ok(_) | Err(zk::Error::NoNode) => return Ok(()),
+                    Err(zk::Error::BadVersion) => {}
+                    Err(error) => return Err(error),
+                }
+            }
+            Err(raced(path))
+        })
+        .await
+}
+
+/// Creates the key at `path` only if there is none (a parent is no key).
+pub(crate) async fn create_only(session: &Session, path: &str, value: &[u8]) -> Result<bool> {
+    let options = zk::CreateMode::Persistent.with_acls(acls(session));
+    session
+        .run("zookeeper atomic_put", Repeat::Unsafe, |client| {
+            let options = options.clone();
+            async move {
+                for _ in 0..RACE_ROUNDS {
+                    match create(&client, path, value, &options, &options).await {
+                        Ok(_) => return Ok(true),
+                        Err(zk::Error::NodeExists) => {}
+                        Err(error) => return Err(error),
+                    }
+                    let Some((data, stat)) = read(&client, path).await? else {
+                        continue;
+                    };
+                    if data != PARENT {
+                        return Ok(false);
+                    }
+                    match client.set_data(path, value, Some(stat.version)).await {
+                        Ok(_) => return Ok(true),
+                        Err(zk::Error::BadVersion | zk::Error::NoNode) => {}
+                        Err(error) => return Err(error),
+                    }
+                }
+                Err(raced(path))
+            }
+        })
+        .await
+}
+
+/// Writes `value` at `path` only while the key's version is `version`.
+pub(crate) async fn swap(
+    session: &Session,
+    path: &str,
+    value: &[u8],
+    version: u64,
+) -> Result<bool> {
+    session
+        .run(
+            "zookeeper atomic_put",
+            Repeat::Unsafe,
+            |client| async move {
+                let Some(stat) = current(&client, path, version).await? else {
+                    return Ok(false);
+                };
+                match client.set_data(path, value, Some(stat.version)).await {
+                    Ok(_) => Ok(true),
+                    Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
+                    Err(error) => Err(error),
+                }
+            },
+        )
+        .await
+}
+
+/// Deletes the key at `path` only while its version is `version`.
+pub(crate) async fn delete_if(
+    session: &Session,
+    root: &str,
+    path: &str,
+    version: u64,
+) -> Result<bool> {
+    session
+        .run(
+            "zookeeper atomic_delete",
+            Repeat::Unsafe,
+            |client| async move {
+                let Some(stat) = current(&client, path, version).await? else {
+                    return Ok(false);
+                };
+                let done = match client.delete(path, Some(stat.version)).await {
+                    Ok(()) => {
+                        remove_empty_parents(&client, root, path).await;
+                        return Ok(true);
+                    }
+                    // Keys below it stay: it becomes a parent, at the same check.
+                    Err(zk::Error::NotEmpty) => client
+                        .set_data(path, PARENT, Some(stat.version))
+                        .await
+                        .map(drop),
+                    Err(error) => Err(error),
+                };
+                match done {
+                    Ok(()) => Ok(true),
+                    Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
+                    Err(error) => Err(error),
+                }
+            },
+        )
+        .await
+}
+
+/// The node's stat when it is a key at `version`.
+async fn current(
+    client: &zk::Client,
+    path: &str,
+    version: u64,
+) -> std::result::Result<Option<zk::Stat>, zk::Error> {
+    let Some((data, stat)) = read(client, path).await? else {
+        return Ok(None);
+    };
+    Ok((data != PARENT && version_of(&stat)? == version).then_some(stat))
+}

@@ -1,0 +1,299 @@
+//! Every key under a prefix, as of one moment.
+//!
+//! ZooKeeper reads a tree one node at a time, so a range is read level by
+//! level (each level's nodes in `multi` reads of [`BATCH`] nodes: data,
+//! stat and children), then every node read (and the node the walk
+//! started at) is read once more: when no node's `mzxid` (its data) or
+//! `pzxid` (its children) moved and none went away, nothing under the
+//! prefix changed between the two reads, and the first read is the state
+//! of the moment between them. Otherwise the read starts over.
+
+use zookeeper_client as zk;
+
+use super::nodes::pair_of;
+use super::paths::{decode_piece, range_start};
+use super::session::{Repeat, Session};
+use crate::{KvPair, Result};
+
+/// Nodes per `multi` read.
+const BATCH: usize = 50;
+
+/// How many times a read starts over before it gives up.
+const ROUNDS: usize = 50;
+
+/// One node the walk read.
+pub(crate) struct Node {
+    pub(crate) path: String,
+    pub(crate) key: String,
+    pub(crate) data: Vec<u8>,
+    pub(crate) stat: zk::Stat,
+}
+
+/// Every key under `prefix` (a plain string prefix), sorted by key.
+pub(crate) async fn read_range(session: &Session, root: &str, prefix: &str) -> Result<Vec<KvPair>> {
+    session
+        .run("zookeeper get_range", Repeat::Safe, |client| async move {
+            for _ in 0..ROUNDS {
+                if let Some(pairs) = read_once(&client, root, prefix).await? {
+                    return Ok(pairs);
+                }
+            }
+            Err(zk::Error::UnexpectedError(format!(
+                "the keys under {prefix:?} kept changing during {ROUNDS} reads"
+            )))
+        })
+        .await
+}
+
+/// One walk and its check; `None` when something changed during it.
+async fn read_once(
+    client: &zk::Client,
+    root: &str,
+    prefix: &str,
+) -> std::result::Result<Option<Vec<KvPair>>, zk::Error> {
+    let Some(walk) = walk(client, root, prefix).await? else {
+        return Ok(None);
+    };
+    let Some((start, start_stat)) = &walk.start else {
+        return Ok(Some(Vec::new()));
+    };
+    if !unchanged(client, start, start_stat, &walk.nodes).await? {
+        return Ok(None);
+    }
+    let mut pairs = Vec::with_capacity(walk.nodes.len());
+    for node in walk.nodes {
+        if let Some(pair) = pair_of(&node.key, node.data, &node.stat)? {
+            pairs.push(pair);
+        }
+    }
+    pairs.sort_by(|a, b| a.key.cmp(&b.key));
+    Ok(Some(pairs))
+}
+
+/// What one walk read.
+pub(crate) struct Walk {
+    /// The node the walk started at and its stat; `None` when it is missing.
+    pub(crate) start: Option<(String, zk::Stat)>,
+    /// Every node under the prefix (keys and parents), level by level.
+    pub(crate) nodes: Vec<Node>,
+}
+
+/// Reads every node under `prefix`, level by level; `None` when a node
+/// went away during the walk.
+pub(crate) async fn walk(
+    client: &zk::Client,
+    root: &str,
+    prefix: &str,
+) -> std::result::Result<Option<Walk>, zk::Error> {
+    let (start, partial) = range_start(root, prefix);
+    let start_key = super::paths::key_of(root, &start);
+    let Some((start_stat, children)) = read_start(client, &start).await? else {
+        return Ok(Some(Walk {
+            start: None,
+            nodes: Vec::new(),
+        }));
+    };
+    // The first level: the start's children whose piece starts with the
+    // prefix's last (partial) piece.
+    let mut frontier: Vec<(String, String)> = children
+        .into_iter()
+        .filter_map(|name| {
+            let piece = decode_piece(&name)?;
+            piece.starts_with(&partial).then(|| {
+                let key = match &start_key {
+                    Some(parent) => format!("{parent}/{piece}"),
+                    None => piece,
+                };
+                (format!("{start}/{name}"), key)
+            })
+        })
+        .collect();
+    let mut nodes = Vec::new();
+    while !frontier.is_empty() {
+        let mut next = Vec::new();
+        for batch in frontier.chunks(BATCH) {
+            let Some(read) = read_batch(client, batch).await? else {
+                return Ok(None);
+            };
+            for (node, children) in read {
+                for name in children {
+                    if let Some(piece) = decode_piece(&name) {
+                        next.push((
+                            format!("{}/{name}", node.path),
+                            format!("{}/{piece}", node.key),
+                        ));
+                    }
+                }
+                nodes.push(node);
+            }
+        }
+        frontier = next;
+    }
+    Ok(Some(Walk {
+        start: Some((start, start_stat)),
+        nodes,
+    }))
+}
+
+/// The start node's stat and children; `None` when it does not exist.
+async fn read_start(
+    client: &zk::Client,
+    start: &str,
+) -> std::result::Result<Option<(zk::Stat, Vec<String>)>, zk::Error> {
+    let mut reader = client.new_multi_reader();
+    reader.add_get_data(start)?;
+    reader.add_get_children(start)?;
+    let mut results = reader.commit().await?.into_iter();
+    match (results.next(), results.next()) {
+        (
+            Some(zk::MultiReadResult::Data { stat, .. }),
+            Some(zk::MultiReadResult::Children { children }),
+        ) => Ok(Some((stat, children))),
+        (
+            Some(zk::MultiReadResult::Error {
+                err: zk::Error::NoNode,
+            }),
+            _,
+        ) => Ok(None),
+        (Some(zk::MultiReadResult::Error { err }), _) => Err(err),
+        _ => Err(zk::Error::UnexpectedError(
+            "a multi read answered out of shape".into(),
+        )),
+    }
+}
+
+/// Data, stat and children of each `(path, key)`; `None` when one went
+/// away since its parent was read.
+async fn read_batch(
+    client: &zk::Client,
+    batch: &[(String, String)],
+) -> std::result::Result<Option<Vec<(Node, Vec<String>)>>, zk::Error> {
+    let mut reader = client.new_multi_reader();
+    for (path, _) in batch {
+        reader.add_get_data(path)?;
+        reader.add_get_children(path)?;
+    }
+    let results = reader.commit().await?;
+    let mut read = Vec::with_capacity(batch.len());
+    let mut results = results.into_iter();
+    for (path, key) in batch {
+        match (results.next(), results.next()) {
+            (
+                Some(zk::MultiReadResult::Data { data, stat }),
+                Some(zk::MultiReadResult::Children { children }),
+            ) => {
+                let node = Node {
+                    path: path.clone(),
+                    key: key.clone(),
+                    data,
+                    stat,
+                };
+                read.push((node, children));
+            }
+            (
+                Some(zk::MultiReadResult::Error {
+                    err: zk::Error::NoNode,
+                }),
+                _,
+            )
+            | (
+                _,
+                Some(zk::MultiReadResult::Error {
+                    err: zk::Error::NoNode,
+                }),
+            ) => return Ok(None),
+            (Some(zk::MultiReadResult::Error { err }), _)
+            | (_, Some(zk::MultiReadResult::Error { err })) => {
+                return Err(err);
+            }
+            _ => {
+                return Err(zk::Error::UnexpectedError(
+                    "a multi read answered out of shape".into(),
+                ));
+            }
+        }
+    }
+    Ok(Some(read))
+}
+
+/// Whether the start and every node read still have the data and children
+/// they had.
+async fn unchanged(
+    client: &zk::Client,
+    start: &str,
+    start_stat: &zk::Stat,
+    nodes: &[Node],
+) -> std::result::Result<bool, zk::Error> {
+    let mut checks: Vec<(&str, &zk::Stat)> = vec![(start, start_stat)];
+    checks.extend(nodes.iter().map(|n| (n.path.as_str(), &n.stat)));
+    for batch in checks.chunks(BATCH * 2) {
+        let mut reader = client.new_multi_reader();
+        for (path, _) in batch {
+            reader.add_get_data(path)?;
+        }
+        for ((_, before), now) in batch.iter().zip(reader.commit().await?) {
+            match now {
+                zk::MultiReadResult::Data { stat, .. }
+                    if stat.mzxid == before.mzxid && stat.pzxid == before.pzxid => {}
+                zk::MultiReadResult::Error { err } if err != zk::Error::NoNode => return Err(err),
+                _ => return Ok(false),
+            }
+        }
+    }
+    Ok(true)
+}
+
+/// Deletes every key under `prefix`: the nodes below it, deepest first,
+/// [`BATCH`] to a `multi`; a batch that fails (a key written below one
+/// meanwhile) goes again one node at a time, as `delete` does.
+pub(crate) async fn delete_range(session: &Session, root: &str, prefix: &str) -> Result<()> {
+    let mut nodes = session
+        .run(
+            "zookeeper delete_range",
+            Repeat::Safe,
+            |client| async move {
+                for _ in 0..ROUNDS {
+                    if let Some(walk) = walk(&client, root, prefix).await? {
+                        return Ok((walk.start, walk.nodes));
+                    }
+                }
+                Err(zk::Error::UnexpectedError(format!(
+                    "the keys under {prefix:?} kept changing during {ROUNDS} reads"
+                )))
+            },
+        )
+        .await?;
+    // Children before their parents.
+    nodes
+        .1
+        .sort_by_key(|node| std::cmp::Reverse(node.path.matches('/').count()));
+    for batch in nodes.1.chunks(BATCH) {
+        let deleted = session
+            .run(
+                "zookeeper delete_range",
+                Repeat::Safe,
+                |client| async move {
+                    let mut writer = client.new_multi_writer();
+                    for node in batch {
+                        writer.add_delete(&node.path, None)?;
+                    }
+                    match writer.commit().await {
+                        Ok(_) => Ok(true),
+                        Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(false),
+                        Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+                    }
+                },
+            )
+            .await?;
+        if !deleted {
+            for node in batch {
+                super::nodes::delete(session, root, &node.path).await?;
+            }
+        }
+    }
+    if let Some((start, _)) = nodes.0 {
+        let client = session.client().await?;
+        super::nodes::remove_empty_parents(&client, root, &format!("{start}/-")).await;
+    }
+    Ok(())
+}
