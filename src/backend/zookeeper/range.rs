@@ -231,7 +231,15 @@ async fn unchanged(
         for (path, _) in batch {
             reader.add_get_data(path)?;
         }
-        for ((_, before), now) in batch.iter().zip(reader.commit().await?) {
+        let answers = reader.commit().await?;
+        if answers.len() != batch.len() {
+            return Err(zk::Error::UnexpectedError(format!(
+                "a multi read of {} nodes answered {}",
+                batch.len(),
+                answers.len()
+            )));
+        }
+        for ((_, before), now) in batch.iter().zip(answers) {
             match now {
                 zk::MultiReadResult::Data { stat, .. }
                     if stat.mzxid == before.mzxid && stat.pzxid == before.pzxid => {}

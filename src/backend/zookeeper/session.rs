@@ -166,8 +166,12 @@ impl Session {
                 // Never applied: the server refuses calls of an expired
                 // session. The next try makes a new one.
                 zk::Error::SessionExpired | zk::Error::ClientClosed => {}
-                zk::Error::ConnectionLoss if repeat == Repeat::Safe => {}
-                zk::Error::ConnectionLoss => {
+                // The connection went (a clean close is ConnectionLoss; a
+                // reset, a failed write or a silent server is the client's
+                // own Custom error, given to every call in flight), or the
+                // session moved to another server under the call.
+                error if lost_connection(&error) && repeat == Repeat::Safe => {}
+                error if lost_connection(&error) => {
                     return Err(Error::OutcomeUnknown {
                         operation,
                         message: format!(
@@ -195,6 +199,15 @@ impl Session {
     }
 }
 
+/// Whether `error` says the connection went with the call on it (sent or
+/// not), rather than the server answering it.
+fn lost_connection(error: &zk::Error) -> bool {
+    matches!(
+        error,
+        zk::Error::ConnectionLoss | zk::Error::SessionMoved | zk::Error::Custom(_)
+    )
+}
+
 /// A ZooKeeper error no caller expected, in kvmesh's terms.
 pub(crate) fn failure(operation: &'static str, error: zk::Error) -> Error {
     match error {
@@ -212,6 +225,8 @@ pub(crate) fn failure(operation: &'static str, error: zk::Error) -> Error {
             ),
         },
         zk::Error::ConnectionLoss
+        | zk::Error::SessionMoved
+        | zk::Error::Custom(_)
         | zk::Error::NoHosts
         | zk::Error::Timeout
         | zk::Error::SessionExpired
