@@ -60,6 +60,8 @@ mod open;
 mod prefixed;
 pub mod semaphore;
 mod store;
+#[cfg(test)]
+mod test_servers;
 mod tls;
 mod ttl;
 mod txn;

@@ -13,16 +13,7 @@ use crate::{Config, Error};
 
 /// The server's address, or `None` (said) when the tests run without it.
 fn server() -> Option<String> {
-    match std::env::var("KV_ZOOKEEPER_ADDR") {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var_os("KV_REQUIRE_SERVERS").is_some() => {
-            panic!("KV_ZOOKEEPER_ADDR is not set but KV_REQUIRE_SERVERS is: the server is missing")
-        }
-        _ => {
-            eprintln!("SKIPPED: KV_ZOOKEEPER_ADDR is not set (see scripts/servers)");
-            None
-        }
-    }
+    crate::test_servers::server("KV_ZOOKEEPER_ADDR")
 }
 
 /// A store under a root no other test uses, and that root.

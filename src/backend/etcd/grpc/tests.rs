@@ -14,19 +14,7 @@ use crate::backend::etcd::transport::{Transport, WatchMessage};
 use crate::backend::etcd::wire::{self, Compare, RequestOp, bytes};
 use crate::http::{ConnectionLimits, HttpClient};
 
-/// The server's address, or `None` (said) when the tests run without it.
-fn server(var: &str) -> Option<String> {
-    match std::env::var(var) {
-        Ok(addr) if !addr.is_empty() => Some(addr),
-        _ if std::env::var_os("KV_REQUIRE_SERVERS").is_some() => {
-            panic!("{var} is not set but KV_REQUIRE_SERVERS is: the server is missing")
-        }
-        _ => {
-            eprintln!("SKIPPED: {var} is not set (see scripts/servers)");
-            None
-        }
-    }
-}
+use crate::test_servers::server;
 
 fn transports(addr: &str) -> (Gateway, Grpc) {
     let timeout = Duration::from_secs(10);
