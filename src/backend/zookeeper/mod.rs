@@ -3,21 +3,20 @@
 //!
 //! - A key is a node under the store's root, one node name per piece
 //!   between `/`s ([`paths`]): ZooKeeper's own tools read it where it is.
-//! - Parents kvmesh creates only to hold keys are not keys ([`nodes`]).
+//! - Parents kvmesh creates only to hold keys, and deleted keys, are
+//!   marker nodes, not keys ([`nodes`]); idle markers are collected
+//!   ([`collect`]).
 //! - A key's version is its node's `mzxid`; compare-and-swap is ZooKeeper's
 //!   own version check on the node, so the compare and the write are one
 //!   step.
 //! - A range is read level by level and checked unchanged ([`range`]).
 //! - One session per store, made anew once expired ([`session`]).
 //!
-//! Before it joins `connect` (found in review, not yet fixed): a node's
-//! data version starts again at 0 when it is deleted and made anew, so a
-//! compare-and-swap (or an emptied parent's removal) that read a node, then
-//! acts on its data version, can act on a newer node at the same version;
-//! and ZooKeeper reports `ephemeralOwner` 0 for TTL and container nodes, so
-//! a client cannot tell a TTL node from a plain one by its stat (TTL keys
-//! need another mark).
+//! Before it joins `connect`: ZooKeeper reports `ephemeralOwner` 0 for
+//! TTL and container nodes, so a client cannot tell a TTL node from a plain
+//! one by its stat (TTL keys need another mark, checked on the server).
 
+mod collect;
 mod nodes;
 mod paths;
 mod range;
@@ -26,6 +25,7 @@ mod session;
 mod tests;
 
 use std::fmt;
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
@@ -35,8 +35,19 @@ use crate::{Config, Error, KvPair, Result};
 
 /// A ZooKeeper store.
 pub(crate) struct ZooKeeperStore {
-    session: Session,
+    session: Arc<Session>,
     root: String,
+    /// The marker collector ([`collect`]), started on first use (a store
+    /// may be made outside a runtime).
+    collector: OnceLock<tokio::task::JoinHandle<()>>,
+}
+
+impl Drop for ZooKeeperStore {
+    fn drop(&mut self) {
+        if let Some(collector) = self.collector.get() {
+            collector.abort();
+        }
+    }
 }
 
 impl fmt::Debug for ZooKeeperStore {
@@ -84,13 +95,16 @@ impl ZooKeeperStore {
             digest,
         };
         Ok(ZooKeeperStore {
-            session: Session::new(settings),
+            session: Arc::new(Session::new(settings)),
             root: paths::root(chroot)?,
+            collector: OnceLock::new(),
         })
     }
 
     fn path(&self, key: &str) -> Result<String> {
         check_key(key)?;
+        self.collector
+            .get_or_init(|| collect::start(&self.session, &self.root));
         Ok(paths::node_path(&self.root, key))
     }
 
@@ -107,7 +121,7 @@ impl ZooKeeperStore {
 
     pub(crate) async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
-        nodes::delete(&self.session, &self.root, &path).await
+        nodes::delete(&self.session, &path).await
     }
 
     pub(crate) async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
@@ -135,6 +149,6 @@ impl ZooKeeperStore {
 
     pub(crate) async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
         let path = self.path(key)?;
-        nodes::delete_if(&self.session, &self.root, &path, previous).await
+        nodes::delete_if(&self.session, &path, previous).await
     }
 }

@@ -1,14 +1,21 @@
 //! A key as a node: read, written, compared and deleted, with the parent
 //! nodes a key needs.
 //!
-//! Every node under the root is a key, except the parents kvmesh creates
-//! only to hold a key (`a` when only `a/b` was written): those hold
-//! [`PARENT`]. A key with children that is deleted turns into such a
-//! parent; parents left without children are deleted on the way back up
-//! (each with its version checked, and ZooKeeper refuses to delete a node
-//! with children, so a key written below one meanwhile is never lost).
-//! A key's version is its node's `mzxid`: the zxid of its last write,
-//! which orders every write of the ensemble.
+//! Every node under the root is a key, except those holding [`PARENT`]:
+//! the parents kvmesh creates only to hold a key (`a` when only `a/b` was
+//! written), and deleted keys. A delete writes [`PARENT`] instead of
+//! removing the node, so
+//! - a key's node is never made anew while kvmesh works on it: its data
+//!   version only grows, and a compare-and-swap (read the node, then write
+//!   at the data version read) cannot act on another node at the same
+//!   version;
+//! - a delete has a version of its own (the marker's `mzxid`), which a
+//!   watch reports;
+//! - a parent never has to be removed under a key being written below it.
+//!
+//! Markers idle for long are removed by the collector ([`super::collect`]).
+//! A key's version is its node's `mzxid`: the zxid of its last write, which
+//! orders every write of the ensemble.
 
 use bytes::Bytes;
 use zookeeper_client as zk;
@@ -141,24 +148,6 @@ fn raced(path: &str) -> zk::Error {
     ))
 }
 
-/// Deletes the parents above `path` that hold nothing any more, up to (not
-/// including) `root`. Best effort: a parent written meanwhile stays.
-pub(crate) async fn remove_empty_parents(client: &zk::Client, root: &str, path: &str) {
-    let mut at = parent_of(path);
-    while let Some(parent) = at.filter(|p| p.len() > root.len() && p.starts_with(root)) {
-        let Ok(Some((data, stat))) = read(client, parent).await else {
-            return;
-        };
-        if data != PARENT || stat.num_children > 0 {
-            return;
-        }
-        if client.delete(parent, Some(stat.version)).await.is_err() {
-            return;
-        }
-        at = parent_of(parent);
-    }
-}
-
 /// The key at `path`, if it is one.
 pub(crate) async fn get(session: &Session, key: &str, path: &str) -> Result<Option<KvPair>> {
     session
@@ -196,20 +185,11 @@ pub(crate) async fn put(session: &Session, path: &str, value: &[u8]) -> Result<(
         .await
 }
 
-/// Deletes the key at `path` (a node with children becomes a parent).
-pub(crate) async fn delete(session: &Session, root: &str, path: &str) -> Result<()> {
+/// Deletes the key at `path`: its node holds [`PARENT`] from then on.
+pub(crate) async fn delete(session: &Session, path: &str) -> Result<()> {
     session
         .run("zookeeper delete", Repeat::Safe, |client| async move {
             for _ in 0..RACE_ROUNDS {
-                match client.delete(path, None).await {
-                    Ok(()) => {
-                        remove_empty_parents(&client, root, path).await;
-                        return Ok(());
-                    }
-                    Err(zk::Error::NoNode) => return Ok(()),
-                    Err(zk::Error::NotEmpty) => {}
-                    Err(error) => return Err(error),
-                }
                 let Some((data, stat)) = read(&client, path).await? else {
                     return Ok(());
                 };
@@ -284,12 +264,7 @@ pub(crate) async fn swap(
 }
 
 /// Deletes the key at `path` only while its version is `version`.
-pub(crate) async fn delete_if(
-    session: &Session,
-    root: &str,
-    path: &str,
-    version: u64,
-) -> Result<bool> {
+pub(crate) async fn delete_if(session: &Session, path: &str, version: u64) -> Result<bool> {
     session
         .run(
             "zookeeper atomic_delete",
@@ -298,20 +273,8 @@ pub(crate) async fn delete_if(
                 let Some(stat) = current(&client, path, version).await? else {
                     return Ok(false);
                 };
-                let done = match client.delete(path, Some(stat.version)).await {
-                    Ok(()) => {
-                        remove_empty_parents(&client, root, path).await;
-                        return Ok(true);
-                    }
-                    // Keys below it stay: it becomes a parent, at the same check.
-                    Err(zk::Error::NotEmpty) => client
-                        .set_data(path, PARENT, Some(stat.version))
-                        .await
-                        .map(drop),
-                    Err(error) => Err(error),
-                };
-                match done {
-                    Ok(()) => Ok(true),
+                match client.set_data(path, PARENT, Some(stat.version)).await {
+                    Ok(_) => Ok(true),
                     Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
                     Err(error) => Err(error),
                 }

@@ -10,7 +10,7 @@
 
 use zookeeper_client as zk;
 
-use super::nodes::pair_of;
+use super::nodes::{PARENT, pair_of};
 use super::paths::{decode_piece, range_start};
 use super::session::{Repeat, Session};
 use crate::{KvPair, Result};
@@ -251,57 +251,40 @@ async fn unchanged(
     Ok(true)
 }
 
-/// Deletes every key under `prefix`: the nodes below it, deepest first,
-/// [`BATCH`] to a `multi`; a batch that fails (a key written below one
-/// meanwhile) goes again one node at a time, as `delete` does.
+/// Deletes every key under `prefix`: each key's node takes [`PARENT`]
+/// (see [`super::nodes`]), [`BATCH`] to a `multi`, each at the version read
+/// (a key written meanwhile stays: the next round reads it again).
 pub(crate) async fn delete_range(session: &Session, root: &str, prefix: &str) -> Result<()> {
-    let mut nodes = session
+    session
         .run(
             "zookeeper delete_range",
             Repeat::Safe,
             |client| async move {
                 for _ in 0..ROUNDS {
-                    if let Some(walk) = walk(&client, root, prefix).await? {
-                        return Ok((walk.start, walk.nodes));
+                    let Some(walk) = walk(&client, root, prefix).await? else {
+                        continue;
+                    };
+                    let keys: Vec<&Node> = walk.nodes.iter().filter(|n| n.data != PARENT).collect();
+                    if keys.is_empty() {
+                        return Ok(());
+                    }
+                    for batch in keys.chunks(BATCH) {
+                        let mut writer = client.new_multi_writer();
+                        for node in batch {
+                            writer.add_set_data(&node.path, PARENT, Some(node.stat.version))?;
+                        }
+                        match writer.commit().await {
+                            Ok(_) | Err(zk::MultiWriteError::OperationFailed { .. }) => {}
+                            Err(zk::MultiWriteError::RequestFailed { source }) => {
+                                return Err(source);
+                            }
+                        }
                     }
                 }
                 Err(zk::Error::UnexpectedError(format!(
-                    "the keys under {prefix:?} kept changing during {ROUNDS} reads"
+                    "the keys under {prefix:?} kept changing during {ROUNDS} deletes"
                 )))
             },
         )
-        .await?;
-    // Children before their parents.
-    nodes
-        .1
-        .sort_by_key(|node| std::cmp::Reverse(node.path.matches('/').count()));
-    for batch in nodes.1.chunks(BATCH) {
-        let deleted = session
-            .run(
-                "zookeeper delete_range",
-                Repeat::Safe,
-                |client| async move {
-                    let mut writer = client.new_multi_writer();
-                    for node in batch {
-                        writer.add_delete(&node.path, None)?;
-                    }
-                    match writer.commit().await {
-                        Ok(_) => Ok(true),
-                        Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(false),
-                        Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
-                    }
-                },
-            )
-            .await?;
-        if !deleted {
-            for node in batch {
-                super::nodes::delete(session, root, &node.path).await?;
-            }
-        }
-    }
-    if let Some((start, _)) = nodes.0 {
-        let client = session.client().await?;
-        super::nodes::remove_empty_parents(&client, root, &format!("{start}/-")).await;
-    }
-    Ok(())
+        .await
 }

@@ -80,8 +80,33 @@ async fn keys_round_trip_at_their_documented_paths() {
         store.delete(key).await.unwrap();
     }
     assert!(store.get_range("").await.unwrap().is_empty());
+    // Deleted keys and emptied parents stay as markers until collected.
+    let (data, _) = client.get_data(&format!("{root}/plain")).await.unwrap();
+    assert_eq!(data, PARENT, "a deleted key's node holds the marker");
+    for _ in 0..4 {
+        let collected =
+            super::collect::collect(&store.session, &root, Duration::ZERO, Duration::ZERO);
+        collected.await.unwrap();
+    }
     let (left, _) = client.get_children(&root).await.unwrap();
-    assert!(left.is_empty(), "emptied parents went too: {left:?}");
+    assert_eq!(left, ["%collected"], "every marker was collected");
+    // Another run within `every` is skipped; markers younger than `idle` stay.
+    store.put("young/key", Bytes::from("1")).await.unwrap();
+    store.delete("young/key").await.unwrap();
+    let skipped = super::collect::collect(
+        &store.session,
+        &root,
+        Duration::ZERO,
+        Duration::from_secs(60),
+    );
+    assert_eq!(skipped.await.unwrap(), None);
+    let young = super::collect::collect(
+        &store.session,
+        &root,
+        Duration::from_secs(60),
+        Duration::ZERO,
+    );
+    assert_eq!(young.await.unwrap(), Some(0));
 }
 
 #[tokio::test]
