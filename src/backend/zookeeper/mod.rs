@@ -1,5 +1,5 @@
-//! The ZooKeeper backend (in progress: keys, ranges and compare-and-swap;
-//! TTL keys, watches, locks and transactions come next, then `zk://`).
+//! The ZooKeeper backend (in progress: keys, ranges, compare-and-swap and
+//! TTL keys; watches, locks and transactions come next, then `zk://`).
 //!
 //! - A key is a node under the store's root, one node name per piece
 //!   between `/`s ([`paths`]): ZooKeeper's own tools read it where it is.
@@ -11,14 +11,12 @@
 //!   step.
 //! - A range is read level by level and checked unchanged ([`range`]).
 //! - One session per store, made anew once expired ([`session`]).
-//!
-//! Before it joins `connect`: ZooKeeper reports `ephemeralOwner` 0 for
-//! TTL and container nodes, so a client cannot tell a TTL node from a plain
-//! one by its stat (TTL keys need another mark, checked on the server).
+//! - TTL keys are TTL nodes, marked so that a stat shows them ([`put`]).
 
 mod collect;
 mod nodes;
 mod paths;
+mod put;
 mod range;
 mod session;
 #[cfg(test)]
@@ -26,6 +24,7 @@ mod tests;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -111,7 +110,14 @@ impl ZooKeeperStore {
     pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<()> {
         let path = self.path(key)?;
         nodes::check_value(key, &value)?;
-        nodes::put(&self.session, &path, &value).await
+        put::put(&self.session, &path, &value).await
+    }
+
+    pub(crate) async fn put_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+        let path = self.path(key)?;
+        nodes::check_value(key, &value)?;
+        crate::ttl::check_ttl(ttl, put::MAX_TTL)?;
+        put::put_ttl(&self.session, &path, &value, ttl).await
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<KvPair>> {

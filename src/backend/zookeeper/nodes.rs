@@ -28,7 +28,7 @@ pub(crate) const PARENT: &[u8] = b"kvmesh:parent\0";
 
 /// How many times a write goes round a race (a parent removed under it, a
 /// node created or changed between two steps) before it gives up.
-const RACE_ROUNDS: usize = 20;
+pub(crate) const RACE_ROUNDS: usize = 20;
 
 /// The largest value kvmesh sends: ZooKeeper refuses a request past its
 /// `jute.maxbuffer` (1 MiB by default), path and header included.
@@ -117,32 +117,41 @@ pub(crate) async fn create(
     for _ in 0..RACE_ROUNDS {
         match client.create(path, data, options).await {
             Ok((stat, _)) => return Ok(stat),
-            Err(zk::Error::NoNode) => {}
+            Err(zk::Error::NoNode) => make_parents(client, path, parents).await?,
             Err(error) => return Err(error),
-        }
-        // Make the missing parents, from the highest missing one down.
-        let mut missing = Vec::new();
-        let mut at = parent_of(path);
-        while let Some(parent) = at.filter(|p| *p != "/") {
-            match client.check_stat(parent).await? {
-                Some(_) => break,
-                None => missing.push(parent),
-            }
-            at = parent_of(parent);
-        }
-        for parent in missing.into_iter().rev() {
-            match client.create(parent, PARENT, parents).await {
-                Ok(_) | Err(zk::Error::NodeExists) => {}
-                // Removed again above it: the next round starts over.
-                Err(zk::Error::NoNode) => break,
-                Err(error) => return Err(error),
-            }
         }
     }
     Err(raced(path))
 }
 
-fn raced(path: &str) -> zk::Error {
+/// Makes the missing parents of `path` (as [`PARENT`] nodes), from the
+/// highest missing one down.
+pub(crate) async fn make_parents(
+    client: &zk::Client,
+    path: &str,
+    parents: &zk::CreateOptions<'_>,
+) -> std::result::Result<(), zk::Error> {
+    let mut missing = Vec::new();
+    let mut at = parent_of(path);
+    while let Some(parent) = at.filter(|p| *p != "/") {
+        match client.check_stat(parent).await? {
+            Some(_) => break,
+            None => missing.push(parent),
+        }
+        at = parent_of(parent);
+    }
+    for parent in missing.into_iter().rev() {
+        match client.create(parent, PARENT, parents).await {
+            Ok(_) | Err(zk::Error::NodeExists) => {}
+            // Removed again above it: the caller's next round starts over.
+            Err(zk::Error::NoNode) => return Ok(()),
+            Err(error) => return Err(error),
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn raced(path: &str) -> zk::Error {
     zk::Error::UnexpectedError(format!(
         "{path} kept changing under the write ({RACE_ROUNDS} rounds)"
     ))
@@ -155,31 +164,6 @@ pub(crate) async fn get(session: &Session, key: &str, path: &str) -> Result<Opti
             match read(&client, path).await? {
                 Some((data, stat)) => pair_of(key, data, &stat),
                 None => Ok(None),
-            }
-        })
-        .await
-}
-
-/// Writes `value` at `path`, creating the node (and its parents) if needed.
-pub(crate) async fn put(session: &Session, path: &str, value: &[u8]) -> Result<()> {
-    let options = zk::CreateMode::Persistent.with_acls(acls(session));
-    session
-        .run("zookeeper put", Repeat::Safe, |client| {
-            let options = options.clone();
-            async move {
-                for _ in 0..RACE_ROUNDS {
-                    match client.set_data(path, value, None).await {
-                        Ok(_) => return Ok(()),
-                        Err(zk::Error::NoNode) => {}
-                        Err(error) => return Err(error),
-                    }
-                    match create(&client, path, value, &options, &options).await {
-                        Ok(_) => return Ok(()),
-                        Err(zk::Error::NodeExists) => {}
-                        Err(error) => return Err(error),
-                    }
-                }
-                Err(raced(path))
             }
         })
         .await

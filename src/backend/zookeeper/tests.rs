@@ -229,6 +229,47 @@ async fn values_zookeeper_would_refuse_are_refused_first() {
 }
 
 #[tokio::test]
+async fn ttl_keys_expire_and_a_plain_put_keeps_one() {
+    let Some(addr) = server() else { return };
+    let (store, root) = store(&addr);
+    let ttl = Duration::from_millis(500);
+    store.put_ttl("gone", Bytes::from("1"), ttl).await.unwrap();
+    store.put_ttl("kept", Bytes::from("1"), ttl).await.unwrap();
+    let before = store.get("kept").await.unwrap().expect("kept");
+    store.put("kept", Bytes::from("2")).await.unwrap();
+    store.put_ttl("again", Bytes::from("1"), ttl).await.unwrap();
+    store
+        .put_ttl("again", Bytes::from("2"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let client = raw(&addr).await;
+    let (_, stat) = client.get_data(&format!("{root}/kept")).await.unwrap();
+    assert_eq!(stat.cversion, 0, "made a plain node again");
+    assert!(stat.version > 0, "its data version went on growing");
+    assert!(store.get("kept").await.unwrap().expect("kept").version > before.version);
+    // The server's container check runs every second (scripts/servers).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while store.get("gone").await.unwrap().is_some() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the TTL key outlived its TTL by 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Well past the TTL the plain key had as a TTL key, it is still there,
+    // as is the key whose TTL a later write made longer.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(store.get("kept").await.unwrap().expect("kept").value, "2");
+    assert_eq!(store.get("again").await.unwrap().expect("again").value, "2");
+    // A TTL on a key with keys below it cannot be kept by ZooKeeper.
+    store.put("dir/leaf", Bytes::from("1")).await.unwrap();
+    assert!(matches!(
+        store.put_ttl("dir", Bytes::from("1"), ttl).await,
+        Err(Error::Unsupported { .. })
+    ));
+}
+
+#[tokio::test]
 async fn an_unreachable_server_is_unreachable() {
     let store = ZooKeeperStore::new(
         &["127.0.0.1:1"],
