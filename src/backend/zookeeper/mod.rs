@@ -21,6 +21,7 @@ mod range;
 mod session;
 #[cfg(test)]
 mod tests;
+mod watch;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
@@ -30,7 +31,8 @@ use bytes::Bytes;
 
 use self::session::{Digest, Session, Settings};
 use crate::key::{check_delete_prefix, check_key};
-use crate::{Config, Error, KvPair, Result};
+use crate::watch::{WatchRegistry, WatchTarget};
+use crate::{Config, Error, KvPair, Result, Watch, WatchOptions};
 
 /// A ZooKeeper store.
 pub(crate) struct ZooKeeperStore {
@@ -39,6 +41,8 @@ pub(crate) struct ZooKeeperStore {
     /// The marker collector ([`collect`]), started on first use (a store
     /// may be made outside a runtime).
     collector: OnceLock<tokio::task::JoinHandle<()>>,
+    registry: WatchRegistry,
+    hub: Arc<watch::Hub>,
 }
 
 impl Drop for ZooKeeperStore {
@@ -97,6 +101,8 @@ impl ZooKeeperStore {
             session: Arc::new(Session::new(settings)),
             root: paths::root(chroot)?,
             collector: OnceLock::new(),
+            registry: WatchRegistry::default(),
+            hub: Arc::default(),
         })
     }
 
@@ -156,5 +162,31 @@ impl ZooKeeperStore {
     pub(crate) async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
         let path = self.path(key)?;
         nodes::delete_if(&self.session, &path, previous).await
+    }
+
+    pub(crate) async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
+        self.path(key)?;
+        self.open_watch(WatchTarget::Key(key.to_owned()), options)
+            .await
+    }
+
+    pub(crate) async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
+        self.open_watch(WatchTarget::Prefix(prefix.to_owned()), options)
+            .await
+    }
+
+    pub(crate) fn cancel_watch(&self, key: &str) -> usize {
+        self.registry.cancel(&WatchTarget::Key(key.to_owned()))
+    }
+
+    pub(crate) fn cancel_watch_range(&self, prefix: &str) -> usize {
+        self.registry
+            .cancel(&WatchTarget::Prefix(prefix.to_owned()))
+    }
+
+    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
+        let (events, initial) = watch::open(self, &target, options).await?;
+        let watch = Watch::new(events, self.registry.register(target));
+        Ok(watch.with_initial_state(initial))
     }
 }

@@ -10,7 +10,9 @@
 
 use zookeeper_client as zk;
 
-use super::nodes::{PARENT, pair_of};
+use std::collections::HashMap;
+
+use super::nodes::{PARENT, pair_of, version_of};
 use super::paths::{decode_piece, range_start};
 use super::session::{Repeat, Session};
 use crate::{KvPair, Result};
@@ -29,13 +31,32 @@ pub(crate) struct Node {
     pub(crate) stat: zk::Stat,
 }
 
+/// Every key under a prefix as of one moment, with what a watch needs to
+/// date the deletes it reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Snapshot {
+    /// Sorted by key.
+    pub(crate) pairs: Vec<KvPair>,
+    /// The deleted keys whose marker stands, at the marker's version.
+    pub(crate) deleted: HashMap<String, u64>,
+    /// The highest zxid the state shows (every node's `mzxid` and `pzxid`,
+    /// and the start's): at or above any delete in it, and higher for every
+    /// later change.
+    pub(crate) zxid: u64,
+}
+
 /// Every key under `prefix` (a plain string prefix), sorted by key.
 pub(crate) async fn read_range(session: &Session, root: &str, prefix: &str) -> Result<Vec<KvPair>> {
+    Ok(read_snapshot(session, root, prefix).await?.pairs)
+}
+
+/// The state under `prefix`, as of one moment.
+pub(crate) async fn read_snapshot(session: &Session, root: &str, prefix: &str) -> Result<Snapshot> {
     session
         .run("zookeeper get_range", Repeat::Safe, |client| async move {
             for _ in 0..ROUNDS {
-                if let Some(pairs) = read_once(&client, root, prefix).await? {
-                    return Ok(pairs);
+                if let Some(snapshot) = read_once(&client, root, prefix).await? {
+                    return Ok(snapshot);
                 }
             }
             Err(zk::Error::UnexpectedError(format!(
@@ -50,24 +71,61 @@ async fn read_once(
     client: &zk::Client,
     root: &str,
     prefix: &str,
-) -> std::result::Result<Option<Vec<KvPair>>, zk::Error> {
+) -> std::result::Result<Option<Snapshot>, zk::Error> {
     let Some(walk) = walk(client, root, prefix).await? else {
         return Ok(None);
     };
     let Some((start, start_stat)) = &walk.start else {
-        return Ok(Some(Vec::new()));
+        let (start, _) = range_start(root, prefix);
+        return Ok(Some(Snapshot {
+            pairs: Vec::new(),
+            deleted: HashMap::new(),
+            zxid: nearest_pzxid(client, &start).await?,
+        }));
     };
     if !unchanged(client, start, start_stat, &walk.nodes).await? {
         return Ok(None);
     }
+    let mut zxid = zxid_of(start_stat.mzxid.max(start_stat.pzxid));
     let mut pairs = Vec::with_capacity(walk.nodes.len());
+    let mut deleted = HashMap::new();
     for node in walk.nodes {
-        if let Some(pair) = pair_of(&node.key, node.data, &node.stat)? {
-            pairs.push(pair);
+        zxid = zxid.max(zxid_of(node.stat.mzxid.max(node.stat.pzxid)));
+        match pair_of(&node.key, node.data, &node.stat)? {
+            Some(pair) => pairs.push(pair),
+            None => {
+                deleted.insert(node.key, version_of(&node.stat)?);
+            }
         }
     }
     pairs.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(Some(pairs))
+    Ok(Some(Snapshot {
+        pairs,
+        deleted,
+        zxid,
+    }))
+}
+
+fn zxid_of(zxid: i64) -> u64 {
+    u64::try_from(zxid).unwrap_or(0)
+}
+
+/// The `pzxid` of the nearest existing node at or above `path`: at or
+/// above the zxid that deleted anything that was under it.
+pub(crate) async fn nearest_pzxid(
+    client: &zk::Client,
+    path: &str,
+) -> std::result::Result<u64, zk::Error> {
+    let mut at = path;
+    loop {
+        if let Some(stat) = client.check_stat(at).await? {
+            return Ok(zxid_of(stat.pzxid.max(stat.mzxid)));
+        }
+        match at.rfind('/') {
+            Some(0) | None => at = "/",
+            Some(end) => at = &at[..end],
+        }
+    }
 }
 
 /// What one walk read.
