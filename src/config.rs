@@ -23,6 +23,10 @@ pub enum Backend {
     /// The durable embedded store in one file (`file:///path/store.redb`);
     /// its one endpoint is the file's path. Needs the `file` feature.
     File,
+    /// Apache ZooKeeper 3.6+ (`zk://host:port[,host:port...][/chroot]`;
+    /// the last endpoint may end with the chroot). Needs the `zookeeper`
+    /// feature.
+    ZooKeeper,
 }
 
 impl Backend {
@@ -34,6 +38,7 @@ impl Backend {
             Backend::Etcd => "etcd",
             Backend::File => "file",
             Backend::Redis => "redis",
+            Backend::ZooKeeper => "zk",
         }
     }
 }

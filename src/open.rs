@@ -16,6 +16,8 @@ enum Opened {
     Consul(backend::consul::ConsulStore),
     #[cfg(feature = "etcd")]
     Etcd(backend::etcd::EtcdStore),
+    #[cfg(feature = "zookeeper")]
+    ZooKeeper(backend::zookeeper::ZooKeeperStore),
 }
 
 impl Opened {
@@ -57,12 +59,19 @@ impl Opened {
             Backend::Etcd => Ok(Opened::Etcd(backend::etcd::EtcdStore::new(
                 endpoints, config,
             )?)),
+            #[cfg(feature = "zookeeper")]
+            Backend::ZooKeeper => Ok(Opened::ZooKeeper(backend::zookeeper::ZooKeeperStore::new(
+                endpoints, &config,
+            )?)),
             #[allow(unreachable_patterns)]
             left_out => Err(Error::Unsupported {
                 backend: left_out.name(),
                 what: format!(
                     "this build of kvmesh left it out: enable the `{}` cargo feature",
-                    left_out.name()
+                    match left_out {
+                        Backend::ZooKeeper => "zookeeper",
+                        other => other.name(),
+                    }
                 ),
             }),
         }
@@ -80,6 +89,8 @@ impl Opened {
             Opened::Consul(store) => store.check_reachable().await,
             #[cfg(feature = "etcd")]
             Opened::Etcd(store) => store.check_reachable().await,
+            #[cfg(feature = "zookeeper")]
+            Opened::ZooKeeper(store) => store.check_reachable().await,
         }
     }
 
@@ -94,6 +105,8 @@ impl Opened {
             Opened::Consul(store) => Arc::new(store),
             #[cfg(feature = "etcd")]
             Opened::Etcd(store) => Arc::new(store),
+            #[cfg(feature = "zookeeper")]
+            Opened::ZooKeeper(store) => Arc::new(store),
         }
     }
 

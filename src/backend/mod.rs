@@ -10,6 +10,5 @@ pub(crate) mod local;
 pub(crate) mod memory;
 #[cfg(feature = "redis")]
 pub(crate) mod redis;
-// In progress: built for its own tests until it joins `connect`.
-#[cfg(all(feature = "zookeeper", test))]
+#[cfg(feature = "zookeeper")]
 pub(crate) mod zookeeper;

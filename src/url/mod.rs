@@ -8,7 +8,8 @@ use options::{percent_decode, set_options};
 /// Every URL form, for hints and help texts: one list, so none leaves a
 /// backend out.
 pub(crate) const URL_FORMS: &str = "memory://, file:///path/store.redb, \
-redis://[user:password@]host:port[/db], consul://host:port or etcd://host:port";
+redis://[user:password@]host:port[/db], zk://[user:password@]host:port[/chroot], \
+consul://host:port or etcd://host:port";
 
 /// A parsed `connect` URL.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,11 +32,12 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
         "etcd" => (Backend::Etcd, false),
         "redis" => (Backend::Redis, false),
         "rediss" => (Backend::Redis, true),
+        "zk" => (Backend::ZooKeeper, false),
         "consul+https" => (Backend::Consul, true),
         "etcd+https" => (Backend::Etcd, true),
         other => {
             return Err(Error::InvalidArgument(format!(
-                "unknown scheme {other:?} (known: memory, file, redis, rediss, consul, etcd, consul+https, etcd+https)"
+                "unknown scheme {other:?} (known: memory, file, redis, rediss, zk, consul, etcd, consul+https, etcd+https)"
             )));
         }
     };
@@ -66,7 +68,9 @@ pub(crate) fn parse_url(url: &str) -> Result<(StoreUrl, Config)> {
                 "memory:// takes no host: each memory:// URL is a new, empty store".into(),
             ));
         }
-        Backend::Consul | Backend::Etcd | Backend::Redis if endpoints.is_empty() => {
+        Backend::Consul | Backend::Etcd | Backend::Redis | Backend::ZooKeeper
+            if endpoints.is_empty() =>
+        {
             return Err(Error::InvalidArgument(format!(
                 "{scheme}:// needs at least one host:port"
             )));

@@ -16,6 +16,7 @@ pub(super) fn options_of(backend: Backend) -> Vec<&'static str> {
         Backend::Redis => vec!["timeout", "lock_ttl", "history", "namespace"],
         Backend::Consul => vec!["timeout", "lock_ttl", "stall_timeout", "token", "dc"],
         Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout", "transport"],
+        Backend::ZooKeeper => vec!["timeout", "lock_ttl"],
         // A backend added later takes what its own arm says.
         #[allow(unreachable_patterns)]
         _ => vec![],
@@ -36,6 +37,7 @@ pub(super) fn set_options(config: &mut Config, backend: Backend, query: &str) ->
                 Backend::Consul,
                 Backend::Etcd,
                 Backend::File,
+                Backend::ZooKeeper,
             ]
             .into_iter()
             .any(|other| options_of(other).contains(&name));

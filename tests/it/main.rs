@@ -38,3 +38,5 @@ mod servers;
 mod tls;
 #[cfg(all(feature = "consul", feature = "etcd", feature = "redis"))]
 mod wrong_server;
+#[cfg(feature = "zookeeper")]
+mod zookeeper;

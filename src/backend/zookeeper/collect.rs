@@ -100,7 +100,9 @@ async fn run(
     let mut removed = 0;
     for node in &walk.nodes {
         let idle_for = now.saturating_sub(node.stat.mtime);
-        if node.data != PARENT || node.stat.num_children > 0 || idle_for < idle {
+        // Ephemeral nodes (lock contenders) go with their session, never here.
+        let ephemeral = node.stat.ephemeral_owner != 0;
+        if node.data != PARENT || node.stat.num_children > 0 || ephemeral || idle_for < idle {
             continue;
         }
         match client.delete(&node.path, Some(node.stat.version)).await {

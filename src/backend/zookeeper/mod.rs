@@ -14,6 +14,7 @@
 //! - TTL keys are TTL nodes, marked so that a stat shows them ([`put`]).
 
 mod collect;
+mod lock;
 mod nodes;
 mod paths;
 mod put;
@@ -21,18 +22,20 @@ mod range;
 mod session;
 #[cfg(test)]
 mod tests;
+mod txn;
 mod watch;
 
 use std::fmt;
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 
 use bytes::Bytes;
 
 use self::session::{Digest, Session, Settings};
 use crate::key::{check_delete_prefix, check_key};
 use crate::watch::{WatchRegistry, WatchTarget};
-use crate::{Config, Error, KvPair, Result, Watch, WatchOptions};
+use crate::{
+    Config, Error, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
+};
 
 /// A ZooKeeper store.
 pub(crate) struct ZooKeeperStore {
@@ -63,36 +66,49 @@ impl fmt::Debug for ZooKeeperStore {
 }
 
 impl ZooKeeperStore {
-    /// A store on the servers `endpoints` (`host:port`), keys under
-    /// `chroot` (default `/kvmesh`). Connects on first use.
-    pub(crate) fn new(endpoints: &[&str], chroot: Option<&str>, config: &Config) -> Result<Self> {
-        if endpoints.is_empty() {
+    /// A store on the servers `endpoints` (`host:port`; the last may end
+    /// with the chroot, `host:port/path`: keys go under it, by default
+    /// under `/kvmesh`). Connects on first use.
+    pub(crate) fn new(endpoints: &[&str], config: &Config) -> Result<Self> {
+        let Some((last, others)) = endpoints.split_last() else {
             return Err(Error::InvalidArgument(
-                "the zookeeper backend needs at least one host:port".into(),
+                "zk:// needs at least one host:port".into(),
             ));
-        }
-        if let Some(bad) = endpoints
+        };
+        let (last, chroot) = match last.find('/') {
+            Some(at) => (&last[..at], Some(&last[at..])),
+            None => (*last, None),
+        };
+        let mut hosts: Vec<&str> = others.to_vec();
+        hosts.push(last);
+        if let Some(bad) = hosts
             .iter()
-            .find(|e| e.is_empty() || e.contains([',', '/']))
+            .find(|e| e.is_empty() || e.contains([',', '/', '@']))
         {
             return Err(Error::InvalidArgument(format!(
-                "{bad:?} is not a ZooKeeper host:port"
+                "{bad:?} is not a ZooKeeper host:port (a chroot goes after the last one)"
             )));
         }
+        if config.tls.is_some() {
+            return Err(Error::Unsupported {
+                backend: "zookeeper",
+                what: "TLS (not yet: use a loopback or private network)".into(),
+            });
+        }
         let digest = match (&config.username, &config.password) {
-            (Some(user), Some(password)) => Some(Digest {
+            (Some(user), Some(password)) if !user.contains(':') => Some(Digest {
                 user: user.clone(),
                 password: password.clone(),
             }),
             (None, None) => None,
             _ => {
                 return Err(Error::InvalidArgument(
-                    "ZooKeeper's digest identity needs both a user and a password".into(),
+                    "ZooKeeper's digest identity needs a user (without ':') and a password".into(),
                 ));
             }
         };
         let settings = Settings {
-            servers: endpoints.join(","),
+            servers: hosts.join(","),
             timeout: config.timeout,
             session_timeout: config.lock_ttl,
             digest,
@@ -113,44 +129,104 @@ impl ZooKeeperStore {
         Ok(paths::node_path(&self.root, key))
     }
 
-    pub(crate) async fn put(&self, key: &str, value: Bytes) -> Result<()> {
-        let path = self.path(key)?;
-        nodes::check_value(key, &value)?;
-        put::put(&self.session, &path, &value).await
+    /// For `connect`: a session, and a read of the root.
+    pub(crate) async fn check_reachable(&self) -> Result<()> {
+        let root = self.root.clone();
+        self.session
+            .run("zookeeper connect", session::Repeat::Safe, |client| {
+                let root = root.clone();
+                async move { client.check_stat(&root).await.map(drop) }
+            })
+            .await
     }
 
-    pub(crate) async fn put_ttl(&self, key: &str, value: Bytes, ttl: Duration) -> Result<()> {
+    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
+        let (events, initial) = watch::open(self, &target, options).await?;
+        let watch = Watch::new(events, self.registry.register(target));
+        Ok(watch.with_initial_state(initial))
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for ZooKeeperStore {
+    #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
+    async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let path = self.path(key)?;
         nodes::check_value(key, &value)?;
-        crate::ttl::check_ttl(ttl, put::MAX_TTL)?;
-        put::put_ttl(&self.session, &path, &value, ttl).await
+        match options.ttl {
+            None => put::put(&self.session, &path, &value).await,
+            Some(ttl) => {
+                crate::ttl::check_ttl(ttl, put::MAX_TTL)?;
+                put::put_ttl(&self.session, &path, &value, ttl).await
+            }
+        }
     }
 
-    pub(crate) async fn get(&self, key: &str) -> Result<Option<KvPair>> {
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get(&self, key: &str) -> Result<Option<KvPair>> {
         let path = self.path(key)?;
         nodes::get(&self.session, key, &path).await
     }
 
-    pub(crate) async fn delete(&self, key: &str) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete(&self, key: &str) -> Result<()> {
         let path = self.path(key)?;
         nodes::delete(&self.session, &path).await
     }
 
-    pub(crate) async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
+    async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
+        self.path(key)?;
+        self.open_watch(WatchTarget::Key(key.to_owned()), options)
+            .await
+    }
+
+    fn cancel_watch(&self, key: &str) -> usize {
+        self.registry.cancel(&WatchTarget::Key(key.to_owned()))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
+        self.path(key)?;
+        let lock = lock::lock(&self.session, &self.root, key, &value, true).await?;
+        lock.ok_or_else(|| Error::LockLost {
+            key: key.to_owned(),
+        })
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
+        self.path(key)?;
+        lock::lock(&self.session, &self.root, key, &value, false).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn release(&self, session: &str) -> Result<()> {
+        lock::release(&self.session, &self.root, session).await
+    }
+
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn get_range(&self, prefix: &str) -> Result<Vec<KvPair>> {
         range::read_range(&self.session, &self.root, prefix).await
     }
 
-    pub(crate) async fn delete_range(&self, prefix: &str) -> Result<()> {
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn delete_range(&self, prefix: &str) -> Result<()> {
         check_delete_prefix(prefix)?;
         range::delete_range(&self.session, &self.root, prefix).await
     }
 
-    pub(crate) async fn atomic_put(
-        &self,
-        key: &str,
-        value: Bytes,
-        previous: Option<u64>,
-    ) -> Result<bool> {
+    async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
+        self.open_watch(WatchTarget::Prefix(prefix.to_owned()), options)
+            .await
+    }
+
+    fn cancel_watch_range(&self, prefix: &str) -> usize {
+        self.registry
+            .cancel(&WatchTarget::Prefix(prefix.to_owned()))
+    }
+
+    #[tracing::instrument(level = "debug", skip(self, value))]
+    async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
         let path = self.path(key)?;
         nodes::check_value(key, &value)?;
         match previous {
@@ -159,34 +235,21 @@ impl ZooKeeperStore {
         }
     }
 
-    pub(crate) async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
+    #[tracing::instrument(level = "debug", skip(self))]
+    async fn atomic_delete(&self, key: &str, previous: u64) -> Result<bool> {
         let path = self.path(key)?;
         nodes::delete_if(&self.session, &path, previous).await
     }
 
-    pub(crate) async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
+    async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
         self.path(key)?;
-        self.open_watch(WatchTarget::Key(key.to_owned()), options)
-            .await
+        lock::holder(&self.session, &self.root, key).await
     }
 
-    pub(crate) async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
-        self.open_watch(WatchTarget::Prefix(prefix.to_owned()), options)
-            .await
-    }
-
-    pub(crate) fn cancel_watch(&self, key: &str) -> usize {
-        self.registry.cancel(&WatchTarget::Key(key.to_owned()))
-    }
-
-    pub(crate) fn cancel_watch_range(&self, prefix: &str) -> usize {
-        self.registry
-            .cancel(&WatchTarget::Prefix(prefix.to_owned()))
-    }
-
-    async fn open_watch(&self, target: WatchTarget, options: WatchOptions) -> Result<Watch> {
-        let (events, initial) = watch::open(self, &target, options).await?;
-        let watch = Watch::new(events, self.registry.register(target));
-        Ok(watch.with_initial_state(initial))
+    #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]
+    async fn txn(&self, txn: Txn) -> Result<TxnResult> {
+        self.collector
+            .get_or_init(|| collect::start(&self.session, &self.root));
+        txn::apply(&self.session, &self.root, txn).await
     }
 }

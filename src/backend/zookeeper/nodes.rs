@@ -180,8 +180,8 @@ pub(crate) async fn delete(session: &Session, path: &str) -> Result<()> {
                 if data == PARENT {
                     return Ok(());
                 }
-                match client.set_data(path, PARENT, Some(stat.version)).await {
-                    Ok(_) | Err(zk::Error::NoNode) => return Ok(()),
+                match mark_deleted(&client, path, &stat).await {
+                    Ok(()) | Err(zk::Error::NoNode) => return Ok(()),
                     Err(zk::Error::BadVersion) => {}
                     Err(error) => return Err(error),
                 }
@@ -189,6 +189,35 @@ pub(crate) async fn delete(session: &Session, path: &str) -> Result<()> {
             Err(raced(path))
         })
         .await
+}
+
+/// Writes the marker over the key at `path` (at the data version of
+/// `stat`) and, in the same `multi`, deletes the lock contenders below it:
+/// deleting a lock's key breaks the lock. `BadVersion` when the key moved.
+async fn mark_deleted(
+    client: &zk::Client,
+    path: &str,
+    stat: &zk::Stat,
+) -> std::result::Result<(), zk::Error> {
+    let contenders = super::lock::contenders_below(client, path, stat).await?;
+    if contenders.is_empty() {
+        return client
+            .set_data(path, PARENT, Some(stat.version))
+            .await
+            .map(drop);
+    }
+    let mut writer = client.new_multi_writer();
+    writer.add_set_data(path, PARENT, Some(stat.version))?;
+    for contender in &contenders {
+        writer.add_delete(contender, None)?;
+    }
+    match writer.commit().await {
+        Ok(_) => Ok(()),
+        Err(zk::MultiWriteError::OperationFailed { index: 0, source }) => Err(source),
+        // A contender went meanwhile: the caller reads again.
+        Err(zk::MultiWriteError::OperationFailed { .. }) => Err(zk::Error::BadVersion),
+        Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+    }
 }
 
 /// Creates the key at `path` only if there is none (a parent is no key).
@@ -254,14 +283,19 @@ pub(crate) async fn delete_if(session: &Session, path: &str, version: u64) -> Re
             "zookeeper atomic_delete",
             Repeat::Unsafe,
             |client| async move {
-                let Some(stat) = current(&client, path, version).await? else {
-                    return Ok(false);
-                };
-                match client.set_data(path, PARENT, Some(stat.version)).await {
-                    Ok(_) => Ok(true),
-                    Err(zk::Error::BadVersion | zk::Error::NoNode) => Ok(false),
-                    Err(error) => Err(error),
+                for _ in 0..RACE_ROUNDS {
+                    let Some(stat) = current(&client, path, version).await? else {
+                        return Ok(false);
+                    };
+                    match mark_deleted(&client, path, &stat).await {
+                        Ok(()) => return Ok(true),
+                        // The key moved, or a contender went: read again.
+                        Err(zk::Error::BadVersion) => {}
+                        Err(zk::Error::NoNode) => return Ok(false),
+                        Err(error) => return Err(error),
+                    }
                 }
+                Err(raced(path))
             },
         )
         .await

@@ -37,7 +37,7 @@ const MARK: &str = "%ttl";
 const MAX_CATCH_UP: i32 = 1000;
 
 /// Whether the node may be a TTL node (see the module's doc).
-fn may_have_ttl(stat: &zk::Stat) -> bool {
+pub(crate) fn may_have_ttl(stat: &zk::Stat) -> bool {
     stat.cversion > 0 && stat.num_children == 0
 }
 
@@ -52,22 +52,35 @@ async fn remake(
     ttl: bool,
     replacing: Option<i32>,
 ) -> std::result::Result<(), zk::MultiWriteError> {
-    let child = format!("{path}/{MARK}");
-    let plain = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
-    let catch_up = replacing.map_or(0, |v| v.saturating_add(1).min(MAX_CATCH_UP));
     let mut writer = client.new_multi_writer();
+    add_remake(&mut writer, path, value, options, ttl, replacing)?;
+    writer.commit().await.map(drop)
+}
+
+/// Adds [`remake`]'s operations to `writer`.
+pub(crate) fn add_remake(
+    writer: &mut zk::MultiWriter<'_>,
+    path: &str,
+    value: &[u8],
+    options: &zk::CreateOptions<'_>,
+    ttl: bool,
+    replacing: Option<i32>,
+) -> std::result::Result<(), zk::Error> {
+    let catch_up = replacing.map_or(0, |v| v.saturating_add(1).min(MAX_CATCH_UP));
     if let Some(version) = replacing {
         writer.add_delete(path, Some(version))?;
     }
     writer.add_create(path, if catch_up > 0 { b"" } else { value }, options)?;
     if ttl {
+        let child = format!("{path}/{MARK}");
+        let plain = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         writer.add_create(&child, b"", &plain)?;
         writer.add_delete(&child, None)?;
     }
     for step in 1..=catch_up {
         writer.add_set_data(path, if step == catch_up { value } else { b"" }, None)?;
     }
-    writer.commit().await.map(drop)
+    Ok(())
 }
 
 /// Writes `value` at `path` as a plain key.

@@ -322,14 +322,30 @@ pub(crate) async fn delete_range(session: &Session, root: &str, prefix: &str) ->
                     let Some(walk) = walk(&client, root, prefix).await? else {
                         continue;
                     };
-                    let keys: Vec<&Node> = walk.nodes.iter().filter(|n| n.data != PARENT).collect();
+                    // Keys, and lock contenders (deleting a lock's key breaks it).
+                    let contender = |n: &Node| {
+                        n.stat.ephemeral_owner != 0
+                            && n.path
+                                .rsplit('/')
+                                .next()
+                                .is_some_and(super::lock::is_contender_name)
+                    };
+                    let keys: Vec<&Node> = walk
+                        .nodes
+                        .iter()
+                        .filter(|n| n.data != PARENT || contender(n))
+                        .collect();
                     if keys.is_empty() {
                         return Ok(());
                     }
                     for batch in keys.chunks(BATCH) {
                         let mut writer = client.new_multi_writer();
                         for node in batch {
-                            writer.add_set_data(&node.path, PARENT, Some(node.stat.version))?;
+                            if contender(node) {
+                                writer.add_delete(&node.path, None)?;
+                            } else {
+                                writer.add_set_data(&node.path, PARENT, Some(node.stat.version))?;
+                            }
                         }
                         match writer.commit().await {
                             Ok(_) | Err(zk::MultiWriteError::OperationFailed { .. }) => {}

@@ -9,7 +9,7 @@ use zookeeper_client as zk;
 
 use super::ZooKeeperStore;
 use super::nodes::PARENT;
-use crate::{Config, Error};
+use crate::{Config, Error, Store};
 
 /// The server's address, or `None` (said) when the tests run without it.
 fn server() -> Option<String> {
@@ -24,7 +24,7 @@ fn store(addr: &str) -> (ZooKeeperStore, String) {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     );
-    let store = ZooKeeperStore::new(&[addr], Some(&root), &Config::default()).unwrap();
+    let store = ZooKeeperStore::new(&[&format!("{addr}{root}")], &Config::default()).unwrap();
     (store, root)
 }
 
@@ -90,6 +90,13 @@ async fn keys_round_trip_at_their_documented_paths() {
     }
     let (left, _) = client.get_children(&root).await.unwrap();
     assert_eq!(left, ["%collected"], "every marker was collected");
+    // A held lock's contender node (a marker, idle) is never collected.
+    let lock = store.acquire("held", Bytes::from("me")).await.unwrap();
+    let collected = super::collect::collect(&store.session, &root, Duration::ZERO, Duration::ZERO);
+    collected.await.unwrap();
+    assert!(!lock.is_lost(), "the lock survives a collection");
+    assert!(client.check_stat(lock.session()).await.unwrap().is_some());
+    lock.release().await.unwrap();
     // Another run within `every` is skipped; markers younger than `idle` stay.
     store.put("young/key", Bytes::from("1")).await.unwrap();
     store.delete("young/key").await.unwrap();
@@ -233,13 +240,26 @@ async fn ttl_keys_expire_and_a_plain_put_keeps_one() {
     let Some(addr) = server() else { return };
     let (store, root) = store(&addr);
     let ttl = Duration::from_millis(500);
-    store.put_ttl("gone", Bytes::from("1"), ttl).await.unwrap();
-    store.put_ttl("kept", Bytes::from("1"), ttl).await.unwrap();
+    store
+        .put_with("gone", Bytes::from("1"), crate::PutOptions::ttl(ttl))
+        .await
+        .unwrap();
+    store
+        .put_with("kept", Bytes::from("1"), crate::PutOptions::ttl(ttl))
+        .await
+        .unwrap();
     let before = store.get("kept").await.unwrap().expect("kept");
     store.put("kept", Bytes::from("2")).await.unwrap();
-    store.put_ttl("again", Bytes::from("1"), ttl).await.unwrap();
     store
-        .put_ttl("again", Bytes::from("2"), Duration::from_secs(60))
+        .put_with("again", Bytes::from("1"), crate::PutOptions::ttl(ttl))
+        .await
+        .unwrap();
+    store
+        .put_with(
+            "again",
+            Bytes::from("2"),
+            crate::PutOptions::ttl(Duration::from_secs(60)),
+        )
         .await
         .unwrap();
     let client = raw(&addr).await;
@@ -264,7 +284,9 @@ async fn ttl_keys_expire_and_a_plain_put_keeps_one() {
     // A TTL on a key with keys below it cannot be kept by ZooKeeper.
     store.put("dir/leaf", Bytes::from("1")).await.unwrap();
     assert!(matches!(
-        store.put_ttl("dir", Bytes::from("1"), ttl).await,
+        store
+            .put_with("dir", Bytes::from("1"), crate::PutOptions::ttl(ttl))
+            .await,
         Err(Error::Unsupported { .. })
     ));
 }
@@ -273,7 +295,6 @@ async fn ttl_keys_expire_and_a_plain_put_keeps_one() {
 async fn an_unreachable_server_is_unreachable() {
     let store = ZooKeeperStore::new(
         &["127.0.0.1:1"],
-        None,
         &Config {
             timeout: Duration::from_millis(500),
             ..Config::default()
@@ -285,7 +306,7 @@ async fn an_unreachable_server_is_unreachable() {
         Err(Error::Unreachable { .. } | Error::Timeout { .. })
     ));
     assert!(matches!(
-        ZooKeeperStore::new(&["a,b"], None, &Config::default()),
+        ZooKeeperStore::new(&["a,b"], &Config::default()),
         Err(Error::InvalidArgument(_))
     ));
 }

@@ -1,0 +1,352 @@
+//! Locks: ZooKeeper's recipe, laid out as Apache Curator's
+//! `InterProcessMutex` lays it out, so Curator services and kvmesh services
+//! exclude each other on the same path.
+//!
+//! A lock on `key` is the key's node `P`: each contender makes an
+//! ephemeral sequential child `P/_c_<uuid>-lock-<sequence>` (Curator's
+//! protected name; its data the marker, so it is no key); the lowest
+//! sequence holds, and each waiter watches only its predecessor (no herd).
+//! The holder then writes its value to `P`, so `get(key)` returns it.
+//! The fencing token is the contender node's `czxid`, which grows with
+//! every acquisition. The lock is lost when its node goes (released through
+//! `Store::release`, its key deleted) or its connection or session is (the
+//! server may expire the session soon after the client notices: it learns
+//! first). A contender left by an acquire
+//! that was dropped is deleted in the background.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use tokio_util::sync::CancellationToken;
+use zookeeper_client as zk;
+
+use super::nodes::{PARENT, acls, create};
+use super::paths::node_path;
+use super::session::{Session, failure};
+use crate::lock::LockReleaser;
+use crate::{Error, Lock, Result};
+
+/// What names a contender node: Curator sorts contenders by what follows.
+const LOCK_NAME: &str = "lock-";
+
+/// A contender node of this store, deleted in the background unless it
+/// became a lock (or was deleted).
+struct Contender {
+    session: Arc<Session>,
+    path: String,
+    armed: bool,
+}
+
+impl Drop for Contender {
+    fn drop(&mut self) {
+        if self.armed {
+            let (session, path) = (self.session.clone(), std::mem::take(&mut self.path));
+            tokio::spawn(async move {
+                if let Ok(client) = session.client().await {
+                    let _ = client.delete(&path, None).await;
+                }
+            });
+        }
+    }
+}
+
+/// The sequence a contender's name ends with.
+fn sequence(name: &str) -> Option<u64> {
+    let at = name.rfind(LOCK_NAME)?;
+    name[at + LOCK_NAME.len()..].parse().ok()
+}
+
+/// The lock on `key`: `wait` false gives up at once when another holds
+/// it; waiting rides out lost connections and expired sessions (a new
+/// contender on the new session), with backoff.
+pub(super) async fn lock(
+    session: &Arc<Session>,
+    root: &str,
+    key: &str,
+    value: &Bytes,
+    wait: bool,
+) -> Result<Option<Lock>> {
+    let mut backoff =
+        crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+    loop {
+        match one_try(session, root, key, value, wait).await {
+            Err(error)
+                if wait && (error.is_retryable() || matches!(error, Error::LockLost { .. })) =>
+            {
+                tracing::debug!(%error, key, "zookeeper acquire: trying again");
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// One contender's try.
+async fn one_try(
+    session: &Arc<Session>,
+    root: &str,
+    key: &str,
+    value: &Bytes,
+    wait: bool,
+) -> Result<Option<Lock>> {
+    let dir = node_path(root, key);
+    let client = session.client().await?;
+    let parents = zk::CreateMode::Persistent.with_acls(acls(session));
+    let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(session));
+    let fail = |error: zk::Error| failure("zookeeper acquire", error);
+    // The lock's node, as a parent if it is no key yet.
+    match create(&client, &dir, PARENT, &parents, &parents).await {
+        Ok(_) | Err(zk::Error::NodeExists) => {}
+        Err(error) => return Err(fail(error)),
+    }
+    let uuid = crate::backoff::random_token();
+    let prefix = format!("{dir}/_c_{uuid}-{LOCK_NAME}");
+    let (stat, seq) = match client.create(&prefix, PARENT, &ephemeral).await {
+        Ok(made) => made,
+        Err(error) => {
+            // It may have been made before the connection went: find it by
+            // its uuid (Curator's protection) and delete it.
+            let (client, dir, mark) = (client.clone(), dir.clone(), format!("_c_{uuid}-"));
+            tokio::spawn(async move {
+                if let Ok(children) = client.list_children(&dir).await {
+                    for name in children.iter().filter(|name| name.starts_with(&mark)) {
+                        let _ = client.delete(&format!("{dir}/{name}"), None).await;
+                    }
+                }
+            });
+            return Err(fail(error));
+        }
+    };
+    let mine = format!("{prefix}{seq}");
+    let mut contender = Contender {
+        session: session.clone(),
+        path: mine.clone(),
+        armed: true,
+    };
+    let my_name = &mine[dir.len() + 1..];
+    let my_sequence = sequence(my_name).unwrap_or(u64::MAX);
+    loop {
+        let mut children = client.list_children(&dir).await.map_err(fail)?;
+        children.retain(|name| sequence(name).is_some());
+        children.sort_by_key(|name| sequence(name));
+        if !children.iter().any(|name| name == my_name) {
+            return Err(Error::LockLost {
+                key: key.to_owned(),
+            });
+        }
+        let Some(predecessor) = children
+            .iter()
+            .rfind(|name| sequence(name).is_some_and(|s| s < my_sequence))
+        else {
+            break;
+        };
+        if !wait {
+            return Ok(None);
+        }
+        let path = format!("{dir}/{predecessor}");
+        let (found, watcher) = client.check_and_watch_stat(&path).await.map_err(fail)?;
+        if found.is_some() {
+            let event = watcher.changed().await;
+            if event.event_type == zk::EventType::Session && event.session_state.is_terminated() {
+                return Err(Error::LockLost {
+                    key: key.to_owned(),
+                });
+            }
+        }
+    }
+    // Held: write the value where `get` reads it.
+    let written = client.set_data(&dir, value, None).await.map_err(fail)?;
+    contender.armed = false;
+    let lost = CancellationToken::new();
+    tokio::spawn(watch_held(client.clone(), mine.clone(), lost.clone()));
+    let releaser = Releaser {
+        session: session.clone(),
+        dir,
+        contender: mine.clone(),
+        written: written.version,
+        lost: lost.clone(),
+    };
+    let token = u64::try_from(stat.czxid).unwrap_or(0);
+    Ok(Some(Lock::new(
+        key.to_owned(),
+        mine,
+        token,
+        lost,
+        Box::new(releaser),
+    )))
+}
+
+/// Cancels `lost` when the contender node goes, the session ends or the
+/// connection is lost.
+async fn watch_held(client: zk::Client, node: String, lost: CancellationToken) {
+    let mut states = client.state_watcher();
+    let gone = async {
+        loop {
+            match client.check_and_watch_stat(&node).await {
+                Ok((None, _)) => return,
+                Ok((Some(_), watcher)) => {
+                    let event = watcher.changed().await;
+                    if event.event_type == zk::EventType::NodeDeleted
+                        || event.session_state.is_terminated()
+                    {
+                        return;
+                    }
+                }
+                Err(
+                    zk::Error::SessionExpired | zk::Error::ClientClosed | zk::Error::AuthFailed,
+                ) => return,
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    };
+    // Lost as soon as the connection is: the client notices only after up
+    // to 2/3 of the session timeout without an answer, so the server may
+    // expire the session (and free the lock) soon after (Curator's locks do
+    // the same on SUSPENDED).
+    let session_ends = async {
+        loop {
+            let state = states.changed().await;
+            if state.is_terminated() || state == zk::SessionState::Disconnected {
+                return;
+            }
+        }
+    };
+    tokio::select! {
+        _ = lost.cancelled() => {}
+        _ = gone => lost.cancel(),
+        _ = session_ends => {
+            lost.cancel();
+            // Given up: its node goes once the client is back (or with the
+            // session), so the lock does not stay taken by no one.
+            let _ = client.delete(&node, None).await;
+        }
+    }
+}
+
+/// Gives a held lock up: the key's value (if still the one the holder
+/// wrote) becomes the marker, then the contender node goes.
+struct Releaser {
+    session: Arc<Session>,
+    dir: String,
+    contender: String,
+    written: i32,
+    lost: CancellationToken,
+}
+
+impl Releaser {
+    async fn run(self) -> Result<()> {
+        self.lost.cancel();
+        let fail = |error: zk::Error| failure("zookeeper release", error);
+        let client = self.session.client().await?;
+        match client.set_data(&self.dir, PARENT, Some(self.written)).await {
+            Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode) => {}
+            Err(error) => return Err(fail(error)),
+        }
+        match client.delete(&self.contender, None).await {
+            Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+            Err(error) => Err(fail(error)),
+        }
+    }
+}
+
+impl LockReleaser for Releaser {
+    fn release(self: Box<Self>) -> BoxFuture<'static, Result<()>> {
+        Box::pin(self.run())
+    }
+
+    fn release_in_background(self: Box<Self>) {
+        tokio::spawn(async move {
+            if let Err(error) = self.run().await {
+                tracing::debug!(%error, "zookeeper: a dropped lock's release failed; its node goes with the session");
+            }
+        });
+    }
+}
+
+/// The lock contender nodes directly below `path` (ephemeral, named as
+/// contenders): what deleting a lock's key deletes too.
+pub(super) async fn contenders_below(
+    client: &zk::Client,
+    path: &str,
+    stat: &zk::Stat,
+) -> std::result::Result<Vec<String>, zk::Error> {
+    if stat.num_children == 0 {
+        return Ok(Vec::new());
+    }
+    let children = match client.list_children(path).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(Vec::new()),
+        Err(error) => return Err(error),
+    };
+    let mut contenders = Vec::new();
+    for name in children.iter().filter(|name| is_contender_name(name)) {
+        let child = format!("{path}/{name}");
+        if let Some(stat) = client.check_stat(&child).await?
+            && stat.ephemeral_owner != 0
+        {
+            contenders.push(child);
+        }
+    }
+    Ok(contenders)
+}
+
+/// Whether `name` is a contender's name (Curator's protected or plain).
+pub(super) fn is_contender_name(name: &str) -> bool {
+    sequence(name).is_some()
+}
+
+/// `Store::release`: gives up the lock whose contender node is `session`.
+pub(super) async fn release(session: &Session, root: &str, contender: &str) -> Result<()> {
+    let unknown = || Error::UnknownSession {
+        session: contender.to_owned(),
+    };
+    let Some((dir, name)) = contender.rsplit_once('/') else {
+        return Err(unknown());
+    };
+    if !dir.starts_with(root) || sequence(name).is_none() {
+        return Err(unknown());
+    }
+    let fail = |error: zk::Error| failure("zookeeper release", error);
+    let client = session.client().await?;
+    let mut children = client.list_children(dir).await.map_err(|e| match e {
+        zk::Error::NoNode => unknown(),
+        other => fail(other),
+    })?;
+    if !children.iter().any(|c| c == name) {
+        return Err(unknown());
+    }
+    children.retain(|name| sequence(name).is_some());
+    children.sort_by_key(|name| sequence(name));
+    if children.first().is_some_and(|first| first == name) {
+        match client.set_data(dir, PARENT, None).await {
+            Ok(_) | Err(zk::Error::NoNode) => {}
+            Err(error) => return Err(fail(error)),
+        }
+    }
+    match client.delete(contender, None).await {
+        Ok(()) | Err(zk::Error::NoNode) => Ok(()),
+        Err(error) => Err(fail(error)),
+    }
+}
+
+/// The holder of the lock on `key`: the key's pair while a contender holds
+/// it, `None` when none does.
+pub(super) async fn holder(
+    session: &Session,
+    root: &str,
+    key: &str,
+) -> Result<Option<crate::KvPair>> {
+    let dir = node_path(root, key);
+    let client = session.client().await?;
+    let children = match client.list_children(&dir).await {
+        Ok(children) => children,
+        Err(zk::Error::NoNode) => return Ok(None),
+        Err(error) => return Err(failure("zookeeper lock_holder", error)),
+    };
+    if !children.iter().any(|name| sequence(name).is_some()) {
+        return Ok(None);
+    }
+    super::nodes::get(session, key, &dir).await
+}
