@@ -169,3 +169,14 @@ async fn redis_lock_is_safe_across_processes() {
         safety(format!("redis://{addr}?lock_ttl=2s"), "redis-safety").await;
     }
 }
+
+#[cfg(feature = "zookeeper")]
+#[tokio::test]
+async fn zookeeper_lock_is_safe_across_processes() {
+    if let Some(addr) = support::server_addr(
+        "KV_ZOOKEEPER_ADDR",
+        "zookeeper_lock_is_safe_across_processes",
+    ) {
+        safety(format!("zk://{addr}?lock_ttl=2s"), "zookeeper-safety").await;
+    }
+}

@@ -26,7 +26,12 @@ mod interop;
 #[cfg(all(feature = "consul", feature = "etcd"))]
 mod lock_safety;
 mod memory;
-#[cfg(any(feature = "consul", feature = "etcd", feature = "redis"))]
+#[cfg(any(
+    feature = "consul",
+    feature = "etcd",
+    feature = "redis",
+    feature = "zookeeper"
+))]
 mod partition;
 #[cfg(feature = "redis")]
 mod redis;

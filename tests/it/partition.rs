@@ -5,7 +5,7 @@
 //! refused once the partition heals. The same for a discovery registration.
 //! A cache cut off from its store serves its last copy, says it is stale,
 //! and catches up once the store is back.
-//! On Consul, etcd and Redis, each against its real server.
+//! On Consul, etcd, Redis and ZooKeeper, each against its real server.
 
 use crate::support;
 
@@ -68,6 +68,18 @@ macro_rules! on_backends {
                         return;
                     };
                     super::$case("redis", &addr).await;
+                }
+            )*
+        }
+        #[cfg(feature = "zookeeper")]
+        mod zookeeper {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let Some(addr) = super::server_addr("KV_ZOOKEEPER_ADDR", stringify!($case)) else {
+                        return;
+                    };
+                    super::$case("zk", &addr).await;
                 }
             )*
         }
