@@ -26,6 +26,7 @@ KAZOO_VERSION=2.11.0
 KAZOO_DIR="$CACHE_DIR/kazoo-$KAZOO_VERSION"
 ZOOKEEPER_JAR=/usr/share/java/zookeeper.jar
 ZKCLI_BIN=/usr/share/zookeeper/bin/zkCli.sh
+SLF4J_SIMPLE_JAR=/usr/share/java/slf4j-simple.jar
 zk_member_client() { echo $((12281 + 10 * (${1#zk-c} - 1))); }
 
 install_zookeeper() {
@@ -72,9 +73,14 @@ start_zookeeper() { # name, client port, [member number]
     fi
   } >"$dir/zoo.cfg"
   [ -z "$id" ] || echo "$id" >"$dir/data/myid"
+  # The jar names no logging backend: slf4j-simple (Debian's libslf4j-java,
+  # which the package pulls in) prints warnings and errors to the log.
+  local classpath=$ZOOKEEPER_JAR
+  [ -f "$SLF4J_SIMPLE_JAR" ] && classpath+=":$SLF4J_SIMPLE_JAR"
   start "$name" java -Xmx256m -XX:+UseSerialGC \
     -Dzookeeper.extendedTypesEnabled=true -Dznode.container.checkIntervalMs=1000 \
-    -cp "$ZOOKEEPER_JAR" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg"
+    -Dorg.slf4j.simpleLogger.defaultLogLevel=warn -Dorg.slf4j.simpleLogger.showDateTime=true \
+    -cp "$classpath" org.apache.zookeeper.server.quorum.QuorumPeerMain "$dir/zoo.cfg"
 }
 
 # A real round trip through kazoo: write a node, read it back.

@@ -269,6 +269,14 @@ async fn the_leader_killed_under_a_watch_and_a_lock() {
         .unwrap();
     let leader = support::servers(&["leader", "zookeeper-cluster"]);
     support::servers(&["kill", &leader]);
+    // Back whatever happens below: the other tests need the whole ensemble.
+    struct Revive(String);
+    impl Drop for Revive {
+        fn drop(&mut self) {
+            support::servers(&["revive", &self.0]);
+        }
+    }
+    let _revive = Revive(leader.clone());
     for i in 0..20 {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
@@ -310,5 +318,4 @@ async fn the_leader_killed_under_a_watch_and_a_lock() {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    support::servers(&["revive", &leader]);
 }

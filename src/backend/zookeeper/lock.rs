@@ -29,33 +29,65 @@ use crate::lock::LockReleaser;
 use crate::{Error, Lock, Result};
 
 /// What names a contender node: Curator sorts contenders by what follows.
-const LOCK_NAME: &str = "lock-";
+const LOCK_NAME: &str = "-lock-";
 
-/// A contender node of this store, deleted in the background unless it
-/// became a lock (or was deleted).
+/// The contender a try makes, found by its uuid (Curator's protection):
+/// armed before the create is sent, so a try that is dropped, or whose
+/// create's answer was lost, deletes what it may have made (retrying until
+/// it is gone, or the session that owns it is).
 struct Contender {
-    session: Arc<Session>,
-    path: String,
+    client: zk::Client,
+    dir: String,
+    /// `_c_<uuid>-`: the start of its name.
+    mark: String,
     armed: bool,
 }
 
 impl Drop for Contender {
     fn drop(&mut self) {
-        if self.armed {
-            let (session, path) = (self.session.clone(), std::mem::take(&mut self.path));
-            tokio::spawn(async move {
-                if let Ok(client) = session.client().await {
-                    let _ = client.delete(&path, None).await;
-                }
-            });
+        if !self.armed {
+            return;
         }
+        let (client, dir, mark) = (self.client.clone(), self.dir.clone(), self.mark.clone());
+        tokio::spawn(async move {
+            let mut backoff =
+                crate::backoff::Backoff::new(Duration::from_millis(50), Duration::from_secs(2));
+            for _ in 0..30 {
+                match client.list_children(&dir).await {
+                    Ok(children) => {
+                        let mut gone = true;
+                        for name in children.iter().filter(|name| name.starts_with(&mark)) {
+                            match client.delete(&format!("{dir}/{name}"), None).await {
+                                Ok(()) | Err(zk::Error::NoNode) => {}
+                                Err(_) => gone = false,
+                            }
+                        }
+                        if gone {
+                            return;
+                        }
+                    }
+                    // Its session ended: the node went with it.
+                    Err(
+                        zk::Error::NoNode | zk::Error::SessionExpired | zk::Error::ClientClosed,
+                    ) => return,
+                    Err(_) => {}
+                }
+                tokio::time::sleep(backoff.next_delay()).await;
+            }
+        });
     }
 }
 
-/// The sequence a contender's name ends with.
+/// The sequence of a contender's name, `_c_<uuid>-lock-<sequence>`
+/// (Curator's protected name); `None` for any other name.
 fn sequence(name: &str) -> Option<u64> {
-    let at = name.rfind(LOCK_NAME)?;
-    name[at + LOCK_NAME.len()..].parse().ok()
+    let rest = name.strip_prefix("_c_")?;
+    let at = rest.rfind(LOCK_NAME)?;
+    let digits = &rest[at + LOCK_NAME.len()..];
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
 }
 
 /// The lock on `key`: `wait` false gives up at once when another holds
@@ -93,6 +125,9 @@ async fn one_try(
 ) -> Result<Option<Lock>> {
     let dir = node_path(root, key);
     let client = session.client().await?;
+    // Watched from before the lock is held: a connection lost at any point
+    // after this is seen.
+    let mut states = client.state_watcher();
     let parents = zk::CreateMode::Persistent.with_acls(acls(session));
     let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(session));
     let fail = |error: zk::Error| failure("zookeeper acquire", error);
@@ -102,29 +137,19 @@ async fn one_try(
         Err(error) => return Err(fail(error)),
     }
     let uuid = crate::backoff::random_token();
-    let prefix = format!("{dir}/_c_{uuid}-{LOCK_NAME}");
-    let (stat, seq) = match client.create(&prefix, PARENT, &ephemeral).await {
-        Ok(made) => made,
-        Err(error) => {
-            // It may have been made before the connection went: find it by
-            // its uuid (Curator's protection) and delete it.
-            let (client, dir, mark) = (client.clone(), dir.clone(), format!("_c_{uuid}-"));
-            tokio::spawn(async move {
-                if let Ok(children) = client.list_children(&dir).await {
-                    for name in children.iter().filter(|name| name.starts_with(&mark)) {
-                        let _ = client.delete(&format!("{dir}/{name}"), None).await;
-                    }
-                }
-            });
-            return Err(fail(error));
-        }
-    };
-    let mine = format!("{prefix}{seq}");
+    let mark = format!("_c_{uuid}");
+    let prefix = format!("{dir}/{mark}{LOCK_NAME}");
     let mut contender = Contender {
-        session: session.clone(),
-        path: mine.clone(),
+        client: client.clone(),
+        dir: dir.clone(),
+        mark: mark.clone(),
         armed: true,
     };
+    let (stat, seq) = client
+        .create(&prefix, PARENT, &ephemeral)
+        .await
+        .map_err(fail)?;
+    let mine = format!("{prefix}{seq}");
     let my_name = &mine[dir.len() + 1..];
     let my_sequence = sequence(my_name).unwrap_or(u64::MAX);
     loop {
@@ -132,6 +157,9 @@ async fn one_try(
         children.retain(|name| sequence(name).is_some());
         children.sort_by_key(|name| sequence(name));
         if !children.iter().any(|name| name == my_name) {
+            if !wait {
+                return Ok(None);
+            }
             return Err(Error::LockLost {
                 key: key.to_owned(),
             });
@@ -158,9 +186,20 @@ async fn one_try(
     }
     // Held: write the value where `get` reads it.
     let written = client.set_data(&dir, value, None).await.map_err(fail)?;
+    if states.state() != zk::SessionState::SyncConnected {
+        // The connection went meanwhile: the server may free it any moment.
+        return Err(Error::LockLost {
+            key: key.to_owned(),
+        });
+    }
     contender.armed = false;
     let lost = CancellationToken::new();
-    tokio::spawn(watch_held(client.clone(), mine.clone(), lost.clone()));
+    tokio::spawn(watch_held(
+        client.clone(),
+        states,
+        mine.clone(),
+        lost.clone(),
+    ));
     let releaser = Releaser {
         session: session.clone(),
         dir,
@@ -180,8 +219,12 @@ async fn one_try(
 
 /// Cancels `lost` when the contender node goes, the session ends or the
 /// connection is lost.
-async fn watch_held(client: zk::Client, node: String, lost: CancellationToken) {
-    let mut states = client.state_watcher();
+async fn watch_held(
+    client: zk::Client,
+    mut states: zk::StateWatcher,
+    node: String,
+    lost: CancellationToken,
+) {
     let gone = async {
         loop {
             match client.check_and_watch_stat(&node).await {
@@ -240,9 +283,16 @@ impl Releaser {
         self.lost.cancel();
         let fail = |error: zk::Error| failure("zookeeper release", error);
         let client = self.session.client().await?;
-        match client.set_data(&self.dir, PARENT, Some(self.written)).await {
-            Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode) => {}
-            Err(error) => return Err(fail(error)),
+        // One step: the value goes only while it is still the one written.
+        let mut writer = client.new_multi_writer();
+        writer
+            .add_set_data(&self.dir, PARENT, Some(self.written))
+            .map_err(fail)?;
+        writer.add_delete(&self.contender, None).map_err(fail)?;
+        match writer.commit().await {
+            Ok(_) => return Ok(()),
+            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(fail(source)),
+            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
         }
         match client.delete(&self.contender, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),
@@ -305,30 +355,46 @@ pub(super) async fn release(session: &Session, root: &str, contender: &str) -> R
     let Some((dir, name)) = contender.rsplit_once('/') else {
         return Err(unknown());
     };
-    if !dir.starts_with(root) || sequence(name).is_none() {
+    let under_root = dir
+        .strip_prefix(root)
+        .is_some_and(|rest| rest.starts_with('/'));
+    if !under_root || sequence(name).is_none() {
         return Err(unknown());
     }
     let fail = |error: zk::Error| failure("zookeeper release", error);
     let client = session.client().await?;
-    let mut children = client.list_children(dir).await.map_err(|e| match e {
-        zk::Error::NoNode => unknown(),
-        other => fail(other),
-    })?;
-    if !children.iter().any(|c| c == name) {
-        return Err(unknown());
-    }
-    children.retain(|name| sequence(name).is_some());
-    children.sort_by_key(|name| sequence(name));
-    if children.first().is_some_and(|first| first == name) {
-        match client.set_data(dir, PARENT, None).await {
-            Ok(_) | Err(zk::Error::NoNode) => {}
-            Err(error) => return Err(fail(error)),
+    for _ in 0..super::nodes::RACE_ROUNDS {
+        let mut children = client.list_children(dir).await.map_err(|e| match e {
+            zk::Error::NoNode => unknown(),
+            other => fail(other),
+        })?;
+        if !children.iter().any(|c| c == name) {
+            return Err(unknown());
+        }
+        children.retain(|name| sequence(name).is_some());
+        children.sort_by_key(|name| sequence(name));
+        let mut writer = client.new_multi_writer();
+        if children.first().is_some_and(|first| first == name) {
+            // The holder's value goes with it, in the same step.
+            let data_version = client
+                .check_stat(dir)
+                .await
+                .map_err(fail)?
+                .map(|s| s.version);
+            if let Some(version) = data_version {
+                writer
+                    .add_set_data(dir, PARENT, Some(version))
+                    .map_err(fail)?;
+            }
+        }
+        writer.add_delete(contender, None).map_err(fail)?;
+        match writer.commit().await {
+            Ok(_) => return Ok(()),
+            Err(zk::MultiWriteError::RequestFailed { source }) => return Err(fail(source)),
+            Err(zk::MultiWriteError::OperationFailed { .. }) => {}
         }
     }
-    match client.delete(contender, None).await {
-        Ok(()) | Err(zk::Error::NoNode) => Ok(()),
-        Err(error) => Err(fail(error)),
-    }
+    Err(fail(super::nodes::raced(contender)))
 }
 
 /// The holder of the lock on `key`: the key's pair while a contender holds

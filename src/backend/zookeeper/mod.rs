@@ -187,6 +187,7 @@ impl Store for ZooKeeperStore {
     #[tracing::instrument(level = "debug", skip(self, value))]
     async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
         self.path(key)?;
+        nodes::check_value(key, &value)?;
         let lock = lock::lock(&self.session, &self.root, key, &value, true).await?;
         lock.ok_or_else(|| Error::LockLost {
             key: key.to_owned(),
@@ -196,6 +197,7 @@ impl Store for ZooKeeperStore {
     #[tracing::instrument(level = "debug", skip(self, value))]
     async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
         self.path(key)?;
+        nodes::check_value(key, &value)?;
         lock::lock(&self.session, &self.root, key, &value, false).await
     }
 

@@ -151,6 +151,8 @@ enum Ended {
     Unwatched,
     /// The session ended, or the watch could not be added: start over.
     Again,
+    /// The client is back on a connection: add the watch again at once.
+    Reconnected,
 }
 
 impl Upstream {
@@ -164,7 +166,7 @@ impl Upstream {
             };
             match ended {
                 Ended::Unwatched if self.hub.retire(&self.target, &self.tx) => return,
-                Ended::Unwatched => {}
+                Ended::Unwatched | Ended::Reconnected => {}
                 Ended::Again => tokio::time::sleep(backoff.next_delay()).await,
             }
         }
@@ -198,11 +200,14 @@ impl Upstream {
                         return Ended::Again;
                     }
                     // Back after a lost connection: notifications of the
-                    // gap may be lost, so read again.
+                    // gap may be lost, and the watch may not have followed
+                    // the client to another server (checked: after the
+                    // ensemble's leader was killed, no more notifications
+                    // came): add it again, then read again.
                     zk::EventType::Session
                         if event.session_state == zk::SessionState::SyncConnected =>
                     {
-                        break;
+                        return Ended::Reconnected;
                     }
                     zk::EventType::Session => {}
                     _ if self.concerns(&event.path) => break,
