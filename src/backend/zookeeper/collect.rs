@@ -1,21 +1,26 @@
 //! The collector: removes marker nodes (deleted keys, emptied parents) that
-//! have no children and were not written for [`IDLE`].
+//! have no children and were not written for [`IDLE`], in two steps: such a
+//! marker is first written as [`DOOMED`] (at the version read), and removed
+//! (at that version) only once it has been idle as such for [`IDLE`] again.
+//! An operation that read a marker (a create-only write over a deleted
+//! key's marker, say) and then writes at the version it read either finds
+//! the version moved by the first step, or has [`IDLE`] before the second.
 //!
 //! One collector at a time per root, across every process: it holds the
 //! ephemeral node `<root>/%collector` while it works (a name no key
-//! decodes to), and a run is skipped when `<root>/%collected` says the last
-//! one ended less than [`EVERY`] ago. Each marker is deleted at the data
-//! version read, and ZooKeeper refuses to delete a node with children, so a
-//! key written there meanwhile stays. The idle time (server clock: the
-//! collector node's `ctime` against each marker's `mtime`) keeps a marker
-//! that an operation has just read from being removed under it.
+//! decodes to; a run whose session already holds it, after a run cut short,
+//! takes it over), and a run is skipped when `<root>/%collected` says the
+//! last one ended less than [`EVERY`] ago. ZooKeeper refuses to delete a
+//! node with children, so a key written below a marker keeps it. Idle
+//! times are the server's clock: the collector node's `ctime` against each
+//! marker's `mtime`.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use zookeeper_client as zk;
 
-use super::nodes::{PARENT, acls};
+use super::nodes::{DOOMED, PARENT, acls, is_marker};
 use super::range::walk;
 use super::session::{Repeat, Session};
 use crate::Result;
@@ -63,7 +68,15 @@ pub(crate) async fn collect(
                 let persistent = zk::CreateMode::Persistent.with_acls(acls(session));
                 let now = match client.create(&holder, b"", &ephemeral).await {
                     Ok((stat, _)) => stat.ctime,
-                    Err(zk::Error::NodeExists | zk::Error::NoNode) => return Ok(None),
+                    Err(zk::Error::NodeExists) => {
+                        // Ours, left by a run cut short: take it over.
+                        match client.set_data(&holder, b"", None).await {
+                            Ok(stat) if stat.ephemeral_owner == client.session_id().0 => stat.mtime,
+                            Ok(_) | Err(zk::Error::NoNode) => return Ok(None),
+                            Err(error) => return Err(error),
+                        }
+                    }
+                    Err(zk::Error::NoNode) => return Ok(None),
                     Err(error) => return Err(error),
                 };
                 let outcome = run(&client, root, (&done, &persistent), now, idle, every).await;
@@ -102,11 +115,20 @@ async fn run(
         let idle_for = now.saturating_sub(node.stat.mtime);
         // Ephemeral nodes (lock contenders) go with their session, never here.
         let ephemeral = node.stat.ephemeral_owner != 0;
-        if node.data != PARENT || node.stat.num_children > 0 || ephemeral || idle_for < idle {
+        if !is_marker(&node.data) || node.stat.num_children > 0 || ephemeral || idle_for < idle {
             continue;
         }
-        match client.delete(&node.path, Some(node.stat.version)).await {
-            Ok(()) => removed += 1,
+        let removing = if node.data == PARENT {
+            client
+                .set_data(&node.path, DOOMED, Some(node.stat.version))
+                .await
+                .map(drop)
+        } else {
+            client.delete(&node.path, Some(node.stat.version)).await
+        };
+        match removing {
+            Ok(()) if node.data == DOOMED => removed += 1,
+            Ok(()) => {}
             Err(zk::Error::BadVersion | zk::Error::NotEmpty | zk::Error::NoNode) => {}
             Err(error) => return Err(error),
         }

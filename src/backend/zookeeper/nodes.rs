@@ -23,8 +23,24 @@ use zookeeper_client as zk;
 use super::session::{Repeat, Session};
 use crate::{Error, KvPair, Result};
 
-/// The data of a parent node kvmesh created only to hold keys below it.
+/// The data of a parent node kvmesh created only to hold keys below it,
+/// and of a deleted key.
 pub(crate) const PARENT: &[u8] = b"kvmesh:parent\0";
+
+/// The data of a marker the collector will remove ([`super::collect`]).
+pub(crate) const DOOMED: &[u8] = b"kvmesh:parent\0collect";
+
+/// Whether the node is a deleted key's marker that dates the delete (a
+/// parent made only to hold keys was never written: data version 0; the
+/// collector's [`DOOMED`] write is not the delete).
+pub(crate) fn is_deleted_key(data: &[u8], stat: &zk::Stat) -> bool {
+    data == PARENT && stat.version > 0
+}
+
+/// Whether a node's data says it is no key (a parent, a deleted key).
+pub(crate) fn is_marker(data: &[u8]) -> bool {
+    data == PARENT || data == DOOMED
+}
 
 /// How many times a write goes round a race (a parent removed under it, a
 /// node created or changed between two steps) before it gives up.
@@ -57,7 +73,7 @@ pub(crate) fn pair_of(
     data: Vec<u8>,
     stat: &zk::Stat,
 ) -> std::result::Result<Option<KvPair>, zk::Error> {
-    if data == PARENT {
+    if is_marker(&data) {
         return Ok(None);
     }
     Ok(Some(KvPair {
@@ -76,7 +92,7 @@ pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<()> {
             limit: MAX_VALUE,
         });
     }
-    if value == PARENT {
+    if is_marker(value) {
         return Err(Error::InvalidArgument(format!(
             "the value written to {key:?} is the bytes kvmesh marks a parent node with on ZooKeeper ({PARENT:?})"
         )));
@@ -177,7 +193,7 @@ pub(crate) async fn delete(session: &Session, path: &str) -> Result<()> {
                 let Some((data, stat)) = read(&client, path).await? else {
                     return Ok(());
                 };
-                if data == PARENT {
+                if is_marker(&data) {
                     return Ok(());
                 }
                 match mark_deleted(&client, path, &stat).await {
@@ -236,7 +252,7 @@ pub(crate) async fn create_only(session: &Session, path: &str, value: &[u8]) -> 
                     let Some((data, stat)) = read(&client, path).await? else {
                         continue;
                     };
-                    if data != PARENT {
+                    if !is_marker(&data) {
                         return Ok(false);
                     }
                     match client.set_data(path, value, Some(stat.version)).await {
@@ -310,5 +326,5 @@ async fn current(
     let Some((data, stat)) = read(client, path).await? else {
         return Ok(None);
     };
-    Ok((data != PARENT && version_of(&stat)? == version).then_some(stat))
+    Ok((!is_marker(&data) && version_of(&stat)? == version).then_some(stat))
 }

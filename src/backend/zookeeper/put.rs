@@ -5,18 +5,18 @@
 //! A node's type and TTL are fixed when it is made, and ZooKeeper shows
 //! neither to a client (a stat's `ephemeralOwner` is 0 for a TTL node). So:
 //! - a TTL node is made with a mark a stat shows: in the same `multi`, a
-//!   child `%ttl` is made and deleted, which leaves `cversion > 0` with no
-//!   children;
+//!   child `%ttl` is made and deleted, which leaves `cversion > 0` with
+//!   `pzxid == czxid` (its children changed only as it was made, which no
+//!   other node does) and no children;
 //! - a plain write that lands on a node with that mark makes the node anew
-//!   as a plain one (a plain node that once had children looks the same and
-//!   is made anew once, harmlessly);
+//!   as a plain one;
 //! - a TTL write makes the node anew each time, with its TTL.
 //!
-//! Making a node anew is one `multi`: delete at the version read, create,
-//! then write it up past the old data version (so the data version still
-//! only grows and a compare-and-swap cannot mistake the new node for the
-//! old one; see [`super::nodes`]). A node with children cannot be deleted:
-//! a TTL write on it is refused, a plain write takes the value.
+//! Making a node anew is one `multi`: delete at the version read, create.
+//! Its data version starts again, so a compare-and-swap on a TTL key is
+//! exact except against a TTL write (or the expiry) of that key between
+//! its read and its write. A node with children cannot be deleted: a TTL
+//! write on it is refused, a plain write takes the value.
 
 use std::time::Duration;
 
@@ -32,18 +32,14 @@ pub(crate) const MAX_TTL: Duration = Duration::from_millis(0xFF_FFFF_FFFF);
 /// The child whose making and deleting marks a TTL node.
 const MARK: &str = "%ttl";
 
-/// Past this many writes, a node made anew does not write its data version
-/// up to the old one's (the request would grow too large).
-const MAX_CATCH_UP: i32 = 1000;
-
 /// Whether the node may be a TTL node (see the module's doc).
 pub(crate) fn may_have_ttl(stat: &zk::Stat) -> bool {
-    stat.cversion > 0 && stat.num_children == 0
+    stat.cversion > 0 && stat.pzxid == stat.czxid && stat.num_children == 0
 }
 
 /// One `multi` that makes `path` anew with `value`: deletes the node at
-/// `replacing` (its data version) if given, creates it with `options`,
-/// marks it when it has a TTL, and writes it up past the old version.
+/// `replacing` (its data version) if given, creates it with `options`, and
+/// marks it when it has a TTL.
 async fn remake(
     client: &zk::Client,
     path: &str,
@@ -66,19 +62,15 @@ pub(crate) fn add_remake(
     ttl: bool,
     replacing: Option<i32>,
 ) -> std::result::Result<(), zk::Error> {
-    let catch_up = replacing.map_or(0, |v| v.saturating_add(1).min(MAX_CATCH_UP));
     if let Some(version) = replacing {
         writer.add_delete(path, Some(version))?;
     }
-    writer.add_create(path, if catch_up > 0 { b"" } else { value }, options)?;
+    writer.add_create(path, value, options)?;
     if ttl {
         let child = format!("{path}/{MARK}");
         let plain = zk::CreateMode::Persistent.with_acls(zk::Acls::anyone_all());
         writer.add_create(&child, b"", &plain)?;
         writer.add_delete(&child, None)?;
-    }
-    for step in 1..=catch_up {
-        writer.add_set_data(path, if step == catch_up { value } else { b"" }, None)?;
     }
     Ok(())
 }

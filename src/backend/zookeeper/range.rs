@@ -12,7 +12,7 @@ use zookeeper_client as zk;
 
 use std::collections::HashMap;
 
-use super::nodes::{PARENT, pair_of, version_of};
+use super::nodes::{PARENT, is_deleted_key, is_marker, pair_of, version_of};
 use super::paths::{decode_piece, range_start};
 use super::session::{Repeat, Session};
 use crate::{KvPair, Result};
@@ -37,7 +37,8 @@ pub(crate) struct Node {
 pub(crate) struct Snapshot {
     /// Sorted by key.
     pub(crate) pairs: Vec<KvPair>,
-    /// The deleted keys whose marker stands, at the marker's version.
+    /// The deleted keys whose marker stands, at the marker's version (the
+    /// delete's).
     pub(crate) deleted: HashMap<String, u64>,
     /// The highest zxid the state shows (every node's `mzxid` and `pzxid`,
     /// and the start's): at or above any delete in it, and higher for every
@@ -91,11 +92,10 @@ async fn read_once(
     let mut deleted = HashMap::new();
     for node in walk.nodes {
         zxid = zxid.max(zxid_of(node.stat.mzxid.max(node.stat.pzxid)));
-        match pair_of(&node.key, node.data, &node.stat)? {
-            Some(pair) => pairs.push(pair),
-            None => {
-                deleted.insert(node.key, version_of(&node.stat)?);
-            }
+        if is_deleted_key(&node.data, &node.stat) {
+            deleted.insert(node.key, version_of(&node.stat)?);
+        } else if let Some(pair) = pair_of(&node.key, node.data, &node.stat)? {
+            pairs.push(pair);
         }
     }
     pairs.sort_by(|a, b| a.key.cmp(&b.key));
@@ -333,7 +333,7 @@ pub(crate) async fn delete_range(session: &Session, root: &str, prefix: &str) ->
                     let keys: Vec<&Node> = walk
                         .nodes
                         .iter()
-                        .filter(|n| n.data != PARENT || contender(n))
+                        .filter(|n| !is_marker(&n.data) || contender(n))
                         .collect();
                     if keys.is_empty() {
                         return Ok(());

@@ -83,7 +83,8 @@ async fn keys_round_trip_at_their_documented_paths() {
     // Deleted keys and emptied parents stay as markers until collected.
     let (data, _) = client.get_data(&format!("{root}/plain")).await.unwrap();
     assert_eq!(data, PARENT, "a deleted key's node holds the marker");
-    for _ in 0..4 {
+    // Two runs per level: marked, then removed.
+    for _ in 0..10 {
         let collected =
             super::collect::collect(&store.session, &root, Duration::ZERO, Duration::ZERO);
         collected.await.unwrap();
@@ -265,7 +266,6 @@ async fn ttl_keys_expire_and_a_plain_put_keeps_one() {
     let client = raw(&addr).await;
     let (_, stat) = client.get_data(&format!("{root}/kept")).await.unwrap();
     assert_eq!(stat.cversion, 0, "made a plain node again");
-    assert!(stat.version > 0, "its data version went on growing");
     assert!(store.get("kept").await.unwrap().expect("kept").version > before.version);
     // The server's container check runs every second (scripts/servers).
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
@@ -379,6 +379,8 @@ async fn a_range_watch_sees_its_prefix_only() {
         .await
         .unwrap();
     assert_eq!(next(&mut later).await.key(), "r/c");
+    // A delete newer than `after` is a change too (its marker dates it).
+    assert!(matches!(next(&mut later).await, KvEvent::Delete { ref key, .. } if key == "r/a/deep"));
     store.put("r/d", Bytes::from("d")).await.unwrap();
     assert_eq!(next(&mut later).await.key(), "r/d");
     assert_eq!(next(&mut watch).await.key(), "r/d");

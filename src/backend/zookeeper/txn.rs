@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use zookeeper_client as zk;
 
 use super::nodes::{
-    PARENT, RACE_ROUNDS, acls, check_value, create, make_parents, raced, version_of,
+    PARENT, RACE_ROUNDS, acls, check_value, create, is_marker, make_parents, raced, version_of,
 };
 use super::paths::node_path;
 use super::put::{add_remake, may_have_ttl};
@@ -108,7 +108,7 @@ async fn attempt(
     let node = |path: &str| read.get(path).and_then(Option::as_ref);
     let key_version = |key: &str| {
         node(&path(key))
-            .filter(|(data, _)| data != PARENT)
+            .filter(|(data, _)| !is_marker(data))
             .and_then(|(_, stat)| version_of(stat).ok())
     };
     let failed = txn.failed_checks(key_version, |guard| node(&guard.session).is_some());
@@ -155,7 +155,7 @@ async fn attempt(
                 make_parents(client, &at, &plain).await?;
                 writer.add_create(&at, value, &plain)?;
             }
-            (TxnWrite::Delete { .. }, Some((data, stat))) if data != PARENT => {
+            (TxnWrite::Delete { .. }, Some((data, stat))) if !is_marker(data) => {
                 writer.add_set_data(&at, PARENT, Some(stat.version))?;
                 // Deleting a lock's key breaks the lock.
                 for contender in super::lock::contenders_below(client, &at, stat).await? {

@@ -23,7 +23,7 @@ use tokio::sync::watch;
 use zookeeper_client as zk;
 
 use super::ZooKeeperStore;
-use super::nodes::{PARENT, pair_of, version_of};
+use super::nodes::{is_deleted_key, pair_of, version_of};
 use super::paths::{node_path, range_start};
 use super::range::{Snapshot, nearest_pzxid, read_snapshot};
 use super::session::{Repeat, Session};
@@ -114,7 +114,7 @@ async fn read_key(
     match client.get_data(path).await {
         Ok((data, stat)) => {
             snapshot.zxid = u64::try_from(stat.mzxid.max(stat.pzxid)).unwrap_or(0);
-            if data == PARENT {
+            if is_deleted_key(&data, &stat) {
                 snapshot.deleted.insert(key.to_owned(), version_of(&stat)?);
             } else if let Some(pair) = pair_of(key, data, &stat)? {
                 snapshot.pairs.push(pair);
@@ -214,6 +214,21 @@ impl Upstream {
                     _ => {}
                 }
             }
+            // One read for every notification already here (a `multi` of
+            // many writes notifies once per write).
+            while let Some(event) = futures::FutureExt::now_or_never(watcher.changed()) {
+                match event.event_type {
+                    zk::EventType::Session if event.session_state.is_terminated() => {
+                        return Ended::Again;
+                    }
+                    zk::EventType::Session
+                        if event.session_state == zk::SessionState::SyncConnected =>
+                    {
+                        return Ended::Reconnected;
+                    }
+                    _ => {}
+                }
+            }
         }
     }
 
@@ -275,13 +290,23 @@ pub(super) async fn open(
             fresh.push(pair.clone());
         }
     }
-    if options.after.is_some() {
-        fresh.sort_by_key(|p| p.version);
-    }
     let initial_events = options.after.is_none().then_some(fresh.len());
-    subscriber
-        .pending
-        .extend(fresh.into_iter().map(KvEvent::Put));
+    let mut events: Vec<KvEvent> = fresh.into_iter().map(KvEvent::Put).collect();
+    if let Some(after) = options.after {
+        // Deletes newer than `after` whose marker stands are changes too.
+        events.extend(
+            initial
+                .deleted
+                .iter()
+                .filter(|(_, version)| **version > after)
+                .map(|(key, version)| KvEvent::Delete {
+                    key: key.clone(),
+                    version: *version,
+                }),
+        );
+        events.sort_by_key(KvEvent::version);
+    }
+    subscriber.pending.extend(events);
     let events = futures::stream::unfold(Some(subscriber), |subscriber| async move {
         let mut subscriber = subscriber?;
         match subscriber.next_event().await {
