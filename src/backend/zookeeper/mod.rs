@@ -152,7 +152,7 @@ impl Store for ZooKeeperStore {
     #[tracing::instrument(level = "debug", skip(self, value, options), fields(len = value.len()))]
     async fn put_with(&self, key: &str, value: Bytes, options: PutOptions) -> Result<()> {
         let path = self.path(key)?;
-        nodes::check_value(key, &value)?;
+        nodes::check_value(key, &path, &value)?;
         match options.ttl {
             None => put::put(&self.session, &path, &value).await,
             Some(ttl) => {
@@ -186,8 +186,8 @@ impl Store for ZooKeeperStore {
 
     #[tracing::instrument(level = "debug", skip(self, value))]
     async fn acquire(&self, key: &str, value: Bytes) -> Result<Lock> {
-        self.path(key)?;
-        nodes::check_value(key, &value)?;
+        let path = self.path(key)?;
+        nodes::check_value(key, &path, &value)?;
         let lock = lock::lock(&self.session, &self.root, key, &value, true).await?;
         lock.ok_or_else(|| Error::LockLost {
             key: key.to_owned(),
@@ -196,8 +196,8 @@ impl Store for ZooKeeperStore {
 
     #[tracing::instrument(level = "debug", skip(self, value))]
     async fn try_acquire(&self, key: &str, value: Bytes) -> Result<Option<Lock>> {
-        self.path(key)?;
-        nodes::check_value(key, &value)?;
+        let path = self.path(key)?;
+        nodes::check_value(key, &path, &value)?;
         lock::lock(&self.session, &self.root, key, &value, false).await
     }
 
@@ -230,7 +230,7 @@ impl Store for ZooKeeperStore {
     #[tracing::instrument(level = "debug", skip(self, value))]
     async fn atomic_put(&self, key: &str, value: Bytes, previous: Option<u64>) -> Result<bool> {
         let path = self.path(key)?;
-        nodes::check_value(key, &value)?;
+        nodes::check_value(key, &path, &value)?;
         match previous {
             None => nodes::create_only(&self.session, &path, &value).await,
             Some(version) => nodes::swap(&self.session, &path, &value, version).await,

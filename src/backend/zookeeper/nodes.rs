@@ -83,13 +83,26 @@ pub(crate) fn pair_of(
     }))
 }
 
-/// Refuses a value ZooKeeper would refuse, or read as a parent.
-pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<()> {
-    if value.len() > MAX_VALUE {
+/// What one request may hold (ZooKeeper's default `jute.maxbuffer`): a
+/// server that gets more closes the connection, and with it every lock and
+/// watch of the session's store.
+pub(crate) const MAX_REQUEST: usize = 1024 * 1024;
+
+/// The largest value a write of the node at `path` may carry: the request
+/// holds the path up to 4 times (a node made anew), and headers.
+pub(crate) fn value_limit(path: &str) -> usize {
+    MAX_VALUE.min(MAX_REQUEST.saturating_sub(2048 + 4 * path.len()))
+}
+
+/// Refuses a value ZooKeeper would refuse (with the node's `path`, too
+/// large for one request), or read as a parent.
+pub(crate) fn check_value(key: &str, path: &str, value: &[u8]) -> Result<()> {
+    let limit = value_limit(path);
+    if value.len() > limit {
         return Err(Error::ValueTooLarge {
             key: key.to_owned(),
             size: value.len(),
-            limit: MAX_VALUE,
+            limit,
         });
     }
     if is_marker(value) {

@@ -2,11 +2,14 @@
 //!
 //! ZooKeeper reads a tree one node at a time, so a range is read level by
 //! level (each level's nodes in `multi` reads of [`BATCH`] nodes: data,
-//! stat and children), then every node read (and the node the walk
-//! started at) is read once more: when no node's `mzxid` (its data) or
-//! `pzxid` (its children) moved and none went away, nothing under the
-//! prefix changed between the two reads, and the first read is the state
-//! of the moment between them. Otherwise the read starts over.
+//! stat and children). ZooKeeper applies no write while it serves a read
+//! (its CommitProcessor), so one `multi` is one moment: a range whose keys
+//! all sit one level below the node it starts at, read in one `multi` that
+//! also finds that node's children unchanged, is done. Otherwise every node
+//! read (and the start) is read once more: when no node's `mzxid` (its
+//! data) or `pzxid` (its children) moved and none went away, nothing under
+//! the prefix changed between the two reads, and the first read is the
+//! state of the moment between them. Otherwise the read starts over.
 
 use zookeeper_client as zk;
 
@@ -18,7 +21,7 @@ use super::session::{Repeat, Session};
 use crate::{KvPair, Result};
 
 /// Nodes per `multi` read.
-const BATCH: usize = 50;
+const BATCH: usize = 128;
 
 /// How many times a read starts over before it gives up.
 const ROUNDS: usize = 50;
@@ -84,7 +87,7 @@ async fn read_once(
             zxid: nearest_pzxid(client, &start).await?,
         }));
     };
-    if !unchanged(client, start, start_stat, &walk.nodes).await? {
+    if !walk.one_moment && !unchanged(client, start, start_stat, &walk.nodes).await? {
         return Ok(None);
     }
     let mut zxid = zxid_of(start_stat.mzxid.max(start_stat.pzxid));
@@ -134,6 +137,10 @@ pub(crate) struct Walk {
     pub(crate) start: Option<(String, zk::Stat)>,
     /// Every node under the prefix (keys and parents), level by level.
     pub(crate) nodes: Vec<Node>,
+    /// Whether the nodes were read in one `multi` that also found the
+    /// start's children unchanged (ZooKeeper applies no write while it
+    /// serves a read, so one `multi` is one moment), or there were none.
+    pub(crate) one_moment: bool,
 }
 
 /// Reads every node under `prefix`, level by level; `None` when a node
@@ -149,6 +156,7 @@ pub(crate) async fn walk(
         return Ok(Some(Walk {
             start: None,
             nodes: Vec::new(),
+            one_moment: true,
         }));
     };
     // The first level: the start's children whose piece starts with the
@@ -167,12 +175,24 @@ pub(crate) async fn walk(
         })
         .collect();
     let mut nodes = Vec::new();
+    // One `multi` for the whole first level, with the start again: if that
+    // is all there is, it is one moment.
+    let mut one_moment = frontier.len() <= BATCH;
+    let mut first = true;
     while !frontier.is_empty() {
         let mut next = Vec::new();
         for batch in frontier.chunks(BATCH) {
-            let Some(read) = read_batch(client, batch).await? else {
+            let again = first.then_some(start.as_str());
+            first = false;
+            let Some((start_again, read)) = read_batch(client, batch, again).await? else {
                 return Ok(None);
             };
+            if start_again.is_some_and(|stat| stat.pzxid != start_stat.pzxid) {
+                one_moment = false;
+            }
+            if read.iter().any(|(_, children)| !children.is_empty()) {
+                one_moment = false;
+            }
             for (node, children) in read {
                 for name in children {
                     if let Some(piece) = decode_piece(&name) {
@@ -190,6 +210,7 @@ pub(crate) async fn walk(
     Ok(Some(Walk {
         start: Some((start, start_stat)),
         nodes,
+        one_moment,
     }))
 }
 
@@ -220,20 +241,39 @@ async fn read_start(
     }
 }
 
-/// Data, stat and children of each `(path, key)`; `None` when one went
-/// away since its parent was read.
+/// Data, stat and children of each `(path, key)`, in one `multi` (with
+/// `start`'s stat first when given); `None` when one went away since its
+/// parent was read.
 async fn read_batch(
     client: &zk::Client,
     batch: &[(String, String)],
-) -> std::result::Result<Option<Vec<(Node, Vec<String>)>>, zk::Error> {
+    start: Option<&str>,
+) -> std::result::Result<Option<(Option<zk::Stat>, Vec<(Node, Vec<String>)>)>, zk::Error> {
     let mut reader = client.new_multi_reader();
+    if let Some(start) = start {
+        reader.add_get_data(start)?;
+    }
     for (path, _) in batch {
         reader.add_get_data(path)?;
         reader.add_get_children(path)?;
     }
-    let results = reader.commit().await?;
+    let mut results = reader.commit().await?.into_iter();
+    let start_stat = match start {
+        None => None,
+        Some(_) => match results.next() {
+            Some(zk::MultiReadResult::Data { stat, .. }) => Some(stat),
+            Some(zk::MultiReadResult::Error {
+                err: zk::Error::NoNode,
+            }) => return Ok(None),
+            Some(zk::MultiReadResult::Error { err }) => return Err(err),
+            _ => {
+                return Err(zk::Error::UnexpectedError(
+                    "a multi read answered out of shape".into(),
+                ));
+            }
+        },
+    };
     let mut read = Vec::with_capacity(batch.len());
-    let mut results = results.into_iter();
     for (path, key) in batch {
         match (results.next(), results.next()) {
             (
@@ -271,7 +311,7 @@ async fn read_batch(
             }
         }
     }
-    Ok(Some(read))
+    Ok(Some((start_stat, read)))
 }
 
 /// Whether the start and every node read still have the data and children

@@ -30,10 +30,22 @@ type Read = Option<(Vec<u8>, zk::Stat)>;
 
 pub(super) async fn apply(session: &Session, root: &str, txn: Txn) -> Result<TxnResult> {
     txn.validate("ZooKeeper", MAX_CHECKS, MAX_WRITES)?;
+    // One request: every value and path together.
+    let mut size = 0;
     for write in &txn.writes {
+        let path = node_path(root, write.key());
         if let TxnWrite::Put { key, value } = write {
-            check_value(key, value)?;
+            check_value(key, &path, value)?;
+            size += value.len();
         }
+        size += 4 * path.len() + 64;
+    }
+    size += txn.checks.len() * 128 + txn.guards.len() * 256;
+    if size + 2048 > super::nodes::MAX_REQUEST {
+        return Err(Error::InvalidArgument(format!(
+            "a txn on ZooKeeper is one request of at most {} bytes (jute.maxbuffer); this one needs about {size}",
+            super::nodes::MAX_REQUEST
+        )));
     }
     for guard in &txn.guards {
         if !guard.session.starts_with(root) {
