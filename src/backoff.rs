@@ -48,7 +48,7 @@ pub(crate) fn random_unit() -> f64 {
 
 /// A random 28-hex-digit token (lock owners, epoch marks): distinct for
 /// every call, with no cryptographic quality needed.
-#[cfg(feature = "redis")]
+#[cfg(any(feature = "redis", feature = "zookeeper"))]
 pub(crate) fn random_token() -> String {
     let a = (random_unit() * (1u64 << 53) as f64) as u64;
     let b = (random_unit() * (1u64 << 53) as f64) as u64;

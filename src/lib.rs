@@ -60,7 +60,7 @@ mod open;
 mod prefixed;
 pub mod semaphore;
 mod store;
-#[cfg(test)]
+#[cfg(all(test, any(feature = "grpc", feature = "zookeeper")))]
 mod test_servers;
 mod tls;
 mod ttl;

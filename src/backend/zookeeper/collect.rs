@@ -21,8 +21,8 @@ use std::time::Duration;
 use zookeeper_client as zk;
 
 use super::nodes::{DOOMED, PARENT, acls, is_marker};
-use super::range::walk;
 use super::session::{Repeat, Session};
+use super::walk::walk;
 use crate::Result;
 
 /// How long a marker stays after its last write.

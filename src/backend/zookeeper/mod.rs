@@ -14,6 +14,7 @@
 //! - TTL keys are TTL nodes, marked so that a stat shows them ([`put`]).
 
 mod collect;
+mod contenders;
 mod lock;
 mod nodes;
 mod paths;
@@ -23,6 +24,7 @@ mod session;
 #[cfg(test)]
 mod tests;
 mod txn;
+mod walk;
 mod watch;
 
 use std::fmt;
@@ -203,7 +205,7 @@ impl Store for ZooKeeperStore {
 
     #[tracing::instrument(level = "debug", skip(self))]
     async fn release(&self, session: &str) -> Result<()> {
-        lock::release(&self.session, &self.root, session).await
+        contenders::release(&self.session, &self.root, session).await
     }
 
     #[tracing::instrument(level = "debug", skip(self))]
@@ -245,7 +247,7 @@ impl Store for ZooKeeperStore {
 
     async fn lock_holder(&self, key: &str) -> Result<Option<KvPair>> {
         self.path(key)?;
-        lock::holder(&self.session, &self.root, key).await
+        contenders::holder(&self.session, &self.root, key).await
     }
 
     #[tracing::instrument(level = "debug", skip(self, txn), fields(ops = txn.len()))]

@@ -228,7 +228,7 @@ async fn mark_deleted(
     path: &str,
     stat: &zk::Stat,
 ) -> std::result::Result<(), zk::Error> {
-    let contenders = super::lock::contenders_below(client, path, stat).await?;
+    let contenders = super::contenders::contenders_below(client, path, stat).await?;
     if contenders.is_empty() {
         return client
             .set_data(path, PARENT, Some(stat.version))

@@ -170,7 +170,7 @@ async fn attempt(
             (TxnWrite::Delete { .. }, Some((data, stat))) if !is_marker(data) => {
                 writer.add_set_data(&at, PARENT, Some(stat.version))?;
                 // Deleting a lock's key breaks the lock.
-                for contender in super::lock::contenders_below(client, &at, stat).await? {
+                for contender in super::contenders::contenders_below(client, &at, stat).await? {
                     writer.add_delete(&contender, None)?;
                 }
             }
