@@ -277,7 +277,9 @@ pub trait Store: Send + Sync + std::fmt::Debug {
     /// Limits, checked before any request ([`crate::Error::InvalidArgument`]
     /// naming them): Consul takes 64 operations (checks and writes
     /// together), etcd 128 checks and 128 writes (its `--max-txn-ops`
-    /// default), memory and file any number. Two writes of one key are refused
+    /// default), ZooKeeper 128 checks and 128 writes in one request of at
+    /// most 1 MiB (its `jute.maxbuffer` default), memory and file any
+    /// number. Two writes of one key are refused
     /// everywhere. The provided method, for stores written outside this
     /// crate, is [`crate::Error::Unsupported`].
     async fn txn(&self, txn: Txn) -> Result<TxnResult> {

@@ -3,8 +3,11 @@
 //! marker is first written as [`DOOMED`] (at the version read), and removed
 //! (at that version) only once it has been idle as such for [`IDLE`] again.
 //! An operation that read a marker (a create-only write over a deleted
-//! key's marker, say) and then writes at the version it read either finds
-//! the version moved by the first step, or has [`IDLE`] before the second.
+//! key's marker, say) and then writes at the version it read finds the
+//! version moved by the first step; one that read a marked one can meet
+//! another node at that version only if, in the moment between its read
+//! and its write, the collector removed it and another client made the
+//! key anew and wrote it to the same version.
 //!
 //! One collector at a time per root, across every process: it holds the
 //! ephemeral node `<root>/%collector` while it works (a name no key
@@ -70,10 +73,11 @@ pub(crate) async fn collect(
                     Ok((stat, _)) => stat.ctime,
                     Err(zk::Error::NodeExists) => {
                         // Ours, left by a run cut short: take it over.
-                        match client.set_data(&holder, b"", None).await {
-                            Ok(stat) if stat.ephemeral_owner == client.session_id().0 => stat.mtime,
-                            Ok(_) | Err(zk::Error::NoNode) => return Ok(None),
-                            Err(error) => return Err(error),
+                        match client.check_stat(&holder).await? {
+                            Some(stat) if stat.ephemeral_owner == client.session_id().0 => {
+                                client.set_data(&holder, b"", None).await?.mtime
+                            }
+                            _ => return Ok(None),
                         }
                     }
                     Err(zk::Error::NoNode) => return Ok(None),

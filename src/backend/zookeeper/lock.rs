@@ -4,8 +4,10 @@
 //!
 //! A lock on `key` is the key's node `P`: each contender makes an
 //! ephemeral sequential child `P/_c_<uuid>-lock-<sequence>` (Curator's
-//! protected name; its data the marker, so it is no key); the lowest
-//! sequence holds, and each waiter watches only its predecessor (no herd).
+//! protected name; its data a marker, so it is no key, which the holder
+//! turns to [`HELD`]); the lowest sequence holds, and each waiter watches
+//! only its predecessor (no herd). A try (`try_acquire`) gives up at once
+//! before a holder, and gives its node back before it answers.
 //! The holder then writes its value to `P`, so `get(key)` returns it.
 //! The fencing token is the contender node's `czxid`, which grows with
 //! every acquisition. The lock is lost when its node goes (released through
@@ -23,11 +25,15 @@ use tokio_util::sync::CancellationToken;
 use zookeeper_client as zk;
 
 use super::contenders::{Contender, LOCK_NAME, sequence};
-use super::nodes::{PARENT, acls, create};
+use super::nodes::{HELD, PARENT, acls, create};
 use super::paths::node_path;
 use super::session::{Session, failure};
 use crate::lock::LockReleaser;
 use crate::{Error, Lock, Result};
+
+/// How long a try waits for contenders before it that hold nothing yet
+/// (tries that will give up, a waiter about to hold).
+const TRY_WAIT: Duration = Duration::from_secs(1);
 
 /// The lock on `key`: `wait` false gives up at once when another holds
 /// it; waiting rides out lost connections and expired sessions (a new
@@ -99,6 +105,7 @@ async fn one_try(
         .await
         .map_err(fail)?;
     let mine = format!("{prefix}{seq}");
+    let try_until = tokio::time::Instant::now() + TRY_WAIT;
     let my_name = &mine[dir.len() + 1..];
     let my_sequence = sequence(my_name).unwrap_or(u64::MAX);
     loop {
@@ -119,10 +126,31 @@ async fn one_try(
         else {
             break;
         };
-        if !wait {
-            return Ok(None);
-        }
         let path = format!("{dir}/{predecessor}");
+        if !wait {
+            // A holder marks its node: then the answer is no, at once. A
+            // node before ours that is not marked is a contender that will
+            // hold or give up in a moment (another try): wait for it, a
+            // little (a Curator holder never marks its node).
+            let lowest = format!("{dir}/{}", children[0]);
+            let held = match client.get_data(&lowest).await {
+                Ok((data, _)) => data == HELD,
+                Err(zk::Error::NoNode) => continue,
+                Err(error) => return Err(fail(error)),
+            };
+            if held || tokio::time::Instant::now() >= try_until {
+                // Given back now, so that it blocks no other try.
+                if client.delete(&mine, None).await.is_ok() {
+                    contender.armed = false;
+                }
+                return Ok(None);
+            }
+            let (found, watcher) = client.check_and_watch_stat(&path).await.map_err(fail)?;
+            if found.is_some() {
+                let _ = tokio::time::timeout_at(try_until, watcher.changed()).await;
+            }
+            continue;
+        }
         let (found, watcher) = client.check_and_watch_stat(&path).await.map_err(fail)?;
         if found.is_some() {
             let event = watcher.changed().await;
@@ -133,8 +161,30 @@ async fn one_try(
             }
         }
     }
-    // Held: write the value where `get` reads it.
-    let written = client.set_data(&dir, value, None).await.map_err(fail)?;
+    // Held: mark the contender so (a try sees a holder at once) and write
+    // the value where `get` reads it, in one step that fails if the
+    // contender went meanwhile (`Store::release`, its key deleted: it holds
+    // nothing then).
+    let mut writer = client.new_multi_writer();
+    writer.add_set_data(&mine, HELD, None).map_err(fail)?;
+    writer.add_set_data(&dir, value, None).map_err(fail)?;
+    let written = match writer.commit().await {
+        Ok(results) => match results.last() {
+            Some(zk::MultiWriteResult::SetData { stat }) => stat.version,
+            _ => {
+                return Err(fail(zk::Error::UnexpectedError(
+                    "a multi answered out of shape".into(),
+                )));
+            }
+        },
+        Err(zk::MultiWriteError::OperationFailed { .. }) if !wait => return Ok(None),
+        Err(zk::MultiWriteError::OperationFailed { .. }) => {
+            return Err(Error::LockLost {
+                key: key.to_owned(),
+            });
+        }
+        Err(zk::MultiWriteError::RequestFailed { source }) => return Err(fail(source)),
+    };
     if states.state() != zk::SessionState::SyncConnected {
         // The connection went meanwhile: the server may free it any moment.
         return Err(Error::LockLost {
@@ -153,7 +203,7 @@ async fn one_try(
         session: session.clone(),
         dir,
         contender: mine.clone(),
-        written: written.version,
+        written,
         lost: lost.clone(),
     };
     let token = u64::try_from(stat.czxid).unwrap_or(0);
@@ -242,6 +292,12 @@ impl Releaser {
             Ok(_) => return Ok(()),
             Err(zk::MultiWriteError::RequestFailed { source }) => return Err(fail(source)),
             Err(zk::MultiWriteError::OperationFailed { .. }) => {}
+        }
+        // The value moved on (a new holder), or the contender is gone (lost:
+        // a blip, an expired session, `Store::release`): each step alone.
+        match client.set_data(&self.dir, PARENT, Some(self.written)).await {
+            Ok(_) | Err(zk::Error::BadVersion | zk::Error::NoNode) => {}
+            Err(error) => return Err(fail(error)),
         }
         match client.delete(&self.contender, None).await {
             Ok(()) | Err(zk::Error::NoNode) => Ok(()),

@@ -30,6 +30,9 @@ pub(crate) const PARENT: &[u8] = b"kvmesh:parent\0";
 /// The data of a marker the collector will remove ([`super::collect`]).
 pub(crate) const DOOMED: &[u8] = b"kvmesh:parent\0collect";
 
+/// The data of a lock contender node that holds the lock.
+pub(crate) const HELD: &[u8] = b"kvmesh:parent\0held";
+
 /// Whether the node is a deleted key's marker that dates the delete (a
 /// parent made only to hold keys was never written: data version 0; the
 /// collector's [`DOOMED`] write is not the delete).
@@ -39,7 +42,7 @@ pub(crate) fn is_deleted_key(data: &[u8], stat: &zk::Stat) -> bool {
 
 /// Whether a node's data says it is no key (a parent, a deleted key).
 pub(crate) fn is_marker(data: &[u8]) -> bool {
-    data == PARENT || data == DOOMED
+    data.starts_with(PARENT)
 }
 
 /// How many times a write goes round a race (a parent removed under it, a

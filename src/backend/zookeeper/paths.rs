@@ -10,7 +10,9 @@
 //!   U+007F–U+009F, U+E000–U+F8FF, U+FFF0–U+FFFF, and every character
 //!   outside the Basic Multilingual Plane (Java stores them as surrogates,
 //!   which ZooKeeper refuses);
-//! - a name that is `.` or `..` (`%2E`, `%2E%2E`).
+//! - a name that is `.` or `..` (`%2E`, `%2E%2E`);
+//! - the `_` of a name starting `_c_` (`%5Fc_`): lock contenders' names
+//!   (Curator's `_c_<uuid>-lock-<n>`) are never a key's.
 //!
 //! An empty piece (`a//b`, a leading or trailing `/`) is the name `%`
 //! alone, which no escape produces. Decoding is strict: a node name that
@@ -50,6 +52,15 @@ fn encode_piece(piece: &str, out: &mut String) {
         return;
     }
     let mut bytes = [0u8; 4];
+    // `_c_` starts a lock contender's name (Curator's): a key's never does.
+    let piece = match piece.strip_prefix("_c_") {
+        Some(rest) => {
+            out.push_str("%5F");
+            out.push_str("c_");
+            rest
+        }
+        None => piece,
+    };
     for c in piece.chars() {
         if must_escape(c) {
             for byte in c.encode_utf8(&mut bytes).bytes() {
@@ -190,6 +201,8 @@ mod tests {
             "private \u{e000}",
             "\u{fff0}\u{ffff}",
             "space and ?#&=+\"'\\",
+            "_c_a-lock-1",
+            "x/_c_",
             "ünïcödé 日本",
         ] {
             let path = node_path(ROOT, key);
@@ -214,6 +227,12 @@ mod tests {
         assert_eq!(node_path(ROOT, "a/../b"), "/kvmesh/a/%2E%2E/b");
         assert_eq!(node_path(ROOT, "50%"), "/kvmesh/50%25");
         assert_eq!(node_path(ROOT, "🦀"), "/kvmesh/%F0%9F%A6%80");
+        assert_eq!(node_path(ROOT, "k/_c_x-lock-1"), "/kvmesh/k/%5Fc_x-lock-1");
+        assert_eq!(
+            decode_piece("_c_x-lock-1"),
+            None,
+            "a contender's name is no key"
+        );
     }
 
     #[test]

@@ -5,11 +5,11 @@
 //! A node's type and TTL are fixed when it is made, and ZooKeeper shows
 //! neither to a client (a stat's `ephemeralOwner` is 0 for a TTL node). So:
 //! - a TTL node is made with a mark a stat shows: in the same `multi`, a
-//!   child `%ttl` is made and deleted, which leaves `cversion > 0` with
-//!   `pzxid == czxid` (its children changed only as it was made, which no
-//!   other node does) and no children;
+//!   child `%ttl` is made and deleted, which leaves `cversion > 0` and no
+//!   children;
 //! - a plain write that lands on a node with that mark makes the node anew
-//!   as a plain one;
+//!   as a plain one (a plain node that had children, none now, looks the
+//!   same and is made anew once);
 //! - a TTL write makes the node anew each time, with its TTL.
 //!
 //! Making a node anew is one `multi`: delete at the version read, create.
@@ -34,7 +34,10 @@ const MARK: &str = "%ttl";
 
 /// Whether the node may be a TTL node (see the module's doc).
 pub(crate) fn may_have_ttl(stat: &zk::Stat) -> bool {
-    stat.cversion > 0 && stat.pzxid == stat.czxid && stat.num_children == 0
+    // A TTL node that had children since shows only `cversion > 0`, as a
+    // plain node that had children does: both are made anew (once: a node
+    // made anew has `cversion` 0).
+    stat.cversion > 0 && stat.num_children == 0
 }
 
 /// One `multi` that makes `path` anew with `value`: deletes the node at

@@ -214,6 +214,7 @@ pub(crate) fn failure(operation: &'static str, error: zk::Error) -> Error {
         zk::Error::NoAuth | zk::Error::AuthFailed => Error::PermissionDenied(format!(
             "{operation}: ZooKeeper refused it to this session's identity ({error})"
         )),
+        zk::Error::BadArguments(why) => Error::InvalidArgument(format!("{operation}: {why}")),
         zk::Error::Throttled => Error::Overloaded {
             operation,
             message: "ZooKeeper throttled the call".to_owned(),

@@ -30,18 +30,13 @@ type Read = Option<(Vec<u8>, zk::Stat)>;
 
 pub(super) async fn apply(session: &Session, root: &str, txn: Txn) -> Result<TxnResult> {
     txn.validate("ZooKeeper", MAX_CHECKS, MAX_WRITES)?;
-    // One request: every value and path together.
-    let mut size = 0;
     for write in &txn.writes {
-        let path = node_path(root, write.key());
         if let TxnWrite::Put { key, value } = write {
-            check_value(key, &path, value)?;
-            size += value.len();
+            check_value(key, &node_path(root, key), value)?;
         }
-        size += 4 * path.len() + 64;
     }
-    size += txn.checks.len() * 128 + txn.guards.len() * 256;
-    if size + 2048 > super::nodes::MAX_REQUEST {
+    let size = request_size(root, &txn);
+    if size > super::nodes::MAX_REQUEST {
         return Err(Error::InvalidArgument(format!(
             "a txn on ZooKeeper is one request of at most {} bytes (jute.maxbuffer); this one needs about {size}",
             super::nodes::MAX_REQUEST
@@ -65,6 +60,25 @@ pub(super) async fn apply(session: &Session, root: &str, txn: Txn) -> Result<Txn
             Err(raced(root))
         })
         .await
+}
+
+/// About how many bytes the txn's `multi` takes: every value and path, and
+/// headers.
+fn request_size(root: &str, txn: &Txn) -> usize {
+    let mut size = 2048;
+    for write in &txn.writes {
+        if let TxnWrite::Put { value, .. } = write {
+            size += value.len();
+        }
+        size += 4 * node_path(root, write.key()).len() + 64;
+    }
+    for check in &txn.checks {
+        size += node_path(root, &check.key).len() + 64;
+    }
+    for guard in &txn.guards {
+        size += guard.session.len() + 64;
+    }
+    size
 }
 
 /// Reads `paths` in `multi` reads.
@@ -142,6 +156,8 @@ async fn attempt(
     if made {
         return Ok(None);
     }
+    let size = request_size(root, txn);
+    let mut contenders_size = 0;
     let mut writer = client.new_multi_writer();
     let mut checked = Vec::new();
     for check in &txn.checks {
@@ -171,11 +187,17 @@ async fn attempt(
                 writer.add_set_data(&at, PARENT, Some(stat.version))?;
                 // Deleting a lock's key breaks the lock.
                 for contender in super::contenders::contenders_below(client, &at, stat).await? {
+                    contenders_size += contender.len() + 64;
                     writer.add_delete(&contender, None)?;
                 }
             }
             (TxnWrite::Delete { .. }, _) => {}
         }
+    }
+    if contenders_size + size > super::nodes::MAX_REQUEST {
+        return Err(zk::Error::BadArguments(
+            &"the txn, with the lock contenders its deletes delete, does not fit in one ZooKeeper request (jute.maxbuffer)",
+        ));
     }
     let results = match writer.commit().await {
         Ok(results) => results,

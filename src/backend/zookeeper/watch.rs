@@ -137,6 +137,24 @@ fn watched(root: &str, target: &WatchTarget) -> (String, zk::AddWatchMode) {
     }
 }
 
+/// What a session event means for a watch: its session ended (start over),
+/// or the client is back on a connection after losing one (notifications
+/// of the gap may be lost, and the watch may not have followed the client
+/// to another server: checked, after the ensemble's leader was killed no
+/// more came; add it again, then read again).
+fn session_ended(event: &zk::WatchedEvent) -> Option<Ended> {
+    if event.event_type != zk::EventType::Session {
+        return None;
+    }
+    if event.session_state.is_terminated() {
+        Some(Ended::Again)
+    } else if event.session_state == zk::SessionState::SyncConnected {
+        Some(Ended::Reconnected)
+    } else {
+        None
+    }
+}
+
 struct Upstream {
     session: Arc<Session>,
     hub: Arc<Hub>,
@@ -195,38 +213,18 @@ impl Upstream {
             // Wait for a change worth a read.
             loop {
                 let event = watcher.changed().await;
-                match event.event_type {
-                    zk::EventType::Session if event.session_state.is_terminated() => {
-                        return Ended::Again;
-                    }
-                    // Back after a lost connection: notifications of the
-                    // gap may be lost, and the watch may not have followed
-                    // the client to another server (checked: after the
-                    // ensemble's leader was killed, no more notifications
-                    // came): add it again, then read again.
-                    zk::EventType::Session
-                        if event.session_state == zk::SessionState::SyncConnected =>
-                    {
-                        return Ended::Reconnected;
-                    }
-                    zk::EventType::Session => {}
-                    _ if self.concerns(&event.path) => break,
-                    _ => {}
+                if let Some(ended) = session_ended(&event) {
+                    return ended;
+                }
+                if event.event_type != zk::EventType::Session && self.concerns(&event.path) {
+                    break;
                 }
             }
             // One read for every notification already here (a `multi` of
             // many writes notifies once per write).
             while let Some(event) = futures::FutureExt::now_or_never(watcher.changed()) {
-                match event.event_type {
-                    zk::EventType::Session if event.session_state.is_terminated() => {
-                        return Ended::Again;
-                    }
-                    zk::EventType::Session
-                        if event.session_state == zk::SessionState::SyncConnected =>
-                    {
-                        return Ended::Reconnected;
-                    }
-                    _ => {}
+                if let Some(ended) = session_ended(&event) {
+                    return ended;
                 }
             }
         }
