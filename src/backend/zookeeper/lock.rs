@@ -76,11 +76,6 @@ async fn one_try(
     let parents = zk::CreateMode::Persistent.with_acls(acls(session));
     let ephemeral = zk::CreateMode::EphemeralSequential.with_acls(acls(session));
     let fail = |error: zk::Error| failure("zookeeper acquire", error);
-    // The lock's node, as a parent if it is no key yet.
-    match create(&client, &dir, PARENT, &parents, &parents).await {
-        Ok(_) | Err(zk::Error::NodeExists) => {}
-        Err(error) => return Err(fail(error)),
-    }
     // UUID-shaped, as Curator's protected names are (8-4-4-4-12 hex).
     let token = crate::backoff::random_token();
     let uuid = format!(
@@ -100,8 +95,9 @@ async fn one_try(
         mark: mark.clone(),
         armed: true,
     };
-    let (stat, seq) = client
-        .create(&prefix, PARENT, &ephemeral)
+    // The lock's node is made (as a parent, if it is no key yet) only when
+    // it is missing.
+    let (stat, seq) = create(&client, &prefix, PARENT, &ephemeral, &parents)
         .await
         .map_err(fail)?;
     let mine = format!("{prefix}{seq}");

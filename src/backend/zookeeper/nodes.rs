@@ -138,17 +138,18 @@ fn parent_of(path: &str) -> Option<&str> {
 }
 
 /// Creates `path` with `data`, and first every missing parent (as
-/// [`PARENT`] nodes). `NodeExists` when `path` itself exists.
+/// [`PARENT`] nodes). `NodeExists` when `path` itself exists; a
+/// sequential node's sequence with its stat.
 pub(crate) async fn create(
     client: &zk::Client,
     path: &str,
     data: &[u8],
     options: &zk::CreateOptions<'_>,
     parents: &zk::CreateOptions<'_>,
-) -> std::result::Result<zk::Stat, zk::Error> {
+) -> std::result::Result<(zk::Stat, zk::CreateSequence), zk::Error> {
     for _ in 0..RACE_ROUNDS {
         match client.create(path, data, options).await {
-            Ok((stat, _)) => return Ok(stat),
+            Ok(made) => return Ok(made),
             Err(zk::Error::NoNode) => make_parents(client, path, parents).await?,
             Err(error) => return Err(error),
         }
