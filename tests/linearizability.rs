@@ -121,7 +121,19 @@ async fn check(stores: Vec<Arc<dyn Store>>, key: String, fault: impl Future<Outp
         checked - start,
         checked.elapsed()
     );
-    assert!(ok, "not linearizable: {history:#?}");
+    if !ok {
+        // One line per operation, in call order: a history is hundreds long.
+        let mut lines: Vec<&Entry> = history.iter().collect();
+        lines.sort_by_key(|e| e.call);
+        for e in lines {
+            let ret = match e.ret {
+                u64::MAX => "unknown".to_owned(),
+                ret => format!("{:.3}", ret as f64 / 1e6),
+            };
+            eprintln!("{:>10.3} {ret:>10} {:?}", e.call as f64 / 1e6, e.op);
+        }
+        panic!("not linearizable: the history above (ms from the start)");
+    }
 }
 
 /// Kills the cluster's leader a moment into the run, revives it a moment later.

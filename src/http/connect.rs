@@ -62,8 +62,13 @@ pub(super) fn request_error(
             message: format!("{operation} to {endpoint}: {message}"),
         };
     }
+    let message = if error.is_connect() {
+        format!("{operation}: cannot reach {endpoint}")
+    } else {
+        format!("{operation}: the connection to {endpoint} broke")
+    };
     Error::Unreachable {
-        message: format!("{operation}: cannot reach {endpoint}"),
+        message,
         source: Some(std::sync::Arc::new(error)),
     }
 }

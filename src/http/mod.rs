@@ -37,7 +37,7 @@ use crate::{Error, Result};
 /// backend bounds ([`ConnectionLimits`]).
 pub(crate) const MAX_REQUEST_CONNECTIONS: usize = 48;
 
-/// How often an idempotent request refused with a 429 (overloaded) is sent
+/// How often a request refused with a 429 (overloaded) is sent
 /// again, with backoff, before it fails with [`Error::Overloaded`].
 const OVERLOAD_RETRIES: u32 = 4;
 
@@ -61,7 +61,10 @@ pub(crate) struct HttpRequest<'a> {
     /// Path and query, already percent-encoded, starting with `/`.
     pub(crate) path: &'a str,
     pub(crate) body: Bytes,
-    /// Safe to send again after a failure that may have reached the server.
+    /// Safe to send again after a failure that may have reached the server:
+    /// reads, and writes whose second run nobody could tell from the first.
+    /// Never a plain put or delete, whose second run would undo a write
+    /// made between the two.
     pub(crate) idempotent: bool,
     pub(crate) timeout: Duration,
     /// What is being done, for errors and traces (never a secret).
@@ -138,8 +141,8 @@ impl HttpClient {
     /// [`Error::OutcomeUnknown`].
     ///
     /// A 429 (the server is overloaded, or this host holds too many
-    /// connections to it) is retried with backoff when the request is
-    /// idempotent, and is otherwise [`Error::Overloaded`].
+    /// connections to it) is retried with backoff, then is
+    /// [`Error::Overloaded`].
     pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         let mut retries = 0;
@@ -148,7 +151,8 @@ impl HttpClient {
             if reply.status != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(reply);
             }
-            if !request.idempotent || retries == OVERLOAD_RETRIES {
+            // A 429 is a refusal: nothing was applied, any request may go again.
+            if retries == OVERLOAD_RETRIES {
                 return Err(Error::Overloaded {
                     operation: request.operation,
                     message: format!("{} answered 429: {}", request.operation, reply.excerpt()),

@@ -1,8 +1,9 @@
 //! Network faults between kvmesh and a real server, through the loopback
 //! fault proxy (`tests/support/proxy.rs`), on Consul and on etcd (3.5, over
 //! its gateway and over gRPC):
-//! - a reply cut mid-body: a read is retried and succeeds; a write fails with
-//!   `Error::OutcomeUnknown` (and was in fact applied);
+//! - a reply cut mid-body: a read is retried and succeeds; a write (a plain
+//!   put or delete too) fails with `Error::OutcomeUnknown` (and was in fact
+//!   applied, once);
 //! - a stalled connection (open, silent): a watch notices within its
 //!   `stall_timeout`, opens a new connection and delivers the change.
 
@@ -129,14 +130,6 @@ async fn cut_reply_to_a_read_is_retried(scheme: &str, addr: &str) {
     cut_next_reply(&proxy).await;
     let listing = store.get_range(&key).await.expect("a list is retried");
     assert_eq!(listing.len(), 1);
-    // A plain put can be repeated without changing its result: retried too.
-    cut_next_reply(&proxy).await;
-    store
-        .put(&key, Bytes::from("v2"))
-        .await
-        .expect("a plain put is retried");
-    let pair = store.get(&key).await.unwrap().expect("present");
-    assert_eq!(pair.value, Bytes::from("v2"));
 }
 
 async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
@@ -155,6 +148,15 @@ async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
         }
         other => panic!("{what}: expected OutcomeUnknown, got {other:?}"),
     };
+    // A plain put is not repeated either: its second run would undo a
+    // write another client made between the two.
+    cut_next_reply(&proxy).await;
+    match store.put(&key, Bytes::from("plain")).await {
+        Err(error @ Error::OutcomeUnknown { .. }) => assert!(!error.is_retryable(), "{error}"),
+        other => panic!("put: expected OutcomeUnknown, got {other:?}"),
+    }
+    let now = check.get(&key).await.unwrap().expect("present");
+    assert_eq!(now.value, Bytes::from("plain"), "it was applied");
     // A conditional write is not repeated: its second try would fail its
     // own condition and misreport the outcome.
     let version = check.get(&key).await.unwrap().expect("present").version;
@@ -174,6 +176,14 @@ async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
         "atomic_delete",
         store.atomic_delete(&key, now.version).await,
     );
+    assert!(check.get(&key).await.unwrap().is_none(), "it was applied");
+
+    store.put(&key, Bytes::from("v3")).await.unwrap();
+    cut_next_reply(&proxy).await;
+    match store.delete(&key).await {
+        Err(error @ Error::OutcomeUnknown { .. }) => assert!(!error.is_retryable(), "{error}"),
+        other => panic!("delete: expected OutcomeUnknown, got {other:?}"),
+    }
     assert!(check.get(&key).await.unwrap().is_none(), "it was applied");
 }
 

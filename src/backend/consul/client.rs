@@ -205,17 +205,11 @@ impl ConsulClient {
             Write::Release(session) => format!("release={}", query_value(session)),
         };
         let path = self.path(kv_path(key), &[&param]);
-        // A plain write can be repeated; a conditional one may have applied.
-        let idempotent = matches!(write, Write::Plain);
+        // Never sent again once it may have reached the server: a second
+        // run of a plain write would undo what another client wrote between
+        // the two, and a conditional one would misreport its outcome.
         let reply = self
-            .call(
-                Method::PUT,
-                &path,
-                value,
-                idempotent,
-                self.timeout,
-                "consul put",
-            )
+            .call(Method::PUT, &path, value, false, self.timeout, "consul put")
             .await?;
         wire::parse_bool(
             &Self::expect_ok(reply, "consul put", Some(key))?,
@@ -234,13 +228,13 @@ impl ConsulClient {
                 cas.as_deref().unwrap_or(""),
             ],
         );
-        let idempotent = cas.is_none();
+        // As for a put: a second run could delete a key written meanwhile.
         let reply = self
             .call(
                 Method::DELETE,
                 &path,
                 Bytes::new(),
-                idempotent,
+                false,
                 self.timeout,
                 "consul delete",
             )

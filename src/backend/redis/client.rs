@@ -140,12 +140,35 @@ impl Client {
             .map_err(|e| self.error("connecting", e))
     }
 
-    /// Runs `script` with the layout's arguments, then `args`.
+    /// Runs `script` (a read, or a write nobody could tell from a second
+    /// run of it) with the layout's arguments, then `args`.
     pub(super) async fn run<T: FromRedisValue>(
         &self,
         operation: &'static str,
         script: &Script,
         args: &[&[u8]],
+    ) -> Result<T> {
+        self.invoke(operation, script, args, false).await
+    }
+
+    /// [`Client::run`] for a write of a key: one whose connection broke
+    /// once it may have been sent is [`Error::OutcomeUnknown`] (redis-rs
+    /// sends nothing again by itself).
+    pub(super) async fn run_write<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: &[&[u8]],
+    ) -> Result<T> {
+        self.invoke(operation, script, args, true).await
+    }
+
+    async fn invoke<T: FromRedisValue>(
+        &self,
+        operation: &'static str,
+        script: &Script,
+        args: &[&[u8]],
+        write: bool,
     ) -> Result<T> {
         let mut conn = self.connection().await?;
         let span = tracing::debug_span!("redis_script", operation, endpoint = %self.endpoint);
@@ -172,6 +195,13 @@ impl Client {
                     let revision = self.raise_revision(&mut conn, operation).await?;
                     self.epoch.reset(revision);
                     reset = true;
+                }
+                Err(e) if write && broke_after_sending(&e) => {
+                    return Err(Error::OutcomeUnknown {
+                        operation,
+                        message: format!("the connection to redis {} broke: {e}", self.endpoint),
+                        source: Some(Arc::new(e)),
+                    });
                 }
                 other => return other.map_err(|e| self.error(operation, e)),
             }
@@ -274,6 +304,16 @@ impl Client {
             source: Some(Arc::new(e)),
         }
     }
+}
+
+/// Whether `e` says the connection went with a command on it, which the
+/// server may have run (a refused connection ran nothing; a timeout is
+/// [`Error::Timeout`], as uncertain).
+fn broke_after_sending(e: &RedisError) -> bool {
+    (e.is_io_error() || e.is_connection_dropped())
+        && !e.is_connection_refusal()
+        && !e.is_timeout()
+        && super::tls::failure(e).is_none()
 }
 
 impl std::fmt::Debug for Client {

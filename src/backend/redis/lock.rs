@@ -36,7 +36,7 @@ pub(super) async fn try_lock(
     let ttl_ms = ttl.as_millis().max(1).to_string();
     let sent = tokio::time::Instant::now();
     let version: u64 = client
-        .run(
+        .run_write(
             "acquire",
             &client.scripts.lock_acquire,
             &[key.as_bytes(), value, token.as_bytes(), ttl_ms.as_bytes()],
@@ -124,7 +124,7 @@ impl Renewable for Owner {
 /// Deletes the lock's key if `token` still holds it; false if it does not.
 pub(super) async fn release(client: &Client, key: &str, token: &str) -> Result<bool> {
     let version: u64 = client
-        .run(
+        .run_write(
             "release",
             &client.scripts.lock_release,
             &[key.as_bytes(), token.as_bytes()],

@@ -142,7 +142,7 @@ impl RedisStore {
         args: &[&[u8]],
     ) -> Result<u64> {
         self.ensure_sweeper();
-        let version: u64 = self.client.run(operation, script, args).await?;
+        let version: u64 = self.client.run_write(operation, script, args).await?;
         self.client.epoch.saw(version);
         Ok(version)
     }
@@ -336,7 +336,7 @@ impl Store for RedisStore {
         self.ensure_sweeper();
         let reply: redis::Value = self
             .client
-            .run("txn", &self.client.scripts.txn, &args)
+            .run_write("txn", &self.client.scripts.txn, &args)
             .await?;
         let result = txn_result(reply)?;
         if let TxnResult::Committed { version } = &result {

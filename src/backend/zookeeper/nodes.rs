@@ -205,7 +205,7 @@ pub(crate) async fn get(session: &Session, key: &str, path: &str) -> Result<Opti
 /// Deletes the key at `path`: its node holds [`PARENT`] from then on.
 pub(crate) async fn delete(session: &Session, path: &str) -> Result<()> {
     session
-        .run("zookeeper delete", Repeat::Safe, |client| async move {
+        .run("zookeeper delete", Repeat::Unsafe, |client| async move {
             for _ in 0..RACE_ROUNDS {
                 let Some((data, stat)) = read(&client, path).await? else {
                     return Ok(());

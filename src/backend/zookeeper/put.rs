@@ -82,7 +82,7 @@ pub(crate) fn add_remake(
 pub(crate) async fn put(session: &Session, path: &str, value: &[u8]) -> Result<()> {
     let options = zk::CreateMode::Persistent.with_acls(acls(session));
     session
-        .run("zookeeper put", Repeat::Safe, |client| {
+        .run("zookeeper put", Repeat::Unsafe, |client| {
             let options = options.clone();
             async move {
                 for _ in 0..RACE_ROUNDS {
@@ -123,7 +123,7 @@ pub(crate) async fn put_ttl(
     let parents = zk::CreateMode::Persistent.with_acls(acls(session));
     let node = parents.clone().with_ttl(ttl);
     let answer = session
-        .run("zookeeper put", Repeat::Safe, |client| {
+        .run("zookeeper put", Repeat::Unsafe, |client| {
             let (parents, node) = (parents.clone(), node.clone());
             async move {
                 for _ in 0..RACE_ROUNDS {

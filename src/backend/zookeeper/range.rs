@@ -163,7 +163,7 @@ pub(crate) async fn delete_range(session: &Session, root: &str, prefix: &str) ->
     session
         .run(
             "zookeeper delete_range",
-            Repeat::Safe,
+            Repeat::Unsafe,
             |client| async move {
                 for _ in 0..ROUNDS {
                     let Some(walk) = walk(&client, root, prefix).await? else {

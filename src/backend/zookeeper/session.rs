@@ -1,8 +1,8 @@
 //! The store's ZooKeeper session: made on first use, made anew once the
 //! server expired it, and every call run on it as ZooKeeper allows: a read
-//! (or a write that may run twice) is sent again after a lost connection or
-//! an expired session, until the call's timeout; a write that may not run
-//! twice and lost its connection is [`Error::OutcomeUnknown`].
+//! is sent again after a lost connection or an expired session, until the
+//! call's timeout; a write of a key that lost its connection is
+//! [`Error::OutcomeUnknown`] (one the expired session refused goes again).
 
 use std::fmt;
 use std::future::Future;
@@ -63,9 +63,11 @@ impl fmt::Debug for Session {
 /// Whether a call may be sent again after its connection broke.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Repeat {
-    /// Reads, and writes whose second run changes nothing (a plain put).
+    /// Reads, and writes nobody could tell from a second run of them.
     Safe,
-    /// Conditional writes: a second run would misreport the first's result.
+    /// Every write of a key: a second run of a plain put or delete would
+    /// undo a write made between the two, and one of a conditional write
+    /// would misreport the first's result.
     Unsafe,
 }
 

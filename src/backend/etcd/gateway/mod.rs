@@ -87,7 +87,7 @@ impl Transport for Gateway {
     }
 
     async fn put(&self, request: &PutRequest, token: Token) -> Reply<PutResponse> {
-        self.post("/v3/kv/put", request, token, true, "etcd put")
+        self.post("/v3/kv/put", request, token, false, "etcd put")
             .await
     }
 
@@ -96,7 +96,7 @@ impl Transport for Gateway {
         request: &DeleteRangeRequest,
         token: Token,
     ) -> Reply<DeleteRangeResponse> {
-        self.post("/v3/kv/deleterange", request, token, true, "etcd delete")
+        self.post("/v3/kv/deleterange", request, token, false, "etcd delete")
             .await
     }
 

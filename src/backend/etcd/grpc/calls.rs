@@ -1,5 +1,8 @@
 //! etcd's calls over gRPC: each call's service path, its message in
-//! protobuf form, and whether it may run twice (for failover).
+//! protobuf form, and whether it may run twice (for failover). A plain put
+//! or delete may not: run again after its first run was applied, it would
+//! undo whatever another client wrote between the two (etcd's own client
+//! resends neither once it may have reached the server).
 
 use std::sync::atomic::Ordering;
 
@@ -28,7 +31,7 @@ impl Transport for Grpc {
     async fn put(&self, request: &wire::PutRequest, token: Token) -> Reply<wire::PutResponse> {
         let path = "/etcdserverpb.KV/Put";
         let reply = self
-            .unary(path, convert::put(request), token, true, "etcd put")
+            .unary(path, convert::put(request), token, false, "etcd put")
             .await?;
         Ok(reply.map(convert::put_response))
     }
@@ -41,7 +44,7 @@ impl Transport for Grpc {
         let path = "/etcdserverpb.KV/DeleteRange";
         let request = convert::delete_range(request);
         let reply = self
-            .unary(path, request, token, true, "etcd delete")
+            .unary(path, request, token, false, "etcd delete")
             .await?;
         Ok(reply.map(convert::delete_range_response))
     }

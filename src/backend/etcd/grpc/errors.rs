@@ -50,6 +50,9 @@ pub(super) enum Failure {
     NotSent,
     /// The connection broke with the call on it: it may have been applied.
     Broken,
+    /// tonic's own deadline (the call's, sent as `grpc-timeout`) passed:
+    /// as uncertain as [`Failure::Broken`], reported as a timeout.
+    TimedOut,
 }
 
 pub(super) fn failure(status: &tonic::Status) -> Failure {
@@ -76,6 +79,9 @@ pub(super) fn failure(status: &tonic::Status) -> Failure {
             .is_some_and(hyper::Error::is_canceled)
         {
             return Failure::NotSent;
+        }
+        if cause.is::<tonic::TimeoutExpired>() {
+            return Failure::TimedOut;
         }
         // hyper-util's connector says so of a connection it never made:
         // a name it could not resolve, a connect that timed out.

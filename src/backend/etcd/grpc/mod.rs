@@ -252,6 +252,16 @@ impl Grpc {
                         failures.push(why);
                         break;
                     }
+                    Failure::TimedOut if idempotent => {
+                        failures.push(why);
+                        break;
+                    }
+                    Failure::TimedOut => {
+                        return Err(Error::Timeout {
+                            operation,
+                            after: self.timeout,
+                        });
+                    }
                     Failure::Broken => {
                         return Err(Error::OutcomeUnknown {
                             operation,
