@@ -140,7 +140,8 @@ pub enum Error {
 
     /// The store refused the request because it is overloaded (Consul's
     /// 429 "too many connections/requests"). Retryable: try again later.
-    /// Idempotent requests were already retried with backoff.
+    /// Reads were already retried with backoff; a write was refused
+    /// before it was applied.
     #[error("{operation}: the store is overloaded: {message}")]
     Overloaded {
         /// What was being done.

@@ -175,6 +175,9 @@ async fn ttl_puts_leave_no_orphaned_sessions() {
             .put_with(&key, Bytes::from(i.to_string()), PutOptions::ttl(ttl))
             .await
             .unwrap();
+        // A replaced session hands the key over in one txn, with the value.
+        let now = store.get(&key).await.unwrap().expect("the key");
+        assert_eq!(now.value, i.to_string());
     }
     let during = sessions_named(&addr, "kvmesh-ttl").await;
     assert_eq!(

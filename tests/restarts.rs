@@ -177,22 +177,20 @@ async fn after_recovery(live: Live, every_event: bool, reseed: bool) {
     } = live;
     if reseed {
         // A dev-mode Consul came back empty: the data dir gets new content.
-        store
-            .put(&format!("{data}reseeded"), Bytes::from("y"))
-            .await
-            .expect("a write after the restart");
+        let reseeded = format!("{data}reseeded");
+        support::put_until_done(&*store, &reseeded, "y", Duration::from_secs(30)).await;
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     let _ = stop_burst.send(true);
     let acknowledged = burst.await.expect("the burst task");
-    store
-        .put(&key, Bytes::from("final"))
-        .await
-        .expect("a write after recovery");
-    store
-        .put(&format!("{data}final"), Bytes::from("z"))
-        .await
-        .expect("a write after recovery");
+    support::put_until_done(&*store, &key, "final", Duration::from_secs(30)).await;
+    support::put_until_done(
+        &*store,
+        &format!("{data}final"),
+        "z",
+        Duration::from_secs(30),
+    )
+    .await;
 
     let seen = until_value(&mut key_watch, &key, "final", !reseed).await;
     if every_event {
@@ -307,16 +305,7 @@ async fn cluster_member_loss(backend: &str, var: &str, cluster: &str, case: &str
         servers(&["kill", &victim]);
         // The other members carry on: reads and writes work within the
         // timeout (after failover and, for a leader, an election).
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            match live.store.put(&live.key, Bytes::from("during")).await {
-                Ok(()) => break,
-                Err(error) if error.is_retryable() && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                Err(error) => panic!("{role} {victim} down: writes do not recover: {error}"),
-            }
-        }
+        support::put_until_done(&*live.store, &live.key, "during", Duration::from_secs(30)).await;
         live.store
             .get(&live.key)
             .await

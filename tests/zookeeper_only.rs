@@ -278,20 +278,7 @@ async fn the_leader_killed_under_a_watch_and_a_lock() {
     }
     let _revive = Revive(leader.clone());
     for i in 0..20 {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
-        loop {
-            match other.put(&key, Bytes::from(i.to_string())).await {
-                Ok(()) => break,
-                Err(error) => {
-                    assert!(error.is_retryable(), "{error}");
-                    assert!(
-                        tokio::time::Instant::now() < deadline,
-                        "no new leader: {error}"
-                    );
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-            }
-        }
+        support::put_until_done(&*other, &key, &i.to_string(), Duration::from_secs(30)).await;
     }
     // The watch reaches the final state.
     loop {

@@ -37,7 +37,7 @@ use crate::{Error, Result};
 /// backend bounds ([`ConnectionLimits`]).
 pub(crate) const MAX_REQUEST_CONNECTIONS: usize = 48;
 
-/// How often a request refused with a 429 (overloaded) is sent
+/// How often an idempotent request refused with a 429 (overloaded) is sent
 /// again, with backoff, before it fails with [`Error::Overloaded`].
 const OVERLOAD_RETRIES: u32 = 4;
 
@@ -141,8 +141,8 @@ impl HttpClient {
     /// [`Error::OutcomeUnknown`].
     ///
     /// A 429 (the server is overloaded, or this host holds too many
-    /// connections to it) is retried with backoff, then is
-    /// [`Error::Overloaded`].
+    /// connections to it) is retried with backoff when the request is
+    /// idempotent, and is otherwise [`Error::Overloaded`].
     pub(crate) async fn send(&self, request: &HttpRequest<'_>) -> Result<HttpReply> {
         let mut backoff = Backoff::new(Duration::from_millis(50), Duration::from_secs(1));
         let mut retries = 0;
@@ -151,8 +151,9 @@ impl HttpClient {
             if reply.status != StatusCode::TOO_MANY_REQUESTS {
                 return Ok(reply);
             }
-            // A 429 is a refusal: nothing was applied, any request may go again.
-            if retries == OVERLOAD_RETRIES {
+            // etcd's gateway answers 429 to a request too large as well:
+            // only a request that may run twice goes again.
+            if !request.idempotent || retries == OVERLOAD_RETRIES {
                 return Err(Error::Overloaded {
                     operation: request.operation,
                     message: format!("{} answered 429: {}", request.operation, reply.excerpt()),

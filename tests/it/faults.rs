@@ -178,7 +178,7 @@ async fn cut_reply_to_a_write_is_outcome_unknown(scheme: &str, addr: &str) {
     );
     assert!(check.get(&key).await.unwrap().is_none(), "it was applied");
 
-    store.put(&key, Bytes::from("v3")).await.unwrap();
+    check.put(&key, Bytes::from("v3")).await.unwrap();
     cut_next_reply(&proxy).await;
     match store.delete(&key).await {
         Err(error @ Error::OutcomeUnknown { .. }) => assert!(!error.is_retryable(), "{error}"),

@@ -274,3 +274,29 @@ pub fn over_etcd_transport(url: String) -> String {
         _ => url,
     }
 }
+
+/// Puts `value` at `key` until it is acknowledged, within `limit`: through
+/// a fault, a write fails retryably or with its outcome unknown (never sent
+/// again by kvmesh); a test that only needs the value there in the end
+/// sends it again, as a user would after reading it back.
+pub async fn put_until_done(
+    store: &dyn kvmesh::Store,
+    key: &str,
+    value: &str,
+    limit: std::time::Duration,
+) {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        match store.put(key, bytes::Bytes::from(value.to_owned())).await {
+            Ok(()) => return,
+            Err(error)
+                if (error.is_retryable()
+                    || matches!(error, kvmesh::Error::OutcomeUnknown { .. }))
+                    && tokio::time::Instant::now() < deadline =>
+            {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            }
+            Err(error) => panic!("put {key:?} = {value:?} not done within {limit:?}: {error}"),
+        }
+    }
+}

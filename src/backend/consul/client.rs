@@ -212,7 +212,7 @@ impl ConsulClient {
             .call(Method::PUT, &path, value, false, self.timeout, "consul put")
             .await?;
         wire::parse_bool(
-            &Self::expect_ok(reply, "consul put", Some(key))?,
+            &wire::written(reply, "consul put", Some(key))?,
             "consul put",
         )
     }
@@ -240,7 +240,7 @@ impl ConsulClient {
             )
             .await?;
         wire::parse_bool(
-            &Self::expect_ok(reply, "consul delete", Some(key))?,
+            &wire::written(reply, "consul delete", Some(key))?,
             "consul delete",
         )
     }
@@ -377,7 +377,7 @@ impl ConsulClient {
             .await?;
         match reply.status {
             StatusCode::OK | StatusCode::CONFLICT => Ok(reply),
-            _ => Err(wire::classify(&reply, "consul txn", None)),
+            _ => wire::written(reply, "consul txn", None),
         }
     }
 }

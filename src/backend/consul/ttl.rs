@@ -10,6 +10,8 @@
 //! Sessions never pile up: a TTL write of a key this store already tracks
 //! renews its session (same TTL) or replaces it (destroying the old one); a
 //! plain write or a delete of a tracked key releases and destroys its session.
+//! A key moves from one session to another in one txn, so that the value is
+//! written once: never again after another client's write.
 //!
 //! The TTL writes of one key through one store take turns ([`Turns`]): two
 //! of them racing would each make a session and one would find the key
@@ -23,6 +25,7 @@ use bytes::Bytes;
 use tokio::sync::OwnedMutexGuard;
 
 use super::client::{ConsulClient, Write};
+use crate::base64_bytes::encode;
 use crate::{Error, Result};
 
 /// The session holding one TTL key.
@@ -107,12 +110,11 @@ async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> 
             continue; // let go of meanwhile: try again
         };
         match client.session_name(&holder).await?.as_deref() {
-            Some(TTL_SESSION) => {
-                // `false`: it let go of the key meanwhile; either way, again.
-                client
-                    .put(key, value.clone(), Write::Release(&holder))
-                    .await?;
+            Some(TTL_SESSION) if hand_over(client, key, &value, &holder, id).await? => {
+                return Ok(());
             }
+            // It let go of the key meanwhile: again.
+            Some(TTL_SESSION) => {}
             None => {} // the session ended meanwhile: try again
             Some(_) => {
                 return Err(Error::HeldByLock {
@@ -124,6 +126,24 @@ async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> 
     Err(Error::HeldByLock {
         key: key.to_owned(),
     })
+}
+
+/// Moves `key` from session `from` to session `to`, writing `value`, in one
+/// txn (`unlock`, then `lock`): a write between the two steps would
+/// otherwise be overwritten by the second. False when `from` did not hold it.
+async fn hand_over(
+    client: &ConsulClient,
+    key: &str,
+    value: &Bytes,
+    from: &str,
+    to: &str,
+) -> Result<bool> {
+    let value = encode(value);
+    let operations = serde_json::json!([
+        { "KV": { "Verb": "unlock", "Key": key, "Value": value, "Session": from } },
+        { "KV": { "Verb": "lock", "Key": key, "Value": value, "Session": to } },
+    ]);
+    client.transaction(&operations).await
 }
 
 impl TtlSessions {
@@ -158,18 +178,38 @@ impl TtlSessions {
             }
         }
         let id = client.create_session(TTL_SESSION, ttl, "delete").await?;
-        if let Some(old) = &previous {
-            // Let go of the key (keeping it) before the new session takes it,
-            // then drop the old session, which now holds nothing to delete.
-            client
-                .put(key, value.clone(), Write::Release(&old.id))
-                .await?;
-            client.destroy_session(&old.id).await?;
-        }
-        if let Err(error) = take_over(client, key, value, &id).await {
-            client.destroy_session(&id).await?;
-            self.lock().remove(key);
-            return Err(error);
+        let taken = match &previous {
+            // The new session takes the key from the old one in one txn;
+            // the old one, which holds nothing then, goes (or expires).
+            Some(old) => match hand_over(client, key, &value, &old.id, &id).await {
+                Ok(moved) => {
+                    if let Err(error) = client.destroy_session(&old.id).await {
+                        tracing::debug!(%error, key, "consul: a replaced TTL session stays until its TTL");
+                    }
+                    self.lock().remove(key);
+                    match moved {
+                        true => Ok(()),
+                        false => take_over(client, key, value, &id).await,
+                    }
+                }
+                Err(error) => Err(error),
+            },
+            None => take_over(client, key, value, &id).await,
+        };
+        match taken {
+            Ok(()) => {}
+            // The new session may hold the key: it stays, and deletes the
+            // key at its TTL as asked (destroying it would delete a key the
+            // caller cannot know was written).
+            Err(error @ (Error::OutcomeUnknown { .. } | Error::Timeout { .. })) => {
+                self.lock().insert(key.to_owned(), TtlSession { id, ttl });
+                return Err(error);
+            }
+            // Not written: the new session holds nothing.
+            Err(error) => {
+                let _ = client.destroy_session(&id).await;
+                return Err(error);
+            }
         }
         self.lock().insert(key.to_owned(), TtlSession { id, ttl });
         Ok(())

@@ -122,6 +122,33 @@ pub(super) fn classify(reply: &HttpReply, operation: &str, key: Option<&str>) ->
     ))
 }
 
+/// The reply to a write of a key when it is a 200, else the error it
+/// means. A 5xx other than "no leader" ("leadership lost while committing
+/// log", an RPC cut short) may come after the write was applied: it is
+/// [`Error::OutcomeUnknown`], never an error that invites sending it again.
+pub(super) fn written(
+    reply: HttpReply,
+    operation: &'static str,
+    key: Option<&str>,
+) -> Result<HttpReply> {
+    if reply.status == StatusCode::OK {
+        return Ok(reply);
+    }
+    let no_leader = String::from_utf8_lossy(&reply.body).contains("No cluster leader");
+    if reply.status.is_server_error() && !no_leader {
+        return Err(Error::OutcomeUnknown {
+            operation,
+            message: format!(
+                "Consul answered {}: {}",
+                reply.status.as_u16(),
+                reply.excerpt()
+            ),
+            source: None,
+        });
+    }
+    Err(classify(&reply, operation, key))
+}
+
 #[cfg(test)]
 mod tests {
     use super::super::entries::Entries;
@@ -202,6 +229,19 @@ mod tests {
             classify(&reply(500, "No cluster leader"), "get", None),
             Error::Unreachable { .. }
         ));
+        assert!(matches!(
+            written(reply(500, "No cluster leader"), "put", None),
+            Err(Error::Unreachable { .. })
+        ));
+        assert!(matches!(
+            written(
+                reply(500, "leadership lost while committing log"),
+                "put",
+                None
+            ),
+            Err(Error::OutcomeUnknown { .. })
+        ));
+        assert!(written(reply(200, "true"), "put", None).is_ok());
         assert!(parse_bool(&reply(200, "maybe"), "put").is_err());
         let garbage = reply(200, "[{\"Key\":");
         assert!(matches!(

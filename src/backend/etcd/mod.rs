@@ -42,7 +42,9 @@ use self::wire::{Compare, DeleteRangeRequest, PutRequest, RequestOp, TxnRequest,
 use crate::http::{ConnectionLimits, HttpClient, MAX_REQUEST_CONNECTIONS};
 use crate::key::{check_delete_prefix, check_key};
 use crate::watch::{WatchRegistry, WatchTarget};
-use crate::{Config, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions};
+use crate::{
+    Config, Error, KvPair, Lock, PutOptions, Result, Store, Txn, TxnResult, Watch, WatchOptions,
+};
 
 /// An etcd store; clones of the `Arc<dyn Store>` share it.
 pub(crate) struct EtcdStore {
@@ -125,11 +127,14 @@ impl EtcdStore {
 
     /// Revokes those of `replaced` (the leases of values a write replaced
     /// or deleted) that this store granted for TTL keys.
-    async fn revoke_replaced(&self, replaced: impl IntoIterator<Item = i64>) -> Result<()> {
+    async fn revoke_replaced(&self, replaced: impl IntoIterator<Item = i64>) {
         for lease in self.inner.ttl_leases.take_ours(replaced) {
-            self.inner.client.revoke_lease(lease).await?;
+            if let Err(error) = self.inner.client.revoke_lease(lease).await {
+                // The write is done (a failure here must not say otherwise);
+                // the lease holds no key now and ends at its TTL.
+                tracing::debug!(%error, lease, "etcd: a replaced TTL lease was not revoked");
+            }
         }
-        Ok(())
     }
 
     /// A write without TTL.
@@ -141,7 +146,8 @@ impl EtcdStore {
             .client
             .put(key, &value, 0, self.inner.ttl_leases.any())
             .await?;
-        self.revoke_replaced([replaced]).await
+        self.revoke_replaced([replaced]).await;
+        Ok(())
     }
 
     /// For `connect`: one request that any endpoint answers.
@@ -171,7 +177,14 @@ impl Store for EtcdStore {
         // revokes it.
         self.inner.ttl_leases.add(lease, ttl);
         match self.inner.client.put(key, &value, lease, true).await {
-            Ok(replaced) => self.revoke_replaced([replaced]).await,
+            Ok(replaced) => {
+                self.revoke_replaced([replaced]).await;
+                Ok(())
+            }
+            // It may have been applied: the lease stays, and ends the key
+            // at its TTL as asked (revoking it would delete a key the
+            // caller cannot know was written).
+            Err(error @ (Error::OutcomeUnknown { .. } | Error::Timeout { .. })) => Err(error),
             Err(error) => {
                 self.inner.ttl_leases.take_ours([lease]);
                 let _ = self.inner.client.revoke_lease(lease).await;
@@ -193,7 +206,8 @@ impl Store for EtcdStore {
         let replaced = (self.inner.client)
             .delete(key, false, self.inner.ttl_leases.any())
             .await?;
-        self.revoke_replaced(replaced).await
+        self.revoke_replaced(replaced).await;
+        Ok(())
     }
 
     async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
@@ -237,7 +251,8 @@ impl Store for EtcdStore {
         let replaced = (self.inner.client)
             .delete(prefix, true, self.inner.ttl_leases.any())
             .await?;
-        self.revoke_replaced(replaced).await
+        self.revoke_replaced(replaced).await;
+        Ok(())
     }
 
     async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {
@@ -275,7 +290,7 @@ impl Store for EtcdStore {
             })
             .await
             .map_err(|e| with_value_size(e, key, value.len()))?;
-        self.revoke_replaced(outcome.replaced_leases).await?;
+        self.revoke_replaced(outcome.replaced_leases).await;
         Ok(outcome.succeeded)
     }
 
@@ -310,7 +325,7 @@ impl Store for EtcdStore {
                 failure: vec![],
             })
             .await?;
-        self.revoke_replaced(outcome.replaced_leases).await?;
+        self.revoke_replaced(outcome.replaced_leases).await;
         Ok(outcome.succeeded)
     }
 }

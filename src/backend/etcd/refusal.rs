@@ -70,6 +70,22 @@ impl Refusal {
         }
     }
 
+    /// etcd may have applied the write it refused so: it proposed it, then
+    /// could not confirm it ("request timed out", "leader changed").
+    pub(super) fn may_have_applied(&self) -> bool {
+        matches!(self.code, code::UNAVAILABLE | code::INTERNAL)
+    }
+
+    /// [`Error::OutcomeUnknown`], for a write refused as
+    /// [`Refusal::may_have_applied`] says.
+    pub(super) fn into_outcome_unknown(self, operation: &'static str) -> Error {
+        Error::OutcomeUnknown {
+            operation,
+            message: format!("etcd answered {}: {}", self.status, self.message),
+            source: None,
+        }
+    }
+
     /// etcd no longer has the revision asked for.
     pub(super) fn is_compacted(&self) -> bool {
         self.code == code::OUT_OF_RANGE && self.message.contains("compacted")

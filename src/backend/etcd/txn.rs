@@ -107,7 +107,7 @@ impl EtcdStore {
             with_value_size(e, "(a txn)", size.sum())
         })?;
         if outcome.succeeded {
-            self.revoke_replaced(outcome.replaced_leases).await?;
+            self.revoke_replaced(outcome.replaced_leases).await;
             let version = u64::try_from(outcome.revision)
                 .map_err(|_| Error::malformed("etcd answered a negative revision"))?;
             return Ok(TxnResult::Committed { version });

@@ -100,11 +100,16 @@ pub(crate) async fn put(session: &Session, path: &str, value: &[u8]) -> Result<(
                     if !may_have_ttl(&stat) {
                         return Ok(());
                     }
-                    match remake(&client, path, value, &options, false, Some(stat.version)).await {
-                        Ok(()) => return Ok(()),
-                        Err(zk::MultiWriteError::OperationFailed { .. }) => {}
-                        Err(zk::MultiWriteError::RequestFailed { source }) => return Err(source),
-                    }
+                    // The value is written; the node is made anew as a plain
+                    // one unless it changed since: then a later write
+                    // decides what it is (writing the value again would
+                    // undo that write).
+                    return match remake(&client, path, value, &options, false, Some(stat.version))
+                        .await
+                    {
+                        Ok(()) | Err(zk::MultiWriteError::OperationFailed { .. }) => Ok(()),
+                        Err(zk::MultiWriteError::RequestFailed { source }) => Err(source),
+                    };
                 }
                 Err(raced(path))
             }

@@ -64,7 +64,11 @@ impl Gateway {
             })
             .await?;
         if reply.status != StatusCode::OK {
-            return Ok(Err(Refusal::of(&reply, operation)));
+            let refusal = Refusal::of(&reply, operation);
+            if !idempotent && refusal.may_have_applied() {
+                return Err(refusal.into_outcome_unknown(operation));
+            }
+            return Ok(Err(refusal));
         }
         reply.json(operation).map(Ok)
     }

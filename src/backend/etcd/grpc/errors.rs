@@ -62,16 +62,10 @@ pub(super) fn failure(status: &tonic::Status) -> Failure {
         return Failure::Refused;
     };
     loop {
-        if let Some(io) = cause.downcast_ref::<std::io::Error>()
-            && matches!(
-                io.kind(),
-                std::io::ErrorKind::ConnectionRefused
-                    | std::io::ErrorKind::AddrNotAvailable
-                    | std::io::ErrorKind::NotConnected
-                    | std::io::ErrorKind::HostUnreachable
-                    | std::io::ErrorKind::NetworkUnreachable
-            )
-        {
+        // tonic wraps whatever the connector failed with (a refused or
+        // timed-out connect, a name it could not resolve, a TLS handshake)
+        // in a ConnectError: a connection never made, nothing sent on it.
+        if cause.is::<tonic::ConnectError>() {
             return Failure::NoConnection;
         }
         if cause
@@ -82,15 +76,6 @@ pub(super) fn failure(status: &tonic::Status) -> Failure {
         }
         if cause.is::<tonic::TimeoutExpired>() {
             return Failure::TimedOut;
-        }
-        // hyper-util's connector says so of a connection it never made:
-        // a name it could not resolve, a connect that timed out.
-        let text = cause.to_string();
-        if text.contains("tcp connect error")
-            || text.contains("dns error")
-            || text.contains("error trying to connect")
-        {
-            return Failure::NoConnection;
         }
         match cause.source() {
             Some(next) => cause = next,

@@ -224,16 +224,17 @@ impl Grpc {
                     }
                     // etcd may have proposed a write it then could not
                     // confirm ("leader changed", "request timed out").
-                    Failure::Refused
-                        if !idempotent && status.code() == tonic::Code::Unavailable =>
-                    {
-                        return Err(Error::OutcomeUnknown {
-                            operation,
-                            message: why,
-                            source: Some(std::sync::Arc::new(status)),
-                        });
+                    Failure::Refused => {
+                        let refusal = refusal(&status, operation);
+                        if !idempotent && refusal.may_have_applied() {
+                            return Err(Error::OutcomeUnknown {
+                                operation,
+                                message: why,
+                                source: Some(std::sync::Arc::new(status)),
+                            });
+                        }
+                        return Ok(Err(refusal));
                     }
-                    Failure::Refused => return Ok(Err(refusal(&status, operation))),
                     Failure::NoConnection => {
                         failures.push(why);
                         break;

@@ -113,3 +113,12 @@ async fn grpc_replies_say_what_the_gateway_says() {
         grpc.status(None).await.unwrap().unwrap();
     }
 }
+
+#[test]
+fn a_deadline_is_a_timeout_and_an_answer_a_refusal() {
+    use super::errors::{Failure, failure};
+    let deadline = tonic::Status::from_error(Box::new(tonic::TimeoutExpired(())));
+    assert!(matches!(failure(&deadline), Failure::TimedOut));
+    let answer = tonic::Status::unavailable("etcdserver: request timed out");
+    assert!(matches!(failure(&answer), Failure::Refused));
+}
