@@ -96,6 +96,32 @@ fn zookeeper(c: &mut Criterion) {
                 }
             },
         );
+        // kvmesh's get syncs first (a read sees every write that ended
+        // before it): against the bare client doing the same.
+        let (s, k) = (store.clone(), keys.clone());
+        let (b, p) = (bare.clone(), bare_paths.clone());
+        bench_against(
+            c,
+            &rt,
+            "zookeeper/get_vs_synced",
+            concurrency,
+            move |i| {
+                let (s, k) = (s.clone(), k.clone());
+                async move {
+                    s.get(&k[i % k.len()]).await.unwrap().unwrap();
+                }
+            },
+            move |i| {
+                let (b, p) = (b.clone(), p.clone());
+                async move {
+                    let path = &p[i % p.len()];
+                    let synced = b.sync(path);
+                    let (data, _) = b.get_data(path).await.unwrap();
+                    synced.await.unwrap();
+                    std::hint::black_box(Bytes::from(data));
+                }
+            },
+        );
         let (s, k, v) = (store.clone(), keys.clone(), value.clone());
         let (b, p, v2) = (bare.clone(), bare_paths.clone(), value.clone());
         bench_against(

@@ -94,6 +94,24 @@ pub struct Config {
     /// `?transport=http`. Default [`EtcdTransport::Grpc`] (with the `grpc`
     /// feature; without it, [`EtcdTransport::Http`]).
     pub etcd_transport: EtcdTransport,
+    /// ZooKeeper only: what a read may miss. URL: `?reads=fresh` (the
+    /// default) or `?reads=local`.
+    pub zookeeper_reads: ZooKeeperReads,
+}
+
+/// What a ZooKeeper read (`get`, `get_range`, `lock_holder`) may miss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum ZooKeeperReads {
+    /// A `sync` goes first, in the same round trip: the read sees every
+    /// write that ended before it began (`?reads=fresh`).
+    #[default]
+    Fresh,
+    /// ZooKeeper's own reads, from the server the session is on, which may
+    /// lag the leader by a moment: another client's write that just ended
+    /// can be missed (a session never goes back in time). About 1.7 times
+    /// the reads per second (`?reads=local`).
+    Local,
 }
 
 /// How the etcd backend reaches etcd.
@@ -134,6 +152,7 @@ impl std::fmt::Debug for Config {
             .field("password", &self.password.as_ref().map(|_| "<redacted>"))
             .field("tls", &self.tls)
             .field("etcd_transport", &self.etcd_transport)
+            .field("zookeeper_reads", &self.zookeeper_reads)
             .finish()
     }
 }
@@ -153,6 +172,7 @@ impl Default for Config {
             password: None,
             tls: None,
             etcd_transport: EtcdTransport::default(),
+            zookeeper_reads: ZooKeeperReads::default(),
         }
     }
 }
@@ -219,6 +239,13 @@ impl Config {
     #[must_use]
     pub fn with_etcd_transport(mut self, transport: EtcdTransport) -> Self {
         self.etcd_transport = transport;
+        self
+    }
+
+    /// Sets what a ZooKeeper read may miss.
+    #[must_use]
+    pub fn with_zookeeper_reads(mut self, reads: ZooKeeperReads) -> Self {
+        self.zookeeper_reads = reads;
         self
     }
 

@@ -70,7 +70,7 @@ mod watch;
 
 pub use bytes::Bytes;
 
-pub use crate::config::{Backend, Config, EtcdTransport};
+pub use crate::config::{Backend, Config, EtcdTransport, ZooKeeperReads};
 pub use crate::error::{Error, Result, SourceError};
 pub use crate::ext::{JsonEvent, StoreExt};
 pub use crate::lock::Lock;

@@ -306,3 +306,52 @@ async fn the_leader_killed_under_a_watch_and_a_lock() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Reads sync first by default (`?reads=fresh`) and not with
+/// `?reads=local`; both read what was written, on the ensemble, whichever
+/// server each store's session is on.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fresh_and_local_reads_read_back() {
+    let test = "zookeeper fresh_and_local_reads_read_back";
+    let Some(addrs) = support::server_addr("KV_ZOOKEEPER_CLUSTER", test) else {
+        return;
+    };
+    let dir = support::unique("reads");
+    let writer = kvmesh::connect(&format!("zk://{addrs}")).await.unwrap();
+    for reads in ["fresh", "local"] {
+        let reader = kvmesh::connect(&format!("zk://{addrs}?reads={reads}"))
+            .await
+            .unwrap();
+        for i in 0..20 {
+            let key = format!("{dir}{reads}/{i}");
+            writer.put(&key, Bytes::from(i.to_string())).await.unwrap();
+            if reads == "fresh" {
+                // Another session's write that ended before the read began.
+                let pair = reader
+                    .get(&key)
+                    .await
+                    .unwrap()
+                    .expect("a fresh read sees it");
+                assert_eq!(pair.value, i.to_string());
+            }
+        }
+        let prefix = format!("{dir}{reads}/");
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while reader.get_range(&prefix).await.unwrap().len() < 20 {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{reads}: not all 20 keys read"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let lock = writer
+            .acquire(&format!("{prefix}lock"), Bytes::from("me"))
+            .await
+            .unwrap();
+        let holder = reader.lock_holder(&format!("{prefix}lock")).await.unwrap();
+        if reads == "fresh" {
+            assert_eq!(holder.expect("the holder").value, "me");
+        }
+        lock.release().await.unwrap();
+    }
+}

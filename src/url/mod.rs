@@ -227,6 +227,7 @@ mod tests {
             ("file:///tmp/a.redb?lock_ttl=1s", "lock_ttl", "file://"),
             ("memory://?lock_ttl=3s", "lock_ttl", "memory://"),
             ("consul://127.0.0.1:8500?history=5", "history", "consul://"),
+            ("etcd://127.0.0.1:2379?reads=local", "reads", "etcd://"),
         ];
         for (url, option, backend) in refused {
             let Err(Error::InvalidArgument(message)) = parse_url(url) else {
@@ -255,6 +256,11 @@ mod tests {
             parse_url(url).unwrap();
         }
         assert!(URL_FORMS.contains("redis://") && URL_FORMS.contains("file://"));
+        let (_, config) = parse_url("zk://h:1?reads=local&lock_ttl=3s").unwrap();
+        assert_eq!(config.zookeeper_reads, crate::ZooKeeperReads::Local);
+        let (_, config) = parse_url("zk://h:1").unwrap();
+        assert_eq!(config.zookeeper_reads, crate::ZooKeeperReads::Fresh);
+        assert!(parse_url("zk://h:1?reads=stale").is_err());
     }
 
     #[test]

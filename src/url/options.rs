@@ -16,7 +16,7 @@ pub(super) fn options_of(backend: Backend) -> Vec<&'static str> {
         Backend::Redis => vec!["timeout", "lock_ttl", "history", "namespace"],
         Backend::Consul => vec!["timeout", "lock_ttl", "stall_timeout", "token", "dc"],
         Backend::Etcd => vec!["timeout", "lock_ttl", "stall_timeout", "transport"],
-        Backend::ZooKeeper => vec!["timeout", "lock_ttl"],
+        Backend::ZooKeeper => vec!["timeout", "lock_ttl", "reads"],
         // A backend added later takes what its own arm says.
         #[allow(unreachable_patterns)]
         _ => vec![],
@@ -92,6 +92,17 @@ fn set_option(config: &mut Config, name: &str, value: &str) -> Result<()> {
                 _ => {
                     return Err(Error::InvalidArgument(format!(
                         "transport: {value:?} is not http or grpc"
+                    )));
+                }
+            }
+        }
+        "reads" => {
+            config.zookeeper_reads = match value {
+                "fresh" => crate::ZooKeeperReads::Fresh,
+                "local" => crate::ZooKeeperReads::Local,
+                _ => {
+                    return Err(Error::InvalidArgument(format!(
+                        "reads: {value:?} is not fresh or local"
                     )));
                 }
             }

@@ -187,9 +187,10 @@ impl TtlSessions {
                         tracing::debug!(%error, key, "consul: a replaced TTL session stays until its TTL");
                     }
                     self.lock().remove(key);
-                    match moved {
-                        true => Ok(()),
-                        false => take_over(client, key, value, &id).await,
+                    if moved {
+                        Ok(())
+                    } else {
+                        take_over(client, key, value, &id).await
                     }
                 }
                 Err(error) => Err(error),

@@ -165,7 +165,8 @@ pub(super) async fn holder(
 ) -> Result<Option<crate::KvPair>> {
     let dir = node_path(root, key);
     let client = session.client().await?;
-    let children = match client.list_children(&dir).await {
+    let list = async { client.list_children(&dir).await };
+    let children = match super::nodes::fresh(session, &client, &dir, list).await {
         Ok(children) => children,
         Err(zk::Error::NoNode) => return Ok(None),
         Err(error) => return Err(failure("zookeeper lock_holder", error)),

@@ -114,6 +114,7 @@ impl ZooKeeperStore {
             timeout: config.timeout,
             session_timeout: config.lock_ttl,
             digest,
+            fresh_reads: config.zookeeper_reads == crate::ZooKeeperReads::Fresh,
         };
         Ok(ZooKeeperStore {
             session: Arc::new(Session::new(settings)),

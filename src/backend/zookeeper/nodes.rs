@@ -190,16 +190,38 @@ pub(crate) fn raced(path: &str) -> zk::Error {
     ))
 }
 
-/// The key at `path`, if it is one.
+/// The key at `path`, if it is one, as of after every write that ended
+/// before the call (see [`fresh`]).
 pub(crate) async fn get(session: &Session, key: &str, path: &str) -> Result<Option<KvPair>> {
     session
         .run("zookeeper get", Repeat::Safe, |client| async move {
-            match read(&client, path).await? {
-                Some((data, stat)) => pair_of(key, data, &stat),
-                None => Ok(None),
-            }
+            let read = read(&client, path);
+            let found = fresh(session, &client, path, read).await?;
+            found.map_or(Ok(None), |(data, stat)| pair_of(key, data, &stat))
         })
         .await
+}
+
+/// Runs `read` behind a `sync` of `path`: the server the session is on
+/// may not have applied the latest writes yet (ZooKeeper reads are local),
+/// and a session's requests run in order, so the read waits until that
+/// server has caught up with the leader. Both go at once, one round trip.
+/// `read` must be lazy (an `async` fn or block): it sends its requests when
+/// first polled, after the sync; zookeeper-client's own calls send at once.
+/// With `?reads=local`, just `read`.
+pub(crate) async fn fresh<T>(
+    session: &Session,
+    client: &zk::Client,
+    path: &str,
+    read: impl Future<Output = std::result::Result<T, zk::Error>>,
+) -> std::result::Result<T, zk::Error> {
+    if !session.fresh_reads() {
+        return read.await;
+    }
+    let synced = client.sync(path);
+    let value = read.await;
+    synced.await?;
+    value
 }
 
 /// Deletes the key at `path`: its node holds [`PARENT`] from then on.

@@ -39,17 +39,29 @@ pub(crate) struct Snapshot {
     pub(crate) zxid: u64,
 }
 
-/// Every key under `prefix` (a plain string prefix), sorted by key.
+/// Every key under `prefix` (a plain string prefix), sorted by key, as of
+/// after every write that ended before the call ([`super::nodes::fresh`]).
 pub(crate) async fn read_range(session: &Session, root: &str, prefix: &str) -> Result<Vec<KvPair>> {
-    Ok(read_snapshot(session, root, prefix).await?.pairs)
+    Ok(read_state(session, root, prefix, true).await?.pairs)
 }
 
-/// The state under `prefix`, as of one moment.
+/// The state under `prefix`, as of one moment (for a watch, which reads
+/// again after each change: the server it is on may lag behind).
 pub(crate) async fn read_snapshot(session: &Session, root: &str, prefix: &str) -> Result<Snapshot> {
+    read_state(session, root, prefix, false).await
+}
+
+async fn read_state(session: &Session, root: &str, prefix: &str, fresh: bool) -> Result<Snapshot> {
     session
         .run("zookeeper get_range", Repeat::Safe, |client| async move {
-            for _ in 0..ROUNDS {
-                if let Some(snapshot) = read_once(&client, root, prefix).await? {
+            for round in 0..ROUNDS {
+                let once = read_once(&client, root, prefix);
+                let read = if fresh && round == 0 {
+                    super::nodes::fresh(session, &client, root, once).await?
+                } else {
+                    once.await?
+                };
+                if let Some(snapshot) = read {
                     return Ok(snapshot);
                 }
             }

@@ -42,6 +42,8 @@ pub(crate) struct Settings {
     /// locks) once the client stops answering.
     pub(crate) session_timeout: Duration,
     pub(crate) digest: Option<Digest>,
+    /// Reads sync first ([`crate::ZooKeeperReads::Fresh`]).
+    pub(crate) fresh_reads: bool,
 }
 
 /// The session, shared by every call of the store.
@@ -72,6 +74,11 @@ pub(crate) enum Repeat {
 }
 
 impl Session {
+    /// Whether reads sync first ([`super::nodes::fresh`]).
+    pub(crate) fn fresh_reads(&self) -> bool {
+        self.settings.fresh_reads
+    }
+
     pub(crate) fn new(settings: Settings) -> Session {
         Session {
             settings,
