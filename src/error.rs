@@ -102,12 +102,14 @@ pub enum Error {
         what: String,
     },
 
-    /// A write reached the store but its reply was lost (the connection broke
-    /// mid-reply): it may or may not have been applied. Read the key back to
-    /// learn which. (A write that times out is [`Error::Timeout`], and its
-    /// outcome is unknown in the same way.)
+    /// A write may have reached the store, but no answer says whether it
+    /// was applied: the connection broke before the reply, or the server
+    /// answered that it could not confirm it (etcd's "request timed out",
+    /// "leader changed"; a Consul 5xx). Read the key back to learn which;
+    /// kvmesh never sends such a write again. (A write that times out is
+    /// [`Error::Timeout`], and its outcome is unknown in the same way.)
     #[error(
-        "{operation}: the connection broke before the reply; the write may or may not have been applied: {message}"
+        "{operation}: the write may or may not have been applied (the connection broke before the reply, or the server could not confirm it): {message}"
     )]
     OutcomeUnknown {
         /// What was being done.

@@ -14,6 +14,9 @@ use futures::StreamExt;
 use kvmesh::{Bytes, Error, KvEvent, Store, WatchOptions};
 use support::proxy::FaultProxy;
 
+/// The tests on the ensemble take turns: one kills its leader.
+static ENSEMBLE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 async fn next(watch: &mut kvmesh::Watch) -> KvEvent {
     tokio::time::timeout(Duration::from_secs(30), watch.next())
         .await
@@ -251,6 +254,7 @@ async fn the_leader_killed_under_a_watch_and_a_lock() {
     else {
         return;
     };
+    let _turn = ENSEMBLE.lock().await;
     let url = format!("zk://{cluster}?lock_ttl=4s&timeout=10s");
     let store = kvmesh::connect(&url).await.unwrap();
     let other = kvmesh::connect(&url).await.unwrap();
@@ -316,6 +320,7 @@ async fn fresh_and_local_reads_read_back() {
     let Some(addrs) = support::server_addr("KV_ZOOKEEPER_CLUSTER", test) else {
         return;
     };
+    let _turn = ENSEMBLE.lock().await;
     let dir = support::unique("reads");
     let writer = kvmesh::connect(&format!("zk://{addrs}")).await.unwrap();
     for reads in ["fresh", "local"] {

@@ -89,7 +89,7 @@ const TTL_SESSION: &str = "kvmesh-ttl";
 
 /// Makes session `id` hold `key` with `value`. A key another store's TTL
 /// session holds is taken over (the last TTL write wins, as on etcd and
-/// Redis): released from that session, keeping the key, then acquired. A
+/// Redis): handed from that session to `id` in one txn ([`hand_over`]). A
 /// key a lock holds (any other session) is [`Error::HeldByLock`].
 async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> Result<()> {
     for attempt in 0..5u32 {
@@ -129,8 +129,12 @@ async fn take_over(client: &ConsulClient, key: &str, value: Bytes, id: &str) -> 
 }
 
 /// Moves `key` from session `from` to session `to`, writing `value`, in one
-/// txn (`unlock`, then `lock`): a write between the two steps would
-/// otherwise be overwritten by the second. False when `from` did not hold it.
+/// txn (`unlock`, then `lock`): a write between two steps would otherwise
+/// be overwritten by the second. The value goes once, with `lock` (what
+/// `unlock` writes is overwritten in the same txn), base64 in the txn's
+/// JSON: Consul's 512 KiB txn limit takes values up to about 380 KiB.
+/// False when Consul rolled it back (`from` did not hold the key, or it
+/// refused either step).
 async fn hand_over(
     client: &ConsulClient,
     key: &str,
@@ -138,12 +142,21 @@ async fn hand_over(
     from: &str,
     to: &str,
 ) -> Result<bool> {
-    let value = encode(value);
     let operations = serde_json::json!([
-        { "KV": { "Verb": "unlock", "Key": key, "Value": value, "Session": from } },
-        { "KV": { "Verb": "lock", "Key": key, "Value": value, "Session": to } },
+        { "KV": { "Verb": "unlock", "Key": key, "Session": from } },
+        { "KV": { "Verb": "lock", "Key": key, "Value": encode(value), "Session": to } },
     ]);
-    client.transaction(&operations).await
+    client
+        .transaction(&operations)
+        .await
+        .map_err(|error| match error {
+            Error::ValueTooLarge { limit, .. } => Error::ValueTooLarge {
+                key: key.to_owned(),
+                size: value.len(),
+                limit,
+            },
+            other => other,
+        })
 }
 
 impl TtlSessions {
@@ -178,27 +191,27 @@ impl TtlSessions {
             }
         }
         let id = client.create_session(TTL_SESSION, ttl, "delete").await?;
-        let taken = match &previous {
-            // The new session takes the key from the old one in one txn;
-            // the old one, which holds nothing then, goes (or expires).
-            Some(old) => match hand_over(client, key, &value, &old.id, &id).await {
-                Ok(moved) => {
-                    if let Err(error) = client.destroy_session(&old.id).await {
-                        tracing::debug!(%error, key, "consul: a replaced TTL session stays until its TTL");
-                    }
-                    self.lock().remove(key);
-                    if moved {
-                        Ok(())
-                    } else {
-                        take_over(client, key, value, &id).await
-                    }
-                }
-                Err(error) => Err(error),
-            },
-            None => take_over(client, key, value, &id).await,
+        // The new session takes the key from the old one in one txn; when
+        // the old one no longer held it, from whoever does.
+        let moved = match &previous {
+            Some(old) => hand_over(client, key, &value, &old.id, &id).await,
+            None => Ok(false),
+        };
+        let taken = match moved {
+            Ok(true) => Ok(()),
+            Ok(false) => take_over(client, key, value, &id).await,
+            Err(error) => Err(error),
         };
         match taken {
-            Ok(()) => {}
+            Ok(()) => {
+                // The old session holds nothing now: it goes (or expires;
+                // a failure here must not fail the write, which is done).
+                if let Some(old) = &previous
+                    && let Err(error) = client.destroy_session(&old.id).await
+                {
+                    tracing::debug!(%error, key, "consul: a replaced TTL session stays until its TTL");
+                }
+            }
             // The new session may hold the key: it stays, and deletes the
             // key at its TTL as asked (destroying it would delete a key the
             // caller cannot know was written).
@@ -206,7 +219,8 @@ impl TtlSessions {
                 self.lock().insert(key.to_owned(), TtlSession { id, ttl });
                 return Err(error);
             }
-            // Not written: the new session holds nothing.
+            // Not written: the new session holds nothing; the old one, if
+            // any, still holds the key and is still tracked.
             Err(error) => {
                 let _ = client.destroy_session(&id).await;
                 return Err(error);
@@ -235,7 +249,10 @@ impl TtlSessions {
         let released = client
             .put(key, value.clone(), Write::Release(&session.id))
             .await?;
-        client.destroy_session(&session.id).await?;
+        // The write is done: a session left behind only expires.
+        if let Err(error) = client.destroy_session(&session.id).await {
+            tracing::debug!(%error, key, "consul: a released TTL session stays until its TTL");
+        }
         if !released {
             // The session no longer held the key (it expired): write plainly.
             return Ok(false);
@@ -265,7 +282,11 @@ impl TtlSessions {
             }
         };
         for session in sessions {
-            client.destroy_session(&session.id).await?;
+            // The delete is done: a session left behind only expires (it
+            // holds no key now).
+            if let Err(error) = client.destroy_session(&session.id).await {
+                tracing::debug!(%error, key, "consul: a TTL session stays until its TTL");
+            }
         }
         Ok(())
     }

@@ -318,7 +318,7 @@ pub(crate) async fn swap(
             "zookeeper atomic_put",
             Repeat::Unsafe,
             |client| async move {
-                let Some(stat) = current(&client, path, version).await? else {
+                let Some(stat) = current(session, &client, path, version).await? else {
                     return Ok(false);
                 };
                 match client.set_data(path, value, Some(stat.version)).await {
@@ -339,7 +339,7 @@ pub(crate) async fn delete_if(session: &Session, path: &str, version: u64) -> Re
             Repeat::Unsafe,
             |client| async move {
                 for _ in 0..RACE_ROUNDS {
-                    let Some(stat) = current(&client, path, version).await? else {
+                    let Some(stat) = current(session, &client, path, version).await? else {
                         return Ok(false);
                     };
                     match mark_deleted(&client, path, &stat).await {
@@ -356,14 +356,23 @@ pub(crate) async fn delete_if(session: &Session, path: &str, version: u64) -> Re
         .await
 }
 
-/// The node's stat when it is a key at `version`.
+/// The node's stat when it is a key at `version`. A "no" is read again
+/// behind a sync ([`fresh`]): the server the session is on may not have
+/// the caller's version yet (learnt from another session); only the
+/// leader's state may say no.
 async fn current(
+    session: &Session,
     client: &zk::Client,
     path: &str,
     version: u64,
 ) -> std::result::Result<Option<zk::Stat>, zk::Error> {
-    let Some((data, stat)) = read(client, path).await? else {
-        return Ok(None);
+    let at_version = |found: Option<(Vec<u8>, zk::Stat)>| match found {
+        Some((data, stat)) if !is_marker(&data) && version_of(&stat)? == version => Ok(Some(stat)),
+        _ => Ok(None),
     };
-    Ok((!is_marker(&data) && version_of(&stat)? == version).then_some(stat))
+    let found = at_version(read(client, path).await?)?;
+    if found.is_some() || !session.fresh_reads() {
+        return Ok(found);
+    }
+    at_version(fresh(session, client, path, read(client, path)).await?)
 }

@@ -9,7 +9,9 @@
 //!   children;
 //! - a plain write that lands on a node with that mark makes the node anew
 //!   as a plain one (a plain node that had children, none now, looks the
-//!   same and is made anew once);
+//!   same and is made anew once), unless another write came between its
+//!   value and the remake: that write decides what the node is (writing
+//!   the value again would undo it);
 //! - a TTL write makes the node anew each time, with its TTL.
 //!
 //! Making a node anew is one `multi`: delete at the version read, create.

@@ -52,9 +52,16 @@ pub(super) async fn apply(session: &Session, root: &str, txn: Txn) -> Result<Txn
     let txn = &txn;
     session
         .run("zookeeper txn", Repeat::Unsafe, |client| async move {
+            // A failed check is read once more behind a sync (below).
+            let mut synced = !session.fresh_reads();
             for _ in 0..RACE_ROUNDS {
-                if let Some(result) = attempt(&client, session, root, txn).await? {
-                    return Ok(result);
+                match attempt(&client, session, root, txn).await? {
+                    Some(TxnResult::Conflict { .. }) if !synced => {
+                        client.sync(root).await?;
+                        synced = true;
+                    }
+                    Some(result) => return Ok(result),
+                    None => {}
                 }
             }
             Err(raced(root))

@@ -114,7 +114,9 @@ impl Transport for Gateway {
         request: &LeaseGrantRequest,
         token: Token,
     ) -> Reply<LeaseGrantResponse> {
-        self.post("/v3/lease/grant", request, token, false, "etcd lease grant")
+        // Sent again, a grant leaves at most a lease nobody uses, which
+        // expires at its TTL.
+        self.post("/v3/lease/grant", request, token, true, "etcd lease grant")
             .await
     }
 

@@ -68,7 +68,9 @@ impl Transport for Grpc {
             id: 0,
         };
         let reply: std::result::Result<proto::LeaseGrantResponse, _> = self
-            .unary(path, request, token, false, "etcd lease grant")
+            // Sent again, a grant leaves at most an unused lease, which
+            // expires at its TTL.
+            .unary(path, request, token, true, "etcd lease grant")
             .await?;
         Ok(reply.map(|reply| wire::LeaseGrantResponse {
             id: reply.id,

@@ -80,9 +80,6 @@ impl Grpc {
                 let scheme = if tls.is_some() { "https" } else { "http" };
                 let endpoint = Endpoint::from_shared(format!("{scheme}://{address}"))
                     .map_err(|e| Error::InvalidArgument(format!("endpoint {address:?}: {e}")))?
-                    // Well inside a call's timeout, so that a member that
-                    // drops connection attempts leaves time for the next.
-                    .connect_timeout(timeout / 2)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(KEEP_ALIVE)
                     .keep_alive_timeout(KEEP_ALIVE_TIMEOUT)
@@ -348,13 +345,18 @@ enum Connect {
 
 impl Connect {
     /// `endpoint`, over TLS as `tls` says.
+    /// A connect (and TLS handshake) may take half a call's timeout, so that
+    /// a member that drops connection attempts leaves time for the next.
+    /// Set on the connector itself (tonic's own connect timeout would wrap
+    /// a TLS connector outside its `ConnectError`, and a connect that timed
+    /// out would read as a call cut off after it was sent).
     fn new(endpoint: Endpoint, tls: Option<&crate::TlsConfig>, timeout: Duration) -> Result<Self> {
         match tls {
-            None => Ok(Connect::Plain(endpoint)),
+            None => Ok(Connect::Plain(endpoint.connect_timeout(timeout / 2))),
             #[cfg(feature = "tls")]
             Some(tls) => Ok(Connect::Tls(
                 endpoint,
-                crate::http::tls::h2_connector(tls, timeout)?,
+                crate::http::tls::h2_connector(tls, timeout / 2)?,
             )),
             #[cfg(not(feature = "tls"))]
             Some(_) => {
