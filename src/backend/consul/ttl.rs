@@ -243,12 +243,15 @@ impl TtlSessions {
             return Ok(false); // the common case: no turn to wait for
         }
         let _turn = self.turns.take(key).await;
-        let Some(session) = self.lock().remove(key) else {
+        let Some(session) = self.get(key) else {
             return Ok(false);
         };
+        // Still tracked until the release answers: a failed one is tried
+        // again by the next write (a second release by it is harmless).
         let released = client
             .put(key, value.clone(), Write::Release(&session.id))
             .await?;
+        self.lock().remove(key);
         // The write is done: a session left behind only expires.
         if let Err(error) = client.destroy_session(&session.id).await {
             tracing::debug!(%error, key, "consul: a released TTL session stays until its TTL");

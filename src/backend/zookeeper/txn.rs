@@ -54,9 +54,9 @@ pub(super) async fn apply(session: &Session, root: &str, txn: Txn) -> Result<Txn
         .run("zookeeper txn", Repeat::Unsafe, |client| async move {
             // A failed check is read once more behind a sync (below).
             let mut synced = !session.fresh_reads();
-            for _ in 0..RACE_ROUNDS {
+            for round in 1..=RACE_ROUNDS {
                 match attempt(&client, session, root, txn).await? {
-                    Some(TxnResult::Conflict { .. }) if !synced => {
+                    Some(TxnResult::Conflict { .. }) if !synced && round < RACE_ROUNDS => {
                         client.sync(root).await?;
                         synced = true;
                     }

@@ -339,25 +339,30 @@ enum Connect {
     #[cfg(feature = "tls")]
     Tls(
         Endpoint,
-        hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        hyper_timeout::TimeoutConnector<
+            hyper_rustls::HttpsConnector<hyper_util::client::legacy::connect::HttpConnector>,
+        >,
     ),
 }
 
 impl Connect {
     /// `endpoint`, over TLS as `tls` says.
-    /// A connect (and TLS handshake) may take half a call's timeout, so that
-    /// a member that drops connection attempts leaves time for the next.
-    /// Set on the connector itself (tonic's own connect timeout would wrap
-    /// a TLS connector outside its `ConnectError`, and a connect that timed
-    /// out would read as a call cut off after it was sent).
+    /// A connect (with its name lookup and TLS handshake) may take half a
+    /// call's timeout, so that a member that drops connection attempts
+    /// leaves time for the next. Set on the connector itself: tonic's own
+    /// connect timeout would wrap a TLS connector outside its
+    /// `ConnectError`, and a connect that timed out would read as a call
+    /// cut off after it was sent.
     fn new(endpoint: Endpoint, tls: Option<&crate::TlsConfig>, timeout: Duration) -> Result<Self> {
         match tls {
             None => Ok(Connect::Plain(endpoint.connect_timeout(timeout / 2))),
             #[cfg(feature = "tls")]
-            Some(tls) => Ok(Connect::Tls(
-                endpoint,
-                crate::http::tls::h2_connector(tls, timeout / 2)?,
-            )),
+            Some(tls) => {
+                let tls = crate::http::tls::h2_connector(tls, timeout / 2)?;
+                let mut connector = hyper_timeout::TimeoutConnector::new(tls);
+                connector.set_connect_timeout(Some(timeout / 2));
+                Ok(Connect::Tls(endpoint, connector))
+            }
             #[cfg(not(feature = "tls"))]
             Some(_) => {
                 let _ = timeout;
