@@ -74,20 +74,23 @@ fn zookeeper(c: &mut Criterion) {
             bare_put(&bare, path, &value).await;
         }
     });
+    // kvmesh's get, the same against both baselines below.
+    let kvmesh_get = |s: Arc<dyn kvmesh::Store>, k: Arc<Vec<String>>| {
+        move |i: usize| {
+            let (s, k) = (s.clone(), k.clone());
+            async move {
+                s.get(&k[i % k.len()]).await.unwrap().unwrap();
+            }
+        }
+    };
     for concurrency in [1, 32] {
-        let (s, k) = (store.clone(), keys.clone());
         let (b, p) = (bare.clone(), bare_paths.clone());
         bench_against(
             c,
             &rt,
             "zookeeper/get",
             concurrency,
-            move |i| {
-                let (s, k) = (s.clone(), k.clone());
-                async move {
-                    s.get(&k[i % k.len()]).await.unwrap().unwrap();
-                }
-            },
+            kvmesh_get(store.clone(), keys.clone()),
             move |i| {
                 let (b, p) = (b.clone(), p.clone());
                 async move {
@@ -98,19 +101,13 @@ fn zookeeper(c: &mut Criterion) {
         );
         // kvmesh's get syncs first (a read sees every write that ended
         // before it): against the bare client doing the same.
-        let (s, k) = (store.clone(), keys.clone());
         let (b, p) = (bare.clone(), bare_paths.clone());
         bench_against(
             c,
             &rt,
             "zookeeper/get_vs_synced",
             concurrency,
-            move |i| {
-                let (s, k) = (s.clone(), k.clone());
-                async move {
-                    s.get(&k[i % k.len()]).await.unwrap().unwrap();
-                }
-            },
+            kvmesh_get(store.clone(), keys.clone()),
             move |i| {
                 let (b, p) = (b.clone(), p.clone());
                 async move {

@@ -146,7 +146,8 @@ impl Store for ConsulStore {
     async fn delete(&self, key: &str) -> Result<()> {
         check_key(key)?;
         self.inner.client.delete(key, false, None).await?;
-        self.inner.ttl.forget(&self.inner.client, key, false).await
+        self.inner.ttl.forget(&self.inner.client, key, false).await;
+        Ok(())
     }
 
     async fn watch(&self, key: &str, options: WatchOptions) -> Result<Watch> {
@@ -197,7 +198,8 @@ impl Store for ConsulStore {
         self.inner
             .ttl
             .forget(&self.inner.client, prefix, true)
-            .await
+            .await;
+        Ok(())
     }
 
     async fn watch_range(&self, prefix: &str, options: WatchOptions) -> Result<Watch> {

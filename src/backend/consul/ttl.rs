@@ -264,13 +264,8 @@ impl TtlSessions {
     }
 
     /// After `key` (or every key under it, `prefix`) was deleted: destroys
-    /// the sessions that held them.
-    pub(super) async fn forget(
-        &self,
-        client: &ConsulClient,
-        key: &str,
-        prefix: bool,
-    ) -> Result<()> {
+    /// the sessions that held them (best effort: one left behind expires).
+    pub(super) async fn forget(&self, client: &ConsulClient, key: &str, prefix: bool) {
         let sessions: Vec<TtlSession> = {
             let mut by_key = self.lock();
             if prefix {
@@ -291,6 +286,5 @@ impl TtlSessions {
                 tracing::debug!(%error, key, "consul: a TTL session stays until its TTL");
             }
         }
-        Ok(())
     }
 }

@@ -88,7 +88,7 @@ impl ConsulStore {
         for write in &txn.writes {
             if let TxnWrite::Delete { key } = write {
                 // A deleted TTL key's session has nothing left to hold.
-                self.inner.ttl.forget(client, key, false).await?;
+                self.inner.ttl.forget(client, key, false).await;
             }
         }
         let written = decoded.results.unwrap_or_default();
